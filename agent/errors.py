@@ -1,0 +1,90 @@
+"""pipewarden's errors: one base class, each subclass also the matching built-in.
+
+Details live on attributes so callers can act on them without parsing text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "CheckFailedError",
+    "ConfigError",
+    "CycleError",
+    "DecorationError",
+    "DuplicateTaskError",
+    "PipewardenError",
+    "StoreError",
+    "TaskTimeoutError",
+    "UnknownDependencyError",
+]
+
+
+class PipewardenError(Exception):
+    """Base of every error pipewarden raises on purpose."""
+
+
+class ConfigError(PipewardenError, ValueError):
+    """A configuration value is wrong. ``problems`` lists every problem found, not only the first."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.problems = list(problems) or [message]
+
+
+class DecorationError(PipewardenError, TypeError):
+    """A decorator was applied wrongly or given arguments of the wrong type."""
+
+
+class CheckFailedError(PipewardenError, RuntimeError):
+    """A blocking check failed on a monitored call's output; ``results`` are the failing ones."""
+
+    def __init__(self, message: str, *, results: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
+
+
+class CycleError(PipewardenError, ValueError):
+    """The task graph has a cycle; ``cycle`` lists the tasks on it in order."""
+
+    def __init__(self, message: str, *, cycle: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.cycle = list(cycle)
+
+
+class UnknownDependencyError(PipewardenError, ValueError):
+    """A task depends on a task the pipeline does not have."""
+
+    def __init__(self, message: str, *, task: str = "", dependency: str = "") -> None:
+        super().__init__(message)
+        self.task = task
+        self.dependency = dependency
+
+
+class DuplicateTaskError(PipewardenError, ValueError):
+    """Two tasks of one pipeline have the same name."""
+
+    def __init__(self, message: str, *, task: str = "") -> None:
+        super().__init__(message)
+        self.task = task
+
+
+class TaskTimeoutError(PipewardenError, TimeoutError):
+    """A task ran past its timeout and was stopped."""
+
+    def __init__(self, message: str, *, task: str = "", timeout: float = 0.0) -> None:
+        super().__init__(message)
+        self.task = task
+        self.timeout = timeout
+
+
+class StoreError(PipewardenError, OSError):
+    """The run store cannot be opened or written (locked, read-only, corrupt); ``path`` names it."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path

@@ -1,0 +1,143 @@
+"""What a check is, and what it is given.
+
+A check is any callable ``(df) -> CheckResult | Iterable[CheckResult]``. The
+checks in this package subclass :class:`Check`, which also accepts a
+:class:`CheckContext` (the call's input frames for loss checks, a history
+store for cross-run checks, an injectable clock) and turns an unexpected
+exception into a result of status ``error`` instead of raising.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from checks.result import CheckResult, Kind, Severity, Status
+
+__all__ = ["Check", "CheckContext", "CheckStore", "run_check"]
+
+
+@runtime_checkable
+class CheckStore(Protocol):
+    """History that cross-run checks need; the agent's run store implements it.
+
+    Keys are passed as 64-bit hashes (``numpy.uint64`` arrays), never raw values.
+    Profiles are JSON-ready dicts.
+    """
+
+    def save_profile(self, name: str, profile: dict[str, Any]) -> None: ...
+
+    def load_profile(self, name: str) -> dict[str, Any] | None: ...
+
+    def seen_keys(self, dataset: str, hashes: Any) -> Any:
+        """Return a boolean array: which of ``hashes`` were recorded for ``dataset`` before."""
+        ...
+
+    def add_keys(self, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None: ...
+
+    def row_count_history(self, dataset: str, limit: int) -> list[int]:
+        """Row counts of earlier runs for ``dataset``, newest first."""
+        ...
+
+    def add_row_count(self, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """What a check may use besides the frame it judges.
+
+    ``inputs`` are the DataFrame arguments of the monitored call (for loss
+    across a step); ``store`` is the history for cross-run checks (None when
+    no store is configured: such checks then return status ``error`` saying so).
+    """
+
+    pipeline: str = ""
+    task: str = ""
+    dataset: str = ""
+    run_id: str = ""
+    inputs: Sequence[Any] = ()
+    store: CheckStore | None = None
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+class Check:
+    """Base for pipewarden's checks: subclasses implement :meth:`evaluate`.
+
+    >>> class AlwaysPass(Check):
+    ...     kind = Kind.CUSTOM
+    ...     def evaluate(self, df, context):
+    ...         return self.result(Status.PASS)
+    >>> AlwaysPass()(None)[0].status
+    <Status.PASS: 'pass'>
+    """
+
+    kind: ClassVar[Kind] = Kind.CUSTOM
+    #: True when the check needs a CheckStore (the runner then supplies one).
+    needs_store: ClassVar[bool] = False
+    #: True when the check compares against the call's input frames.
+    needs_inputs: ClassVar[bool] = False
+
+    def __init__(self, *, name: str | None = None, severity: Severity | str = Severity.FAIL) -> None:
+        self.name = name or type(self).__name__
+        self.severity = Severity(severity)
+
+    def evaluate(self, df: Any, context: CheckContext) -> CheckResult | Iterable[CheckResult]:
+        raise NotImplementedError
+
+    def __call__(self, df: Any, context: CheckContext | None = None) -> list[CheckResult]:
+        ctx = context if context is not None else CheckContext()
+        try:
+            out = self.evaluate(df, ctx)
+        except Exception as exc:  # a check never raises into the pipeline
+            return [self.result(Status.ERROR, message=f"{self.name}: {type(exc).__name__}: {exc}")]
+        results = [out] if isinstance(out, CheckResult) else list(out)
+        if ctx.dataset:
+            results = [r if r.dataset else _with_dataset(r, ctx.dataset) for r in results]
+        return results
+
+    def result(self, status: Status, **kw: Any) -> CheckResult:
+        """A result of this check's name, kind and severity; a violation becomes ``warn`` under severity warn."""
+        if status is Status.FAIL and self.severity is Severity.WARN:
+            status = Status.WARN
+        return CheckResult(self.name, self.kind, status, severity=self.severity, **kw)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} severity={self.severity}>"
+
+
+def _with_dataset(r: CheckResult, dataset: str) -> CheckResult:
+    from dataclasses import replace
+
+    return replace(r, dataset=dataset)
+
+
+def run_check(check: Any, df: Any, context: CheckContext) -> list[CheckResult]:
+    """Run any check callable and always get a list of results back.
+
+    pipewarden checks get the context; a plain callable gets only the frame.
+    An exception from a plain callable becomes one result of status ``error``.
+    """
+    if isinstance(check, Check):
+        return check(df, context)
+    name = getattr(check, "__name__", None) or type(check).__name__
+    try:
+        out = check(df)
+    except Exception as exc:
+        return [CheckResult(name, Kind.CUSTOM, Status.ERROR, message=f"{name}: {type(exc).__name__}: {exc}",
+                            dataset=context.dataset or None)]
+    if isinstance(out, CheckResult):
+        return [out]
+    if isinstance(out, bool):  # a predicate: True passes
+        return [CheckResult(name, Kind.CUSTOM, Status.PASS if out else Status.FAIL, dataset=context.dataset or None)]
+    try:
+        results = list(out)
+    except TypeError:
+        return [CheckResult(name, Kind.CUSTOM, Status.ERROR, dataset=context.dataset or None,
+                            message=f"{name} returned {type(out).__name__}; a check must return a CheckResult, "
+                                    "a list of them, or a bool")]
+    if not all(isinstance(r, CheckResult) for r in results):
+        return [CheckResult(name, Kind.CUSTOM, Status.ERROR, dataset=context.dataset or None,
+                            message=f"{name} returned a list with non-CheckResult items")]
+    return results

@@ -1,0 +1,203 @@
+"""Every metric pipewarden exports: name, type, labels, help, unit.
+
+This module is the single source of truth. Dashboards and Prometheus rule
+files may reference only these names (a test parses every PromQL expression
+they hold), and ``docs/metrics.md`` is generated from it
+(``python -m exporters.catalogue > docs/metrics.md``; a test keeps the two equal).
+
+Names follow the Prometheus conventions: ``pipewarden_`` prefix, base units,
+``_total`` on counters, ``_seconds`` / ``_bytes`` / ``_timestamp_seconds``.
+Labels are bounded: pipeline, task, dataset, column, check, kind, status,
+severity, method, exporter, trigger, alert, notifier. Never run ids, row values or file
+names. The one exception is ``version`` on the ``_info`` metric, which holds
+one series per pipeline at a time (the version currently deployed).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["CATALOGUE", "DURATION_BUCKETS", "MetricSpec", "MetricType", "by_name", "render_markdown"]
+
+
+class MetricType(enum.StrEnum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+    INFO = "info"
+
+
+#: From 5 ms to 4 hours: ETL steps range from sub-second lookups to multi-hour loads.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
+)
+#: Time to recovery and alert response: from a minute to two days.
+RECOVERY_BUCKETS: tuple[float, ...] = (
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0, 172800.0,
+)
+#: Checks are meant to be cheap: from 1 ms to 5 minutes.
+CHECK_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One exported metric. ``name`` is the exposition name (counters end in ``_total``)."""
+
+    name: str
+    type: MetricType
+    labels: tuple[str, ...]
+    help: str
+    unit: str = ""
+    buckets: tuple[float, ...] = ()
+    kpi: str = ""
+    #: For info metrics: the labels that carry the info itself (set together, one series per rest).
+    info_keys: tuple[str, ...] = ()
+
+    @property
+    def base_name(self) -> str:
+        """The name prometheus_client wants: counters without ``_total``, info without ``_info``."""
+        if self.type is MetricType.COUNTER and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        if self.type is MetricType.INFO and self.name.endswith("_info"):
+            return self.name[: -len("_info")]
+        return self.name
+
+    @property
+    def series_names(self) -> tuple[str, ...]:
+        """Every sample name this metric puts in the exposition."""
+        if self.type is MetricType.HISTOGRAM:
+            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
+        if self.type is MetricType.COUNTER:
+            return (self.name, f"{self.base_name}_created")
+        return (self.name,)
+
+
+C, G, H, I = MetricType.COUNTER, MetricType.GAUGE, MetricType.HISTOGRAM, MetricType.INFO
+PT = ("pipeline", "task")
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    # --- tasks (one per @monitor call or orchestrator task run) ----------------------------
+    MetricSpec("pipewarden_task_runs_total", C, (*PT, "status"),
+               "Task runs by final status (success, failed, timed_out, skipped, upstream_failed, "
+               "cancelled, interrupted).", kpi="task success rate, error rate"),
+    MetricSpec("pipewarden_task_duration_seconds", H, (*PT, "status"),
+               "Wall-clock duration of a task run, by final status.", "seconds", DURATION_BUCKETS,
+               kpi="task latency, completion time"),
+    MetricSpec("pipewarden_task_retries_total", C, PT,
+               "Task attempts that were retried after a failure.", kpi="retries"),
+    MetricSpec("pipewarden_task_rows_in_total", C, PT,
+               "Rows received by tasks (DataFrame, Series or Arrow table arguments).", kpi="throughput"),
+    MetricSpec("pipewarden_task_rows_out_total", C, PT,
+               "Rows returned by tasks.", kpi="throughput"),
+    MetricSpec("pipewarden_task_cpu_seconds_total", C, PT,
+               "CPU time (user + system) spent in task runs.", "seconds", kpi="resource utilisation"),
+    MetricSpec("pipewarden_task_peak_memory_bytes", G, PT,
+               "Peak resident memory observed during the task's last run.", "bytes",
+               kpi="resource utilisation"),
+    MetricSpec("pipewarden_task_last_success_timestamp_seconds", G, PT,
+               "Unix time of the task's last successful run.", "seconds", kpi="last success age"),
+    MetricSpec("pipewarden_task_in_progress", G, PT,
+               "Task runs currently executing."),
+    # --- pipeline runs (orchestrator runs; a top-level @monitor call counts as one) -------
+    MetricSpec("pipewarden_pipeline_runs_total", C, ("pipeline", "status"),
+               "Pipeline runs by final status.", kpi="pipeline success rate"),
+    MetricSpec("pipewarden_pipeline_duration_seconds", H, ("pipeline", "status"),
+               "Wall-clock duration of a pipeline run.", "seconds", DURATION_BUCKETS,
+               kpi="pipeline completion time"),
+    MetricSpec("pipewarden_pipeline_last_success_timestamp_seconds", G, ("pipeline",),
+               "Unix time of the pipeline's last successful run.", "seconds",
+               kpi="uptime / last success age"),
+    MetricSpec("pipewarden_pipeline_last_failure_timestamp_seconds", G, ("pipeline",),
+               "Unix time of the pipeline's last failed run.", "seconds"),
+    MetricSpec("pipewarden_pipeline_up", G, ("pipeline",),
+               "1 when the pipeline's last run succeeded, 0 when it failed; avg_over_time gives uptime.",
+               kpi="uptime"),
+    MetricSpec("pipewarden_pipeline_recovery_seconds", H, ("pipeline",),
+               "Time from a failed run to the next successful one.", "seconds", RECOVERY_BUCKETS,
+               kpi="time to recovery"),
+    MetricSpec("pipewarden_pipeline_changes_total", C, ("pipeline",),
+               "Runs that were the first of a new pipeline version (git commit or source hash).",
+               kpi="change failure rate"),
+    MetricSpec("pipewarden_pipeline_failed_changes_total", C, ("pipeline",),
+               "New pipeline versions whose first run failed.", kpi="change failure rate"),
+    MetricSpec("pipewarden_pipeline_active_runs", G, ("pipeline",),
+               "Pipeline runs currently in progress."),
+    MetricSpec("pipewarden_pipeline_version_info", I, ("pipeline", "version"),
+               "The version of the pipeline that ran last (git commit or source hash).",
+               info_keys=("version",)),
+    # --- data quality -------------------------------------------------------------------
+    MetricSpec("pipewarden_check_results_total", C, ("pipeline", "dataset", "check", "kind", "status"),
+               "Data-quality check results by kind and status (pass, warn, fail, error).",
+               kpi="data-quality results"),
+    MetricSpec("pipewarden_check_duration_seconds", H, ("pipeline", "kind"),
+               "Time spent evaluating one check.", "seconds", CHECK_BUCKETS),
+    MetricSpec("pipewarden_dq_row_count", G, ("pipeline", "dataset"),
+               "Rows in the dataset at its last check.", kpi="volume"),
+    MetricSpec("pipewarden_dq_null_fraction", G, ("pipeline", "dataset", "column"),
+               "Fraction of null values in a column at its last check.", "ratio", kpi="completeness"),
+    MetricSpec("pipewarden_dq_duplicates", G, ("pipeline", "dataset", "check"),
+               "Duplicate rows (extra occurrences of a key or of a full row) at the last check.",
+               kpi="duplication"),
+    MetricSpec("pipewarden_dq_rows_lost", G, ("pipeline", "dataset", "check"),
+               "Rows or keys lost across a step or against a source at the last check.", kpi="loss"),
+    MetricSpec("pipewarden_dq_drift_score", G, ("pipeline", "dataset", "column", "method"),
+               "Drift score of a column against its reference (psi, ks, wasserstein, js, chi2).",
+               kpi="drift"),
+    MetricSpec("pipewarden_dq_freshness_lag_seconds", G, ("pipeline", "dataset", "column"),
+               "Age of the newest timestamp in a column at the last check.", "seconds",
+               kpi="freshness lag"),
+    # --- scheduling ----------------------------------------------------------------------
+    MetricSpec("pipewarden_scheduler_triggers_total", C, ("pipeline", "trigger"),
+               "Runs started by the scheduler, by trigger (cron, interval, file, manual, backfill)."),
+    MetricSpec("pipewarden_scheduler_missed_runs_total", C, ("pipeline",),
+               "Schedule ticks skipped by the missed-run policy."),
+    # --- alerts ----------------------------------------------------------------------------
+    MetricSpec("pipewarden_alerts_firing", G, ("alert", "severity"),
+               "Alert rules currently firing.", kpi="alerts firing"),
+    MetricSpec("pipewarden_alert_transitions_total", C, ("alert", "severity", "status"),
+               "Alert state changes (firing, resolved)."),
+    MetricSpec("pipewarden_alert_response_seconds", H, ("alert", "severity"),
+               "Time from an alert firing to its resolution.", "seconds", RECOVERY_BUCKETS,
+               kpi="alert response time"),
+    MetricSpec("pipewarden_notifications_total", C, ("notifier", "status"),
+               "Notifications sent (status ok) or failed (status error)."),
+    # --- the agent itself -----------------------------------------------------------------
+    MetricSpec("pipewarden_export_errors_total", C, ("exporter",),
+               "Telemetry exports that failed (pushgateway, textfile, otlp, ...); the pipeline went on."),
+    MetricSpec("pipewarden_agent_start_time_seconds", G, (),
+               "Unix time the agent process started; time() minus it is the agent's uptime.", "seconds",
+               kpi="agent uptime"),
+)
+
+_BY_NAME = {m.name: m for m in CATALOGUE}
+
+
+def by_name(name: str) -> MetricSpec:
+    """The spec of an exposition name; raises KeyError naming the known metrics."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not in the pipewarden metric catalogue") from None
+
+
+def render_markdown() -> str:
+    """The metric reference page, ``docs/metrics.md``."""
+    lines = [
+        "# Metric catalogue",
+        "",
+        "Generated from `exporters/catalogue.py` by `python -m exporters.catalogue > docs/metrics.md`;",
+        "a test keeps this page equal to the code.",
+        "",
+        "| metric | type | labels | unit | KPI | help |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in CATALOGUE:
+        labels = ", ".join(m.labels) or "-"
+        lines.append(f"| `{m.name}` | {m.type} | {labels} | {m.unit or '-'} | {m.kpi or '-'} | {m.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")
