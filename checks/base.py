@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from checks.errors import CheckInputError
 from checks.result import CheckResult, Kind, Severity, Status
 
 __all__ = ["Check", "CheckContext", "CheckStore", "run_check"]
@@ -79,7 +80,9 @@ class Check:
     #: True when the check compares against the call's input frames.
     needs_inputs: ClassVar[bool] = False
 
-    def __init__(self, *, name: str | None = None, severity: Severity | str = Severity.FAIL) -> None:
+    def __init__(
+        self, *, name: str | None = None, severity: Severity | str = Severity.FAIL
+    ) -> None:
         self.name = name or type(self).__name__
         self.severity = Severity(severity)
 
@@ -90,15 +93,21 @@ class Check:
         ctx = context if context is not None else CheckContext()
         try:
             out = self.evaluate(df, ctx)
+            results = [out] if isinstance(out, CheckResult) else list(out)
+        except CheckInputError as exc:  # the frame cannot be checked: say what was found
+            results = [self.result(Status.ERROR, message=f"{self.name}: {exc}", column=exc.column)]
         except Exception as exc:  # a check never raises into the pipeline
-            return [self.result(Status.ERROR, message=f"{self.name}: {type(exc).__name__}: {exc}")]
-        results = [out] if isinstance(out, CheckResult) else list(out)
+            message = f"{self.name}: {type(exc).__name__}: {exc}"
+            results = [self.result(Status.ERROR, message=message)]
         if ctx.dataset:
             results = [r if r.dataset else _with_dataset(r, ctx.dataset) for r in results]
         return results
 
     def result(self, status: Status, **kw: Any) -> CheckResult:
-        """A result of this check's name, kind and severity; a violation becomes ``warn`` under severity warn."""
+        """A result of this check's name, kind and severity.
+
+        A violation (``fail``) becomes ``warn`` under severity warn.
+        """
         if status is Status.FAIL and self.severity is Severity.WARN:
             status = Status.WARN
         return CheckResult(self.name, self.kind, status, severity=self.severity, **kw)
@@ -125,18 +134,20 @@ def run_check(check: Any, df: Any, context: CheckContext) -> list[CheckResult]:
     try:
         out = check(df)
     except Exception as exc:
-        return [CheckResult(name, Kind.CUSTOM, Status.ERROR, message=f"{name}: {type(exc).__name__}: {exc}",
+        return [CheckResult(name, Kind.CUSTOM, Status.ERROR,
+                            message=f"{name}: {type(exc).__name__}: {exc}",
                             dataset=context.dataset or None)]
     if isinstance(out, CheckResult):
         return [out]
     if isinstance(out, bool):  # a predicate: True passes
-        return [CheckResult(name, Kind.CUSTOM, Status.PASS if out else Status.FAIL, dataset=context.dataset or None)]
+        status = Status.PASS if out else Status.FAIL
+        return [CheckResult(name, Kind.CUSTOM, status, dataset=context.dataset or None)]
     try:
         results = list(out)
     except TypeError:
         return [CheckResult(name, Kind.CUSTOM, Status.ERROR, dataset=context.dataset or None,
-                            message=f"{name} returned {type(out).__name__}; a check must return a CheckResult, "
-                                    "a list of them, or a bool")]
+                            message=f"{name} returned {type(out).__name__}; a check must return "
+                                    "a CheckResult, a list of them, or a bool")]
     if not all(isinstance(r, CheckResult) for r in results):
         return [CheckResult(name, Kind.CUSTOM, Status.ERROR, dataset=context.dataset or None,
                             message=f"{name} returned a list with non-CheckResult items")]

@@ -133,7 +133,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                kpi="data-quality results"),
     MetricSpec("pipewarden_check_duration_seconds", H, ("pipeline", "kind"),
                "Time spent evaluating one check.", "seconds", CHECK_BUCKETS),
-    MetricSpec("pipewarden_dq_row_count", G, ("pipeline", "dataset"),
+    MetricSpec("pipewarden_dq_rows", G, ("pipeline", "dataset"),
                "Rows in the dataset at its last check.", kpi="volume"),
     MetricSpec("pipewarden_dq_null_fraction", G, ("pipeline", "dataset", "column"),
                "Fraction of null values in a column at its last check.", "ratio", kpi="completeness"),

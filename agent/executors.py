@@ -1,0 +1,398 @@
+"""Where task functions execute: threads, processes, or a Dask cluster, behind one interface.
+
+An executor has ``submit(fn, *args) -> future`` (anything with ``result()``)
+and ``shutdown(wait=True)``. The runner keeps its bookkeeping (store, spans,
+checks) in its own threads and hands only the task function to the executor;
+with :class:`ThreadExecutor` it calls the function in its own worker thread,
+with no hand-off at all.
+
+A task with a timeout runs in a forked child process (:func:`run_in_child`),
+wherever the executor runs it: a stuck thread cannot be stopped, a process can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import pickle
+import resource
+import select
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from agent.errors import ConfigError, TaskTimeoutError
+
+__all__ = [
+    "DaskExecutor",
+    "Executor",
+    "Measured",
+    "ProcessExecutor",
+    "TaskCancelledError",
+    "ThreadExecutor",
+    "get_executor",
+    "invoke",
+    "measured",
+    "run_in_child",
+]
+
+log = logging.getLogger("pipewarden.executors")
+
+#: Prefix of module names the loader gives pipeline files (shipped by value to Dask workers).
+LOADED_PREFIX = "pipewarden_pipelines."
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs functions somewhere; ``local`` executors let the runner call them in its own threads."""
+
+    name: str
+    local: bool
+    max_workers: int | None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any: ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
+
+
+class TaskCancelledError(Exception):
+    """The run was cancelled while the task's child process ran; the child was stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A task's return value with the CPU seconds and peak memory of the process that ran it."""
+
+    value: Any
+    cpu: float
+    peak: int | None
+
+
+def invoke(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    """Call a task function with its inputs by name; coroutine functions run to completion."""
+    out = fn(**kwargs)
+    if inspect.iscoroutine(out):
+        return asyncio.run(out)
+    return out
+
+
+def measured(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Measured:
+    """:func:`invoke` in a worker of another process or cluster, reporting its CPU and peak memory."""
+    c0 = time.thread_time()
+    value = invoke(fn, kwargs)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return Measured(value, time.thread_time() - c0, peak)
+
+
+def timed(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: float, grace: float) -> Measured:
+    """:func:`run_in_child` with the arguments the runner submits (picklable for remote executors)."""
+    return run_in_child(fn, kwargs, timeout, grace=grace)
+
+
+class ThreadExecutor:
+    """Threads of this process (the default).
+
+    >>> ex = ThreadExecutor(max_workers=2)
+    >>> ex.submit(sum, [1, 2]).result()
+    3
+    >>> ex.shutdown()
+    """
+
+    name = "threads"
+    local = True
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="pipewarden")
+        return self._pool
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        return self.pool.submit(fn, *args)
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
+            self._pool = None
+
+
+class ProcessExecutor:
+    """A pool of worker processes of this machine (``fork`` where available, so any function works)."""
+
+    name = "processes"
+    local = False
+
+    def __init__(self, max_workers: int | None = None, *, mp_context: str | None = None) -> None:
+        import multiprocessing
+
+        self.max_workers = max_workers
+        method = mp_context or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        self._ctx = multiprocessing.get_context(method)
+        self._pool: Any = None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._ctx)
+        return self._pool.submit(fn, *args)  # type: ignore[no-any-return]
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
+            self._pool = None
+
+
+class DaskExecutor:
+    """A Dask distributed cluster: ``address`` of a running scheduler, or a local cluster started here.
+
+    >>> ex = DaskExecutor(processes=False, n_workers=1)   # doctest: +SKIP
+    >>> ex.submit(sum, [1, 2]).result()                    # doctest: +SKIP
+    3
+
+    ``dask.distributed`` is imported when the executor is created, never
+    before. Functions of pipeline files loaded by the CLI are shipped by value,
+    so workers need pipewarden installed but not the pipeline file.
+    """
+
+    name = "dask"
+    local = False
+
+    def __init__(self, address: str | None = None, *, client: Any = None, n_workers: int | None = None,
+                 threads_per_worker: int | None = None, processes: bool | None = None,
+                 max_workers: int | None = None, **cluster_options: Any) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise ConfigError("the Dask executor needs dask.distributed: pip install 'pipewarden[dask]'") from exc
+        self._cluster: Any = None
+        if client is not None:
+            self.client = client
+        elif address:
+            self.client = Client(address)
+        else:
+            options: dict[str, Any] = {"dashboard_address": None, **cluster_options}
+            if n_workers is not None:
+                options["n_workers"] = n_workers
+            if threads_per_worker is not None:
+                options["threads_per_worker"] = threads_per_worker
+            if processes is not None:
+                options["processes"] = processes
+            self._cluster = LocalCluster(**options)
+            self.client = Client(self._cluster)
+        self._owns_client = client is None
+        self.max_workers = max_workers
+        self._by_value: set[str] = set()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        for obj in (fn, *args):
+            self._ship_by_value(obj)
+        return self.client.submit(fn, *args, pure=False)
+
+    def _ship_by_value(self, obj: Any) -> None:
+        mod = getattr(obj, "__module__", None)
+        if mod and mod.startswith(LOADED_PREFIX) and mod not in self._by_value and mod in sys.modules:
+            try:
+                import cloudpickle
+
+                cloudpickle.register_pickle_by_value(sys.modules[mod])
+                self._by_value.add(mod)
+            except Exception:  # older cloudpickle: workers must import the module themselves
+                log.debug("cannot ship %s by value", mod, exc_info=True)
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._owns_client:
+            self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+
+def get_executor(name: str, *, max_workers: int | None = None, address: str | None = None) -> Executor:
+    """An executor by name: ``threads``, ``processes`` or ``dask`` (``address`` of a scheduler, or local)."""
+    if name in ("threads", "thread"):
+        return ThreadExecutor(max_workers)
+    if name in ("processes", "process"):
+        return ProcessExecutor(max_workers)
+    if name == "dask":
+        return DaskExecutor(address, max_workers=max_workers)
+    raise ConfigError(f"executor must be one of threads, processes, dask — got {name!r}")
+
+
+# --- a child process per task with a timeout -----------------------------------------------
+
+def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: float, *, grace: float = 5.0,
+                 cancel: Any = None, task: str = "") -> Measured:
+    """Run ``fn(**kwargs)`` in a forked child; at ``timeout`` seconds SIGTERM it, SIGKILL after ``grace``.
+
+    Returns the value (pickled back through a pipe) with the child's CPU time
+    and peak memory; re-raises the child's exception (its traceback added as a
+    note); raises :class:`~agent.errors.TaskTimeoutError` at the deadline and
+    :class:`TaskCancelledError` when ``cancel`` (an Event) is set meanwhile.
+    """
+    if not hasattr(os, "fork"):
+        return _run_in_spawned(fn, kwargs, timeout, grace=grace, task=task)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run, report, and leave without running the parent's atexit hooks
+        code = 0
+        try:
+            os.close(r)
+            _child_setup()
+            payload = _child_payload(fn, kwargs)
+            with os.fdopen(w, "wb") as f:
+                f.write(payload)
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        os.setpgid(pid, pid)  # also done in the child; whichever runs first wins the race
+    except OSError:
+        pass
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _stop(pid, grace)
+                raise TaskTimeoutError(f"task {task!r} ran past its timeout of {timeout:g} s and was stopped",
+                                       task=task, timeout=timeout)
+            if cancel is not None and cancel.is_set():
+                _stop(pid, grace)
+                raise TaskCancelledError(f"task {task!r} was stopped because the run was cancelled")
+            ready, _, _ = select.select([r], [], [], min(remaining, 0.25) if cancel is not None else remaining)
+            if not ready:
+                continue
+            data = os.read(r, 1 << 20)
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if not chunks:
+        raise ChildProcessError(f"the child process of task {task!r} died without a result "
+                                f"({_describe_status(status)}); out of memory, or killed from outside?")
+    return _decode(b"".join(chunks))
+
+
+def _child_setup() -> None:
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The parent stops the child on Ctrl-C; the terminal's SIGINT is not for the child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:  # die with the parent if it is killed (PR_SET_PDEATHSIG)
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+        except Exception:
+            pass
+
+
+def _child_payload(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> bytes:
+    try:
+        result: tuple[Any, ...] = ("ok", invoke(fn, kwargs))
+    except BaseException as exc:
+        result = ("err", exc, traceback.format_exc())
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu, peak = ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024
+    try:
+        return pickle.dumps((result, cpu, peak), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        what = "output" if result[0] == "ok" else f"exception {type(result[1]).__name__}: {result[1]}"
+        err = RuntimeError(f"the task's {what} cannot be pickled ({type(exc).__name__}: {exc}); a task with a "
+                           "timeout runs in a child process and must return a picklable value")
+        return pickle.dumps((("err", err, result[2] if len(result) > 2 else ""), cpu, peak))
+
+
+def _decode(data: bytes) -> Measured:
+    result, cpu, peak = pickle.loads(data)
+    if result[0] == "ok":
+        return Measured(result[1], cpu, peak)
+    exc: BaseException = result[1]
+    if result[2]:
+        try:
+            exc.add_note("Traceback in the task's child process:\n" + result[2].rstrip())
+        except Exception:
+            pass
+    raise exc
+
+
+def _stop(pid: int, grace: float) -> None:
+    _signal(pid, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            _signal(pid, signal.SIGKILL)  # the rest of its process group
+            return
+        time.sleep(0.01)
+    _signal(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def _spawned_main(conn: Any, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    conn.send_bytes(_child_payload(fn, kwargs))
+    conn.close()
+
+
+def _run_in_spawned(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: float, *, grace: float,
+                    task: str) -> Measured:
+    # Platforms without fork: the function must be importable by the spawned interpreter.
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_spawned_main, args=(child, fn, kwargs), daemon=True)
+    proc.start()
+    child.close()
+    if not parent.poll(timeout):
+        proc.terminate()
+        proc.join(grace)
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        raise TaskTimeoutError(f"task {task!r} ran past its timeout of {timeout:g} s and was stopped",
+                               task=task, timeout=timeout)
+    try:
+        data = parent.recv_bytes()
+    except EOFError:
+        proc.join()
+        raise ChildProcessError(f"the child process of task {task!r} died without a result "
+                                f"(exit code {proc.exitcode})") from None
+    proc.join()
+    return _decode(data)

@@ -1,0 +1,127 @@
+"""Loading a pipeline from a file path (``path/to/file.py[:pipeline]``), and its version.
+
+The file is imported as a module named ``pipewarden_pipelines.<stem>_<hash>``
+and registered in ``sys.modules``, so its functions pickle by reference in
+forked workers and by value for Dask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+from agent.executors import LOADED_PREFIX
+from agent.pipeline import Pipeline
+
+__all__ = ["load_pipeline", "load_pipelines", "source_version", "split_target"]
+
+
+def split_target(target: str) -> tuple[Path, str | None]:
+    """``"dir/file.py:orders"`` -> (Path("dir/file.py"), "orders"); the name is optional."""
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or "/" in name or "\\" in name or name.endswith(".py"):
+        return Path(target), None
+    return Path(path), name or None
+
+
+def load_pipelines(path: str | os.PathLike[str]) -> dict[str, Pipeline]:
+    """Every :class:`Pipeline` a file defines at module level, by pipeline name."""
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise ConfigError(f"pipeline file {path} does not exist; pass path/to/file.py[:pipeline]", path=str(path))
+    digest = hashlib.sha256(str(file).encode()).hexdigest()[:8]
+    modname = f"{LOADED_PREFIX}{_identifier(file.stem)}_{digest}"
+    module = sys.modules.get(modname)
+    if module is None or getattr(module, "__file__", None) != str(file):
+        spec = importlib.util.spec_from_file_location(modname, file)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"cannot import {path}: not a Python file", path=str(path))
+        module = importlib.util.module_from_spec(spec)
+        _ensure_package()
+        sys.modules[modname] = module
+        if str(file.parent) not in sys.path:  # sibling modules of the pipeline file import as usual
+            sys.path.insert(0, str(file.parent))
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[modname]
+            tb = traceback.extract_tb(exc.__traceback__)
+            line = next((f.lineno for f in reversed(tb) if f.filename == str(file)), None)
+            where = f"{path}:{line}" if line else str(path)
+            raise ConfigError(f"{where}: importing the pipeline file failed: {type(exc).__name__}: {exc}",
+                              path=str(path), line=line) from exc
+    found: dict[str, Pipeline] = {}
+    for value in vars(module).values():
+        if isinstance(value, Pipeline):
+            value.source = str(file)
+            found.setdefault(value.name, value)
+    return found
+
+
+def load_pipeline(target: str) -> Pipeline:
+    """The pipeline named in ``file.py:name``, or the only pipeline of ``file.py``; validated."""
+    path, name = split_target(target)
+    pipelines = load_pipelines(path)
+    if not pipelines:
+        raise ConfigError(f"{path} defines no Pipeline at module level; write pipe = Pipeline('name') "
+                          "and decorate tasks with @pipe.task", path=str(path))
+    if name is None:
+        if len(pipelines) > 1:
+            raise ConfigError(f"{path} defines several pipelines ({', '.join(sorted(pipelines))}); "
+                              f"pick one with {path}:NAME", path=str(path))
+        pipe = next(iter(pipelines.values()))
+    else:
+        if name not in pipelines:
+            raise ConfigError(f"{path} has no pipeline {name!r}; it defines {', '.join(sorted(pipelines))}",
+                              path=str(path))
+        pipe = pipelines[name]
+    pipe.graph()
+    return pipe
+
+
+def source_version(path: str | os.PathLike[str] | None, *, fallback: str = "") -> str:
+    """The last git commit of ``path`` when it is tracked and unmodified, else a short sha256 of its text."""
+    if path is None or not os.path.isfile(path):
+        return hashlib.sha256(fallback.encode()).hexdigest()[:12]
+    file = Path(path)
+    data = file.read_bytes()
+    commit = _git_commit(file)
+    return commit or hashlib.sha256(data).hexdigest()[:12]
+
+
+def _git_commit(file: Path) -> str | None:
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--", file.name], cwd=file.parent,
+                                capture_output=True, text=True, timeout=5, env=env)
+        if status.returncode != 0 or status.stdout.strip():
+            return None  # not a repository, or the file is modified / untracked
+        log = subprocess.run(["git", "log", "-1", "--format=%h", "--abbrev=12", "--", file.name], cwd=file.parent,
+                             capture_output=True, text=True, timeout=5, env=env)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = log.stdout.strip()
+    return commit if log.returncode == 0 and commit else None
+
+
+def _identifier(stem: str) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in stem)
+    return out if out and not out[0].isdigit() else f"p_{out}"
+
+
+def _ensure_package() -> None:
+    # A namespace parent so "pipewarden_pipelines.x" is a well-formed dotted name for pickle.
+    parent = LOADED_PREFIX.rstrip(".")
+    if parent not in sys.modules:
+        import types
+
+        pkg: Any = types.ModuleType(parent)
+        pkg.__path__ = []
+        sys.modules[parent] = pkg

@@ -1,0 +1,242 @@
+"""``@monitor``: one decorator (or ``with`` block) that makes an ETL function observable.
+
+>>> import pandas as pd
+>>> from checks import row_count
+>>> @monitor(pipeline="orders", checks=[row_count(min=1)])
+... def transform(raw: pd.DataFrame) -> pd.DataFrame:
+...     return raw.dropna()
+>>> len(transform(pd.DataFrame({"a": [1, None, 3]})))
+2
+
+Each call gets a span (``RUN <pipeline>`` for the outermost call, ``RUN <task>``
+for nested ones), task metrics (runs by status, duration, rows in and out, CPU,
+peak memory, last success) and, when it is the outermost monitored call, the
+pipeline-run metrics too. Checks run on the returned frame; what a failing
+check means is the ``on_check_failure`` policy: ``warn`` (log and record) or
+``raise`` (record, then raise :class:`~agent.errors.CheckFailedError`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+
+from agent.errors import CheckFailedError, DecorationError
+from agent.telemetry import Scope, Telemetry, current_scope, get_telemetry
+from checks.result import CheckResult, Status
+
+__all__ = ["monitor"]
+
+log = logging.getLogger("pipewarden.monitor")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Policy = Literal["warn", "raise"]
+_POLICIES = ("warn", "raise")
+
+
+class monitor:  # noqa: N801 - used as a decorator, named like one
+    """Instrument a function (``@monitor(...)``) or a block (``with monitor(...) as run:``).
+
+    >>> with monitor(pipeline="orders", task="load") as run:
+    ...     run.rows_out(3)
+
+    Arguments are validated here, at decoration time, so mistakes surface when
+    the module is imported rather than in the middle of a run.
+    """
+
+    __slots__ = ("checks", "dataset", "on_check_failure", "pipeline", "store", "task", "telemetry")
+
+    def __init__(
+        self,
+        pipeline: str | None = None,
+        *,
+        task: str | None = None,
+        checks: Iterable[Callable[..., Any]] = (),
+        on_check_failure: Policy = "warn",
+        dataset: str | None = None,
+        telemetry: Telemetry | None = None,
+        store: Any = None,
+    ) -> None:
+        if callable(pipeline) and not isinstance(pipeline, str):
+            raise DecorationError("monitor must be called: write @monitor(pipeline=\"name\") "
+                                  "(or @monitor()), not @monitor")
+        for arg, value in (("pipeline", pipeline), ("task", task), ("dataset", dataset)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise DecorationError(f"monitor({arg}=...) must be a non-empty str, got {value!r}")
+        if isinstance(checks, (str, bytes)) or not isinstance(checks, Iterable):
+            raise DecorationError(f"monitor(checks=...) must be a list of checks, got {checks!r}")
+        checks = tuple(checks)
+        for i, check in enumerate(checks):
+            if not callable(check):
+                raise DecorationError(f"monitor(checks=...): item {i} is {check!r}, which is not callable; "
+                                      "a check is a callable DataFrame -> CheckResult, e.g. row_count(min=1)")
+        if on_check_failure not in _POLICIES:
+            raise DecorationError(f"monitor(on_check_failure=...) must be one of {', '.join(_POLICIES)}, "
+                                  f"got {on_check_failure!r}")
+        if telemetry is not None and not isinstance(telemetry, Telemetry):
+            raise DecorationError(f"monitor(telemetry=...) must be an agent.Telemetry, got {type(telemetry).__name__}")
+        self.pipeline = pipeline
+        self.task = task
+        self.checks: tuple[Callable[..., Any], ...] = checks
+        self.on_check_failure: Policy = on_check_failure
+        self.dataset = dataset
+        self.telemetry = telemetry
+        self.store = store
+
+    # --- decorator ------------------------------------------------------------------------
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        if isinstance(fn, type):
+            raise DecorationError(f"@monitor decorates functions, not classes: got class {fn.__name__}; "
+                                  "decorate its methods instead")
+        if not callable(fn):
+            raise DecorationError(f"@monitor decorates functions, got {type(fn).__name__} {fn!r}")
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise DecorationError(f"@monitor cannot wrap generator {fn.__qualname__}: its work happens after "
+                                  "the call returns; return a DataFrame (or a list) instead")
+        task = self.task or getattr(fn, "__name__", None) or type(fn).__name__
+        pipeline = self.pipeline
+        default_pipeline = _default_pipeline(fn)
+
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                scope = self._scope(pipeline, default_pipeline, task)
+                with scope:
+                    _count_inputs(scope, args, kwargs)
+                    result = await fn(*args, **kwargs)
+                    self._after(scope, result, args, kwargs)
+                return result
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            scope = self._scope(pipeline, default_pipeline, task)
+            with scope:
+                _count_inputs(scope, args, kwargs)
+                result = fn(*args, **kwargs)
+                self._after(scope, result, args, kwargs)
+            return result
+
+        return wrapper
+
+    # --- context manager ---------------------------------------------------------------------
+
+    def __enter__(self) -> Scope:
+        outer = current_scope()
+        pipeline = self.pipeline or (outer.pipeline if outer else _script_name())
+        task = self.task if self.task is not None else (pipeline if outer is not None else None)
+        tel = self.telemetry or get_telemetry()
+        scope = (tel.monitor_scope(pipeline, task, dataset=self.dataset) if task is not None
+                 else tel.pipeline_scope(pipeline))
+        return scope.__enter__()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        scope = current_scope()
+        if scope is None:  # pragma: no cover - only reachable by misuse of __exit__
+            raise DecorationError("monitor.__exit__ without a matching __enter__")
+        scope.__exit__(exc_type, exc, tb)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _scope(self, pipeline: str | None, default_pipeline: str, task: str) -> Scope:
+        tel = self.telemetry or get_telemetry()
+        if pipeline is None:
+            outer = current_scope()
+            pipeline = outer.pipeline if outer is not None else default_pipeline
+        return tel.monitor_scope(pipeline, task, dataset=self.dataset)
+
+    def _after(self, scope: Scope, result: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        n = _rows(result)
+        if n is not None:
+            scope.rows_out(n)
+        if not self.checks:
+            return
+        inputs = [a for a in (*args, *kwargs.values()) if _rows(a) is not None]
+        store = self.store
+        if store is None and any(getattr(c, "needs_store", False) for c in self.checks):
+            store = _default_store()
+        results = scope.run_checks(self.checks, result, scope.context(inputs=inputs, store=store))
+        self._apply_policy(scope, results)
+
+    def _apply_policy(self, scope: Scope, results: list[CheckResult]) -> None:
+        bad = [r for r in results if r.status in (Status.FAIL, Status.ERROR)]
+        for r in bad:
+            log.warning("%s.%s: check %s %s: %s", scope.pipeline, scope.task, r.check, r.status,
+                        r.message or f"observed {r.observed}, threshold {r.threshold}")
+        blocking = [r for r in results if r.blocking]
+        if blocking and self.on_check_failure == "raise":
+            names = ", ".join(r.check + (f"[{r.column}]" if r.column else "") for r in blocking)
+            scope.set_status("failed", reason=f"blocking checks failed: {names}")
+            raise CheckFailedError(f"{scope.pipeline}.{scope.task}: {len(blocking)} blocking check(s) failed: "
+                                   f"{names}", results=blocking)
+
+
+def _count_inputs(scope: Scope, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    n = 0
+    for a in args:
+        r = _rows(a)
+        if r is not None:
+            n += r
+    for a in kwargs.values():
+        r = _rows(a)
+        if r is not None:
+            n += r
+    if n:
+        scope.rows_in(n)
+
+
+# type -> how to count its rows (None: not a table); filled on first sight of each type, so the
+# hot path is one dict lookup and pandas/pyarrow are never imported by pipewarden itself.
+_ROW_COUNTERS: dict[type, Callable[[Any], int] | None] = {}
+
+
+def _rows(x: Any) -> int | None:
+    t = type(x)
+    try:
+        counter = _ROW_COUNTERS[t]
+    except KeyError:
+        counter = _ROW_COUNTERS[t] = _row_counter_for(t)
+    return None if counter is None else counter(x)
+
+
+def _row_counter_for(t: type) -> Callable[[Any], int] | None:
+    module = t.__module__ or ""
+    if module.startswith("pandas") and t.__name__ in ("DataFrame", "Series"):
+        return len
+    if module.startswith("pyarrow") and t.__name__ in ("Table", "RecordBatch"):
+        return cast(Callable[[Any], int], lambda x: x.num_rows)
+    return None
+
+
+def _script_name() -> str:
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    stem = Path(argv0).stem
+    return stem if stem and stem not in ("-c", "-m", "__main__", "pytest") else "default"
+
+
+def _default_pipeline(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or ""
+    if module == "__main__" or not module:
+        return _script_name()
+    return module.rsplit(".", 1)[-1]
+
+
+def _default_store() -> Any:
+    """The run store under ``$PIPEWARDEN_HOME``, opened on first need (checks with history)."""
+    from agent.store import RunStore
+
+    return RunStore.default()

@@ -1,0 +1,309 @@
+"""Declaring pipelines in Python: a :class:`Pipeline` and its ``@pipe.task`` functions.
+
+A task's parameter names are its inputs: a parameter named like another task
+receives that task's return value; one named like a run parameter (``path``,
+``logical_date``, ``run_id``, ``params``, ``trigger``, or a parameter the
+pipeline declares) receives it from the run. Anything else needs a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from agent.errors import ConfigError, DecorationError, DuplicateTaskError, UnknownDependencyError
+from agent.graph import Graph, find_cycle
+from agent.retry import RetryCondition, RetryPolicy
+
+if TYPE_CHECKING:
+    from agent.history import RunRecord
+    from agent.schedule import Schedule
+
+__all__ = ["RUN_PARAMETERS", "Pipeline", "Task"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Names a task parameter may use to receive something from the run rather than a task.
+RUN_PARAMETERS: tuple[str, ...] = ("logical_date", "params", "path", "run_id", "trigger")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One registered task: the function and what the runner needs to know about it."""
+
+    name: str
+    fn: Callable[..., Any]
+    parameters: tuple[str, ...]
+    defaults: frozenset[str]
+    depends_on: tuple[str, ...] = ()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    checks: tuple[Any, ...] = ()
+    persist: bool = False
+    pipeline: str = ""
+
+    def inputs(self, tasks: Iterable[str]) -> tuple[str, ...]:
+        """Parameters that receive an upstream task's output."""
+        names = set(tasks)
+        return tuple(p for p in self.parameters if p in names)
+
+    def dependencies(self, tasks: Iterable[str]) -> tuple[str, ...]:
+        """Upstream tasks: value inputs first, then explicit ``depends_on``, without repeats."""
+        return tuple(dict.fromkeys((*self.inputs(tasks), *self.depends_on)))
+
+
+class Pipeline:
+    """A named set of tasks, their dependencies, and when to run them.
+
+    >>> pipe = Pipeline("orders")
+    >>> @pipe.task
+    ... def extract() -> list[int]:
+    ...     return [1, 2, 3]
+    >>> @pipe.task(retries=2)
+    ... def total(extract: list[int]) -> int:
+    ...     return sum(extract)
+    >>> total([1, 2])          # the function itself, directly callable
+    3
+    >>> pipe.graph().order
+    ('extract', 'total')
+
+    ``schedule`` is a cron expression (``"*/15 * * * *"``, evaluated in
+    ``timezone``), ``"every 10m"``, or an :mod:`agent.schedule` object (for
+    file arrival, :class:`~agent.schedule.FileArrival`). ``params`` declares
+    user run parameters with their defaults. ``catchup`` is the most missed
+    schedule ticks run after downtime (1: skip to the latest; None: all).
+    ``max_active_runs`` bounds concurrent runs of this pipeline.
+    """
+
+    def __init__(self, name: str, schedule: Any = None, *, timezone: str = "UTC",
+                 params: Mapping[str, Any] | None = None, max_workers: int | None = None,
+                 max_active_runs: int = 1, catchup: int | None = 1, description: str = "") -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise DecorationError(f"Pipeline name must be a non-empty string — got {name!r}")
+        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+            raise DecorationError(f"Pipeline {name!r}: max_workers must be an int >= 1 — got {max_workers!r}")
+        if not isinstance(max_active_runs, int) or max_active_runs < 1:
+            raise DecorationError(f"Pipeline {name!r}: max_active_runs must be an int >= 1 — got {max_active_runs!r}")
+        if catchup is not None and (not isinstance(catchup, int) or catchup < 0):
+            raise DecorationError(f"Pipeline {name!r}: catchup must be an int >= 0 or None (all) — got {catchup!r}")
+        self.name = name
+        self.description = description
+        self.timezone = timezone
+        self.max_workers = max_workers
+        self.max_active_runs = max_active_runs
+        self.catchup = catchup
+        self.params: dict[str, Any] = dict(params or {})
+        for p in self.params:
+            if p in RUN_PARAMETERS:
+                raise DecorationError(f"Pipeline {name!r}: parameter {p!r} is a built-in run parameter "
+                                      f"({', '.join(RUN_PARAMETERS)}); pick another name")
+        self.tasks: dict[str, Task] = {}
+        self._graph: Graph | None = None
+        self._version: str | None = None
+        frame = sys._getframe(1)
+        src = frame.f_globals.get("__file__")
+        #: The file that declares the pipeline ("path:name" is how the CLI finds it again).
+        self.source: str | None = str(Path(src).resolve()) if src else None
+        self.schedule: Schedule | None = None
+        if schedule is not None:
+            from agent.schedule import parse_schedule
+
+            self.schedule = parse_schedule(schedule, timezone=timezone, where=f"Pipeline {name!r}")
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.name!r} tasks={list(self.tasks)}>"
+
+    @property
+    def target(self) -> str | None:
+        """``file.py:name``, for the CLI to load this pipeline again (resume)."""
+        return f"{self.source}:{self.name}" if self.source else None
+
+    @property
+    def version(self) -> str:
+        """Git commit of the declaring file when committed and clean, else a short sha256 of its source."""
+        if self._version is None:
+            from agent.loader import source_version
+
+            self._version = source_version(self.source, fallback=self._fallback_source())
+        return self._version
+
+    @version.setter
+    def version(self, value: str) -> None:
+        self._version = value
+
+    def _fallback_source(self) -> str:
+        parts = []
+        for t in self.tasks.values():
+            try:
+                parts.append(inspect.getsource(t.fn))
+            except (OSError, TypeError):
+                parts.append(t.name)
+        return "\n".join(parts)
+
+    # --- registration -----------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+
+    @overload
+    def task(self, fn: None = None, /, *, name: str | None = None, depends_on: Any = (),
+             retries: int = 0, retry_delay: float = 1.0, retry_backoff: float = 2.0,
+             retry_max_delay: float | None = None, retry_jitter: float = 0.0,
+             retry_on: RetryCondition = None, timeout: float | None = None,
+             checks: Sequence[Any] = (), persist: bool = False) -> Callable[[F], F]: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, depends_on: Any = (),
+             retries: int = 0, retry_delay: float = 1.0, retry_backoff: float = 2.0,
+             retry_max_delay: float | None = None, retry_jitter: float = 0.0,
+             retry_on: RetryCondition = None, timeout: float | None = None,
+             checks: Sequence[Any] = (), persist: bool = False) -> Any:
+        """Register a task; returns the function unchanged (metadata in ``fn.__pipewarden_task__``).
+
+        ``depends_on`` adds ordering-only dependencies (names or task functions).
+        ``timeout`` seconds runs the task in a child process that is killed at the
+        deadline. ``checks`` run on the output; a blocking failure skips every task
+        downstream. ``persist`` saves the output so a resumed run need not redo it.
+        """
+        retry = RetryPolicy(retries=retries, delay=retry_delay, backoff=retry_backoff,
+                            max_delay=retry_max_delay, jitter=retry_jitter, retry_on=retry_on)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                    or timeout <= 0):
+            raise DecorationError(f"timeout must be a number of seconds > 0 or None — got {timeout!r}")
+        if isinstance(checks, str | bytes) or not isinstance(checks, Sequence):
+            raise DecorationError(f"checks must be a list of checks — got {checks!r}")
+        for c in checks:
+            if not callable(c):
+                raise DecorationError(f"checks[{list(checks).index(c)}] is not callable: {c!r}; a check is "
+                                      "a Check from the checks package or a function (df) -> CheckResult | bool")
+        deps = _dependency_names(depends_on)
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            if not callable(f):
+                raise DecorationError(f"@{self.name}.task decorates a function — got {f!r}")
+            self._add(_make_task(self, f, name, deps, retry, float(timeout) if timeout else None,
+                                 tuple(checks), bool(persist)))
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def _add(self, task: Task) -> None:
+        if task.name in self.tasks:
+            raise DuplicateTaskError(f"pipeline {self.name!r} already has a task named {task.name!r}; "
+                                     "give one of them another name with @pipe.task(name=...)", task=task.name)
+        if task.name in RUN_PARAMETERS or task.name in self.params:
+            raise DecorationError(f"task name {task.name!r} of pipeline {self.name!r} is a run parameter name; "
+                                  "rename the task")
+        # Cycles that the tasks known so far close are reported now; forward references wait for graph().
+        names = [*self.tasks, task.name]
+        known = {t.name: t.dependencies(names) for t in (*self.tasks.values(), task)}
+        cycle = find_cycle(known)
+        if cycle:
+            from agent.errors import CycleError
+
+            raise CycleError(f"task {task.name!r} closes a cycle in pipeline {self.name!r} "
+                             f"(each depends on the next): {' -> '.join(cycle)}", cycle=cycle)
+        self.tasks[task.name] = task
+        self._graph = None
+        task.fn.__pipewarden_task__ = task  # type: ignore[attr-defined]
+
+    # --- the graph ----------------------------------------------------------------------
+
+    def graph(self) -> Graph:
+        """The validated task graph (cached until a task is added)."""
+        if self._graph is None:
+            self._graph = self._build()
+        return self._graph
+
+    validate = graph
+
+    def _build(self) -> Graph:
+        if not self.tasks:
+            raise ConfigError(f"pipeline {self.name!r} has no tasks; add one with @pipe.task")
+        names = list(self.tasks)
+        known = set(RUN_PARAMETERS) | set(self.params)
+        for t in self.tasks.values():
+            for p in t.parameters:
+                if p in self.tasks or p in known or p in t.defaults:
+                    continue
+                hint = difflib.get_close_matches(p, [*names, *known], n=1)
+                fix = f"did you mean {hint[0]!r}? " if hint else ""
+                raise UnknownDependencyError(
+                    f"task {t.name!r} of pipeline {self.name!r} has parameter {p!r}, which is neither a task "
+                    f"({', '.join(names)}) nor a run parameter ({', '.join(sorted(known))}); {fix}"
+                    "give it a default, or declare it with Pipeline(params={...})", task=t.name, dependency=p)
+        return Graph({t.name: t.dependencies(names) for t in self.tasks.values()}, pipeline=self.name)
+
+    # --- running ------------------------------------------------------------------------
+
+    def run(self, params: Mapping[str, Any] | None = None, **options: Any) -> RunRecord:
+        """Run every task once, in dependency order; returns the run record (never raises for task failures).
+
+        Options are those of :class:`agent.runner.Runner` (``executor``, ``store``,
+        ``telemetry``, ``max_workers``, ``logical_date``, ``trigger``, ``run_id``,
+        ``observer``, ``sleep``, ``clock``, ``cancel``).
+        """
+        from agent.runner import Runner
+
+        runner_opts, run_opts = _split_options(options)
+        return Runner(**runner_opts).run(self, params=params, **run_opts)
+
+    def resume(self, run_id: str, **options: Any) -> RunRecord:
+        """Run again the tasks of run ``run_id`` that did not succeed (see :meth:`agent.runner.Runner.resume`)."""
+        from agent.runner import Runner
+
+        runner_opts, run_opts = _split_options(options)
+        return Runner(**runner_opts).resume(self, run_id, **run_opts)
+
+
+_RUN_OPTIONS = frozenset({"logical_date", "trigger", "run_id", "cancel"})
+
+
+def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    run_opts = {k: v for k, v in options.items() if k in _RUN_OPTIONS}
+    return {k: v for k, v in options.items() if k not in _RUN_OPTIONS}, run_opts
+
+
+def _dependency_names(depends_on: Any) -> tuple[str, ...]:
+    items = [depends_on] if isinstance(depends_on, str) or callable(depends_on) else list(depends_on or ())
+    out = []
+    for d in items:
+        if isinstance(d, str):
+            out.append(d)
+        elif callable(d):
+            t = getattr(d, "__pipewarden_task__", None)
+            out.append(t.name if t is not None else getattr(d, "__name__", repr(d)))
+        else:
+            raise DecorationError(f"depends_on takes task names or task functions — got {d!r}")
+    return tuple(dict.fromkeys(out))
+
+
+def _make_task(pipe: Pipeline, fn: Callable[..., Any], name: str | None, deps: tuple[str, ...],
+               retry: RetryPolicy, timeout: float | None, checks: tuple[Any, ...], persist: bool) -> Task:
+    task_name = name or getattr(fn, "__name__", None)
+    if not task_name or not isinstance(task_name, str):
+        raise DecorationError(f"cannot name task {fn!r}; pass @pipe.task(name=...)")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise DecorationError(f"task {task_name!r}: cannot read the signature of {fn!r} ({exc})") from None
+    params, defaults = [], set()
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise DecorationError(f"task {task_name!r}: *{p.name} parameters are not supported; name each "
+                                  "input after the task or run parameter it receives")
+        if p.kind is p.POSITIONAL_ONLY:
+            raise DecorationError(f"task {task_name!r}: parameter {p.name!r} is positional-only; inputs are "
+                                  "passed by name, remove the '/'")
+        params.append(p.name)
+        if p.default is not p.empty:
+            defaults.add(p.name)
+    if task_name in deps:
+        raise DecorationError(f"task {task_name!r} of pipeline {pipe.name!r} cannot depend on itself")
+    return Task(name=task_name, fn=fn, parameters=tuple(params), defaults=frozenset(defaults),
+                depends_on=deps, retry=retry, timeout=timeout, checks=checks, persist=persist,
+                pipeline=pipe.name)

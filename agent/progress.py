@@ -1,0 +1,165 @@
+"""What a run looks like while it happens: observer callbacks, and the CLI's terminal display.
+
+The runner calls a :class:`RunObserver` (the library itself prints nothing);
+the CLI passes :class:`LiveProgress` (a rich live table) when the output is a
+terminal, and prints :func:`render_summary` at the end. ``rich`` is imported
+only here, and only when a display is made.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+from agent.history import RunRecord, TaskState
+
+__all__ = ["LiveProgress", "RunObserver", "render_summary", "summary_text"]
+
+_STYLE = {
+    "success": "green", "failed": "bold red", "timed_out": "bold red", "skipped": "yellow",
+    "upstream_failed": "yellow", "cancelled": "magenta", "interrupted": "magenta", "running": "cyan",
+    "pending": "dim", "retrying": "yellow", "done": "dim green",
+}
+
+
+class RunObserver:
+    """Callbacks from the runner, from its worker threads; the defaults do nothing.
+
+    Exceptions raised by an observer are logged and ignored: a display never
+    breaks a run.
+    """
+
+    def run_started(self, run_id: str, pipeline: str, tasks: Sequence[str], done: Sequence[str]) -> None:
+        """``done`` are tasks a resumed run does not run again."""
+
+    def task_started(self, task: str, attempt: int) -> None: ...
+
+    def task_retrying(self, task: str, attempt: int, delay: float, error: str) -> None: ...
+
+    def task_finished(self, task: str, status: TaskState, attempt: int, duration: float | None,
+                      detail: str | None) -> None: ...
+
+    def run_finished(self, record: RunRecord) -> None: ...
+
+
+class LiveProgress(RunObserver):
+    """A rich live table of the run's tasks, refreshed as they change (use as a context manager)."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self._lock = threading.Lock()
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._title = ""
+        self._live: Any = None
+
+    def __enter__(self) -> LiveProgress:
+        from rich.live import Live
+
+        self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True,
+                          get_renderable=self._render)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def run_started(self, run_id: str, pipeline: str, tasks: Sequence[str], done: Sequence[str]) -> None:
+        with self._lock:
+            self._title = f"{pipeline} · run {run_id}"
+            for t in tasks:
+                self._rows[t] = {"status": "done" if t in done else "pending", "attempt": 0, "start": None,
+                                 "duration": None, "detail": "kept from the earlier run" if t in done else ""}
+
+    def task_started(self, task: str, attempt: int) -> None:
+        with self._lock:
+            self._rows.setdefault(task, {}).update(status="running", attempt=attempt, start=time.monotonic(),
+                                                   detail="")
+
+    def task_retrying(self, task: str, attempt: int, delay: float, error: str) -> None:
+        with self._lock:
+            self._rows.setdefault(task, {}).update(status="retrying", start=None,
+                                                   detail=f"retry in {delay:.1f}s after {error}")
+
+    def task_finished(self, task: str, status: TaskState, attempt: int, duration: float | None,
+                      detail: str | None) -> None:
+        with self._lock:
+            self._rows.setdefault(task, {}).update(status=str(status), start=None, duration=duration,
+                                                   detail=detail or "")
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=self._title, title_justify="left", expand=False, box=None, pad_edge=False)
+        for col in ("task", "status", "attempt", "time", "detail"):
+            table.add_column(col, overflow="fold" if col == "detail" else "ellipsis")
+        now = time.monotonic()
+        with self._lock:
+            rows = list(self._rows.items())
+        for name, r in rows:
+            status = r.get("status", "pending")
+            elapsed = (now - r["start"]) if r.get("start") else r.get("duration")
+            table.add_row(name, f"[{_STYLE.get(status, '')}]{status}[/]", str(r.get("attempt") or ""),
+                          f"{elapsed:.2f}s" if elapsed is not None else "", _short(r.get("detail", ""), 80))
+        return table
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _rows(record: RunRecord) -> list[tuple[str, str, str, str, str, str]]:
+    latest = record.latest()
+    out = []
+    for name in record.tasks or tuple(latest):
+        a = latest.get(name)
+        if a is None:
+            out.append((name, "not run", "", "", "", ""))
+            continue
+        checks = ""
+        if a.checks:
+            bad = [c for c in a.checks if not c.ok or c.status == "warn"]
+            checks = f"{len(a.checks) - len(bad)}/{len(a.checks)} ok"
+        detail = a.error or a.reason or ""
+        dur = f"{a.duration:.3f}s" if a.duration is not None and a.attempt else ""
+        rows_out = "" if a.rows_out is None else str(a.rows_out)
+        out.append((name, str(a.status), str(record.executions(name) or ""), dur, rows_out,
+                    "; ".join(x for x in (checks, _short(detail, 100)) if x)))
+    return out
+
+
+def render_summary(record: RunRecord) -> Any:
+    """A rich table of the run: one line per task with its final state."""
+    from rich.table import Table
+
+    dur = f" in {record.duration:.2f}s" if record.duration is not None else ""
+    style = "green" if record.ok else "bold red"
+    table = Table(title=f"{record.pipeline} · run {record.run_id} · [{style}]{record.status}[/]{dur}",
+                  title_justify="left")
+    for col in ("task", "status", "runs", "time", "rows out", "checks / detail"):
+        table.add_column(col, justify="right" if col in ("runs", "time", "rows out") else "left")
+    for name, status, runs, dur_s, rows_out, detail in _rows(record):
+        table.add_row(name, f"[{_STYLE.get(status, '')}]{status}[/]", runs, dur_s, rows_out, detail)
+    return table
+
+
+def summary_text(record: RunRecord, file: IO[str] | None = None) -> str:
+    """The same summary as plain text (for logs and pipes, where rich is not needed)."""
+    dur = f" in {record.duration:.2f}s" if record.duration is not None else ""
+    lines = [f"{record.pipeline} run {record.run_id}: {record.status}{dur}"]
+    rows = _rows(record)
+    width = max((len(r[0]) for r in rows), default=4)
+    for name, status, runs, dur_s, rows_out, detail in rows:
+        extra = f"  rows={rows_out}" if rows_out else ""
+        tail = f"  {detail}" if detail else ""
+        lines.append(f"  {name:<{width}}  {status:<15} {dur_s:>9}{extra}{tail}")
+    text = "\n".join(lines) + "\n"
+    if file is not None:
+        file.write(text)
+    return text

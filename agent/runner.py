@@ -1,0 +1,646 @@
+"""Running a pipeline: dependency order, bounded parallelism, retries, timeouts, quality gates.
+
+Every state change is written to the run store (and committed) before the
+runner acts on it, so a killed process loses no finished work and the next
+start knows which runs were interrupted. Each task attempt goes through
+:meth:`Telemetry.task_scope`, so its metrics and spans are those of ``@monitor``.
+
+A worker thread that finishes a task runs the next ready task itself; only
+extra ready tasks are handed to other threads. A chain of tasks therefore
+costs no thread hand-off at all.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import logging
+import os
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from agent.artifacts import NONE_REF, load_output, save_output
+from agent.errors import ConfigError, TaskTimeoutError
+from agent.executors import (
+    Executor,
+    Measured,
+    TaskCancelledError,
+    ThreadExecutor,
+    invoke,
+    measured,
+    run_in_child,
+    timed,
+)
+from agent.history import RunRecord, RunState, TaskState
+from agent.pipeline import Pipeline, Task
+from agent.progress import RunObserver
+from agent.store import RunStore, SQLiteRunStore
+
+__all__ = ["Runner", "new_run_id", "recover_interrupted", "run_values"]
+
+log = logging.getLogger("pipewarden.runner")
+
+def new_run_id(now: float | None = None) -> str:
+    """A sortable, unique run id: ``20250101T120000-1a2b3c``."""
+    t = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
+    return f"{t:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def run_values(pipeline: Pipeline, params: Mapping[str, Any] | None, *, run_id: str, trigger: str,
+               logical_date: Any, now: float) -> tuple[dict[str, Any], dict[str, Any], dt.datetime]:
+    """(values tasks may ask for by name, params to store, logical date); ConfigError on unknown params."""
+    given = dict(params or {})
+    if "logical_date" in given:
+        logical_date = logical_date or given.pop("logical_date")
+        given.pop("logical_date", None)
+    unknown = [k for k in given if k not in pipeline.params and k != "path"]
+    if unknown:
+        declared = ", ".join(sorted(pipeline.params)) or "none"
+        raise ConfigError(f"pipeline {pipeline.name!r} has no run parameter {', '.join(map(repr, unknown))} "
+                          f"(declared: {declared}; built-in: path, logical_date); declare it with "
+                          f"Pipeline({pipeline.name!r}, params={{{unknown[0]!r}: default}})")
+    merged = {**pipeline.params}
+    for k, v in given.items():
+        merged[k] = _coerce(v, pipeline.params.get(k)) if k in pipeline.params else v
+    ld = _as_datetime(logical_date, now)
+    values = {**merged, "params": merged, "path": merged.get("path"), "run_id": run_id, "trigger": trigger,
+              "logical_date": ld}
+    return values, merged, ld
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    # CLI values arrive as strings; follow the type of the declared default.
+    if not isinstance(value, str) or default is None or isinstance(default, str):
+        return value
+    if isinstance(default, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"run parameter value {value!r} is not a boolean (true/false)")
+    try:
+        if isinstance(default, int | float):
+            return type(default)(value)
+        if isinstance(default, Path):
+            return Path(value)
+        if isinstance(default, dt.datetime):
+            return _as_datetime(value, 0.0)
+    except ValueError as exc:
+        raise ConfigError(f"run parameter value {value!r} is not a {type(default).__name__} ({exc})") from None
+    return value
+
+
+def _as_datetime(value: Any, now: float) -> dt.datetime:
+    if value is None:
+        return dt.datetime.fromtimestamp(now, dt.UTC)
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    if isinstance(value, str):
+        try:
+            return _as_datetime(dt.datetime.fromisoformat(value), now)
+        except ValueError:
+            raise ConfigError(f"logical date {value!r} is not an ISO date or datetime "
+                              "(2025-01-31 or 2025-01-31T06:00:00+00:00)") from None
+    raise ConfigError(f"logical date must be a datetime, a date or an ISO string — got {value!r}")
+
+
+def _rows(value: Any) -> int | None:
+    """Rows of a DataFrame, Series or Arrow table; None for anything else."""
+    mod = type(value).__module__
+    if mod.startswith(("pandas", "pyarrow", "polars")):
+        try:
+            return len(value)
+        except TypeError:
+            return None
+    return None
+
+
+def recover_interrupted(store: RunStore, telemetry: Any = None, *, now: float | None = None) -> list[str]:
+    """Mark runs whose process died as interrupted (with their unfinished tasks) and report them."""
+    now = time.time() if now is None else now
+    ids = store.recover_interrupted(now=now)
+    for run_id in ids:
+        rec = store.get_run(run_id)
+        if rec is None:
+            continue
+        latest = rec.latest()
+        never = [t for t in rec.tasks if t not in latest]
+        if hasattr(store, "record_task_states"):
+            store.record_task_states(run_id, [(t, TaskState.INTERRUPTED, "the run's process died before it "
+                                               "started") for t in never], now=now)
+        else:
+            for t in never:
+                store.record_task_state(run_id, t, TaskState.INTERRUPTED, now=now, reason="process died")
+        if telemetry is None:
+            continue
+        stopped = [t for t, a in latest.items() if a.status is TaskState.INTERRUPTED] + never
+        try:
+            with telemetry.pipeline_scope(rec.pipeline, run_id=run_id, version=rec.version,
+                                          trigger=rec.trigger) as ps:
+                ps.first_of_version = False
+                for t in stopped:
+                    telemetry.record_task_state(rec.pipeline, t, "interrupted", reason="the run's process died",
+                                                run_id=run_id)
+                ps.set_status("interrupted", "the run's process died")
+        except Exception:
+            log.exception("could not report interrupted run %s", run_id)
+    return ids
+
+
+class Runner:
+    """Runs pipelines; every dependency can be passed in (tests pass fresh ones).
+
+    >>> from agent.pipeline import Pipeline
+    >>> pipe = Pipeline("doc")
+    >>> @pipe.task
+    ... def one() -> int:
+    ...     return 1
+    >>> import tempfile; from agent.store import SQLiteRunStore
+    >>> store = SQLiteRunStore(tempfile.mkdtemp() + "/p.db")
+    >>> Runner(store=store).run(pipe).status                 # doctest: +SKIP
+    <RunState.SUCCESS: 'success'>
+
+    ``executor``: a :mod:`agent.executors` executor (threads by default).
+    ``store``: a :class:`~agent.store.RunStore` (default: SQLite in ``home``).
+    ``telemetry``: a :class:`~agent.telemetry.Telemetry` (default: the process one).
+    ``sleep(seconds)`` waits between retries, ``clock()`` gives Unix time,
+    ``rng`` draws jitter; ``kill_grace`` is the SIGTERM-to-SIGKILL wait for
+    timed-out tasks; ``lease_seconds`` how long another host waits before
+    calling a silent run interrupted.
+    """
+
+    def __init__(self, *, executor: Executor | None = None, store: RunStore | None = None,
+                 telemetry: Any = None, max_workers: int | None = None, observer: RunObserver | None = None,
+                 sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None,
+                 rng: random.Random | None = None, home: str | os.PathLike[str] | None = None,
+                 kill_grace: float = 5.0, lease_seconds: float = 60.0) -> None:
+        self.executor = executor
+        self.store = store
+        self.telemetry = telemetry
+        self.max_workers = max_workers
+        self.observer = observer or RunObserver()
+        self._sleep = sleep
+        self.clock = clock or time.time
+        self.rng = rng or random.Random()
+        self.home = home
+        self.kill_grace = kill_grace
+        self.lease_seconds = lease_seconds
+
+    # --- public ---------------------------------------------------------------------------
+
+    def run(self, pipeline: Pipeline, params: Mapping[str, Any] | None = None, *, logical_date: Any = None,
+            trigger: str = "manual", run_id: str | None = None, cancel: threading.Event | None = None) -> RunRecord:
+        """Run every task of ``pipeline`` once; returns the run record (task failures do not raise).
+
+        ``run_id`` of a run already recorded QUEUED (by the scheduler) starts that run.
+        Raises ConfigError for an invalid graph or unknown parameter, StoreError when
+        the store cannot be written.
+        """
+        graph = pipeline.graph()
+        store, owned = self._open_store()
+        try:
+            now = self.clock()
+            run_id = run_id or new_run_id(now)
+            existing = store.get_run(run_id)
+            if existing is not None:
+                if existing.status is not RunState.QUEUED:
+                    raise ConfigError(f"run {run_id} is already {existing.status}; resume it with "
+                                      f"`pipewarden runs resume {run_id}`")
+                params = {**existing.params, **(params or {})}
+                logical_date = logical_date or existing.logical_date
+                trigger = existing.trigger
+            values, stored, ld = run_values(pipeline, params, run_id=run_id, trigger=trigger,
+                                            logical_date=logical_date, now=now)
+            tel = self._telemetry()
+            recover_interrupted(store, tel, now=now)
+            if existing is None:
+                store.create_run(run_id=run_id, pipeline=pipeline.name, trigger=trigger, tasks=graph.order,
+                                 params=stored, logical_date=ld, version=pipeline.version,
+                                 target=pipeline.target, now=now)
+            job = _Job(self, pipeline, store, tel, run_id, values, to_run=list(graph.order), preloaded={},
+                       attempts={}, trigger=trigger, resumed=False, cancel=cancel)
+            return job.execute()
+        finally:
+            if owned:
+                store.close()
+
+    def resume(self, pipeline: Pipeline, run_id: str, *, cancel: threading.Event | None = None) -> RunRecord:
+        """Run again the tasks of ``run_id`` that did not succeed.
+
+        A task that succeeded is not run again when its output was kept
+        (``persist=True``, or it returned None) or nothing re-run needs it;
+        otherwise it runs again to supply its downstream.
+        """
+        graph = pipeline.graph()
+        store, owned = self._open_store()
+        try:
+            tel = self._telemetry()
+            recover_interrupted(store, tel, now=self.clock())
+            rec = store.get_run(run_id)
+            if rec is None:
+                raise ConfigError(f"there is no run {run_id!r} in the run store; `pipewarden runs list` shows them")
+            if rec.pipeline != pipeline.name:
+                raise ConfigError(f"run {run_id} is a run of pipeline {rec.pipeline!r}, not {pipeline.name!r}")
+            if rec.status is RunState.RUNNING:
+                raise ConfigError(f"run {run_id} is still running (pid {rec.owner_pid} on {rec.owner_host}); "
+                                  "wait for it, or stop that process first")
+            if rec.status is RunState.SUCCESS:
+                return rec
+            latest = rec.latest()
+            kept = {t: a for t, a in latest.items() if t in graph and a.status is TaskState.SUCCESS}
+            to_run = {t for t in graph.order if t not in kept}
+            names = list(pipeline.tasks)
+            changed = True
+            while changed:  # a re-run task needs its inputs: recompute those whose output was not kept
+                changed = False
+                for t in list(to_run):
+                    for inp in pipeline.tasks[t].inputs(names):
+                        if inp in kept and inp not in to_run and not _kept(kept[inp].output_ref):
+                            to_run.add(inp)
+                            changed = True
+            preloaded = {t: a.output_ref for t, a in kept.items() if t not in to_run}
+            attempts: dict[str, int] = {}
+            for a in rec.attempts:
+                attempts[a.task] = max(attempts.get(a.task, 0), a.attempt)
+            values, _, _ = run_values(pipeline, rec.params, run_id=run_id, trigger=rec.trigger,
+                                      logical_date=rec.logical_date, now=self.clock())
+            job = _Job(self, pipeline, store, tel, run_id, values, to_run=[t for t in graph.order if t in to_run],
+                       preloaded=preloaded, attempts=attempts, trigger=rec.trigger, resumed=True, cancel=cancel)
+            return job.execute()
+        finally:
+            if owned:
+                store.close()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _open_store(self) -> tuple[RunStore, bool]:
+        if self.store is not None:
+            return self.store, False
+        from agent.store import open_store
+
+        return open_store(self.home), True
+
+    def _telemetry(self) -> Any:
+        if self.telemetry is not None:
+            return self.telemetry
+        from agent.telemetry import get_telemetry
+
+        return get_telemetry()
+
+    def _artifact_dir(self, store: RunStore) -> Path:
+        if isinstance(store, SQLiteRunStore):
+            return store.path.parent / "artifacts"
+        from agent.settings import home
+
+        return home(self.home) / "artifacts"
+
+
+def _kept(ref: str | None) -> bool:
+    return ref is not None and (ref == NONE_REF or os.path.exists(ref))
+
+
+class _Job:
+    """One execution of a run (first run or resume): the state shared by the worker threads."""
+
+    def __init__(self, runner: Runner, pipeline: Pipeline, store: RunStore, tel: Any, run_id: str,
+                 values: dict[str, Any], *, to_run: list[str], preloaded: dict[str, str | None],
+                 attempts: dict[str, int], trigger: str, resumed: bool, cancel: threading.Event | None) -> None:
+        self.r = runner
+        self.pipeline = pipeline
+        self.name = pipeline.name
+        self.graph = pipeline.graph()
+        self.store = store
+        self.tel = tel
+        self.run_id = run_id
+        self.values = values
+        self.to_run = to_run
+        self.preloaded = preloaded
+        self.base_attempts = attempts
+        self.trigger = trigger
+        self.resumed = resumed
+        self.user_cancel = cancel
+        self.cancelled = threading.Event()
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.outputs: dict[str, Any] = {}
+        self.states: dict[str, TaskState] = {}
+        self.errors: dict[str, str] = {}
+        run_set = set(to_run)
+        self.remaining = {t: sum(1 for d in self.graph.deps[t] if d in run_set) for t in to_run}
+        self.pending = len(to_run)
+        self.task_names = list(pipeline.tasks)
+        self.sleep = runner._sleep or (lambda s: self.cancelled.wait(s))
+        self.artifacts = runner._artifact_dir(store)
+        self.ctx: contextvars.Context | None = None
+        self.drivers: Executor | None = None
+        self.observer = runner.observer
+
+    # --- the run ---------------------------------------------------------------------------
+
+    def execute(self) -> RunRecord:
+        r, store, tel = self.r, self.store, self.tel
+        now = r.clock()
+        version = self.pipeline.version
+        first_of_version = False if self.resumed else store.previous_version(self.name, before=self.run_id) != version
+        failing_since = store.failing_since(self.name)
+        store.start_run(self.run_id, now=now, lease_until=now + r.lease_seconds, tasks=self.graph.order)
+        self._notify("run_started", self.run_id, self.name, self.graph.order, list(self.preloaded))
+        executor = r.executor
+        owns_executor = executor is None
+        workers = r.max_workers or self.pipeline.max_workers or (executor.max_workers if executor else None)
+        if executor is None:
+            executor = ThreadExecutor(workers)
+        self.executor = executor
+        if executor.local:
+            self.drivers = executor
+        else:
+            self.drivers = ThreadExecutor(workers or min(32, (os.cpu_count() or 1) + 4))
+        interrupted: BaseException | None = None
+        try:
+            with tel.pipeline_scope(self.name, run_id=self.run_id, version=version, trigger=self.trigger) as ps:
+                ps.first_of_version = first_of_version
+                ps.failing_since = failing_since
+                self.ctx = contextvars.copy_context()
+                try:
+                    self._start()
+                    self._wait()
+                except BaseException as exc:  # KeyboardInterrupt in the caller's thread: cancel, then re-raise
+                    interrupted = exc
+                    self.cancelled.set()
+                    try:
+                        self._wait()
+                    except BaseException:
+                        pass
+                status, error = self._outcome()
+                end = r.clock()
+                store.finish_run(self.run_id, status, now=end, error=error)
+                ps.set_status(str(status), error or "")
+        finally:
+            if self.drivers is not executor:
+                self.drivers.shutdown(wait=interrupted is None)
+            if owns_executor:
+                executor.shutdown(wait=interrupted is None)
+        record = store.get_run(self.run_id)
+        assert record is not None
+        record = replace(record, outputs=dict(self.outputs))
+        self._notify("run_finished", record)
+        if interrupted is not None:
+            raise interrupted
+        return record
+
+    def _start(self) -> None:
+        if not self.to_run:
+            self.done.set()
+            return
+        ready = [t for t in self.to_run if self.remaining[t] == 0]
+        for t in ready:
+            self._submit(t)
+
+    def _wait(self) -> None:
+        next_lease = time.monotonic() + self.r.lease_seconds / 3
+        while not self.done.wait(0.1):
+            if self.user_cancel is not None and self.user_cancel.is_set():
+                self.cancelled.set()
+            if time.monotonic() >= next_lease:
+                next_lease = time.monotonic() + self.r.lease_seconds / 3
+                try:
+                    self.store.renew_lease(self.run_id, self.r.clock() + self.r.lease_seconds)
+                except Exception:
+                    log.warning("could not renew the lease of run %s", self.run_id, exc_info=True)
+
+    def _outcome(self) -> tuple[RunState, str | None]:
+        if self.cancelled.is_set() and any(s is TaskState.CANCELLED for s in self.states.values()):
+            return RunState.CANCELLED, "the run was cancelled"
+        bad = {t: s for t, s in self.states.items() if s is not TaskState.SUCCESS}
+        if not bad and len(self.states) == len(self.to_run):
+            return RunState.SUCCESS, None
+        first = [t for t in self.to_run if t in bad and bad[t] in (TaskState.FAILED, TaskState.TIMED_OUT)]
+        parts = [f"{t} {bad[t]}: {self.errors.get(t, '')}".rstrip(": ") for t in first[:3]]
+        more = len(bad) - len(parts)
+        if more:
+            parts.append(f"{more} more not successful")
+        return RunState.FAILED, "; ".join(parts) or "not every task succeeded"
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    def _submit(self, task: str) -> None:
+        assert self.drivers is not None and self.ctx is not None
+        ctx = self.ctx.copy()
+        self.drivers.submit(ctx.run, self._drive, task)
+
+    def _drive(self, task: str | None) -> None:
+        while task is not None:
+            try:
+                gated = False
+                if self.cancelled.is_set():
+                    status, detail = TaskState.CANCELLED, "the run was cancelled before the task started"
+                    self._record_unrun(task, status, detail)
+                else:
+                    status, detail, gated = self._run_task(task)
+                ready = self._complete(task, status, detail, gated=gated)
+            except BaseException:
+                log.exception("pipewarden failed while running task %s of %s", task, self.name)
+                ready = self._complete(task, TaskState.FAILED, "pipewarden internal error (see log)")
+            task = ready[0] if ready else None
+            for other in ready[1:]:
+                self._submit(other)
+
+    def _complete(self, task: str, status: TaskState, detail: str | None, *, gated: bool = False) -> list[str]:
+        """Record the end of ``task``; return the tasks it made ready (the caller runs the first)."""
+        ready: list[str] = []
+        unrun: list[tuple[str, TaskState, str]] = []
+        with self.lock:
+            self.states[task] = status
+            self.pending -= 1
+            if detail:
+                self.errors[task] = detail
+            if status is TaskState.SUCCESS:
+                for c in self.graph.children[task]:
+                    if c in self.remaining:
+                        self.remaining[c] -= 1
+                        if self.remaining[c] == 0 and c not in self.states:
+                            ready.append(c)
+            else:
+                if gated:
+                    state, reason = TaskState.SKIPPED, f"{task}: {detail}"
+                elif status in (TaskState.FAILED, TaskState.TIMED_OUT):
+                    state, reason = TaskState.UPSTREAM_FAILED, f"upstream task {task} {status}"
+                else:
+                    state, reason = TaskState.CANCELLED, "the run was cancelled"
+                below = self.graph.downstream(task)
+                for d in self.graph.order:  # dependency order keeps the records readable
+                    if d in below and d in self.remaining and d not in self.states:
+                        self.states[d] = state
+                        self.errors[d] = reason
+                        self.pending -= 1
+                        unrun.append((d, state, reason))
+            finished = self.pending == 0
+        if unrun:
+            now = self.r.clock()
+            if isinstance(self.store, SQLiteRunStore):
+                self.store.record_task_states(self.run_id, unrun, now=now)
+            else:
+                for d, state, reason in unrun:
+                    self.store.record_task_state(self.run_id, d, state, now=now, reason=reason)
+            for d, state, reason in unrun:
+                self.tel.record_task_state(self.name, d, str(state), reason=reason, run_id=self.run_id)
+                self._notify("task_finished", d, state, 0, None, reason)
+        if finished:
+            self.done.set()
+        return ready
+
+    def _record_unrun(self, task: str, status: TaskState, reason: str) -> None:
+        self.store.record_task_state(self.run_id, task, status, now=self.r.clock(), reason=reason)
+        self.tel.record_task_state(self.name, task, str(status), reason=reason, run_id=self.run_id)
+        self._notify("task_finished", task, status, 0, None, reason)
+
+    # --- one task ------------------------------------------------------------------------------
+
+    def _inputs(self, task: Task) -> tuple[dict[str, Any], list[Any]]:
+        kwargs: dict[str, Any] = {}
+        frames: list[Any] = []
+        for p in task.parameters:
+            if p in self.pipeline.tasks:
+                kwargs[p] = self._output(p)
+                if _rows(kwargs[p]) is not None:
+                    frames.append(kwargs[p])
+            elif p in self.values:
+                kwargs[p] = self.values[p]
+        return kwargs, frames
+
+    def _output(self, task: str) -> Any:
+        try:
+            return self.outputs[task]
+        except KeyError:
+            pass
+        ref = self.preloaded.get(task)
+        if ref is None:
+            raise RuntimeError(f"output of task {task!r} is not available")
+        value = load_output(ref)
+        with self.lock:
+            self.outputs.setdefault(task, value)
+        return self.outputs[task]
+
+    def _run_task(self, name: str) -> tuple[TaskState, str | None, bool]:
+        """Run one task with its retries; (final state, error or reason, whether a check blocked it)."""
+        task = self.pipeline.tasks[name]
+        store, tel, clock = self.store, self.tel, self.r.clock
+        kwargs, frames = self._inputs(task)
+        rows_in = sum(_rows(f) or 0 for f in frames)
+        attempt = self.base_attempts.get(name, 0)
+        tries = 0
+        while True:
+            attempt += 1
+            tries += 1
+            started = clock()
+            tr_id = store.start_task(self.run_id, name, attempt, now=started)
+            self._notify("task_started", name, attempt)
+            results: list[Any] = []
+            blocking: list[Any] = []
+            ref: str | None = None
+            value: Any = None
+            try:
+                with tel.task_scope(self.name, name, run_id=self.run_id, attempt=attempt) as ts:
+                    if rows_in:
+                        ts.rows_in(rows_in)
+                    out = self._call(task, kwargs)
+                    if isinstance(out, Measured):
+                        value = out.value
+                        if out.cpu:
+                            ts.add_cpu(out.cpu)
+                        if out.peak:
+                            ts.set_peak_memory(out.peak)
+                    else:
+                        value = out
+                    rows_out = _rows(value)
+                    if rows_out:
+                        ts.rows_out(rows_out)
+                    if task.checks:
+                        ctx = ts.context(inputs=frames, store=store, now=dt.datetime.fromtimestamp(clock(), dt.UTC))
+                        results = ts.run_checks(task.checks, value, ctx)
+                        blocking = [c for c in results if c.blocking]
+                    if blocking:
+                        ts.set_status("failed", _blocking_reason(blocking))
+                    elif task.persist:
+                        ref = save_output(self.artifacts, self.run_id, name, value)
+                    elif value is None:
+                        ref = NONE_REF
+            except TaskCancelledError as exc:
+                store.finish_task(tr_id, TaskState.CANCELLED, now=clock(), error=str(exc))
+                self._notify("task_finished", name, TaskState.CANCELLED, attempt, clock() - started, str(exc))
+                return TaskState.CANCELLED, str(exc), False
+            except BaseException as exc:
+                status = TaskState.TIMED_OUT if isinstance(exc, TaskTimeoutError) else TaskState.FAILED
+                error = f"{type(exc).__name__}: {exc}"
+                end = clock()
+                store.finish_task(tr_id, status, now=end, rows_in=rows_in, error=error)
+                if isinstance(exc, Exception) and task.retry.should_retry(exc, tries) and not self.cancelled.is_set():
+                    delay = task.retry.delay_for(tries, self.r.rng)
+                    self._notify("task_retrying", name, attempt, delay, error)
+                    self.sleep(delay)
+                    if not self.cancelled.is_set():
+                        continue
+                self._notify("task_finished", name, status, attempt, end - started, error)
+                return status, error, False
+            end = clock()
+            if blocking:
+                reason = _blocking_reason(blocking)
+                store.finish_task(tr_id, TaskState.FAILED, now=end, rows_in=rows_in, rows_out=rows_out,
+                                  error=reason, checks=results)
+                self._notify("task_finished", name, TaskState.FAILED, attempt, end - started, reason)
+                return TaskState.FAILED, reason, True
+            store.finish_task(tr_id, TaskState.SUCCESS, now=end, rows_in=rows_in, rows_out=rows_out,
+                              output_ref=ref, checks=results)
+            with self.lock:
+                self.outputs[name] = value
+            self._notify("task_finished", name, TaskState.SUCCESS, attempt, end - started,
+                         _warnings(results))
+            return TaskState.SUCCESS, None, False
+
+    def _call(self, task: Task, kwargs: dict[str, Any]) -> Any:
+        ex = self.executor
+        if task.timeout is not None:
+            if ex.local:
+                return run_in_child(task.fn, kwargs, task.timeout, grace=self.r.kill_grace, cancel=self.cancelled,
+                                    task=task.name)
+            return self._wait_remote(ex.submit(timed, task.fn, kwargs, task.timeout, self.r.kill_grace), task)
+        if ex.local:
+            return invoke(task.fn, kwargs)
+        return self._wait_remote(ex.submit(measured, task.fn, kwargs), task)
+
+    def _wait_remote(self, future: Any, task: Task) -> Any:
+        finished = threading.Event()
+        future.add_done_callback(lambda _f: finished.set())
+        while not finished.wait(0.25):
+            if self.cancelled.is_set():
+                future.cancel()
+                raise TaskCancelledError(f"task {task.name!r} was abandoned because the run was cancelled")
+        return future.result()
+
+    def _notify(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self.observer, method)(*args)
+        except Exception:
+            log.exception("run observer %r failed in %s", self.observer, method)
+
+
+def _blocking_reason(results: Iterable[Any]) -> str:
+    parts = []
+    for c in results:
+        where = f" on {c.column}" if c.column else ""
+        msg = f": {c.message}" if c.message else ""
+        parts.append(f"{c.check}{where}{msg}")
+    return "blocking check failed: " + "; ".join(parts)
+
+
+def _warnings(results: list[Any]) -> str | None:
+    warned = [c.check for c in results if str(c.status) in ("warn", "error")]
+    return f"checks warned: {', '.join(warned)}" if warned else None

@@ -1,0 +1,392 @@
+"""When pipelines run: cron (with time zones), intervals, file arrival, manual triggers.
+
+:class:`Scheduler` is stepped, never sleeps: ``tick(now)`` returns the runs
+due at ``now`` and records each one QUEUED in the run store under an
+idempotency key (pipeline + tick), so a restarted process never runs a tick
+twice. The daemon (a later issue) calls ``tick`` and hands the runs to the
+runner; tests call it with an injected clock.
+
+Missed ticks (the process was down): ``Pipeline(catchup=1)`` runs only the
+latest, ``catchup=N`` at most the N latest, ``catchup=None`` all of them.
+``Pipeline(max_active_runs=N)`` bounds queued + running runs; a tick over the
+limit waits for the next ``tick`` call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agent.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from agent.pipeline import Pipeline
+    from agent.store import RunStore
+    from agent.triggers import FileTrigger
+
+__all__ = ["Cron", "DueRun", "FileArrival", "Interval", "Manual", "Schedule", "Scheduler", "parse_schedule"]
+
+log = logging.getLogger("pipewarden.schedule")
+
+UTC = dt.UTC
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+_TIMED = ("cron", "interval")
+
+
+class Schedule:
+    """Base of the schedule kinds; timed schedules yield ticks."""
+
+    kind = "manual"
+
+    def ticks(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
+        """Ticks in ``(after, until]``, oldest first, as aware datetimes."""
+        return iter(())
+
+
+def _zone(name: str, where: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: time zone {name!r} is unknown; use an IANA name like 'Europe/Paris' "
+                          "or 'UTC'") from None
+
+
+@dataclass(frozen=True)
+class Cron(Schedule):
+    """A cron expression evaluated in a time zone.
+
+    >>> c = Cron("0 6 * * *", timezone="Europe/Paris")
+    >>> [t.isoformat() for t in c.ticks(dt.datetime(2025, 3, 1, tzinfo=UTC), dt.datetime(2025, 3, 3, tzinfo=UTC))]
+    ['2025-03-01T06:00:00+01:00', '2025-03-02T06:00:00+01:00']
+
+    Across daylight-saving changes: a time that does not exist (spring) runs
+    at the first valid minute after it; a fixed time that happens twice
+    (autumn) runs once, while an hourly or minutely expression runs every real hour.
+    """
+
+    expr: str
+    timezone: str = "UTC"
+    kind = "cron"
+
+    def __post_init__(self) -> None:
+        from croniter import croniter
+
+        _zone(self.timezone, f"cron {self.expr!r}")
+        if not isinstance(self.expr, str) or not croniter.is_valid(self.expr):
+            raise ConfigError(f"schedule {self.expr!r} is not a valid cron expression; write five fields "
+                              "'minute hour day-of-month month day-of-week', e.g. '*/15 * * * *', or "
+                              "'every 10m' for an interval")
+
+    def ticks(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
+        from croniter import croniter
+
+        tz = ZoneInfo(self.timezone)
+        fields = self.expr.split()
+        fixed_hour = len(fields) >= 5 and not fields[1].startswith("*") and not self.expr.startswith("@hourly")
+        it = croniter(self.expr, after.astimezone(tz))
+        prev_wall: dt.datetime | None = None
+        while True:
+            t = it.get_next(dt.datetime)
+            if t > until:
+                return
+            wall = t.replace(tzinfo=None)
+            if fixed_hour and wall == prev_wall:
+                continue  # the repeated hour of an autumn change: a fixed-time job runs once
+            prev_wall = wall
+            if t > after:
+                yield t
+
+
+@dataclass(frozen=True)
+class Interval(Schedule):
+    """Every ``every``, on a grid anchored at ``anchor`` (the Unix epoch by default), so ticks survive restarts.
+
+    >>> i = Interval(dt.timedelta(minutes=30))
+    >>> [t.strftime("%H:%M") for t in i.ticks(dt.datetime(2025, 1, 1, 0, 10, tzinfo=UTC),
+    ...                                         dt.datetime(2025, 1, 1, 1, 0, tzinfo=UTC))]
+    ['00:30', '01:00']
+    """
+
+    every: dt.timedelta
+    anchor: dt.datetime = _EPOCH
+    kind = "interval"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.every, dt.timedelta) or self.every.total_seconds() <= 0:
+            raise ConfigError(f"interval must be a positive timedelta — got {self.every!r}")
+
+    def ticks(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
+        step = self.every
+        k = (after - self.anchor) // step + 1
+        t = self.anchor + k * step
+        while t <= until:
+            yield t
+            t += step
+
+
+@dataclass(frozen=True)
+class FileArrival(Schedule):
+    """A run per file matching ``pattern`` in ``directory``, once it stopped changing for ``stable_seconds``.
+
+    The file's path reaches the run as the run parameter ``path``.
+    """
+
+    directory: str
+    pattern: str = "*"
+    stable_seconds: float = 5.0
+    recursive: bool = False
+    kind = "file"
+
+
+@dataclass(frozen=True)
+class Manual(Schedule):
+    """Runs only when triggered (CLI, API)."""
+
+    kind = "manual"
+
+
+_EVERY = re.compile(r"^\s*every\s+(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\w*\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_schedule(spec: Any, *, timezone: str = "UTC", where: str = "schedule") -> Schedule:
+    """A schedule from a cron string, ``"every 10m"``, a timedelta, ``"manual"`` or a Schedule."""
+    if isinstance(spec, Schedule):
+        return spec
+    if isinstance(spec, dt.timedelta):
+        return Interval(spec)
+    if isinstance(spec, str):
+        if spec.strip().lower() == "manual":
+            return Manual()
+        m = _EVERY.match(spec)
+        if m:
+            return Interval(dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()]))
+        try:
+            return Cron(spec.strip(), timezone=timezone)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    raise ConfigError(f"{where}: schedule must be a cron string, 'every 10m', a timedelta or a schedule object "
+                      f"(Cron, Interval, FileArrival, Manual) — got {spec!r}")
+
+
+@dataclass(frozen=True)
+class DueRun:
+    """A run the scheduler recorded QUEUED; start it with ``Runner.run(pipeline, run_id=due.run_id)``."""
+
+    pipeline: str
+    run_id: str
+    trigger: str
+    logical_date: dt.datetime | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    key: str | None = None
+
+
+def tick_key(pipeline: str, tick: dt.datetime) -> str:
+    """The idempotency key of one schedule tick (shared by the scheduler and backfill)."""
+    return f"{pipeline}@{tick.astimezone(UTC).isoformat()}"
+
+
+class Scheduler:
+    """Decides which runs are due; stepped with :meth:`tick`, it never sleeps.
+
+    >>> import tempfile; from agent.store import SQLiteRunStore; from agent.pipeline import Pipeline
+    >>> pipe = Pipeline("hourly", schedule="0 * * * *")
+    >>> _ = pipe.task(lambda: None, name="work")
+    >>> s = Scheduler(SQLiteRunStore(tempfile.mkdtemp() + "/p.db"), [pipe])
+    >>> s.tick(dt.datetime(2025, 1, 1, 9, 30, tzinfo=UTC))     # first sight: no catch-up from the past
+    []
+    >>> [d.logical_date.isoformat() for d in s.tick(dt.datetime(2025, 1, 1, 10, 0, tzinfo=UTC))]
+    ['2025-01-01T10:00:00+00:00']
+    """
+
+    def __init__(self, store: RunStore, pipelines: Iterable[Pipeline] = (), *, telemetry: Any = None) -> None:
+        self.store = store
+        self.telemetry = telemetry
+        self.pipelines: dict[str, Pipeline] = {}
+        self._anchor: dict[str, dt.datetime] = {}
+        self._recovered: set[str] = set()
+        self._files: dict[str, FileTrigger] = {}
+        for p in pipelines:
+            self.add(p)
+
+    def add(self, pipeline: Pipeline) -> None:
+        if pipeline.name in self.pipelines:
+            raise ConfigError(f"the scheduler already has a pipeline named {pipeline.name!r}")
+        pipeline.graph()
+        self.pipelines[pipeline.name] = pipeline
+        sched = pipeline.schedule
+        if isinstance(sched, FileArrival):
+            from agent.triggers import FileTrigger
+
+            self._files[pipeline.name] = FileTrigger(sched.directory, sched.pattern,
+                                                     stable_seconds=sched.stable_seconds, recursive=sched.recursive)
+
+    def start(self) -> None:
+        """Start watching directories of file-arrival schedules (watchdog); ``tick`` also works without it."""
+        for trig in self._files.values():
+            trig.start()
+
+    def stop(self) -> None:
+        for trig in self._files.values():
+            trig.stop()
+
+    # --- stepping ------------------------------------------------------------------------
+
+    def tick(self, now: dt.datetime) -> list[DueRun]:
+        """The runs due at ``now`` (aware datetime), each already recorded QUEUED in the store."""
+        if now.tzinfo is None:
+            raise ConfigError("Scheduler.tick(now) needs an aware datetime (e.g. datetime.now(UTC))")
+        due: list[DueRun] = []
+        for name, pipe in self.pipelines.items():
+            try:
+                due.extend(self._tick_pipeline(pipe, now))
+            except StoreError:
+                raise
+            except Exception:  # one broken pipeline does not stop the others
+                log.exception("scheduling pipeline %s failed", name)
+        return due
+
+    def _tick_pipeline(self, pipe: Pipeline, now: dt.datetime) -> list[DueRun]:
+        out: list[DueRun] = []
+        name = pipe.name
+        if name not in self._recovered:  # runs claimed by a process that died before starting them
+            self._recovered.add(name)
+            out.extend(DueRun(name, r.run_id, r.trigger, r.logical_date, dict(r.params), r.idempotency_key)
+                       for r in self.store.queued_runs(name))
+        sched = pipe.schedule
+        if sched is None or sched.kind == "manual":
+            return out
+        capacity = pipe.max_active_runs - self.store.active_runs(name) + len(out)
+        if isinstance(sched, FileArrival):
+            return out + self._tick_files(pipe, now, capacity - len(out))
+        anchor = self._anchor.get(name)
+        if anchor is None:
+            last = self.store.last_scheduled(name, _TIMED)
+            anchor = (dt.datetime.fromtimestamp(last, UTC) if last is not None
+                      else now - dt.timedelta(microseconds=1))
+        ticks = list(sched.ticks(anchor, now))
+        if not ticks:
+            self._anchor[name] = anchor
+            return out
+        keep = ticks if pipe.catchup is None else ticks[len(ticks) - pipe.catchup:] if pipe.catchup else []
+        missed = len(ticks) - len(keep)
+        if missed:
+            log.info("pipeline %s missed %d schedule tick(s); catchup=%s", name, missed, pipe.catchup)
+            self._count("pipewarden_scheduler_missed_runs_total", name, n=missed)
+        room = max(capacity - len(out), 0)
+        claim, wait = keep[:room], keep[room:]
+        for t in claim:
+            d = self._claim(pipe, t, trigger=sched.kind, now=now)
+            if d is not None:
+                out.append(d)
+        # Ticks over the concurrency limit stay due; everything before them is handled.
+        if wait:
+            self._anchor[name] = wait[0] - dt.timedelta(microseconds=1)
+        else:
+            self._anchor[name] = ticks[-1]
+        return out
+
+    def _tick_files(self, pipe: Pipeline, now: dt.datetime, room: int) -> list[DueRun]:
+        trig = self._files[pipe.name]
+        out = []
+        for f in trig.poll(now.timestamp()):
+            if len(out) >= max(room, 0):
+                break  # over the concurrency limit: the file stays pending for the next tick
+            key = f"{pipe.name}@file:{f.path}:{f.mtime_ns}:{f.size}"
+            d = self._new_run(pipe, trigger="file", key=key, logical_date=now, scheduled_for=None,
+                              params={"path": f.path}, now=now)
+            trig.mark_done(f)
+            if d is not None:
+                out.append(d)
+        return out
+
+    def _claim(self, pipe: Pipeline, tick: dt.datetime, *, trigger: str, now: dt.datetime) -> DueRun | None:
+        return self._new_run(pipe, trigger=trigger, key=tick_key(pipe.name, tick), logical_date=tick,
+                             scheduled_for=tick.timestamp(), params={}, now=now)
+
+    def _new_run(self, pipe: Pipeline, *, trigger: str, key: str | None, logical_date: dt.datetime,
+                 scheduled_for: float | None, params: Mapping[str, Any], now: dt.datetime) -> DueRun | None:
+        from agent.runner import new_run_id
+
+        run_id = new_run_id(now.timestamp())
+        created = self.store.create_run(run_id=run_id, pipeline=pipe.name, trigger=trigger,
+                                        tasks=pipe.graph().order, params=dict(params), logical_date=logical_date,
+                                        version=pipe.version, target=pipe.target, idempotency_key=key,
+                                        scheduled_for=scheduled_for, now=now.timestamp())
+        if not created:
+            return None  # this tick was claimed before (a restart in the middle of a tick)
+        self._count("pipewarden_scheduler_triggers_total", pipe.name, trigger)
+        return DueRun(pipe.name, run_id, trigger, logical_date, dict(params), key)
+
+    def _count(self, metric: str, *labels: str, n: int = 1) -> None:
+        tel = self.telemetry
+        if tel is None:
+            return
+        try:
+            tel.child(metric, *labels).inc(n)
+        except Exception:
+            log.debug("could not count %s", metric, exc_info=True)
+
+    # --- on demand -------------------------------------------------------------------------
+
+    def trigger(self, pipeline: str, params: Mapping[str, Any] | None = None, *,
+                now: dt.datetime | None = None) -> DueRun:
+        """A manual run, recorded QUEUED now (no idempotency key: every call is a new run)."""
+        pipe = self._pipeline(pipeline)
+        now = now or dt.datetime.now(UTC)
+        d = self._new_run(pipe, trigger="manual", key=None, logical_date=now, scheduled_for=None,
+                          params=dict(params or {}), now=now)
+        assert d is not None
+        return d
+
+    def backfill(self, pipeline: str, start: dt.datetime, end: dt.datetime, *, every: dt.timedelta | None = None,
+                 rerun: bool = False, now: dt.datetime | None = None) -> list[DueRun]:
+        """One queued run per schedule tick in ``[start, end]``; ticks that already ran are left out
+        unless ``rerun``."""
+        pipe = self._pipeline(pipeline)
+        return backfill_runs(self.store, pipe, start, end, every=every, rerun=rerun, now=now,
+                             count=lambda: self._count("pipewarden_scheduler_triggers_total", pipe.name, "backfill"))
+
+    def _pipeline(self, name: str) -> Pipeline:
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            raise ConfigError(f"the scheduler has no pipeline {name!r} ({', '.join(self.pipelines)})") from None
+
+
+def backfill_runs(store: RunStore, pipe: Pipeline, start: dt.datetime, end: dt.datetime, *,
+                  every: dt.timedelta | None = None, rerun: bool = False, now: dt.datetime | None = None,
+                  count: Any = None) -> list[DueRun]:
+    """Queued runs of ``pipe`` for the logical dates of its schedule (or ``every``) in ``[start, end]``."""
+    from agent.runner import new_run_id
+
+    start, end = _aware(start), _aware(end)
+    if end < start:
+        raise ConfigError(f"backfill end {end.isoformat()} is before its start {start.isoformat()}")
+    sched: Schedule | None = Interval(every, anchor=start) if every else pipe.schedule
+    if sched is None or sched.kind not in _TIMED:
+        raise ConfigError(f"pipeline {pipe.name!r} has no cron or interval schedule to take logical dates from; "
+                          "pass --every (e.g. --every 1d)")
+    now = now or dt.datetime.now(UTC)
+    out = []
+    for t in sched.ticks(start - dt.timedelta(microseconds=1), end):
+        key = tick_key(pipe.name, t)
+        if rerun and store.has_key(key):
+            key = f"{key}#rerun-{new_run_id(now.timestamp())}"
+        run_id = new_run_id(now.timestamp())
+        if store.create_run(run_id=run_id, pipeline=pipe.name, trigger="backfill", tasks=pipe.graph().order,
+                            logical_date=t, version=pipe.version, target=pipe.target, idempotency_key=key,
+                            scheduled_for=t.timestamp(), now=now.timestamp()):
+            if count is not None:
+                count()
+            out.append(DueRun(pipe.name, run_id, "backfill", t, {}, key))
+    return out
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -1,0 +1,287 @@
+"""Rows lost: row counts, loss across a step, and key reconciliation with a source."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from checks.base import Check, CheckContext
+from checks.errors import CheckInputError
+from checks.frame import as_columns, numeric_values, require_columns, require_frame
+from checks.keys import example_keys, key_hashes
+from checks.result import CheckResult, Kind, Status
+
+__all__ = ["Loss", "Reconcile", "RowCount", "loss", "reconcile", "row_count"]
+
+
+class RowCount(Check):
+    """The frame's row count within ``[min, max]``.
+
+    >>> import pandas as pd
+    >>> row_count(min=1)(pd.DataFrame({"a": []}))[0].status
+    <Status.FAIL: 'fail'>
+    """
+
+    kind = Kind.VOLUME
+
+    def __init__(
+        self,
+        *,
+        min: int | None = None,
+        max: int | None = None,
+        name: str | None = None,
+        severity: str = "fail",
+    ) -> None:
+        super().__init__(name=name or "row_count", severity=severity)
+        if min is not None and max is not None and min > max:
+            raise ValueError(f"row_count min {min} is above max {max}")
+        self.min, self.max = min, max
+
+    def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
+        n = len(require_frame(df))
+        low = self.min is not None and n < self.min
+        high = self.max is not None and n > self.max
+        bound = (
+            self.min
+            if low
+            else self.max
+            if high
+            else (self.min if self.min is not None else self.max)
+        )
+        msg = (
+            f"{self.name}: {n} rows, below the minimum {self.min}"
+            if low
+            else f"{self.name}: {n} rows, above the maximum {self.max}"
+            if high
+            else f"{self.name}: {n} rows"
+        )
+        return self.result(
+            Status.FAIL if low or high else Status.PASS,
+            observed=float(n),
+            threshold=None if bound is None else float(bound),
+            measure="row_count",
+            message=msg,
+            details={"rows": n, "min": self.min, "max": self.max},
+        )
+
+
+def _input_frame(context: CheckContext, which: int) -> pd.DataFrame:
+    frames = [f for f in context.inputs if isinstance(f, pd.DataFrame)]
+    if not frames:
+        raise CheckInputError(
+            "needs the call's input frames (context.inputs) and none was given; "
+            "it runs under @monitor, or pass CheckContext(inputs=[df_in])"
+        )
+    if not -len(frames) <= which < len(frames):
+        raise CheckInputError(f"input={which} but the call had {len(frames)} DataFrame input(s)")
+    return frames[which]
+
+
+class Loss(Check):
+    """Rows lost across the monitored step: input rows minus output rows.
+
+    ``max_loss`` is a fraction of the input rows, ``max_rows`` an absolute
+    count; give either or both (both must hold). ``input`` picks which
+    DataFrame argument of the call is the input (the first by default).
+
+    >>> import pandas as pd
+    >>> from checks.base import CheckContext
+    >>> ctx = CheckContext(inputs=[pd.DataFrame({"a": range(100)})])
+    >>> loss(max_loss=0.01)(pd.DataFrame({"a": range(98)}), ctx)[0].observed
+    2.0
+    """
+
+    kind = Kind.LOSS
+    needs_inputs: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        max_loss: float | None = 0.0,
+        *,
+        max_rows: int | None = None,
+        input: int = 0,
+        name: str | None = None,
+        severity: str = "fail",
+    ) -> None:
+        super().__init__(name=name or "loss", severity=severity)
+        if max_loss is not None and not 0.0 <= float(max_loss) <= 1.0:
+            raise ValueError(
+                f"loss max_loss is a fraction between 0 and 1 — got {max_loss}; "
+                "use max_rows= for an absolute count"
+            )
+        if max_rows is not None and int(max_rows) < 0:
+            raise ValueError(f"loss max_rows must be >= 0 — got {max_rows}")
+        self.max_loss = None if max_loss is None else float(max_loss)
+        self.max_rows = None if max_rows is None else int(max_rows)
+        self.input = int(input)
+
+    def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
+        rows_out = len(require_frame(df))
+        rows_in = len(_input_frame(context, self.input))
+        lost = max(rows_in - rows_out, 0)
+        fraction = lost / rows_in if rows_in else 0.0
+        allowed = math.inf
+        if self.max_loss is not None:
+            allowed = min(allowed, math.floor(self.max_loss * rows_in + 1e-9))
+        if self.max_rows is not None:
+            allowed = min(allowed, self.max_rows)
+        status = Status.FAIL if lost > allowed else Status.PASS
+        return self.result(
+            status,
+            observed=float(lost),
+            threshold=None if math.isinf(allowed) else float(allowed),
+            measure="rows_lost",
+            message=f"{self.name}: {lost} of {rows_in} rows lost ({fraction:.2%})",
+            details={
+                "rows_in": rows_in,
+                "rows_out": rows_out,
+                "rows_lost": lost,
+                "fraction": fraction,
+                "rows_gained": max(rows_out - rows_in, 0),
+                "max_loss": self.max_loss,
+                "max_rows": self.max_rows,
+            },
+        )
+
+
+class Reconcile(Check):
+    """Keys of a source missing from the frame, and optionally the sum of a column on both sides.
+
+    ``source`` is a DataFrame, or an integer picking one of the call's input
+    frames. One result for the keys (measure ``rows_lost``: source rows whose
+    key is absent), one more for ``sum_column`` (relative difference of sums).
+
+    >>> import pandas as pd
+    >>> src = pd.DataFrame({"id": [1, 2, 3, 4], "v": [1.0, 2.0, 3.0, 4.0]})
+    >>> r = reconcile(src, key="id", sum_column="v")(src[src.id != 3])
+    >>> r[0].observed, r[0].details["examples"], r[1].observed
+    (1.0, [3], 0.3)
+    """
+
+    kind = Kind.LOSS
+    needs_inputs: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        source: pd.DataFrame | int = 0,
+        *,
+        key: str | Sequence[str],
+        sum_column: str | None = None,
+        max_missing: float = 0.0,
+        sum_tolerance: float = 1e-9,
+        name: str | None = None,
+        severity: str = "fail",
+    ) -> None:
+        keys = as_columns(key)
+        if not keys:
+            raise ValueError("reconcile needs key=")
+        self.key = keys
+        super().__init__(name=name or f"reconcile({','.join(keys)})", severity=severity)
+        if not isinstance(source, pd.DataFrame | int):
+            raise TypeError(
+                "reconcile source must be a DataFrame or an input index — got "
+                f"{type(source).__name__}"
+            )
+        self.source = source
+        self.sum_column = sum_column
+        self.max_missing = float(max_missing)  # < 1: fraction of source rows; >= 1: row count
+        self.sum_tolerance = float(sum_tolerance)
+
+    def evaluate(self, df: Any, context: CheckContext) -> list[CheckResult]:
+        target = require_frame(df)
+        source = (
+            self.source
+            if isinstance(self.source, pd.DataFrame)
+            else _input_frame(context, self.source)
+        )
+        try:
+            require_columns(source, self.key)
+        except CheckInputError as exc:
+            raise CheckInputError(f"source: {exc}", column=exc.column) from exc
+        require_columns(target, self.key)
+        if len(self.key) == 1 and len(target):
+            missing_mask = ~source[self.key[0]].isin(target[self.key[0]]).to_numpy()
+        else:
+            missing_mask = ~np.isin(key_hashes(source, self.key), key_hashes(target, self.key))
+        missing_rows = int(np.count_nonzero(missing_mask))
+        positions = np.flatnonzero(missing_mask)
+        missing_keys = (
+            len(pd.unique(key_hashes(source.iloc[positions], self.key))) if missing_rows else 0
+        )
+        n_src = len(source)
+        fraction = missing_rows / n_src if n_src else 0.0
+        allowed = self.max_missing * n_src if self.max_missing < 1 else self.max_missing
+        examples = example_keys(source, self.key, positions)
+        out = [
+            self.result(
+                Status.FAIL if missing_rows > allowed else Status.PASS,
+                observed=float(missing_rows),
+                threshold=float(allowed),
+                column=self.key[0] if len(self.key) == 1 else None,
+                measure="rows_lost",
+                message=f"{self.name}: {missing_rows} of {n_src} source rows ({missing_keys} keys) "
+                f"missing "
+                f"from the output" + (f"; e.g. {examples[:3]}" if examples else ""),
+                details={
+                    "source_rows": n_src,
+                    "target_rows": len(target),
+                    "missing_rows": missing_rows,
+                    "missing_keys": missing_keys,
+                    "fraction": fraction,
+                    "examples": examples,
+                },
+            )
+        ]
+        if self.sum_column:
+            out.append(self._sums(source, target))
+        return out
+
+    def _sums(self, source: pd.DataFrame, target: pd.DataFrame) -> CheckResult:
+        col = self.sum_column
+        assert col is not None
+        for side, frame in (("source", source), ("output", target)):
+            if col not in frame.columns:
+                return self.result(
+                    Status.ERROR,
+                    column=col,
+                    message=f"{self.name}: {side} has no column "
+                    f"{col!r}; columns are: {', '.join(map(str, frame.columns))}",
+                )
+        try:
+            a = float(np.nansum(numeric_values(source[col])))
+            b = float(np.nansum(numeric_values(target[col])))
+        except CheckInputError as exc:
+            return self.result(Status.ERROR, column=col, message=f"{self.name}: {exc}")
+        diff = abs(a - b)
+        rel = diff / abs(a) if a else (0.0 if diff == 0 else math.inf)
+        ok = rel <= self.sum_tolerance or not math.isfinite(a)
+        return self.result(
+            Status.PASS if ok else Status.FAIL,
+            observed=rel,
+            threshold=self.sum_tolerance,
+            column=col,
+            measure="sum_difference",
+            message=f"{self.name}: sum of {col} {b:.6g} in the output vs {a:.6g} in the source",
+            details={"source_sum": a, "target_sum": b, "difference": b - a, "relative": rel},
+        )
+
+
+def row_count(*, min: int | None = None, max: int | None = None, **kwargs: Any) -> RowCount:
+    """Row count within bounds (see :class:`RowCount`)."""
+    return RowCount(min=min, max=max, **kwargs)
+
+
+def loss(max_loss: float | None = 0.0, **kwargs: Any) -> Loss:
+    """Rows lost across the monitored step (see :class:`Loss`)."""
+    return Loss(max_loss, **kwargs)
+
+
+def reconcile(
+    source: pd.DataFrame | int = 0, *, key: str | Sequence[str], **kwargs: Any
+) -> Reconcile:
+    """Source keys missing from the output (see :class:`Reconcile`)."""
+    return Reconcile(source, key=key, **kwargs)

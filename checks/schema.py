@@ -1,0 +1,150 @@
+"""Schema drift: columns added, removed, or of another dtype."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from checks.base import Check, CheckContext
+from checks.errors import CheckInputError
+from checks.frame import require_frame
+from checks.profile import Profile
+from checks.result import CheckResult, Kind, Status
+
+__all__ = ["DTYPE_FAMILIES", "Schema", "schema"]
+
+#: Family names an expected dtype may use instead of an exact dtype string.
+DTYPE_FAMILIES = ("integer", "float", "numeric", "string", "datetime", "bool", "category", "any")
+
+
+def _family_match(family: str, dtype: Any) -> bool:
+    api = pd.api.types
+    if family == "any":
+        return True
+    if family == "integer":
+        return api.is_integer_dtype(dtype) and not api.is_bool_dtype(dtype)
+    if family == "float":
+        return api.is_float_dtype(dtype)
+    if family == "numeric":
+        return api.is_numeric_dtype(dtype) and not api.is_bool_dtype(dtype)
+    if family == "string":
+        return api.is_string_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+    if family == "datetime":
+        return api.is_datetime64_any_dtype(dtype)
+    if family == "bool":
+        return api.is_bool_dtype(dtype)
+    return isinstance(dtype, pd.CategoricalDtype)  # category
+
+
+def _matches(expected: str, dtype: Any) -> bool:
+    if expected in DTYPE_FAMILIES:
+        return _family_match(expected, dtype)
+    return str(dtype) == expected
+
+
+class Schema(Check):
+    """Columns added, removed, or with a dtype other than expected; one result.
+
+    ``expected`` maps column -> dtype (an exact dtype string such as ``int64``,
+    ``datetime64[us, UTC]``, or a family: integer, float, numeric, string,
+    datetime, bool, category, any), or is a :class:`Profile`, or None: the
+    previous run's schema kept in the store under ``"<dataset>:schema"``
+    (the first run passes with "no reference yet"). Removed and changed
+    columns are violations; added ones too unless ``allow_extra`` (the default).
+
+    >>> import pandas as pd
+    >>> r = schema({"a": "int64", "b": "string"})(pd.DataFrame({"a": [1.5]}))[0]
+    >>> r.status, r.details["removed"], r.details["changed"]
+    (<Status.FAIL: 'fail'>, ['b'], {'a': {'expected': 'int64', 'found': 'float64'}})
+    """
+
+    kind = Kind.SCHEMA
+    needs_store: ClassVar[bool] = True  # only for expected=None
+
+    def __init__(
+        self,
+        expected: Mapping[str, str] | Profile | None = None,
+        *,
+        allow_extra: bool = True,
+        dataset: str | None = None,
+        name: str | None = None,
+        severity: str = "fail",
+    ) -> None:
+        super().__init__(name=name or "schema", severity=severity)
+        if isinstance(expected, Profile):
+            expected = expected.schema()
+        elif expected is not None and not isinstance(expected, Mapping):
+            raise TypeError(
+                f"schema expected must be a mapping of column -> dtype, a Profile or None — "
+                f"got {type(expected).__name__}"
+            )
+        self.expected = None if expected is None else {str(k): str(v) for k, v in expected.items()}
+        self.allow_extra = allow_extra
+        self.dataset = dataset
+
+    def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
+        frame = require_frame(df)
+        expected = self.expected
+        if expected is None:
+            store, dataset = context.store, self.dataset or context.dataset
+            if store is None or not dataset:
+                raise CheckInputError(
+                    "expected=None compares with the previous run's schema, which needs "
+                    "context.store and a dataset name (dataset= or context.dataset)"
+                )
+            key = f"{dataset}:schema"
+            stored = store.load_profile(key)
+            store.save_profile(
+                key,
+                {
+                    "schema": {str(c): str(t) for c, t in frame.dtypes.items()},
+                    "created_at": context.now.isoformat(),
+                },
+            )
+            if stored is None:
+                return self.result(
+                    Status.PASS,
+                    observed=0.0,
+                    measure="schema_changes",
+                    message=f"{self.name}: no reference yet; saved this frame's schema",
+                )
+            expected = (
+                dict(stored["schema"]) if "schema" in stored else Profile.from_dict(stored).schema()
+            )
+        found = {str(c): t for c, t in frame.dtypes.items()}
+        removed = [c for c in expected if c not in found]
+        added = [c for c in found if c not in expected]
+        changed = {
+            c: {"expected": e, "found": str(found[c])}
+            for c, e in expected.items()
+            if c in found and not _matches(e, found[c])
+        }
+        problems = len(removed) + len(changed) + (0 if self.allow_extra else len(added))
+        parts = [
+            f"removed {', '.join(removed)}" if removed else "",
+            f"added {', '.join(added)}" if added else "",
+            "changed " + ", ".join(f"{c} {v['expected']}->{v['found']}" for c, v in changed.items())
+            if changed
+            else "",
+        ]
+        text = "; ".join(p for p in parts if p) or "as expected"
+        return self.result(
+            Status.FAIL if problems else Status.PASS,
+            observed=float(problems),
+            threshold=0.0,
+            measure="schema_changes",
+            message=f"{self.name}: {text}",
+            details={
+                "added": added,
+                "removed": removed,
+                "changed": changed,
+                "allow_extra": self.allow_extra,
+            },
+        )
+
+
+def schema(expected: Mapping[str, str] | Profile | None = None, **kwargs: Any) -> Schema:
+    """Schema drift against an expected schema (see :class:`Schema`)."""
+    return Schema(expected, **kwargs)

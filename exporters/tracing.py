@@ -1,0 +1,209 @@
+"""Where spans go: a tracer provider configured from the standard ``OTEL_*`` variables.
+
+Exporters, chosen by ``OTEL_TRACES_EXPORTER`` (comma-separated):
+
+- ``jsonl`` (pipewarden's embedded default): spans appended, one JSON object per
+  line, to ``$PIPEWARDEN_HOME/traces.jsonl``. Needs no server.
+- ``otlp``: OTLP over HTTP/protobuf to ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
+  ``OTEL_EXPORTER_OTLP_ENDPOINT`` (+ ``/v1/traces``). The default when either
+  endpoint variable is set and ``OTEL_TRACES_EXPORTER`` is not.
+- ``console``: spans printed to stderr.
+- ``none``: no spans leave the process.
+
+The SDK reads ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` and the
+sampler variables itself; it does not read ``OTEL_TRACES_EXPORTER`` when a
+provider is built by hand, so this module does. ``service.name`` defaults to
+``pipewarden``. Export runs on a background thread (batch processor); a
+failing exporter is counted and logged once, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+
+__all__ = [
+    "DEFAULT_OTLP_TIMEOUT",
+    "GuardedSpanExporter",
+    "JsonLinesSpanExporter",
+    "build_tracer_provider",
+    "traces_exporter_names",
+]
+
+log = logging.getLogger("pipewarden.exporters")
+
+#: Seconds an OTLP export may take (retries included) when ``OTEL_EXPORTER_OTLP_TIMEOUT``
+#: is unset: a collector that is down delays the end of a script by at most this much.
+DEFAULT_OTLP_TIMEOUT = 3.0
+KNOWN_EXPORTERS = ("jsonl", "otlp", "console", "none")
+
+ErrorHook = Callable[[str, BaseException | None], None]
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Append finished spans to a JSON-lines file, one compact object per span.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "traces.jsonl"
+    >>> exporter = JsonLinesSpanExporter(path)
+    >>> exporter.export([])
+    <SpanExportResult.SUCCESS: 0>
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        lines = "".join(json.dumps(json.loads(s.to_json(indent=None)), separators=(",", ":")) + "\n"
+                        for s in spans)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(lines)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class GuardedSpanExporter(SpanExporter):
+    """Wraps an exporter so that a failure is reported to ``on_error`` and never raised."""
+
+    def __init__(self, inner: SpanExporter, name: str, on_error: ErrorHook | None = None) -> None:
+        self.inner = inner
+        self.name = name
+        self.on_error = on_error
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:
+            self._report(exc)
+            return SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self._report(None)
+        return result
+
+    def _report(self, exc: BaseException | None) -> None:
+        if self.on_error is not None:
+            try:
+                self.on_error(self.name, exc)
+            except Exception:  # the hook must not break the export thread either
+                log.debug("export error hook failed", exc_info=True)
+
+    def shutdown(self) -> None:
+        try:
+            self.inner.shutdown()
+        except Exception as exc:
+            self._report(exc)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        try:
+            return bool(self.inner.force_flush(timeout_millis))
+        except Exception as exc:
+            self._report(exc)
+            return False
+
+
+def traces_exporter_names(env: Mapping[str, str] | None = None) -> list[str]:
+    """The exporters ``OTEL_TRACES_EXPORTER`` asks for, or the default (see module doc).
+
+    Raises ValueError naming the variable, the unknown value and the choices.
+    """
+    env = os.environ if env is None else env
+    raw = env.get("OTEL_TRACES_EXPORTER", "").strip()
+    if not raw:
+        has_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        return ["otlp"] if has_endpoint else ["jsonl"]
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if n not in KNOWN_EXPORTERS]
+    if unknown:
+        raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {unknown[0]!r}; "
+                         f"allowed: {', '.join(KNOWN_EXPORTERS)} (comma-separated)")
+    return [n for n in names if n != "none"]
+
+
+def build_tracer_provider(env: Mapping[str, str] | None = None, *, home: str | os.PathLike[str] | None = None,
+                          on_error: ErrorHook | None = None) -> TracerProvider:
+    """A tracer provider with the exporters the environment asks for.
+
+    ``home`` is the state directory for the JSON-lines file; ``on_error`` is
+    called (exporter name, exception or None) when an export fails.
+    """
+    env = os.environ if env is None else env
+    attrs = {}
+    if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        attrs[SERVICE_NAME] = "pipewarden"
+    provider = TracerProvider(resource=Resource.create(attrs))
+    for name in traces_exporter_names(env):
+        exporter = _make_exporter(name, env, home)
+        provider.add_span_processor(BatchSpanProcessor(GuardedSpanExporter(exporter, name, on_error)))
+    return provider
+
+
+def _make_exporter(name: str, env: Mapping[str, str], home: str | os.PathLike[str] | None) -> SpanExporter:
+    if name == "jsonl":
+        base = Path(home or env.get("PIPEWARDEN_HOME") or ".pipewarden")
+        return JsonLinesSpanExporter(base / "traces.jsonl")
+    if name == "console":
+        return ConsoleSpanExporter(out=sys.stderr)
+    return _otlp_exporter(env)
+
+
+def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
+    protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or "http/protobuf")
+    if protocol != "http/protobuf":
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported by pipewarden; "
+                    "using http/protobuf (allowed: http/protobuf)", protocol)
+    # Imported here: the OTLP exporter pulls in requests and protobuf, which an
+    # agent that does not export OTLP should not pay for.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    timeout = None
+    if not (env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")):
+        timeout = DEFAULT_OTLP_TIMEOUT
+    _quiet_otlp_logger()
+    return OTLPSpanExporter(timeout=timeout)
+
+
+class _FirstOnly(logging.Filter):
+    """Let the first record through and drop the rest: pipewarden reports the failure itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._seen:
+            return False
+        self._seen = True
+        return True
+
+
+def _quiet_otlp_logger() -> None:
+    for name in ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                 "opentelemetry.exporter.otlp.proto.http._common"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _FirstOnly) for f in lg.filters):
+            lg.addFilter(_FirstOnly())

@@ -1,0 +1,103 @@
+"""Shared fixtures: real Prometheus, Pushgateway and Alertmanager processes; an OTLP receiver.
+
+Each server fixture is function-scoped: the programs start in well under a second on
+loopback, so every test gets its own empty server and no test sees another's data.
+A missing binary skips the test on a laptop and fails it when ``CI`` is set.
+When a test fails, the tail of every running server's log is added to its report.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # `import servers`, whatever the import mode
+
+import servers
+from servers import (
+    AlertmanagerServer,
+    OtlpReceiver,
+    PrometheusServer,
+    PushgatewayServer,
+    WebhookReceiver,
+)
+
+PrometheusFactory = Callable[..., PrometheusServer]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed:
+        for server in servers.live_servers():
+            report.sections.append((f"{server.name} log ({server.log_path})", server.log_tail()))
+    return report
+
+
+@pytest.fixture
+def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusFactory]:
+    """Factory: ``prometheus_server(["127.0.0.1:PORT"], rule_files=(), alertmanagers=())``.
+
+    Returns a running :class:`servers.PrometheusServer` scraping the targets every second;
+    every server it started is stopped after the test.
+    """
+    started: list[PrometheusServer] = []
+
+    def start(targets: Sequence[str], **config: Any) -> PrometheusServer:
+        workdir = tmp_path_factory.mktemp("prometheus")
+        server = servers.start_prometheus(workdir, targets, **config)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.process.stop()
+
+
+@pytest.fixture
+def pushgateway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushgatewayServer]:
+    """A running Pushgateway (``.url``, ``.groups()``, ``.metrics_text()``); stopped after."""
+    server = servers.start_pushgateway(tmp_path_factory.mktemp("pushgateway"))
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """An HTTP receiver collecting Alertmanager webhook posts (``.url``, ``.alerts()``)."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def alertmanager_server(tmp_path_factory: pytest.TempPathFactory,
+                        webhook_receiver: WebhookReceiver) -> Iterator[AlertmanagerServer]:
+    """A running Alertmanager sending every alert to ``.webhook``; stopped after the test."""
+    server = servers.start_alertmanager(tmp_path_factory.mktemp("alertmanager"), webhook_receiver)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """An OTLP/HTTP trace receiver on 127.0.0.1 (``.endpoint``, ``.spans()``)."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def promtool() -> str:
+    """The path of ``promtool`` (skips, or fails under CI, when it is absent)."""
+    return servers.require_binary("promtool")
+
+
+@pytest.fixture
+def amtool() -> str:
+    """The path of ``amtool`` (skips, or fails under CI, when it is absent)."""
+    return servers.require_binary("amtool")
