@@ -122,13 +122,21 @@ class monitor:  # noqa: N801 - used as a decorator, named like one
 
             return async_wrapper
 
+        checks = self.checks
+
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             scope = self._scope(pipeline, default_pipeline, task)
             with scope:
-                _count_inputs(scope, args, kwargs)
+                if args or kwargs:
+                    _count_inputs(scope, args, kwargs)
                 result = fn(*args, **kwargs)
-                self._after(scope, result, args, kwargs)
+                if checks:
+                    self._after(scope, result, args, kwargs)
+                else:
+                    n = _rows(result)
+                    if n is not None:
+                        scope.rows_out(n)
             return result
 
         return wrapper
@@ -154,10 +162,10 @@ class monitor:  # noqa: N801 - used as a decorator, named like one
 
     def _scope(self, pipeline: str | None, default_pipeline: str, task: str) -> Scope:
         tel = self.telemetry or get_telemetry()
+        outer = current_scope()
         if pipeline is None:
-            outer = current_scope()
             pipeline = outer.pipeline if outer is not None else default_pipeline
-        return tel.monitor_scope(pipeline, task, dataset=self.dataset)
+        return Scope(tel, pipeline, task, pipeline_level=outer is None, dataset=self.dataset)
 
     def _after(self, scope: Scope, result: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         n = _rows(result)

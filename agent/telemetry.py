@@ -19,6 +19,7 @@ untouched.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import datetime as dt
 import logging
 import os
@@ -35,7 +36,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agent.errors import TaskTimeoutError
-from agent.records import RunStatus, otel_result
+from agent.records import _OTEL_RESULT, RunStatus, otel_result
 from checks.base import CheckContext, run_check
 from checks.result import CheckResult, Status
 from exporters.metrics import Metrics
@@ -46,6 +47,10 @@ log = logging.getLogger("pipewarden.telemetry")
 
 _VERSION = "0.1.0"
 _DRIFT_MEASURES = frozenset({"psi", "ks", "wasserstein", "js", "chi2"})
+#: Calls shorter than this keep the task's last peak-memory reading: the process
+#: high-water mark cannot move materially in a millisecond, and the syscall is
+#: a measurable share of a short call's overhead.
+_PEAK_SAMPLE_AFTER = 0.001
 _FAILED = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("pipewarden_scope", default=None)
@@ -66,24 +71,38 @@ class _PipelineState:
 
 
 class _Live:
-    """A gauge value kept as a plain int and read at scrape time (``Gauge.set_function``).
+    """An in-progress gauge read at scrape time (``Gauge.set_function``).
 
-    In-progress gauges change twice per call; a locked int is a fraction of
-    the cost of two locked gauge updates.
+    It changes twice per call, so it is two ``itertools.count`` objects:
+    ``next()`` on one is atomic under the GIL and costs a fraction of a locked
+    gauge update. The value is started minus finished, read only when scraped.
     """
 
-    __slots__ = ("_lock", "n")
+    __slots__ = ("finished", "started")
 
     def __init__(self) -> None:
-        self.n = 0
-        self._lock = threading.Lock()
-
-    def add(self, k: int) -> None:
-        with self._lock:
-            self.n += k
+        self.started = itertools.count()
+        self.finished = itertools.count()
 
     def value(self) -> float:
-        return float(self.n)
+        return float(_peek(self.started) - _peek(self.finished))
+
+
+def _peek(counter: itertools.count[int]) -> int:
+    """The next value of a count without advancing it."""
+    return int(repr(counter)[6:-1])
+
+
+class _Stamp:
+    """A timestamp gauge kept as a plain float, read at scrape time; NaN until first set."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = float("nan")
+
+    def get(self) -> float:
+        return self.value
 
 
 class _Bundle:
@@ -94,10 +113,10 @@ class _Bundle:
     """
 
     __slots__ = ("by_status", "cpu", "last_success", "live", "peak", "peak_value", "retries",
-                 "rows_in", "rows_out", "state")
+                 "rows_in", "rows_out", "span_name", "state")
 
     def __init__(self) -> None:
-        self.by_status: dict[RunStatus, tuple[Any, Any]] = {}
+        self.by_status: dict[RunStatus, Any] = {}
         self.peak_value = -1.0
 
 
@@ -301,32 +320,34 @@ class Telemetry:
     def _new_bundle(self, pipeline: str, task: str | None) -> _Bundle:
         b = _Bundle()
         b.live = _Live()
+        b.last_success = _Stamp()
+        b.span_name = f"RUN {pipeline if task is None else task}"
         if task is None:
             self.metrics["pipewarden_pipeline_active_runs"].labels(pipeline).set_function(b.live.value)
-            b.last_success = self.child("pipewarden_pipeline_last_success_timestamp_seconds", pipeline)
+            self.metrics["pipewarden_pipeline_last_success_timestamp_seconds"].labels(pipeline).set_function(
+                b.last_success.get)
             b.state = self.pipeline_state(pipeline)
             return b
         self.metrics["pipewarden_task_in_progress"].labels(pipeline, task).set_function(b.live.value)
+        self.metrics["pipewarden_task_last_success_timestamp_seconds"].labels(pipeline, task).set_function(
+            b.last_success.get)
         b.cpu = self.child("pipewarden_task_cpu_seconds_total", pipeline, task)
         b.peak = self.child("pipewarden_task_peak_memory_bytes", pipeline, task)
         b.rows_in = self.child("pipewarden_task_rows_in_total", pipeline, task)
         b.rows_out = self.child("pipewarden_task_rows_out_total", pipeline, task)
         b.retries = self.child("pipewarden_task_retries_total", pipeline, task)
-        b.last_success = self.child("pipewarden_task_last_success_timestamp_seconds", pipeline, task)
         return b
 
-    def by_status(self, bundle: _Bundle, status: RunStatus, pipeline: str, task: str | None) -> tuple[Any, Any]:
-        """(runs counter, duration histogram) children for one status."""
-        pair = bundle.by_status.get(status)
-        if pair is None:
+    def by_status(self, bundle: _Bundle, status: RunStatus, pipeline: str, task: str | None) -> Any:
+        """The run-count/duration cell (see :mod:`exporters.runs`) for one status."""
+        cell = bundle.by_status.get(status)
+        if cell is None:
             if task is None:
-                pair = (self.child("pipewarden_pipeline_runs_total", pipeline, status),
-                        self.child("pipewarden_pipeline_duration_seconds", pipeline, status))
+                cell = self.metrics.run_collectors["pipewarden_pipeline_runs_total"].cell(pipeline, status)
             else:
-                pair = (self.child("pipewarden_task_runs_total", pipeline, task, status),
-                        self.child("pipewarden_task_duration_seconds", pipeline, task, status))
-            bundle.by_status[status] = pair
-        return pair
+                cell = self.metrics.run_collectors["pipewarden_task_runs_total"].cell(pipeline, task, status)
+            bundle.by_status[status] = cell
+        return cell
 
     def pipeline_state(self, pipeline: str) -> _PipelineState:
         st = self._pipelines.get(pipeline)
@@ -355,13 +376,20 @@ class Scope:
     propagates unchanged.
     """
 
-    __slots__ = (
-        "_c0", "_extra_cpu", "_pbundle", "_peak", "_rows_in", "_rows_out", "_t0", "_tbundle", "_token",
-        "_var_token",
-        "attempt", "attributes", "check_results", "dataset", "duration", "failing_since",
-        "first_of_version", "parent", "pipeline", "pipeline_level", "reason", "run_id", "span", "status",
-        "task", "tel", "version",
-    )
+    # Defaults live on the class: a scope is created per call, and most of these
+    # are only ever written by a runner, on the rare path.
+    status: RunStatus | None = None
+    reason = ""
+    duration = 0.0
+    #: Set by a runner that knows more than this process (its store); None: use memory.
+    first_of_version: bool | None = None
+    failing_since: float | None = None
+    parent: Scope | None = None
+    check_results: list[CheckResult] = []  # noqa: RUF012 - replaced per instance on first write
+    _rows_in = 0
+    _rows_out = 0
+    _extra_cpu = 0.0
+    _peak: int | None = None
 
     def __init__(self, tel: Telemetry, pipeline: str, task: str | None, *, pipeline_level: bool,
                  run_id: str | None = None, attempt: int = 1, dataset: str | None = None,
@@ -375,18 +403,6 @@ class Scope:
         self.dataset = dataset or task or pipeline
         self.version = version
         self.attributes = attributes
-        self.status: RunStatus | None = None
-        self.reason = ""
-        self.check_results: list[CheckResult] = []
-        self.duration = 0.0
-        #: Set by a runner that knows more than this process (from its store); None = use memory.
-        self.first_of_version: bool | None = None
-        self.failing_since: float | None = None
-        self._rows_in = 0
-        self._rows_out = 0
-        self._extra_cpu = 0.0
-        self._peak: int | None = None
-        self.parent: Scope | None = None
 
     # --- inside the block --------------------------------------------------------------
 
@@ -439,44 +455,40 @@ class Scope:
                 except Exception:
                     log.exception("pipewarden could not record results of check %s", name)
             out.extend(results)
-        self.check_results.extend(out)
+        self.check_results = [*self.check_results, *out]
         return out
 
     # --- enter / exit --------------------------------------------------------------------
 
     def __enter__(self) -> Scope:
         tel = self.tel
-        self.parent = _current.get()
-        if self.run_id is None and self.parent is not None:
-            self.run_id = self.parent.run_id
+        parent = self.parent = _current.get()
+        if self.run_id is None and parent is not None:
+            self.run_id = parent.run_id
+        task = self.task
         if self.pipeline_level:
+            b = self._pbundle = tel.pipeline_bundle(self.pipeline)
             attrs: dict[str, Any] = {"cicd.pipeline.name": self.pipeline}
-            if self.task is not None:
-                attrs["cicd.pipeline.task.name"] = self.task
+            if task is not None:
+                attrs["cicd.pipeline.task.name"] = task
             if self.run_id:
                 attrs["cicd.pipeline.run.id"] = self.run_id
             if self.version:
                 attrs["pipewarden.pipeline.version"] = self.version
-            kind = SpanKind.SERVER
-            name = f"RUN {self.pipeline}"
-        else:
-            attrs = _task_attrs(self.pipeline, self.task or "", self.run_id, self.attempt)
-            kind = SpanKind.INTERNAL
-            name = f"RUN {self.task}"
-        if self.attributes:
-            attrs.update(self.attributes)
-        self.span = tel.tracer.start_span(name, kind=kind, attributes=attrs)
-        if self.run_id is None:
-            # The trace id names a decorator run: unique, and free.
-            self.run_id = format(self.span.get_span_context().trace_id, "032x")
+            if self.attributes:
+                attrs.update(self.attributes)
+            self.span = tel.tracer.start_span(b.span_name, kind=SpanKind.SERVER, attributes=attrs)
+            next(b.live.started)
+        if task is not None:
+            tb = self._tbundle = tel.task_bundle(self.pipeline, task)
+            if not self.pipeline_level:
+                attrs = _task_attrs(self.pipeline, task, self.run_id, self.attempt)
+                if self.attributes:
+                    attrs.update(self.attributes)
+                self.span = tel.tracer.start_span(tb.span_name, attributes=attrs)
+            next(tb.live.started)
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
         self._var_token = _current.set(self)
-        if self.task is not None:
-            self._tbundle = tel.task_bundle(self.pipeline, self.task)
-            self._tbundle.live.add(1)
-        if self.pipeline_level:
-            self._pbundle = tel.pipeline_bundle(self.pipeline)
-            self._pbundle.live.add(1)
         self._c0 = time.thread_time()
         self._t0 = time.perf_counter()
         return self
@@ -491,7 +503,7 @@ class Scope:
         finally:
             _current.reset(self._var_token)
             otel_context.detach(self._token)
-        if self.pipeline_level:
+        if self.pipeline_level and self.tel.prometheus is not None:
             self.tel.flush(self.pipeline, success=self.status is RunStatus.SUCCESS)
 
     def _finish(self, exc: BaseException | None, cpu: float) -> None:
@@ -508,31 +520,32 @@ class Scope:
             span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
         elif status is not RunStatus.SUCCESS:
             span.set_status(StatusCode.ERROR, self.reason or str(status))
-        result = otel_result(status)
+        result = _OTEL_RESULT.get(status, "error")
+        # One write: each set_attribute call takes the span's lock and validates again.
+        end_attrs: dict[str, Any] = (
+            {"cicd.pipeline.result": result} if self.pipeline_level
+            else {"cicd.pipeline.task.run.result": result})
         if self._rows_in:
-            span.set_attribute("pipewarden.rows_in", self._rows_in)
+            end_attrs["pipewarden.rows_in"] = self._rows_in
         if self._rows_out:
-            span.set_attribute("pipewarden.rows_out", self._rows_out)
+            end_attrs["pipewarden.rows_out"] = self._rows_out
+        span.set_attributes(end_attrs)
         if task is not None:
-            span.set_attribute("cicd.pipeline.task.run.result", result)
             self._record_task(tel, pipeline, task, status, cpu)
         if self.pipeline_level:
-            span.set_attribute("cicd.pipeline.result", result)
             self._record_pipeline(tel, pipeline, status)
         span.end()
 
     def _record_task(self, tel: Telemetry, pipeline: str, task: str, status: RunStatus, cpu: float) -> None:
         b = self._tbundle
-        b.live.add(-1)
-        runs, duration = tel.by_status(b, status, pipeline, task)
-        runs.inc()
-        duration.observe(self.duration)
+        next(b.live.finished)
+        (b.by_status.get(status) or tel.by_status(b, status, pipeline, task)).record(self.duration)
         if cpu > 0:
             b.cpu.inc(cpu)
         peak = self._peak
-        if peak is None:
+        if peak is None and (self.duration >= _PEAK_SAMPLE_AFTER or b.peak_value < 0):
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        if peak != b.peak_value:  # the process high-water mark rarely moves: skip the write
+        if peak is not None and peak != b.peak_value:  # the high-water mark rarely moves
             b.peak.set(peak)
             b.peak_value = peak
         if self._rows_in:
@@ -542,19 +555,17 @@ class Scope:
         if self.attempt > 1:
             b.retries.inc()
         if status is RunStatus.SUCCESS:
-            b.last_success.set(tel.clock())
+            b.last_success.value = tel.clock()
 
     def _record_pipeline(self, tel: Telemetry, pipeline: str, status: RunStatus) -> None:
         now = tel.clock()
         b = self._pbundle
-        b.live.add(-1)
-        runs, duration = tel.by_status(b, status, pipeline, None)
-        runs.inc()
-        duration.observe(self.duration)
+        next(b.live.finished)
+        (b.by_status.get(status) or tel.by_status(b, status, pipeline, None)).record(self.duration)
         state: _PipelineState = b.state
         failing_since = self.failing_since if self.failing_since is not None else state.failing_since
         if status is RunStatus.SUCCESS:
-            b.last_success.set(now)
+            b.last_success.value = now
             if state.up != 1.0:
                 tel.child("pipewarden_pipeline_up", pipeline).set(1)
                 state.up = 1.0

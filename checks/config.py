@@ -132,7 +132,7 @@ def _entries(spec: Any, where: str) -> list[tuple[str, Any]]:
     if isinstance(spec, Mapping):
         if "checks" in spec and len(spec) == 1:
             return _entries(spec["checks"], "checks")
-        return [(f"{where}.{k}", {k: v}) for k, v in spec.items()]
+        return [(where, {k: v}) for k, v in spec.items()]
     if isinstance(spec, list | tuple):
         return [(f"{where}[{i}]", e) for i, e in enumerate(spec)]
     raise CheckConfigError([f"{where} must be a list of checks — got {type(spec).__name__}"])

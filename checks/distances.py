@@ -206,7 +206,8 @@ def compare_numeric(ref: ColumnProfile, x: np.ndarray, *, tails: bool = False) -
     at_cur = below_cur + eq_counts
     tail_below = tail_above = 0.0
     offset = float(ref.min) if ref.min is not None else 0.0
-    cur_sums = ref_sums = np.empty(0)
+    cur_sums: np.ndarray = np.empty(0)
+    ref_sums: np.ndarray = np.empty(0)
     if tails and n:
         cur_sums = np.cumsum(np.bincount(idx, weights=x - offset, minlength=len(uq) + 1))[: len(uq)]
         ref_sums = np.asarray(ref.sum_below, dtype=np.float64)[first]

@@ -180,7 +180,9 @@ class Drift(Check):
         if self._ref_profile is not None:
             return self._ref_profile
         if isinstance(self.reference, pd.DataFrame):
-            self._ref_profile = profile(self.reference, self.columns)
+            cols = self.columns or [str(c) for c in self.reference.columns]
+            present = [c for c in cols if c in self.reference.columns]
+            self._ref_profile = profile(self.reference, present)
             return self._ref_profile
         if ctx.store is None:
             raise CheckInputError(

@@ -80,6 +80,14 @@ def _unhashable(s: pd.Series, exc: Exception) -> CheckInputError:
     )
 
 
+def _unhashable_column(s: pd.Series) -> bool:
+    try:
+        pd.util.hash_pandas_object(s, index=False)
+    except TypeError:
+        return True
+    return False
+
+
 def _codes(s: pd.Series) -> tuple[np.ndarray, int]:
     try:
         codes, uniques = pd.factorize(s, use_na_sentinel=True)
@@ -132,9 +140,8 @@ def key_hashes(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
         else:
             h = pd.util.hash_pandas_object(pd.concat(parts, axis=1), index=False)
     except TypeError as exc:
-        raise CheckInputError(
-            f"key {', '.join(columns)} holds values that cannot be hashed: {exc}", column=columns[0]
-        ) from exc
+        bad = next((p for p in parts if _unhashable_column(p)), parts[0])
+        raise _unhashable(bad, exc) from exc
     return h.to_numpy(dtype=np.uint64)
 
 

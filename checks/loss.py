@@ -252,8 +252,9 @@ class Reconcile(Check):
                     f"{col!r}; columns are: {', '.join(map(str, frame.columns))}",
                 )
         try:
-            a = float(np.nansum(numeric_values(source[col])))
-            b = float(np.nansum(numeric_values(target[col])))
+            with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: a NaN sum, as is
+                a = float(np.nansum(numeric_values(source[col])))
+                b = float(np.nansum(numeric_values(target[col])))
         except CheckInputError as exc:
             return self.result(Status.ERROR, column=col, message=f"{self.name}: {exc}")
         diff = abs(a - b)

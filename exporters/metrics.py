@@ -8,9 +8,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.metrics import MetricWrapperBase
 
-from exporters.catalogue import CATALOGUE, MetricSpec, MetricType
+from exporters.catalogue import CATALOGUE, MetricSpec, MetricType, by_name
+from exporters.runs import RunCollector
 
 __all__ = ["Metrics"]
+
+#: Counter/histogram pairs that always move together: one collector each (see exporters.runs).
+RUN_PAIRS = (
+    ("pipewarden_task_runs_total", "pipewarden_task_duration_seconds"),
+    ("pipewarden_pipeline_runs_total", "pipewarden_pipeline_duration_seconds"),
+)
 
 
 class Metrics:
@@ -27,9 +34,15 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self._metrics: dict[str, MetricWrapperBase] = {}
+        self._metrics: dict[str, Any] = {}
+        self.run_collectors: dict[str, RunCollector] = {}
+        for runs, duration in RUN_PAIRS:
+            pair = RunCollector(by_name(runs), by_name(duration), self.registry)
+            self._metrics[runs], self._metrics[duration] = pair.runs, pair.duration
+            self.run_collectors[runs] = self.run_collectors[duration] = pair
         for spec in CATALOGUE:
-            self._metrics[spec.name] = _build(spec, self.registry)
+            if spec.name not in self._metrics:
+                self._metrics[spec.name] = _build(spec, self.registry)
         self["pipewarden_agent_start_time_seconds"].set(time.time())
 
     def __getitem__(self, name: str) -> Any:
