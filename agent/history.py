@@ -14,7 +14,7 @@ from typing import Any
 
 from checks.result import CheckResult
 
-__all__ = ["RESUMABLE", "RunRecord", "RunState", "TaskAttempt", "TaskState"]
+__all__ = ["RESUMABLE", "RunRecord", "RunState", "TaskAttempt", "TaskState", "record_to_dict"]
 
 
 class TaskState(enum.StrEnum):
@@ -153,3 +153,30 @@ class RunRecord:
     @property
     def check_results(self) -> list[CheckResult]:
         return [c for a in self.attempts for c in a.checks]
+
+
+def record_to_dict(record: RunRecord) -> dict[str, Any]:
+    """A JSON-ready view of a run (``pipewarden runs show --json``)."""
+    return {
+        "run_id": record.run_id,
+        "pipeline": record.pipeline,
+        "status": str(record.status),
+        "trigger": record.trigger,
+        "version": record.version,
+        "params": dict(record.params),
+        "logical_date": record.logical_date.isoformat() if record.logical_date else None,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "duration": record.duration,
+        "target": record.target,
+        "error": record.error,
+        "tasks": {t: (str(s) if s else None) for t, s in record.task_states.items()},
+        "attempts": [
+            {"task": a.task, "attempt": a.attempt, "status": str(a.status), "started_at": a.started_at,
+             "ended_at": a.ended_at, "duration": a.duration, "rows_in": a.rows_in, "rows_out": a.rows_out,
+             "error": a.error, "reason": a.reason, "output_ref": a.output_ref,
+             "checks": [c.to_dict() for c in a.checks]}
+            for a in record.attempts
+        ],
+    }

@@ -40,7 +40,7 @@ Policy = Literal["warn", "raise"]
 _POLICIES = ("warn", "raise")
 
 
-class monitor:  # noqa: N801 - used as a decorator, named like one
+class monitor:
     """Instrument a function (``@monitor(...)``) or a block (``with monitor(...) as run:``).
 
     >>> with monitor(pipeline="orders", task="load") as run:

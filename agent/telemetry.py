@@ -19,8 +19,8 @@ untouched.
 from __future__ import annotations
 
 import contextvars
-import itertools
 import datetime as dt
+import itertools
 import logging
 import os
 import resource
@@ -114,6 +114,16 @@ class _Bundle:
 
     __slots__ = ("by_status", "cpu", "last_success", "live", "peak", "peak_value", "retries",
                  "rows_in", "rows_out", "span_name", "state")
+
+    live: _Live
+    last_success: _Stamp
+    span_name: str
+    state: _PipelineState
+    cpu: Any
+    peak: Any
+    rows_in: Any
+    rows_out: Any
+    retries: Any
 
     def __init__(self) -> None:
         self.by_status: dict[RunStatus, Any] = {}
@@ -499,7 +509,7 @@ class Scope:
         try:
             self._finish(exc, cpu)
         except Exception:
-            log.exception("pipewarden could not record the end of %s", self.span.name)
+            log.exception("pipewarden could not record the end of %s", getattr(self.span, "name", self.task))
         finally:
             _current.reset(self._var_token)
             otel_context.detach(self._token)

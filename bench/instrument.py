@@ -29,19 +29,19 @@ sys.path.insert(0, str(ROOT))
 class _Discard:
     """A span exporter that drops spans: measures pipewarden, not disk or network."""
 
-    def export(self, spans):  # noqa: ANN001, ANN201
+    def export(self, spans):
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         return SpanExportResult.SUCCESS
 
-    def shutdown(self):  # noqa: ANN201
+    def shutdown(self):
         pass
 
-    def force_flush(self, timeout_millis=30000):  # noqa: ANN001, ANN201
+    def force_flush(self, timeout_millis=30000):
         return True
 
 
-def _per_call(fn, calls: int, repeats: int) -> float:  # noqa: ANN001
+def _per_call(fn, calls: int, repeats: int) -> float:
     """Best-of-repeats mean seconds per call (best: least disturbed by the machine)."""
     best = float("inf")
     for _ in range(repeats):
@@ -126,7 +126,7 @@ def main() -> None:
 
     r = overhead(a.calls, a.repeats)
     us = {k: v * 1e6 for k, v in r.items()}
-    print("per-call cost (best of %d interleaved rounds of %d calls)" % (a.repeats, a.calls))
+    print(f"per-call cost (best of {a.repeats} interleaved rounds of {a.calls} calls)")
     print(f"  bare call                      {us['bare']:8.2f} us")
     print(f"  floor: 1 span + 1 observation  {us['floor']:8.2f} us")
     print(f"  @monitor, no checks            {us['monitor']:8.2f} us")

@@ -74,7 +74,7 @@ class MetricSpec:
         return (self.name,)
 
 
-C, G, H, I = MetricType.COUNTER, MetricType.GAUGE, MetricType.HISTOGRAM, MetricType.INFO
+C, G, H, INFO = MetricType.COUNTER, MetricType.GAUGE, MetricType.HISTOGRAM, MetricType.INFO
 PT = ("pipeline", "task")
 
 CATALOGUE: tuple[MetricSpec, ...] = (
@@ -124,7 +124,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "New pipeline versions whose first run failed.", kpi="change failure rate"),
     MetricSpec("pipewarden_pipeline_active_runs", G, ("pipeline",),
                "Pipeline runs currently in progress."),
-    MetricSpec("pipewarden_pipeline_version_info", I, ("pipeline", "version"),
+    MetricSpec("pipewarden_pipeline_version_info", INFO, ("pipeline", "version"),
                "The version of the pipeline that ran last (git commit or source hash).",
                info_keys=("version",)),
     # --- data quality -------------------------------------------------------------------
