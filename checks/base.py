@@ -80,9 +80,7 @@ class Check:
     #: True when the check compares against the call's input frames.
     needs_inputs: ClassVar[bool] = False
 
-    def __init__(
-        self, *, name: str | None = None, severity: Severity | str = Severity.FAIL
-    ) -> None:
+    def __init__(self, *, name: str | None = None, severity: Severity | str = Severity.FAIL) -> None:
         self.name = name or type(self).__name__
         self.severity = Severity(severity)
 
@@ -97,17 +95,13 @@ class Check:
         except CheckInputError as exc:  # the frame cannot be checked: say what was found
             results = [self.result(Status.ERROR, message=f"{self.name}: {exc}", column=exc.column)]
         except Exception as exc:  # a check never raises into the pipeline
-            message = f"{self.name}: {type(exc).__name__}: {exc}"
-            results = [self.result(Status.ERROR, message=message)]
+            results = [self.result(Status.ERROR, message=f"{self.name}: {type(exc).__name__}: {exc}")]
         if ctx.dataset:
             results = [r if r.dataset else _with_dataset(r, ctx.dataset) for r in results]
         return results
 
     def result(self, status: Status, **kw: Any) -> CheckResult:
-        """A result of this check's name, kind and severity.
-
-        A violation (``fail``) becomes ``warn`` under severity warn.
-        """
+        """A result of this check's name, kind and severity; a violation becomes ``warn`` under severity warn."""
         if status is Status.FAIL and self.severity is Severity.WARN:
             status = Status.WARN
         return CheckResult(self.name, self.kind, status, severity=self.severity, **kw)
@@ -134,20 +128,18 @@ def run_check(check: Any, df: Any, context: CheckContext) -> list[CheckResult]:
     try:
         out = check(df)
     except Exception as exc:
-        return [CheckResult(name, Kind.CUSTOM, Status.ERROR,
-                            message=f"{name}: {type(exc).__name__}: {exc}",
+        return [CheckResult(name, Kind.CUSTOM, Status.ERROR, message=f"{name}: {type(exc).__name__}: {exc}",
                             dataset=context.dataset or None)]
     if isinstance(out, CheckResult):
         return [out]
     if isinstance(out, bool):  # a predicate: True passes
-        status = Status.PASS if out else Status.FAIL
-        return [CheckResult(name, Kind.CUSTOM, status, dataset=context.dataset or None)]
+        return [CheckResult(name, Kind.CUSTOM, Status.PASS if out else Status.FAIL, dataset=context.dataset or None)]
     try:
         results = list(out)
     except TypeError:
         return [CheckResult(name, Kind.CUSTOM, Status.ERROR, dataset=context.dataset or None,
-                            message=f"{name} returned {type(out).__name__}; a check must return "
-                                    "a CheckResult, a list of them, or a bool")]
+                            message=f"{name} returned {type(out).__name__}; a check must return a CheckResult, "
+                                    "a list of them, or a bool")]
     if not all(isinstance(r, CheckResult) for r in results):
         return [CheckResult(name, Kind.CUSTOM, Status.ERROR, dataset=context.dataset or None,
                             message=f"{name} returned a list with non-CheckResult items")]

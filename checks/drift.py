@@ -17,107 +17,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from checks.base import Check, CheckContext
-from checks.distances import (
-    CategoricalComparison,
-    NumericComparison,
-    chi2_quantile,
-    compare_categorical,
-    compare_numeric,
-)
+from checks.distances import CategoricalComparison, NumericComparison, compare_categorical, compare_numeric
 from checks.errors import CheckInputError
 from checks.frame import as_columns, column_kind, numeric_values, require_column, require_frame
 from checks.profile import ColumnProfile, Profile, category_counts, profile
 from checks.result import CheckResult, Kind, Status
-
-__all__ = ["DEFAULT_THRESHOLDS", "Drift", "METHODS", "drift"]
-
-NUMERIC_METHODS = ("psi", "ks", "wasserstein", "js")
-CATEGORICAL_METHODS = ("psi", "js", "chi2")
-METHODS = ("psi", "ks", "wasserstein", "js", "chi2")
-
-#: Effect-size floors (warn, fail) per method. chi2's are Cohen's w, not the statistic.
-DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
-    "psi": (0.1, 0.25),  # the credit-scoring convention
-    "ks": (0.03, 0.10),  # 3% / 10% of the mass moved across some value
-    "wasserstein": (0.1, 0.25),  # in robust standard deviations of the reference
-    "js": (0.1, 0.2),  # Jensen-Shannon distance, base 2
-    "chi2": (0.1, 0.3),  # Cohen's w: small / medium
-}
-_KS_NOISE = 1.95  # Kolmogorov distribution: P(K > 1.95) ~ 0.001
-_WASSERSTEIN_NOISE = (
-    4.0  # times sqrt(1/n + 1/m) times the CDF spread; from simulation (docs/checks.md)
+from checks.thresholds import (
+    CATEGORICAL_METHODS,
+    DEFAULT_THRESHOLDS,
+    METHODS,
+    NUMERIC_METHODS,
+    limits,
+    parse_methods,
+    parse_thresholds,
 )
 
-
-@dataclass(frozen=True)
-class Limits:
-    warn: float
-    fail: float
-    noise: float
-    effect: tuple[float, float]
-
-
-def limits(
-    method: str, n: int, m: int, dof: int, effect: tuple[float, float], spread: float = 1.0
-) -> Limits:
-    """Warn and fail limits on the method's score for samples of n and m values.
-
-    ``spread`` (Wasserstein only) is the reference's integral of sqrt(F(1-F))
-    divided by its scale: heavy tails make the distance between two samples of
-    one distribution larger, and this factor grows with them.
-    """
-    inv = 1.0 / max(n, 1) + 1.0 / max(m, 1)
-    if method == "ks":
-        noise = _KS_NOISE * math.sqrt(inv)
-        ew, ef = effect
-    elif method == "psi":
-        noise = chi2_quantile(dof) * inv
-        ew, ef = effect
-    elif method == "js":
-        noise = math.sqrt(chi2_quantile(dof) * inv / (8 * math.log(2)))
-        ew, ef = effect
-    elif method == "wasserstein":
-        noise = _WASSERSTEIN_NOISE * spread * math.sqrt(inv)
-        ew, ef = effect
-    else:  # chi2: the statistic that an effect w reaches with these sizes is w^2 / (1/n + 1/m)
-        noise = chi2_quantile(dof)
-        ew, ef = effect[0] ** 2 / inv, effect[1] ** 2 / inv
-    return Limits(warn=max(ew, noise), fail=max(ef, noise), noise=noise, effect=effect)
-
-
-def _parse_methods(method: str | Sequence[str] | None) -> tuple[str, ...] | None:
-    if method is None or method == "auto":
-        return None
-    names = (method,) if isinstance(method, str) else tuple(method)
-    bad = [m for m in names if m not in METHODS]
-    if bad:
-        raise ValueError(f"drift method must be one of {', '.join(METHODS)} — got {bad[0]!r}")
-    return names
-
-
-def _parse_thresholds(thresholds: Mapping[str, Any] | None) -> dict[str, tuple[float, float]]:
-    out = dict(DEFAULT_THRESHOLDS)
-    for k, v in (thresholds or {}).items():
-        if k not in METHODS:
-            raise ValueError(
-                f"drift thresholds key must be one of {', '.join(METHODS)} — got {k!r}"
-            )
-        if isinstance(v, int | float):
-            out[k] = (float(v), float(v))
-        else:
-            w, f = (float(x) for x in v)
-            if w > f:
-                raise ValueError(f"drift thresholds[{k}]: warn {w} is above fail {f}")
-            out[k] = (w, f)
-    return out
-
+__all__ = ["DEFAULT_THRESHOLDS", "Drift", "METHODS", "drift"]
 
 class Drift(Check):
     """Per-column drift scores against a reference; one result per column and method.
@@ -157,12 +78,15 @@ class Drift(Check):
         if int(bins) < 2:
             raise ValueError(f"drift bins must be at least 2 — got {bins}")
         self.reference = reference
-        self.methods = _parse_methods(method)
+        self.methods = parse_methods(method)
         self.dataset = dataset
         self.bins = int(bins)
-        self.thresholds = _parse_thresholds(thresholds)
+        self.thresholds = parse_thresholds(thresholds)
         self.p_values = p_values
         self._ref_profile: Profile | None = reference if isinstance(reference, Profile) else None
+        # a Profile or DataFrame reference needs no store: say so per instance, so a runner
+        # does not open one for nothing (the class-level answer stays True)
+        vars(self)["needs_store"] = reference is None or isinstance(reference, str)
 
     # -- reference -------------------------------------------------------------------------
     def _stored_name(self, ctx: CheckContext) -> str:

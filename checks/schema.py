@@ -82,6 +82,7 @@ class Schema(Check):
             )
         self.expected = None if expected is None else {str(k): str(v) for k, v in expected.items()}
         self.allow_extra = allow_extra
+        vars(self)["needs_store"] = self.expected is None  # a given schema needs no store
         self.dataset = dataset
 
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult:

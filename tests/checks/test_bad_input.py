@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -102,6 +103,7 @@ def test_check_never_raises(check: str, frame: str) -> None:
     results = c(df, ctx)
     results += c(df, ctx)  # a second run exercises the stored history
     assert results and all(isinstance(r, CheckResult) for r in results)
+    json.dumps([r.to_dict() for r in results])  # JSON-ready for the run store
     for r in results:
         assert r.dataset == "d"
         if r.status is Status.ERROR:

@@ -11,7 +11,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from checks import CheckContext, MemoryStore, Profile, Status, drift, profile
-from checks.drift import limits
+from checks.thresholds import limits
 
 RNG_SEED = 20240601
 
@@ -168,7 +168,7 @@ def test_dataframe_reference_equals_profile_reference() -> None:
 )
 def test_limits_table(method: str, n: int, m: int, dof: int, expected: tuple[float, float]) -> None:
     """Limits are the effect floor on large samples and the noise floor on small ones."""
-    from checks.drift import DEFAULT_THRESHOLDS
+    from checks.thresholds import DEFAULT_THRESHOLDS
 
     lim = limits(method, n, m, dof, DEFAULT_THRESHOLDS[method])
     assert (lim.warn, lim.fail) == pytest.approx(expected, rel=1e-6)
@@ -248,6 +248,15 @@ def test_unusable_reference_is_an_error_result(
     """A reference that cannot be used gives status error with a message that says why."""
     (r,) = drift("x", **kwargs)(pd.DataFrame({"x": [1.0, 2.0]}), context)
     assert r.status is Status.ERROR and needle in r.message
+
+
+@pytest.mark.parametrize(
+    ("reference", "needs_store"),
+    [(None, True), ("orders_ref", True), (pd.DataFrame({"x": [1.0]}), False)],
+)
+def test_needs_store_follows_the_reference(reference, needs_store: bool) -> None:
+    """Only a stored or moving reference asks the runner for a store."""
+    assert drift("x", reference=reference).needs_store is needs_store
 
 
 def test_severity_warn_downgrades_failure() -> None:

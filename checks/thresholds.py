@@ -1,0 +1,111 @@
+"""Drift limits: an effect-size floor that matters, raised to the sampling noise of the sizes.
+
+>>> limits("ks", 1_000_000, 1_000_000, 1, DEFAULT_THRESHOLDS["ks"]).warn
+0.03
+>>> round(limits("ks", 1_000, 1_000, 1, DEFAULT_THRESHOLDS["ks"]).warn, 4)
+0.0872
+
+The reasoning behind each default is in ``docs/checks.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from checks.distances import chi2_quantile
+
+__all__ = [
+    "CATEGORICAL_METHODS",
+    "DEFAULT_THRESHOLDS",
+    "Limits",
+    "METHODS",
+    "NUMERIC_METHODS",
+    "limits",
+    "parse_methods",
+    "parse_thresholds",
+]
+
+NUMERIC_METHODS = ("psi", "ks", "wasserstein", "js")
+CATEGORICAL_METHODS = ("psi", "js", "chi2")
+METHODS = ("psi", "ks", "wasserstein", "js", "chi2")
+
+#: Effect-size floors (warn, fail) per method. chi2's are Cohen's w, not the statistic.
+DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
+    "psi": (0.1, 0.25),  # the credit-scoring convention
+    "ks": (0.03, 0.10),  # 3% / 10% of the mass moved across some value
+    "wasserstein": (0.1, 0.25),  # in robust standard deviations of the reference
+    "js": (0.1, 0.2),  # Jensen-Shannon distance, base 2
+    "chi2": (0.1, 0.3),  # Cohen's w: small / medium
+}
+_KS_NOISE = 1.95  # Kolmogorov distribution: P(K > 1.95) ~ 0.001
+_WASSERSTEIN_NOISE = (
+    4.0  # times sqrt(1/n + 1/m) times the CDF spread; from simulation (docs/checks.md)
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Warn and fail limits on a score, the noise floor in them and the effect floors used."""
+
+    warn: float
+    fail: float
+    noise: float
+    effect: tuple[float, float]
+
+
+def limits(
+    method: str, n: int, m: int, dof: int, effect: tuple[float, float], spread: float = 1.0
+) -> Limits:
+    """Warn and fail limits on the method's score for samples of n and m values.
+
+    ``spread`` (Wasserstein only) is the reference's integral of sqrt(F(1-F))
+    divided by its scale: heavy tails make the distance between two samples of
+    one distribution larger, and this factor grows with them.
+    """
+    inv = 1.0 / max(n, 1) + 1.0 / max(m, 1)
+    if method == "ks":
+        noise = _KS_NOISE * math.sqrt(inv)
+        ew, ef = effect
+    elif method == "psi":
+        noise = chi2_quantile(dof) * inv
+        ew, ef = effect
+    elif method == "js":
+        noise = math.sqrt(chi2_quantile(dof) * inv / (8 * math.log(2)))
+        ew, ef = effect
+    elif method == "wasserstein":
+        noise = _WASSERSTEIN_NOISE * spread * math.sqrt(inv)
+        ew, ef = effect
+    else:  # chi2: the statistic that an effect w reaches with these sizes is w^2 / (1/n + 1/m)
+        noise = chi2_quantile(dof)
+        ew, ef = effect[0] ** 2 / inv, effect[1] ** 2 / inv
+    return Limits(warn=max(ew, noise), fail=max(ef, noise), noise=noise, effect=effect)
+
+
+def parse_methods(method: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    if method is None or method == "auto":
+        return None
+    names = (method,) if isinstance(method, str) else tuple(method)
+    bad = [m for m in names if m not in METHODS]
+    if bad:
+        raise ValueError(f"drift method must be one of {', '.join(METHODS)} — got {bad[0]!r}")
+    return names
+
+
+def parse_thresholds(thresholds: Mapping[str, Any] | None) -> dict[str, tuple[float, float]]:
+    out = dict(DEFAULT_THRESHOLDS)
+    for k, v in (thresholds or {}).items():
+        if k not in METHODS:
+            raise ValueError(
+                f"drift thresholds key must be one of {', '.join(METHODS)} — got {k!r}"
+            )
+        if isinstance(v, int | float):
+            out[k] = (float(v), float(v))
+        else:
+            w, f = (float(x) for x in v)
+            if w > f:
+                raise ValueError(f"drift thresholds[{k}]: warn {w} is above fail {f}")
+            out[k] = (w, f)
+    return out
