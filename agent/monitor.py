@@ -147,7 +147,7 @@ class monitor:
         outer = current_scope()
         pipeline = self.pipeline or (outer.pipeline if outer else _script_name())
         task = self.task if self.task is not None else (pipeline if outer is not None else None)
-        tel = self.telemetry or get_telemetry()
+        tel = self.telemetry or (outer.tel if outer is not None else get_telemetry())
         scope = (tel.monitor_scope(pipeline, task, dataset=self.dataset) if task is not None
                  else tel.pipeline_scope(pipeline))
         return scope.__enter__()
@@ -161,8 +161,9 @@ class monitor:
     # --- internals ------------------------------------------------------------------------------
 
     def _scope(self, pipeline: str | None, default_pipeline: str, task: str) -> Scope:
-        tel = self.telemetry or get_telemetry()
         outer = current_scope()
+        # A nested call without its own telemetry records where its enclosing call does.
+        tel = self.telemetry or (outer.tel if outer is not None else get_telemetry())
         if pipeline is None:
             pipeline = outer.pipeline if outer is not None else default_pipeline
         return Scope(tel, pipeline, task, pipeline_level=outer is None, dataset=self.dataset)

@@ -18,6 +18,7 @@ untouched.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
 import itertools
@@ -229,6 +230,8 @@ class Telemetry:
             span.set_attribute("pipewarden.status", str(status))
             if reason:
                 span.set_attribute("pipewarden.reason", reason)
+            if status in _FAILED:
+                span.set_status(StatusCode.ERROR, reason or str(status))
             span.end(end_time=span.start_time)  # type: ignore[attr-defined]
         except Exception:
             log.exception("pipewarden could not record task state for %s.%s", pipeline, task)
@@ -519,8 +522,7 @@ class Scope:
     def _finish(self, exc: BaseException | None, cpu: float) -> None:
         tel, span, pipeline, task = self.tel, self.span, self.pipeline, self.task
         if exc is not None and self.status in (None, RunStatus.SUCCESS):
-            status = RunStatus.TIMED_OUT if isinstance(exc, TaskTimeoutError) else RunStatus.FAILED
-            self.status = status
+            self.status = _status_of(exc)
         elif self.status is None:
             self.status = RunStatus.SUCCESS
         status = self.status
@@ -528,8 +530,10 @@ class Scope:
             span.record_exception(exc)
             span.set_attribute("error.type", type(exc).__qualname__)
             span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
-        elif status is not RunStatus.SUCCESS:
+        elif status in _FAILED:  # skipped, upstream failed, cancelled: not an error of this span
             span.set_status(StatusCode.ERROR, self.reason or str(status))
+        if self.reason:
+            span.set_attribute("pipewarden.reason", self.reason)
         result = _OTEL_RESULT.get(status, "error")
         # One write: each set_attribute call takes the span's lock and validates again.
         end_attrs: dict[str, Any] = (
@@ -599,6 +603,17 @@ class Scope:
                 tel.child("pipewarden_pipeline_changes_total", pipeline).inc()
                 if status is not RunStatus.SUCCESS:
                     tel.child("pipewarden_pipeline_failed_changes_total", pipeline).inc()
+
+
+def _status_of(exc: BaseException) -> RunStatus:
+    """The end state an exception escaping a scope means."""
+    if isinstance(exc, TaskTimeoutError):
+        return RunStatus.TIMED_OUT
+    if isinstance(exc, KeyboardInterrupt):
+        return RunStatus.INTERRUPTED
+    if isinstance(exc, asyncio.CancelledError):
+        return RunStatus.CANCELLED
+    return RunStatus.FAILED
 
 
 def _annotate_check_span(span: Any, name: str, results: list[CheckResult]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from exporters.catalogue import MetricSpec
 
@@ -135,6 +136,9 @@ class RunCollector(Collector):
                     acc += n
                     cumulative.append((edge, float(acc)))
                 hist.add_metric(list(key), cumulative, total)
+                # A prometheus_client Histogram exposes its creation time too (as the counter does).
+                hist.samples.append(Sample(f"{hist.name}_created", dict(zip(self.labelnames, key,
+                                                                          strict=True)), created))
         return [runs, hist]
 
 

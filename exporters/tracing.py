@@ -152,13 +152,24 @@ def build_tracer_provider(env: Mapping[str, str] | None = None, *, home: str | o
     """
     env = os.environ if env is None else env
     attrs = {}
-    if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+    if not _names_service(env):
         attrs[SERVICE_NAME] = "pipewarden"
     provider = TracerProvider(resource=Resource.create(attrs))
     for name in traces_exporter_names(env):
         exporter = _make_exporter(name, env, home)
         provider.add_span_processor(BatchSpanProcessor(GuardedSpanExporter(exporter, name, on_error)))
     return provider
+
+
+def _names_service(env: Mapping[str, str]) -> bool:
+    """True when the environment gives a service name (parsed as the SDK does: keys are stripped)."""
+    if env.get("OTEL_SERVICE_NAME"):
+        return True
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == SERVICE_NAME and value.strip():
+            return True
+    return False
 
 
 def _make_exporter(name: str, env: Mapping[str, str], home: str | os.PathLike[str] | None) -> SpanExporter:
@@ -180,11 +191,20 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
     # agent that does not export OTLP should not pay for.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    timeout = None
-    if not (env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")):
-        timeout = DEFAULT_OTLP_TIMEOUT
+    raw_timeout = env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    timeout = DEFAULT_OTLP_TIMEOUT
+    if raw_timeout:
+        try:
+            timeout = float(raw_timeout)  # seconds, as the SDK reads it
+        except ValueError:
+            log.warning("OTEL_EXPORTER_OTLP_TIMEOUT must be a number of seconds — got %r; using %s",
+                        raw_timeout, DEFAULT_OTLP_TIMEOUT)
+    # Passed explicitly: the SDK would read os.environ, not the env this provider was built from.
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
+    if endpoint is None and (base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        endpoint = base.rstrip("/") + "/v1/traces"
     _quiet_otlp_logger()
-    return OTLPSpanExporter(timeout=timeout)
+    return OTLPSpanExporter(endpoint=endpoint, timeout=timeout)
 
 
 class _FirstOnly(logging.Filter):

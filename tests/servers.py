@@ -322,6 +322,9 @@ def start_pushgateway(workdir: Path) -> PushgatewayServer:
     binary = require_binary("pushgateway")
     return PushgatewayServer(_start("pushgateway", lambda port: [
         binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=info",
+        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default, which
+        # would carry one test's groups into the next gateway: keep everything in memory.
+        "--persistence.file=",
     ], workdir))
 
 
