@@ -6,7 +6,9 @@ Exit codes: 0 ok, 1 the work failed (a run failed, a blocking check failed),
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any, NoReturn
 
 import click
 
@@ -28,6 +30,357 @@ def demo(rows: int, home: str | None) -> None:
     from agent.demo import run_demo
 
     sys.exit(run_demo(rows=rows, home=home))
+
+
+# --- orchestrator: run, runs list/show/resume, backfill -----------------------------------------
+# Heavy imports stay inside the commands so `import agent.cli` (and `pipewarden --help`) stays light.
+
+_HOME = click.option("--home", type=click.Path(file_okay=False), default=None,
+                     help="State directory (default $PIPEWARDEN_HOME or ./.pipewarden).")
+_EXECUTOR = click.option("--executor", type=click.Choice(["threads", "processes", "dask"]), default="threads",
+                         show_default=True, help="Where task functions run.")
+_ADDRESS = click.option("--address", default=None, help="Dask scheduler address (default: a local cluster).")
+_WORKERS = click.option("--max-workers", type=click.IntRange(min=1), default=None,
+                        help="Tasks running at once (default: the pipeline's, else the executor's).")
+_PROGRESS = click.option("--progress/--no-progress", default=None,
+                         help="Live task table (default: when stderr is a terminal).")
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    """Print a pipewarden error as one clear message and exit 2 (usage or configuration error)."""
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+        out[key.strip()] = value
+    return out
+
+
+def _orchestrate(home: str | None, executor: str, address: str | None, max_workers: int | None,
+                 progress: bool | None, work: Any) -> int:
+    """Open the store, build the runner (with a live display on a terminal), run ``work(runner)``."""
+    import threading
+
+    from agent.errors import PipewardenError
+    from agent.executors import get_executor
+    from agent.runner import Runner
+    from agent.store import open_store
+
+    cancel = threading.Event()
+    previous = _install_signals(cancel)
+    ex = None
+    tel = None
+    try:
+        with open_store(home) as store:
+            tel = _telemetry(home)
+            ex = get_executor(executor, max_workers=max_workers, address=address) if executor != "threads" else None
+            live = progress if progress is not None else sys.stderr.isatty()
+            observer = None
+            if live:
+                from agent.progress import LiveProgress
+
+                observer = LiveProgress()
+            runner = Runner(store=store, executor=ex, max_workers=max_workers, observer=observer, home=home,
+                            telemetry=tel)
+            if observer is not None:
+                with observer:
+                    return int(work(runner, store, cancel))
+            return int(work(runner, store, cancel))
+    except PipewardenError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        # Interrupted twice: the run is recorded; do not wait for task threads that may never end.
+        click.echo("interrupted; unfinished tasks are recorded cancelled (pipewarden runs resume)", err=True)
+        if tel is not None:
+            tel.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    finally:
+        if ex is not None:
+            ex.shutdown()
+        if tel is not None:
+            tel.shutdown()  # flush spans before the process exits
+        _restore_signals(previous)
+
+
+def _telemetry(home: str | None) -> Any:
+    """Telemetry from the environment, with spans under ``--home`` when given."""
+    from agent.telemetry import Telemetry
+
+    return Telemetry.from_env(home=home)
+
+
+def _recover(store: Any, home: str | None) -> None:
+    from agent.runner import recover_interrupted
+
+    recover_interrupted(store, lambda: _telemetry(home))
+
+
+def _install_signals(cancel: Any) -> dict[int, Any]:
+    """First SIGINT/SIGTERM: cancel the run (the handler only sets a flag); a second one interrupts."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    import signal
+
+    for sig, h in previous.items():
+        signal.signal(sig, h)
+
+
+def _summary(record: Any) -> None:
+    from agent.progress import summary_text
+
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        from agent.progress import render_summary
+
+        Console().print(render_summary(record))
+    else:
+        summary_text(record, sys.stdout)
+
+
+@cli.command("run")
+@click.argument("target")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A run parameter (repeatable); `path` is the triggering file.")
+@click.option("--logical-date", default=None, help="ISO date or datetime the run is for (default: now).")
+@_EXECUTOR
+@_ADDRESS
+@_WORKERS
+@_PROGRESS
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON instead of a table.")
+@_HOME
+def run_cmd(target: str, params: tuple[str, ...], logical_date: str | None, executor: str, address: str | None,
+            max_workers: int | None, progress: bool | None, as_json: bool, home: str | None) -> None:
+    """Run a pipeline from a file: TARGET is path/to/file.py[:pipeline]. Exit 1 when the run fails."""
+    from agent.errors import PipewardenError
+    from agent.loader import load_pipeline
+
+    values = _params(params)
+    try:
+        pipe = load_pipeline(target)
+    except PipewardenError as exc:
+        _fail(exc)
+
+    def work(runner: Any, store: Any, cancel: Any) -> int:
+        record = runner.run(pipe, params=values, logical_date=logical_date, trigger="manual", cancel=cancel)
+        _report(record, as_json)
+        return 0 if record.ok else 1
+
+    sys.exit(_orchestrate(home, executor, address, max_workers, progress, work))
+
+
+def _report(record: Any, as_json: bool) -> None:
+    if as_json:
+        import json
+
+        from agent.history import record_to_dict
+
+        click.echo(json.dumps(record_to_dict(record), indent=2, default=str))
+    else:
+        _summary(record)
+
+
+@cli.group()
+def runs() -> None:
+    """Run history: list, show, resume."""
+
+
+@runs.command("list")
+@click.option("--pipeline", default=None, help="Only runs of this pipeline.")
+@click.option("--status", default=None, help="Only runs in this state (success, failed, interrupted, ...).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_HOME
+def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: bool, home: str | None) -> None:
+    """The latest runs, newest first (runs whose process died are marked interrupted first)."""
+    from agent.errors import PipewardenError
+    from agent.store import open_store
+
+    try:
+        with open_store(home) as store:
+            _recover(store, home)
+            rows = store.list_runs(pipeline=pipeline, status=status, limit=limit)
+    except PipewardenError as exc:
+        _fail(exc)
+    if as_json:
+        import json
+
+        from agent.history import record_to_dict
+
+        click.echo(json.dumps([record_to_dict(r) for r in rows], indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no runs recorded", err=True)
+        return
+    import datetime as dt
+
+    click.echo(f"{'RUN':<24} {'PIPELINE':<20} {'STATUS':<12} {'TRIGGER':<9} {'STARTED (UTC)':<20} DURATION")
+    for r in rows:
+        started = (dt.datetime.fromtimestamp(r.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+                   if r.started_at else "-")
+        dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
+        click.echo(f"{r.run_id:<24} {r.pipeline:<20} {r.status!s:<12} {r.trigger:<9} {started:<20} {dur}")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@_HOME
+def runs_show(run_id: str, as_json: bool, home: str | None) -> None:
+    """One run: its tasks, attempts, errors and check results."""
+    from agent.errors import PipewardenError
+    from agent.store import open_store
+
+    try:
+        with open_store(home) as store:
+            _recover(store, home)
+            record = store.get_run(run_id)
+    except PipewardenError as exc:
+        _fail(exc)
+    if record is None:
+        click.echo(f"error: there is no run {run_id!r} in the run store; `pipewarden runs list` shows them",
+                   err=True)
+        sys.exit(2)
+    if as_json:
+        _report(record, True)
+        return
+    click.echo(f"run {record.run_id}  pipeline {record.pipeline}  status {record.status}  trigger {record.trigger}")
+    click.echo(f"version {record.version or '-'}  logical date "
+               f"{record.logical_date.isoformat() if record.logical_date else '-'}  params {dict(record.params)}")
+    if record.error:
+        click.echo(f"error: {record.error}")
+    _summary(record)
+    retried = [a for a in record.attempts if a.attempt > 0 and a.status != "success" and a.error]
+    if retried:
+        click.echo("attempts:")
+        for a in retried:
+            click.echo(f"  {a.task} #{a.attempt} {a.status}: {a.error}")
+    checks = [(a.task, c) for a in record.attempts for c in a.checks]
+    if checks:
+        click.echo("checks:")
+        for task, c in checks:
+            col = f"[{c.column}]" if c.column else ""
+            obs = f" observed={c.observed:g}" if isinstance(c.observed, int | float) else ""
+            click.echo(f"  {task}: {c.check}{col} {c.status}{obs} {c.message}".rstrip())
+
+
+@runs.command("resume")
+@click.argument("run_id")
+@click.option("--target", default=None, help="path/to/file.py[:pipeline] (default: the file the run came from).")
+@_EXECUTOR
+@_ADDRESS
+@_WORKERS
+@_PROGRESS
+@click.option("--json", "as_json", is_flag=True)
+@_HOME
+def runs_resume(run_id: str, target: str | None, executor: str, address: str | None, max_workers: int | None,
+                progress: bool | None, as_json: bool, home: str | None) -> None:
+    """Run again the failed, timed-out, skipped and interrupted tasks of RUN_ID; exit 1 if it still fails."""
+    from agent.errors import PipewardenError
+    from agent.loader import load_pipeline
+
+    def work(runner: Any, store: Any, cancel: Any) -> int:
+        from agent.runner import recover_interrupted
+
+        recover_interrupted(store, runner.telemetry)
+        rec = store.get_run(run_id)
+        if rec is None:
+            click.echo(f"error: there is no run {run_id!r} in the run store", err=True)
+            return 2
+        where = target or rec.target
+        if not where:
+            click.echo(f"error: run {run_id} does not say which file it came from; pass --target FILE[:NAME]",
+                       err=True)
+            return 2
+        pipe = load_pipeline(where)
+        if rec.status == "success":
+            click.echo(f"run {run_id} already succeeded; nothing to resume", err=True)
+            return 0
+        record = runner.resume(pipe, run_id, cancel=cancel)
+        _report(record, as_json)
+        return 0 if record.ok else 1
+
+    try:
+        code = _orchestrate(home, executor, address, max_workers, progress, work)
+    except PipewardenError as exc:
+        _fail(exc)
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--start", required=True, help="First logical date (ISO).")
+@click.option("--end", required=True, help="Last logical date (ISO), inclusive.")
+@click.option("--every", default=None, help="Interval between logical dates (1d, 6h, 15m) instead of the schedule.")
+@click.option("--rerun", is_flag=True, help="Also run logical dates that already have a run.")
+@_EXECUTOR
+@_ADDRESS
+@_WORKERS
+@_PROGRESS
+@_HOME
+def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, executor: str,
+             address: str | None, max_workers: int | None, progress: bool | None, home: str | None) -> None:
+    """Run TARGET (path/to/file.py[:pipeline]) once per logical date of its schedule in [--start, --end]."""
+    import datetime as dt
+
+    from agent.errors import ConfigError, PipewardenError
+    from agent.loader import load_pipeline
+    from agent.schedule import Interval, backfill_runs, parse_schedule
+
+    try:
+        pipe = load_pipeline(target)
+        step = None
+        if every:
+            sched = parse_schedule(f"every {every}", where="--every")
+            assert isinstance(sched, Interval)
+            step = sched.every
+        try:
+            first, last = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+        except ValueError as exc:
+            raise ConfigError(f"--start/--end must be ISO dates or datetimes ({exc})") from None
+    except PipewardenError as exc:
+        _fail(exc)
+
+    def work(runner: Any, store: Any, cancel: Any) -> int:
+        due = backfill_runs(store, pipe, first, last, every=step, rerun=rerun)
+        if not due:
+            click.echo("nothing to backfill: every logical date in range already has a run (use --rerun)", err=True)
+            return 0
+        failed = 0
+        for d in due:
+            if cancel.is_set():
+                break
+            record = runner.run(pipe, run_id=d.run_id, cancel=cancel)
+            failed += not record.ok
+            click.echo(f"{d.logical_date.isoformat() if d.logical_date else '-'}  {record.run_id}  {record.status}")
+        click.echo(f"{len(due)} run(s), {failed} failed", err=True)
+        return 1 if failed or cancel.is_set() else 0
+
+    sys.exit(_orchestrate(home, executor, address, max_workers, progress, work))
 
 
 def main(argv: list[str] | None = None) -> None:

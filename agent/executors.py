@@ -13,6 +13,7 @@ wherever the executor runs it: a stuck thread cannot be stopped, a process can.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -26,9 +27,12 @@ import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.errors import ConfigError, TaskTimeoutError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = [
     "DaskExecutor",
@@ -128,7 +132,12 @@ class ThreadExecutor:
 
 
 class ProcessExecutor:
-    """A pool of worker processes of this machine (``fork`` where available, so any function works)."""
+    """A pool of worker processes of this machine (``fork`` where available).
+
+    Functions travel by value with cloudpickle when it is installed (it comes
+    with the ``dask`` extra), so closures and functions defined inside other
+    functions work; otherwise they must be importable module-level functions.
+    """
 
     name = "processes"
     local = False
@@ -139,14 +148,18 @@ class ProcessExecutor:
         self.max_workers = max_workers
         method = mp_context or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         self._ctx = multiprocessing.get_context(method)
-        self._pool: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         if self._pool is None:
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._ctx)
-        return self._pool.submit(fn, *args)  # type: ignore[no-any-return]
+        try:
+            import cloudpickle
+        except ImportError:
+            return self._pool.submit(fn, *args)
+        return self._pool.submit(_unpickle_call, cloudpickle.dumps((fn, args)))
 
     def shutdown(self, wait: bool = True) -> None:
         if self._pool is not None:
@@ -219,6 +232,11 @@ class DaskExecutor:
             self._cluster = None
 
 
+def _unpickle_call(payload: bytes) -> Any:
+    fn, args = pickle.loads(payload)
+    return fn(*args)
+
+
 def get_executor(name: str, *, max_workers: int | None = None, address: str | None = None) -> Executor:
     """An executor by name: ``threads``, ``processes`` or ``dask`` (``address`` of a scheduler, or local)."""
     if name in ("threads", "thread"):
@@ -258,10 +276,8 @@ def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: flo
         finally:
             os._exit(code)
     os.close(w)
-    try:
+    with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # also done in the child; whichever runs first wins the race
-    except OSError:
-        pass
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     try:
@@ -291,10 +307,8 @@ def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: flo
 
 
 def _child_setup() -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    except OSError:
-        pass
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # The parent stops the child on Ctrl-C; the terminal's SIGINT is not for the child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -329,10 +343,8 @@ def _decode(data: bytes) -> Measured:
         return Measured(result[1], cpu, peak)
     exc: BaseException = result[1]
     if result[2]:
-        try:
+        with contextlib.suppress(Exception):
             exc.add_note("Traceback in the task's child process:\n" + result[2].rstrip())
-        except Exception:
-            pass
     raise exc
 
 
@@ -353,10 +365,8 @@ def _signal(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, sig)
-        except OSError:
-            pass
 
 
 def _describe_status(status: int) -> str:

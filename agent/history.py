@@ -10,9 +10,10 @@ import datetime as dt
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from checks.result import CheckResult
+if TYPE_CHECKING:  # checks/__init__ imports pandas; the CLI path does not need it
+    from checks.result import CheckResult
 
 __all__ = ["RESUMABLE", "RunRecord", "RunState", "TaskAttempt", "TaskState", "record_to_dict"]
 

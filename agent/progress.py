@@ -157,6 +157,8 @@ def summary_text(record: RunRecord, file: IO[str] | None = None) -> str:
     width = max((len(r[0]) for r in rows), default=4)
     for name, status, runs, dur_s, rows_out, detail in rows:
         extra = f"  rows={rows_out}" if rows_out else ""
+        if runs and runs != "1":
+            extra += f"  runs={runs}"
         tail = f"  {detail}" if detail else ""
         lines.append(f"  {name:<{width}}  {status:<15} {dur_s:>9}{extra}{tail}")
     text = "\n".join(lines) + "\n"

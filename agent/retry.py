@@ -80,9 +80,7 @@ class RetryPolicy:
         r = self.retry_on
         if r is None:
             return True
-        if isinstance(r, type) and issubclass(r, BaseException):
-            return isinstance(exc, r)
-        if isinstance(r, tuple):
+        if isinstance(r, type | tuple):
             return isinstance(exc, r)
         try:
             return bool(r(exc))

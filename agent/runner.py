@@ -12,6 +12,8 @@ costs no thread hand-off at all.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import contextvars
 import datetime as dt
 import logging
@@ -124,21 +126,23 @@ def _rows(value: Any) -> int | None:
 
 
 def recover_interrupted(store: RunStore, telemetry: Any = None, *, now: float | None = None) -> list[str]:
-    """Mark runs whose process died as interrupted (with their unfinished tasks) and report them."""
+    """Mark runs whose process died as interrupted (with their unfinished tasks) and report them.
+
+    ``telemetry`` is a Telemetry, or a function returning one, called only when
+    there is something to report (so ``runs list`` stays cheap).
+    """
     now = time.time() if now is None else now
     ids = store.recover_interrupted(now=now)
+    if ids and callable(telemetry):
+        telemetry = telemetry()
     for run_id in ids:
         rec = store.get_run(run_id)
         if rec is None:
             continue
         latest = rec.latest()
         never = [t for t in rec.tasks if t not in latest]
-        if hasattr(store, "record_task_states"):
-            store.record_task_states(run_id, [(t, TaskState.INTERRUPTED, "the run's process died before it "
-                                               "started") for t in never], now=now)
-        else:
-            for t in never:
-                store.record_task_state(run_id, t, TaskState.INTERRUPTED, now=now, reason="process died")
+        store.record_task_states(run_id, [(t, TaskState.INTERRUPTED, "the run's process died before it started")
+                                          for t in never], now=now)
         if telemetry is None:
             continue
         stopped = [t for t, a in latest.items() if a.status is TaskState.INTERRUPTED] + never
@@ -211,6 +215,8 @@ class Runner:
             run_id = run_id or new_run_id(now)
             existing = store.get_run(run_id)
             if existing is not None:
+                if existing.pipeline != pipeline.name:
+                    raise ConfigError(f"run {run_id} is a run of pipeline {existing.pipeline!r}, not {pipeline.name!r}")
                 if existing.status is not RunState.QUEUED:
                     raise ConfigError(f"run {run_id} is already {existing.status}; resume it with "
                                       f"`pipewarden runs resume {run_id}`")
@@ -336,11 +342,13 @@ class _Job:
         run_set = set(to_run)
         self.remaining = {t: sum(1 for d in self.graph.deps[t] if d in run_set) for t in to_run}
         self.pending = len(to_run)
-        self.task_names = list(pipeline.tasks)
         self.sleep = runner._sleep or (lambda s: self.cancelled.wait(s))
         self.artifacts = runner._artifact_dir(store)
         self.ctx: contextvars.Context | None = None
         self.drivers: Executor | None = None
+        self.ready: collections.deque[str] = collections.deque()
+        self.active_drivers = 0
+        self.max_drivers = 1
         self.observer = runner.observer
 
     # --- the run ---------------------------------------------------------------------------
@@ -355,14 +363,13 @@ class _Job:
         self._notify("run_started", self.run_id, self.name, self.graph.order, list(self.preloaded))
         executor = r.executor
         owns_executor = executor is None
-        workers = r.max_workers or self.pipeline.max_workers or (executor.max_workers if executor else None)
+        workers = (r.max_workers or self.pipeline.max_workers or (executor.max_workers if executor else None)
+                   or min(32, (os.cpu_count() or 1) + 4))
+        self.max_drivers = workers
         if executor is None:
             executor = ThreadExecutor(workers)
         self.executor = executor
-        if executor.local:
-            self.drivers = executor
-        else:
-            self.drivers = ThreadExecutor(workers or min(32, (os.cpu_count() or 1) + 4))
+        self.drivers = executor if executor.local else ThreadExecutor(workers)
         interrupted: BaseException | None = None
         try:
             with tel.pipeline_scope(self.name, run_id=self.run_id, version=version, trigger=self.trigger) as ps:
@@ -374,11 +381,13 @@ class _Job:
                     self._wait()
                 except BaseException as exc:  # KeyboardInterrupt in the caller's thread: cancel, then re-raise
                     interrupted = exc
+                    again = self.cancelled.is_set() or (self.user_cancel is not None and self.user_cancel.is_set())
                     self.cancelled.set()
-                    try:
-                        self._wait()
-                    except BaseException:
-                        pass
+                    if not again:  # first interrupt: let running tasks finish; a second one abandons them
+                        with contextlib.suppress(BaseException):
+                            self._wait()
+                    if not self.done.is_set():
+                        self._abandon()
                 status, error = self._outcome()
                 end = r.clock()
                 store.finish_run(self.run_id, status, now=end, error=error)
@@ -400,9 +409,7 @@ class _Job:
         if not self.to_run:
             self.done.set()
             return
-        ready = [t for t in self.to_run if self.remaining[t] == 0]
-        for t in ready:
-            self._submit(t)
+        self._schedule([t for t in self.to_run if self.remaining[t] == 0])
 
     def _wait(self) -> None:
         next_lease = time.monotonic() + self.r.lease_seconds / 3
@@ -415,6 +422,20 @@ class _Job:
                     self.store.renew_lease(self.run_id, self.r.clock() + self.r.lease_seconds)
                 except Exception:
                     log.warning("could not renew the lease of run %s", self.run_id, exc_info=True)
+
+    def _abandon(self) -> None:
+        """Record tasks still running or never reached as cancelled (the caller stops waiting for them)."""
+        now = self.r.clock()
+        with self.lock:
+            left = [t for t in self.to_run if t not in self.states]
+            for t in left:
+                self.states[t] = TaskState.CANCELLED
+        running = set(self.store.cancel_running_tasks(self.run_id, now=now,
+                                                      reason="the run was interrupted while the task ran"))
+        self.store.record_task_states(self.run_id, [(t, TaskState.CANCELLED, "the run was interrupted")
+                                                    for t in left if t not in running], now=now)
+        for t in left:
+            self.tel.record_task_state(self.name, t, "cancelled", reason="the run was interrupted", run_id=self.run_id)
 
     def _outcome(self) -> tuple[RunState, str | None]:
         if self.cancelled.is_set() and any(s is TaskState.CANCELLED for s in self.states.values()):
@@ -431,30 +452,61 @@ class _Job:
 
     # --- scheduling --------------------------------------------------------------------------
 
-    def _submit(self, task: str) -> None:
-        assert self.drivers is not None and self.ctx is not None
-        ctx = self.ctx.copy()
-        self.drivers.submit(ctx.run, self._drive, task)
+    def _schedule(self, tasks: list[str], *, from_driver: bool = False) -> None:
+        """Queue ready tasks; start driver threads up to max_workers (a busy driver takes them in turn).
 
-    def _drive(self, task: str | None) -> None:
-        while task is not None:
+        A driver that calls this takes the next task itself, so it starts one thread fewer.
+        """
+        if not tasks:
+            return
+        with self.lock:
+            self.ready.extend(tasks)
+            start = min(len(self.ready) - from_driver, self.max_drivers - self.active_drivers)
+            self.active_drivers += max(start, 0)
+        assert self.drivers is not None and self.ctx is not None
+        for _ in range(start):
+            self.drivers.submit(self.ctx.copy().run, self._drive)
+
+    def _drive(self) -> None:
+        # One driver runs ready tasks until none is left; no thread hand-off between a task and the next.
+        while True:
+            with self.lock:
+                if not self.ready:
+                    self.active_drivers -= 1
+                    return
+                task = self.ready.popleft()
             try:
                 gated = False
+                detail: str | None
                 if self.cancelled.is_set():
                     status, detail = TaskState.CANCELLED, "the run was cancelled before the task started"
                     self._record_unrun(task, status, detail)
                 else:
                     status, detail, gated = self._run_task(task)
                 ready = self._complete(task, status, detail, gated=gated)
-            except BaseException:
+            except BaseException as exc:
                 log.exception("pipewarden failed while running task %s of %s", task, self.name)
-                ready = self._complete(task, TaskState.FAILED, "pipewarden internal error (see log)")
-            task = ready[0] if ready else None
-            for other in ready[1:]:
-                self._submit(other)
+                try:
+                    ready = self._complete(task, TaskState.FAILED, f"pipewarden internal error: {exc}")
+                except BaseException:  # the store itself is failing: stop the run rather than hang
+                    log.exception("pipewarden cannot record the end of task %s; stopping run %s", task, self.run_id)
+                    self._give_up(f"pipewarden could not record task {task}: {exc}")
+                    return
+            self._schedule(ready, from_driver=True)
+
+    def _give_up(self, reason: str) -> None:
+        with self.lock:
+            for t in self.to_run:
+                if t not in self.states:
+                    self.states[t] = TaskState.FAILED
+                    self.errors[t] = reason
+            self.pending = 0
+            self.active_drivers -= 1
+            self.ready.clear()
+        self.done.set()
 
     def _complete(self, task: str, status: TaskState, detail: str | None, *, gated: bool = False) -> list[str]:
-        """Record the end of ``task``; return the tasks it made ready (the caller runs the first)."""
+        """Record the end of ``task``; return the tasks it made ready."""
         ready: list[str] = []
         unrun: list[tuple[str, TaskState, str]] = []
         with self.lock:
@@ -485,11 +537,7 @@ class _Job:
             finished = self.pending == 0
         if unrun:
             now = self.r.clock()
-            if isinstance(self.store, SQLiteRunStore):
-                self.store.record_task_states(self.run_id, unrun, now=now)
-            else:
-                for d, state, reason in unrun:
-                    self.store.record_task_state(self.run_id, d, state, now=now, reason=reason)
+            self.store.record_task_states(self.run_id, unrun, now=now)
             for d, state, reason in unrun:
                 self.tel.record_task_state(self.name, d, str(state), reason=reason, run_id=self.run_id)
                 self._notify("task_finished", d, state, 0, None, reason)
@@ -534,7 +582,7 @@ class _Job:
         task = self.pipeline.tasks[name]
         store, tel, clock = self.store, self.tel, self.r.clock
         kwargs, frames = self._inputs(task)
-        rows_in = sum(_rows(f) or 0 for f in frames)
+        rows_in = sum(_rows(f) or 0 for f in frames) if frames else None
         attempt = self.base_attempts.get(name, 0)
         tries = 0
         while True:

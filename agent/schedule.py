@@ -87,7 +87,11 @@ class Cron(Schedule):
 
         tz = ZoneInfo(self.timezone)
         fields = self.expr.split()
-        fixed_hour = len(fields) >= 5 and not fields[1].startswith("*") and not self.expr.startswith("@hourly")
+        # A fixed-time job (not hourly or finer) runs once in the repeated hour of an autumn change.
+        if self.expr.startswith("@"):
+            fixed_hour = self.expr not in ("@hourly", "@reboot")
+        else:
+            fixed_hour = len(fields) >= 5 and not fields[1].startswith("*")
         it = croniter(self.expr, after.astimezone(tz))
         prev_wall: dt.datetime | None = None
         while True:
@@ -293,7 +297,7 @@ class Scheduler:
 
     def _tick_files(self, pipe: Pipeline, now: dt.datetime, room: int) -> list[DueRun]:
         trig = self._files[pipe.name]
-        out = []
+        out: list[DueRun] = []
         for f in trig.poll(now.timestamp()):
             if len(out) >= max(room, 0):
                 break  # over the concurrency limit: the file stays pending for the next tick

@@ -54,6 +54,9 @@ class FileTrigger:
         self.pattern = pattern
         self.stable_seconds = stable_seconds
         self.recursive = recursive or "**" in pattern or "/" in pattern
+        self._patterns = {pattern, pattern.replace("**/", "")} if recursive or "**" in pattern else {pattern}
+        if recursive and "/" not in pattern:
+            self._patterns.add(f"*/{pattern}")
         # path -> (size, mtime_ns, time first seen with that signature)
         self._watch: dict[str, tuple[int, int, float]] = {}
         self._done: dict[str, tuple[int, int]] = {}
@@ -118,6 +121,8 @@ class FileTrigger:
         if self._observer is None or not self._scanned:
             candidates = set(self._scan())  # the first poll also finds files that arrived while down
             self._scanned = True
+            for gone in [p for p in self._done if p not in candidates]:
+                del self._done[gone]  # keeps memory flat in a long-running daemon
         else:
             with self._events_lock:
                 candidates, self._events = self._events, set()
@@ -167,4 +172,7 @@ class FileTrigger:
             return False
         if not self.recursive and len(rel.parts) != 1:
             return False
-        return fnmatch.fnmatch(rel.name, self.pattern) or fnmatch.fnmatch(rel.as_posix(), self.pattern)
+        text = rel.as_posix()
+        # "**/" also matches no directory at all, as in glob.
+        return any(fnmatch.fnmatch(text, p) for p in self._patterns) or (
+            not self.recursive and fnmatch.fnmatch(rel.name, self.pattern))

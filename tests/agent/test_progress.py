@@ -1,0 +1,62 @@
+"""The terminal display: a live table while running and a summary at the end (CLI only)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from agent.history import TaskState
+from agent.pipeline import Pipeline
+from agent.progress import LiveProgress, RunObserver, render_summary, summary_text
+
+
+def _record(run_opts: dict[str, Any], observer: RunObserver | None = None) -> Any:
+    pipe = Pipeline("shown")
+    pipe.task(name="extract")(lambda: [1, 2])
+    pipe.task(name="boom", depends_on=["extract"])(lambda: 1 / 0)
+    pipe.task(name="after", depends_on=["boom"])(lambda: None)
+    return pipe.run(observer=observer, **run_opts)
+
+
+def test_observer_sees_every_task_state(run_opts: dict[str, Any]) -> None:
+    """The runner reports starts and ends of every task to the observer."""
+    events: list[tuple[str, str]] = []
+
+    class Recorder(RunObserver):
+        def task_started(self, task: str, attempt: int) -> None:
+            events.append((task, "started"))
+
+        def task_finished(self, task: str, status: TaskState, attempt: int, duration: float | None,
+                          detail: str | None) -> None:
+            events.append((task, str(status)))
+
+    _record(run_opts, Recorder())
+    assert events == [("extract", "started"), ("extract", "success"), ("boom", "started"), ("boom", "failed"),
+                      ("after", "upstream_failed")]
+
+
+def test_a_broken_observer_does_not_break_the_run(run_opts: dict[str, Any]) -> None:
+    """Exceptions from an observer are logged and the run goes on."""
+
+    class Broken(RunObserver):
+        def task_started(self, task: str, attempt: int) -> None:
+            raise RuntimeError("display crashed")
+
+    assert _record(run_opts, Broken()).task_state("extract") is TaskState.SUCCESS
+
+
+def test_live_progress_and_summary_render(run_opts: dict[str, Any]) -> None:
+    """The live table and the summary table show each task with its state and error."""
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=False)
+    with LiveProgress(console) as live:
+        rec = _record(run_opts, live)
+        table = live._render()
+    console.print(table)
+    console.print(render_summary(rec))
+    text = out.getvalue()
+    assert "boom" in text and "ZeroDivisionError" in text and "upstream_failed" in text
+    plain = summary_text(rec)
+    assert plain.splitlines()[0].startswith(f"shown run {rec.run_id}: failed")

@@ -1,0 +1,245 @@
+"""The run store: schema versions, durability settings, clear errors, CheckStore history, KPIs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent import kpis
+from agent.errors import StoreError
+from agent.history import RunState, TaskState
+from agent.store import SCHEMA_VERSION, SQLiteRunStore, open_store
+from checks.base import CheckStore
+from checks.result import CheckResult, Kind, Status
+
+NOW = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+
+
+def test_new_store_is_wal_with_schema_version(tmp_path: Path) -> None:
+    """A new store is in WAL mode, synchronous NORMAL, at the latest schema version."""
+    s = SQLiteRunStore(tmp_path / "pw.db")
+    assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert s.schema_version == SCHEMA_VERSION
+    s.close()
+    again = SQLiteRunStore(tmp_path / "pw.db", synchronous="FULL")  # reopening migrates nothing
+    assert again.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    assert again.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    again.close()
+
+
+def test_open_store_uses_pipewarden_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default store lives at $PIPEWARDEN_HOME/pipewarden.db."""
+    monkeypatch.setenv("PIPEWARDEN_HOME", str(tmp_path / "state"))
+    with open_store() as s:
+        assert s.path == tmp_path / "state" / "pipewarden.db"
+
+
+def test_store_from_a_newer_pipewarden_is_refused(tmp_path: Path) -> None:
+    """A schema version newer than the code raises StoreError saying to upgrade."""
+    SQLiteRunStore(tmp_path / "pw.db").close()
+    with sqlite3.connect(tmp_path / "pw.db") as c:
+        c.execute("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match=r"newer than this pipewarden supports.*upgrade"):
+        SQLiteRunStore(tmp_path / "pw.db")
+
+
+def test_locked_store_gives_a_clear_store_error(tmp_path: Path) -> None:
+    """Another connection holding an exclusive lock makes writes fail with StoreError naming path and fix."""
+    path = tmp_path / "pw.db"
+    SQLiteRunStore(path).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        store = SQLiteRunStore(path, timeout=0.1)
+        with pytest.raises(StoreError) as err:
+            store.create_run(run_id="r", pipeline="p", trigger="manual", now=0.0)
+        msg = str(err.value)
+        assert str(path) in msg and "locked by another process" in msg and "PIPEWARDEN_HOME" in msg
+        assert err.value.path == str(path)
+        store.close()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_store_locked_before_it_exists_fails_at_open(tmp_path: Path) -> None:
+    """A brand-new file locked by another process fails at open with the same clear error."""
+    path = tmp_path / "pw.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("CREATE TABLE x (a)")
+    try:
+        with pytest.raises(StoreError, match="locked by another process"):
+            SQLiteRunStore(path, timeout=0.1)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_unwritable_store_path_gives_a_clear_store_error(tmp_path: Path) -> None:
+    """A home whose parent is a file raises StoreError naming the path and how to fix it."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(StoreError) as err:
+        SQLiteRunStore(blocker / "home" / "pipewarden.db")
+    msg = str(err.value)
+    assert "cannot be created" in msg and "PIPEWARDEN_HOME" in msg and str(blocker) in msg
+
+
+def test_store_path_that_is_a_directory_gives_a_clear_store_error(tmp_path: Path) -> None:
+    """A database path that is a directory raises StoreError, not a raw sqlite3 error."""
+    (tmp_path / "pipewarden.db").mkdir()
+    with pytest.raises(StoreError, match=r"cannot be opened for writing.*PIPEWARDEN_HOME"):
+        SQLiteRunStore(tmp_path / "pipewarden.db")
+
+
+def test_state_changes_are_committed_immediately(tmp_path: Path) -> None:
+    """Every write is visible to another connection at once: nothing waits in an open transaction."""
+    s = SQLiteRunStore(tmp_path / "pw.db")
+    s.create_run(run_id="r", pipeline="p", trigger="manual", tasks=["a"], now=1.0)
+    s.start_run("r", now=2.0)
+    tid = s.start_task("r", "a", 1, now=3.0)
+    other = sqlite3.connect(tmp_path / "pw.db")
+    assert other.execute("SELECT status FROM task_runs WHERE id=?", (tid,)).fetchone() == ("running",)
+    s.finish_task(tid, TaskState.SUCCESS, now=4.0, checks=[CheckResult("c", Kind.CUSTOM, Status.PASS)])
+    assert other.execute("SELECT status FROM task_runs WHERE id=?", (tid,)).fetchone() == ("success",)
+    assert other.execute("SELECT count(*) FROM check_results").fetchone() == (1,)
+    assert not s.conn.in_transaction
+    s.close()
+
+
+def test_runs_of_dead_processes_are_marked_interrupted(store: SQLiteRunStore) -> None:
+    """A RUNNING run whose owner pid is dead becomes interrupted with its running task; live ones stay."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store.create_run(run_id="dead", pipeline="p", trigger="manual", tasks=["a", "b"], now=1.0)
+    store.start_run("dead", now=1.0)
+    store.start_task("dead", "a", 1, now=1.0)
+    store.conn.execute("UPDATE runs SET owner_pid=? WHERE run_id='dead'", (dead.pid,))
+    store.create_run(run_id="alive", pipeline="p", trigger="manual", now=1.0)
+    store.start_run("alive", now=1.0)
+    store.create_run(run_id="other-host", pipeline="p", trigger="manual", now=1.0)
+    store.start_run("other-host", now=1.0, lease_until=50.0)
+    store.conn.execute("UPDATE runs SET owner_host='elsewhere' WHERE run_id='other-host'")
+    assert sorted(store.recover_interrupted(now=100.0)) == ["dead", "other-host"]
+    rec = store.get_run("dead")
+    assert rec.status is RunState.INTERRUPTED and rec.task_state("a") is TaskState.INTERRUPTED
+    assert store.get_run("alive").status is RunState.RUNNING
+    assert store.recover_interrupted(now=100.0) == []
+
+
+def test_idempotency_key_allows_one_run(store: SQLiteRunStore) -> None:
+    """A second run with the same idempotency key is not created."""
+    assert store.create_run(run_id="a", pipeline="p", trigger="cron", idempotency_key="p@t", now=0.0)
+    assert not store.create_run(run_id="b", pipeline="p", trigger="cron", idempotency_key="p@t", now=0.0)
+    assert store.get_run("b") is None and store.has_key("p@t")
+
+
+def test_store_implements_the_check_store_protocol(store: SQLiteRunStore) -> None:
+    """Profiles, row counts and key history round-trip through the store."""
+    assert isinstance(store, CheckStore)
+    store.save_profile("orders.amount", {"bins": [1, 2, 3]})
+    store.save_profile("orders.amount", {"bins": [4]})
+    assert store.load_profile("orders.amount") == {"bins": [4]}
+    assert store.load_profile("missing") is None
+    for i, n in enumerate([10, 20, 30]):
+        store.add_row_count("orders", n, run_id=f"r{i}", now=NOW)
+    assert store.row_count_history("orders", 2) == [30, 20]
+
+
+def test_seen_keys_over_millions_of_keys(store: SQLiteRunStore) -> None:
+    """seen_keys answers for a million keys against a million stored, exactly."""
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 2**63, 1_000_000, dtype=np.uint64)
+    store.add_keys("orders", first, run_id="r1", now=NOW)
+    probe = np.concatenate([first[:500_000], rng.integers(0, 2**63, 500_000, dtype=np.uint64)])
+    seen = store.seen_keys("orders", probe)
+    assert seen.dtype == bool and seen.shape == (1_000_000,)
+    assert seen[:500_000].all() and not seen[500_000:].any()  # 63-bit random keys: no collision (seed 0)
+    store.add_keys("orders", probe, run_id="r2", now=NOW)  # only new keys are stored again
+    total = store.conn.execute("SELECT sum(n) FROM key_sets WHERE dataset='orders'").fetchone()[0]
+    assert total == 1_500_000
+    assert store.seen_keys("orders", probe).all()
+    assert not store.seen_keys("customers", probe[:10]).any()
+
+
+def test_key_history_is_pruned_after_retention(tmp_path: Path) -> None:
+    """Keys first seen longer ago than the retention are forgotten."""
+    s = SQLiteRunStore(tmp_path / "pw.db", key_retention_days=30)
+    old = np.array([1, 2, 3], dtype=np.uint64)
+    s.add_keys("d", old, run_id="r1", now=NOW)
+    s.add_keys("d", np.array([9], dtype=np.uint64), run_id="r2", now=NOW + dt.timedelta(days=31))
+    assert s.seen_keys("d", old).tolist() == [False, False, False]
+    assert s.seen_keys("d", np.array([9], dtype=np.uint64)).tolist() == [True]
+    s.close()
+
+
+def _finished(store: SQLiteRunStore, run_id: str, status: RunState, end: float, version: str = "v1") -> None:
+    store.create_run(run_id=run_id, pipeline="p", trigger="manual", version=version, now=end - 1)
+    store.start_run(run_id, now=end - 1)
+    store.finish_run(run_id, status, now=end)
+
+
+def test_kpis_from_history(store: SQLiteRunStore) -> None:
+    """Success rate, time to recovery and change failure rate come from the runs recorded."""
+    _finished(store, "1", RunState.SUCCESS, 100, "v1")
+    _finished(store, "2", RunState.FAILED, 200, "v2")
+    _finished(store, "3", RunState.FAILED, 300, "v2")
+    _finished(store, "4", RunState.SUCCESS, 500, "v2")
+    _finished(store, "5", RunState.CANCELLED, 550, "v3")
+    _finished(store, "6", RunState.SUCCESS, 600, "v3")
+    assert kpis.success_rate(store, "p") == pytest.approx(3 / 5)
+    assert kpis.recovery_times(store, "p") == [300.0]
+    assert kpis.mean_time_to_recovery(store, "p") == 300.0
+    assert [c.version for c in kpis.changes(store, "p")] == ["v1", "v2", "v3"]
+    assert kpis.change_failure_rate(store, "p") == pytest.approx(1 / 3)
+    assert kpis.success_rate(store, "nothing") is None
+    assert store.failing_since("p") is None
+
+
+def test_failing_since_is_the_first_failure_after_the_last_success(store: SQLiteRunStore) -> None:
+    """failing_since points at the start of the current failure streak."""
+    _finished(store, "1", RunState.SUCCESS, 100)
+    _finished(store, "2", RunState.FAILED, 200)
+    _finished(store, "3", RunState.INTERRUPTED, 300)
+    assert store.failing_since("p") == 200
+    assert store.previous_version("p", before="3") == "v1"
+
+
+def test_list_and_get_runs(store: SQLiteRunStore) -> None:
+    """list_runs is newest first and filters; get_run carries attempts and check results."""
+    for i in range(3):
+        _finished(store, f"r{i}", RunState.SUCCESS if i != 1 else RunState.FAILED, 100 + i)
+    assert [r.run_id for r in store.list_runs()] == ["r2", "r1", "r0"]
+    assert [r.run_id for r in store.list_runs(status="failed")] == ["r1"]
+    assert store.list_runs(pipeline="other") == []
+    assert store.get_run("nope") is None
+
+
+def test_closed_store_raises_store_error(tmp_path: Path) -> None:
+    """Using a closed store raises StoreError rather than a driver error."""
+    s = SQLiteRunStore(tmp_path / "pw.db")
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.list_runs()
+
+
+def test_store_errors_are_also_oserrors(tmp_path: Path) -> None:
+    """StoreError is a PipewardenError and an OSError, with .path."""
+    from agent.errors import PipewardenError
+
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    with pytest.raises(OSError) as err:
+        SQLiteRunStore(blocker / "x.db")
+    assert isinstance(err.value, PipewardenError)
+    assert getattr(err.value, "path", None) == str(blocker / "x.db")
+
+
