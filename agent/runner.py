@@ -148,8 +148,7 @@ def recover_interrupted(store: RunStore, telemetry: Any = None, *, now: float | 
         stopped = [t for t, a in latest.items() if a.status is TaskState.INTERRUPTED] + never
         try:
             with telemetry.pipeline_scope(rec.pipeline, run_id=run_id, version=rec.version,
-                                          trigger=rec.trigger) as ps:
-                ps.first_of_version = False
+                                          trigger=rec.trigger, first_of_version=False) as ps:
                 for t in stopped:
                     telemetry.record_task_state(rec.pipeline, t, "interrupted", reason="the run's process died",
                                                 run_id=run_id)
@@ -372,9 +371,8 @@ class _Job:
         self.drivers = executor if executor.local else ThreadExecutor(workers)
         interrupted: BaseException | None = None
         try:
-            with tel.pipeline_scope(self.name, run_id=self.run_id, version=version, trigger=self.trigger) as ps:
-                ps.first_of_version = first_of_version
-                ps.failing_since = failing_since
+            with tel.pipeline_scope(self.name, run_id=self.run_id, version=version, trigger=self.trigger,
+                                    first_of_version=first_of_version, failing_since=failing_since) as ps:
                 self.ctx = contextvars.copy_context()
                 try:
                     self._start()
@@ -596,7 +594,7 @@ class _Job:
             ref: str | None = None
             value: Any = None
             try:
-                with tel.task_scope(self.name, name, run_id=self.run_id, attempt=attempt) as ts:
+                with tel.task_scope(self.name, name, run_id=self.run_id, attempt=attempt, retry=tries > 1) as ts:
                     if rows_in:
                         ts.rows_in(rows_in)
                     out = self._call(task, kwargs)

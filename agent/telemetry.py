@@ -198,19 +198,40 @@ class Telemetry:
     # --- scopes -----------------------------------------------------------------------
 
     def task_scope(self, pipeline: str, task: str, *, run_id: str | None = None, attempt: int = 1,
-                   dataset: str | None = None, attributes: Mapping[str, Any] | None = None) -> Scope:
-        """A scope for one task attempt: a child span of the current span and the task metrics."""
-        return Scope(self, pipeline, task, pipeline_level=False, run_id=run_id, attempt=attempt,
-                     dataset=dataset, attributes=attributes)
+                   retry: bool | None = None, dataset: str | None = None,
+                   attributes: Mapping[str, Any] | None = None) -> Scope:
+        """A scope for one task attempt: a child span of the current span and the task metrics.
+
+        ``retry`` says whether this attempt retries a failure (counted in
+        ``pipewarden_task_retries_total``); by default, any attempt after the first.
+        A resumed run's first attempt is not a retry: pass ``retry=False``.
+        """
+        scope = Scope(self, pipeline, task, pipeline_level=False, run_id=run_id, attempt=attempt,
+                      dataset=dataset, attributes=attributes)
+        if retry is not None:
+            scope.retry = retry
+        return scope
 
     def pipeline_scope(self, pipeline: str, *, run_id: str | None = None, version: str | None = None,
-                       trigger: str | None = None, attributes: Mapping[str, Any] | None = None) -> Scope:
-        """A scope for one pipeline run: the root span ``RUN <pipeline>`` and the pipeline metrics."""
+                       trigger: str | None = None, first_of_version: bool | None = None,
+                       failing_since: float | None = None,
+                       attributes: Mapping[str, Any] | None = None) -> Scope:
+        """A scope for one pipeline run: the root span ``RUN <pipeline>`` and the pipeline metrics.
+
+        A runner with durable history passes what it knows better than this
+        process: ``first_of_version`` (this run is the first of ``version``:
+        counted as a change) and ``failing_since`` (when the current streak of
+        failures began: the time to recovery on success). Left None, they come
+        from what this process has seen.
+        """
         attrs = dict(attributes or {})
         if trigger:
             attrs["pipewarden.trigger"] = trigger
-        return Scope(self, pipeline, None, pipeline_level=True, run_id=run_id, version=version,
-                     attributes=attrs)
+        scope = Scope(self, pipeline, None, pipeline_level=True, run_id=run_id, version=version,
+                      attributes=attrs)
+        scope.first_of_version = first_of_version
+        scope.failing_since = failing_since
+        return scope
 
     def monitor_scope(self, pipeline: str, task: str, *, dataset: str | None = None,
                       attributes: Mapping[str, Any] | None = None) -> Scope:
@@ -397,6 +418,7 @@ class Scope:
     #: Set by a runner that knows more than this process (its store); None: use memory.
     first_of_version: bool | None = None
     failing_since: float | None = None
+    retry: bool | None = None
     parent: Scope | None = None
     check_results: list[CheckResult] = []  # noqa: RUF012 - replaced per instance on first write
     _rows_in = 0
@@ -566,7 +588,7 @@ class Scope:
             b.rows_in.inc(self._rows_in)
         if self._rows_out:
             b.rows_out.inc(self._rows_out)
-        if self.attempt > 1:
+        if self.retry if self.retry is not None else self.attempt > 1:
             b.retries.inc()
         if status is RunStatus.SUCCESS:
             b.last_success.value = tel.clock()

@@ -449,3 +449,25 @@ def test_doctests_run() -> None:
     """The examples in the module's docstrings run as written."""
     result = doctest.testmod(agent.telemetry)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(("attempt", "retry", "counted"), [
+    (1, None, 0),
+    (2, None, 1),
+    (3, False, 0),   # a resumed run's first attempt continues the numbering but retries nothing
+    (1, True, 1),
+])
+def test_retries_counted_from_the_retry_flag_or_the_attempt_number(
+        tel: Telemetry, attempt: int, retry: bool | None, counted: int) -> None:
+    """pipewarden_task_retries_total rises only for attempts that retry a failure."""
+    with tel.task_scope("orders", "load", attempt=attempt, retry=retry):
+        pass
+    assert (tel.metrics.sample("pipewarden_task_retries_total", pipeline="orders", task="load") or 0) == counted
+
+
+def test_pipeline_scope_takes_history_from_a_runner_with_a_store(tel: Telemetry) -> None:
+    """first_of_version and failing_since given by the runner override what this process has seen."""
+    with tel.pipeline_scope("orders", version="v1", first_of_version=False, failing_since=tel.clock() - 600):
+        pass
+    assert tel.metrics.sample("pipewarden_pipeline_changes_total", pipeline="orders") in (None, 0)
+    assert tel.metrics.sample("pipewarden_pipeline_recovery_seconds_sum", pipeline="orders") == pytest.approx(600)
