@@ -385,4 +385,9 @@ def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    cli.main(args=argv, prog_name="pipewarden")
+    from agent.errors import PipewardenError
+
+    try:
+        cli.main(args=argv, prog_name="pipewarden")
+    except PipewardenError as exc:  # anything a command did not handle itself: one line, exit 2
+        _fail(exc)

@@ -36,7 +36,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
-from agent.errors import TaskTimeoutError
+from agent.errors import ConfigError, TaskTimeoutError
 from agent.records import _OTEL_RESULT, RunStatus, otel_result
 from checks.base import CheckContext, run_check
 from checks.result import CheckResult, Status
@@ -174,10 +174,13 @@ class Telemetry:
         from exporters.tracing import build_tracer_provider
 
         env = os.environ if env is None else env
-        prometheus = PrometheusSettings.from_env(env)
         holder: list[Telemetry] = []
-        provider = build_tracer_provider(env, home=home,
-                                         on_error=lambda name, exc: holder[0].export_error(name, exc))
+        try:
+            prometheus = PrometheusSettings.from_env(env)
+            provider = build_tracer_provider(env, home=home,
+                                             on_error=lambda name, exc: holder[0].export_error(name, exc))
+        except ValueError as exc:  # a bad environment variable: a configuration error, named
+            raise ConfigError(str(exc), problems=str(exc).splitlines()) from None
         tel = cls(metrics=metrics, tracer_provider=provider, prometheus=prometheus)
         holder.append(tel)
         install_trace_context()

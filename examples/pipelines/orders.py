@@ -16,16 +16,9 @@ import numpy as np
 import pandas as pd
 
 from agent.pipeline import Pipeline
-from checks.result import CheckResult, Kind, Status
+from checks import not_null, row_count, unique
 
 pipe = Pipeline("orders", schedule="*/15 * * * *", params={"rows": 1_000, "seed": 7})
-
-
-def unique_order_id(df: pd.DataFrame) -> CheckResult:
-    """A blocking check: order ids are unique after the transform."""
-    dups = int(df["order_id"].duplicated().sum())
-    return CheckResult("unique_order_id", Kind.DUPLICATION, Status.PASS if dups == 0 else Status.FAIL,
-                       observed=dups, threshold=0, column="order_id", measure="duplicates")
 
 
 @pipe.task(retries=3, retry_delay=2.0, retry_on=(OSError,), persist=True)
@@ -38,7 +31,7 @@ def extract(rows: int, seed: int, logical_date: dt.datetime) -> pd.DataFrame:
                          "created_at": pd.Timestamp(logical_date)})
 
 
-@pipe.task(checks=[unique_order_id], persist=True)
+@pipe.task(checks=[unique("order_id"), not_null("amount"), row_count(min=1)], persist=True)
 def transform(extract: pd.DataFrame) -> pd.DataFrame:
     return extract.drop_duplicates("order_id").reset_index(drop=True)
 
