@@ -8,12 +8,14 @@ When a test fails, the tail of every running server's log is added to its report
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 sys.path.insert(0, str(Path(__file__).parent))  # `import servers`, whatever the import mode
 
@@ -101,3 +103,21 @@ def promtool() -> str:
 def amtool() -> str:
     """The path of ``amtool`` (skips, or fails under CI, when it is absent)."""
     return servers.require_binary("amtool")
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """Finished spans of a test's own tracer provider."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the log-record factory and the root logger back as they were (Telemetry.from_env changes them)."""
+    factory = logging.getLogRecordFactory()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    logging.setLogRecordFactory(factory)
+    root.handlers[:] = handlers
+    root.setLevel(level)

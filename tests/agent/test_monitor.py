@@ -42,10 +42,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
 
 @pytest.fixture
 def clock() -> Clock:

@@ -6,7 +6,7 @@ import doctest
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +27,11 @@ from exporters.metrics import Metrics
 
 
 @pytest.fixture
-def spans() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
 def tel(spans: InMemorySpanExporter) -> Telemetry:
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(spans))
     return Telemetry(metrics=Metrics(), tracer_provider=provider, clock=lambda: 1_700_000_000.0)
 
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Telemetry.from_env installs the trace-context record factory; put things back after."""
-    factory = logging.getLogRecordFactory()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    logging.setLogRecordFactory(factory)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def sample(tel: Telemetry, name: str, **labels: str) -> float | None:

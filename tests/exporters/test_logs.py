@@ -26,20 +26,10 @@ from exporters.logs import (
 
 
 @pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """Put the record factory and the root logger back as they were."""
-    factory = logging.getLogRecordFactory()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    logging.setLogRecordFactory(factory)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def _restore_logging(restore_logging: None) -> None:
+    """Every test here changes logging; the shared fixture puts it back."""
 
 
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,6 @@ PIPELINE = "monitored_script"  # the script names no pipeline: its file name is 
 ROWS = 4  # rows per extract in the script
 
 
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
 
 @pytest.fixture
 def tel(spans: InMemorySpanExporter) -> Telemetry:
@@ -48,16 +44,6 @@ def tel(spans: InMemorySpanExporter) -> Telemetry:
     provider.add_span_processor(SimpleSpanProcessor(spans))
     return Telemetry(metrics=Metrics(), tracer_provider=provider)
 
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    factory = logging.getLogRecordFactory()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    logging.setLogRecordFactory(factory)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
