@@ -12,31 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agent.records import RunStatus
+
 if TYPE_CHECKING:  # checks/__init__ imports pandas; the CLI path does not need it
     from checks.result import CheckResult
 
-__all__ = ["RESUMABLE", "RunRecord", "RunState", "TaskAttempt", "TaskState", "record_to_dict"]
-
-
-class TaskState(enum.StrEnum):
-    """Where a task of a run stands; every state but RUNNING is an end state."""
-
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    #: Not run because a blocking check failed upstream (quality gate).
-    SKIPPED = "skipped"
-    #: Not run because a task upstream failed or timed out.
-    UPSTREAM_FAILED = "upstream_failed"
-    #: Not run (or stopped) because the run was cancelled.
-    CANCELLED = "cancelled"
-    #: The process running it died; found at the next start.
-    INTERRUPTED = "interrupted"
-
-    @property
-    def done(self) -> bool:
-        return self is not TaskState.RUNNING
+__all__ = ["RESUMABLE", "RunRecord", "RunState", "TaskAttempt", "record_to_dict"]
 
 
 class RunState(enum.StrEnum):
@@ -55,8 +36,8 @@ class RunState(enum.StrEnum):
 
 
 #: Task states a resume runs again (a SUCCESS task runs again only when its output is needed and lost).
-RESUMABLE = frozenset({TaskState.FAILED, TaskState.TIMED_OUT, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED,
-                       TaskState.CANCELLED, TaskState.INTERRUPTED, TaskState.RUNNING})
+RESUMABLE = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.SKIPPED, RunStatus.UPSTREAM_FAILED,
+                       RunStatus.CANCELLED, RunStatus.INTERRUPTED, RunStatus.RUNNING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +54,7 @@ class TaskAttempt:
     run_id: str
     task: str
     attempt: int
-    status: TaskState
+    status: RunStatus
     started_at: float | None = None
     ended_at: float | None = None
     rows_in: int | None = None
@@ -137,13 +118,13 @@ class RunRecord:
             out[a.task] = a
         return out
 
-    def task_state(self, task: str) -> TaskState | None:
+    def task_state(self, task: str) -> RunStatus | None:
         """The task's latest state, or None when nothing was recorded for it."""
         a = self.latest().get(task)
         return a.status if a else None
 
     @property
-    def task_states(self) -> dict[str, TaskState | None]:
+    def task_states(self) -> dict[str, RunStatus | None]:
         latest = self.latest()
         return {t: (latest[t].status if t in latest else None) for t in self.tasks or latest}
 

@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from agent.history import RunRecord, TaskState
+from agent.history import RunRecord
+from agent.records import RunStatus
 
 __all__ = ["LiveProgress", "RunObserver", "render_summary", "summary_text"]
 
@@ -38,7 +39,7 @@ class RunObserver:
 
     def task_retrying(self, task: str, attempt: int, delay: float, error: str) -> None: ...
 
-    def task_finished(self, task: str, status: TaskState, attempt: int, duration: float | None,
+    def task_finished(self, task: str, status: RunStatus, attempt: int, duration: float | None,
                       detail: str | None) -> None: ...
 
     def run_finished(self, record: RunRecord) -> None: ...
@@ -86,7 +87,7 @@ class LiveProgress(RunObserver):
             self._rows.setdefault(task, {}).update(status="retrying", start=None,
                                                    detail=f"retry in {delay:.1f}s after {error}")
 
-    def task_finished(self, task: str, status: TaskState, attempt: int, duration: float | None,
+    def task_finished(self, task: str, status: RunStatus, attempt: int, duration: float | None,
                       detail: str | None) -> None:
         with self._lock:
             self._rows.setdefault(task, {}).update(status=str(status), start=None, duration=duration,

@@ -20,6 +20,11 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
 
+    @property
+    def done(self) -> bool:
+        """True for every end state (not pending, not running)."""
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
 
 FINAL_STATES = frozenset({
     RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.SKIPPED,

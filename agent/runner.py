@@ -39,9 +39,10 @@ from agent.executors import (
     run_in_child,
     timed,
 )
-from agent.history import RunRecord, RunState, TaskState
+from agent.history import RunRecord, RunState
 from agent.pipeline import Pipeline, Task
 from agent.progress import RunObserver
+from agent.records import RunStatus
 from agent.store import RunStore, SQLiteRunStore
 
 __all__ = ["Runner", "new_run_id", "recover_interrupted", "run_values"]
@@ -141,11 +142,11 @@ def recover_interrupted(store: RunStore, telemetry: Any = None, *, now: float | 
             continue
         latest = rec.latest()
         never = [t for t in rec.tasks if t not in latest]
-        store.record_task_states(run_id, [(t, TaskState.INTERRUPTED, "the run's process died before it started")
+        store.record_task_states(run_id, [(t, RunStatus.INTERRUPTED, "the run's process died before it started")
                                           for t in never], now=now)
         if telemetry is None:
             continue
-        stopped = [t for t, a in latest.items() if a.status is TaskState.INTERRUPTED] + never
+        stopped = [t for t, a in latest.items() if a.status is RunStatus.INTERRUPTED] + never
         try:
             with telemetry.pipeline_scope(rec.pipeline, run_id=run_id, version=rec.version,
                                           trigger=rec.trigger, first_of_version=False) as ps:
@@ -260,7 +261,7 @@ class Runner:
             if rec.status is RunState.SUCCESS:
                 return rec
             latest = rec.latest()
-            kept = {t: a for t, a in latest.items() if t in graph and a.status is TaskState.SUCCESS}
+            kept = {t: a for t, a in latest.items() if t in graph and a.status is RunStatus.SUCCESS}
             to_run = {t for t in graph.order if t not in kept}
             names = list(pipeline.tasks)
             changed = True
@@ -336,7 +337,7 @@ class _Job:
         self.done = threading.Event()
         self.lock = threading.Lock()
         self.outputs: dict[str, Any] = {}
-        self.states: dict[str, TaskState] = {}
+        self.states: dict[str, RunStatus] = {}
         self.errors: dict[str, str] = {}
         run_set = set(to_run)
         self.remaining = {t: sum(1 for d in self.graph.deps[t] if d in run_set) for t in to_run}
@@ -427,21 +428,21 @@ class _Job:
         with self.lock:
             left = [t for t in self.to_run if t not in self.states]
             for t in left:
-                self.states[t] = TaskState.CANCELLED
+                self.states[t] = RunStatus.CANCELLED
         running = set(self.store.cancel_running_tasks(self.run_id, now=now,
                                                       reason="the run was interrupted while the task ran"))
-        self.store.record_task_states(self.run_id, [(t, TaskState.CANCELLED, "the run was interrupted")
+        self.store.record_task_states(self.run_id, [(t, RunStatus.CANCELLED, "the run was interrupted")
                                                     for t in left if t not in running], now=now)
         for t in left:
             self.tel.record_task_state(self.name, t, "cancelled", reason="the run was interrupted", run_id=self.run_id)
 
     def _outcome(self) -> tuple[RunState, str | None]:
-        if self.cancelled.is_set() and any(s is TaskState.CANCELLED for s in self.states.values()):
+        if self.cancelled.is_set() and any(s is RunStatus.CANCELLED for s in self.states.values()):
             return RunState.CANCELLED, "the run was cancelled"
-        bad = {t: s for t, s in self.states.items() if s is not TaskState.SUCCESS}
+        bad = {t: s for t, s in self.states.items() if s is not RunStatus.SUCCESS}
         if not bad and len(self.states) == len(self.to_run):
             return RunState.SUCCESS, None
-        first = [t for t in self.to_run if t in bad and bad[t] in (TaskState.FAILED, TaskState.TIMED_OUT)]
+        first = [t for t in self.to_run if t in bad and bad[t] in (RunStatus.FAILED, RunStatus.TIMED_OUT)]
         parts = [f"{t} {bad[t]}: {self.errors.get(t, '')}".rstrip(": ") for t in first[:3]]
         more = len(bad) - len(parts)
         if more:
@@ -477,7 +478,7 @@ class _Job:
                 gated = False
                 detail: str | None
                 if self.cancelled.is_set():
-                    status, detail = TaskState.CANCELLED, "the run was cancelled before the task started"
+                    status, detail = RunStatus.CANCELLED, "the run was cancelled before the task started"
                     self._record_unrun(task, status, detail)
                 else:
                     status, detail, gated = self._run_task(task)
@@ -485,7 +486,7 @@ class _Job:
             except BaseException as exc:
                 log.exception("pipewarden failed while running task %s of %s", task, self.name)
                 try:
-                    ready = self._complete(task, TaskState.FAILED, f"pipewarden internal error: {exc}")
+                    ready = self._complete(task, RunStatus.FAILED, f"pipewarden internal error: {exc}")
                 except BaseException:  # the store itself is failing: stop the run rather than hang
                     log.exception("pipewarden cannot record the end of task %s; stopping run %s", task, self.run_id)
                     self._give_up(f"pipewarden could not record task {task}: {exc}")
@@ -496,23 +497,23 @@ class _Job:
         with self.lock:
             for t in self.to_run:
                 if t not in self.states:
-                    self.states[t] = TaskState.FAILED
+                    self.states[t] = RunStatus.FAILED
                     self.errors[t] = reason
             self.pending = 0
             self.active_drivers -= 1
             self.ready.clear()
         self.done.set()
 
-    def _complete(self, task: str, status: TaskState, detail: str | None, *, gated: bool = False) -> list[str]:
+    def _complete(self, task: str, status: RunStatus, detail: str | None, *, gated: bool = False) -> list[str]:
         """Record the end of ``task``; return the tasks it made ready."""
         ready: list[str] = []
-        unrun: list[tuple[str, TaskState, str]] = []
+        unrun: list[tuple[str, RunStatus, str]] = []
         with self.lock:
             self.states[task] = status
             self.pending -= 1
             if detail:
                 self.errors[task] = detail
-            if status is TaskState.SUCCESS:
+            if status is RunStatus.SUCCESS:
                 for c in self.graph.children[task]:
                     if c in self.remaining:
                         self.remaining[c] -= 1
@@ -520,11 +521,11 @@ class _Job:
                             ready.append(c)
             else:
                 if gated:
-                    state, reason = TaskState.SKIPPED, f"{task}: {detail}"
-                elif status in (TaskState.FAILED, TaskState.TIMED_OUT):
-                    state, reason = TaskState.UPSTREAM_FAILED, f"upstream task {task} {status}"
+                    state, reason = RunStatus.SKIPPED, f"{task}: {detail}"
+                elif status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+                    state, reason = RunStatus.UPSTREAM_FAILED, f"upstream task {task} {status}"
                 else:
-                    state, reason = TaskState.CANCELLED, "the run was cancelled"
+                    state, reason = RunStatus.CANCELLED, "the run was cancelled"
                 below = self.graph.downstream(task)
                 for d in self.graph.order:  # dependency order keeps the records readable
                     if d in below and d in self.remaining and d not in self.states:
@@ -543,7 +544,7 @@ class _Job:
             self.done.set()
         return ready
 
-    def _record_unrun(self, task: str, status: TaskState, reason: str) -> None:
+    def _record_unrun(self, task: str, status: RunStatus, reason: str) -> None:
         self.store.record_task_state(self.run_id, task, status, now=self.r.clock(), reason=reason)
         self.tel.record_task_state(self.name, task, str(status), reason=reason, run_id=self.run_id)
         self._notify("task_finished", task, status, 0, None, reason)
@@ -575,7 +576,7 @@ class _Job:
             self.outputs.setdefault(task, value)
         return self.outputs[task]
 
-    def _run_task(self, name: str) -> tuple[TaskState, str | None, bool]:
+    def _run_task(self, name: str) -> tuple[RunStatus, str | None, bool]:
         """Run one task with its retries; (final state, error or reason, whether a check blocked it)."""
         task = self.pipeline.tasks[name]
         store, tel, clock = self.store, self.tel, self.r.clock
@@ -620,11 +621,11 @@ class _Job:
                     elif value is None:
                         ref = NONE_REF
             except TaskCancelledError as exc:
-                store.finish_task(tr_id, TaskState.CANCELLED, now=clock(), error=str(exc))
-                self._notify("task_finished", name, TaskState.CANCELLED, attempt, clock() - started, str(exc))
-                return TaskState.CANCELLED, str(exc), False
+                store.finish_task(tr_id, RunStatus.CANCELLED, now=clock(), error=str(exc))
+                self._notify("task_finished", name, RunStatus.CANCELLED, attempt, clock() - started, str(exc))
+                return RunStatus.CANCELLED, str(exc), False
             except BaseException as exc:
-                status = TaskState.TIMED_OUT if isinstance(exc, TaskTimeoutError) else TaskState.FAILED
+                status = RunStatus.TIMED_OUT if isinstance(exc, TaskTimeoutError) else RunStatus.FAILED
                 error = f"{type(exc).__name__}: {exc}"
                 end = clock()
                 store.finish_task(tr_id, status, now=end, rows_in=rows_in, error=error)
@@ -639,17 +640,17 @@ class _Job:
             end = clock()
             if blocking:
                 reason = _blocking_reason(blocking)
-                store.finish_task(tr_id, TaskState.FAILED, now=end, rows_in=rows_in, rows_out=rows_out,
+                store.finish_task(tr_id, RunStatus.FAILED, now=end, rows_in=rows_in, rows_out=rows_out,
                                   error=reason, checks=results)
-                self._notify("task_finished", name, TaskState.FAILED, attempt, end - started, reason)
-                return TaskState.FAILED, reason, True
-            store.finish_task(tr_id, TaskState.SUCCESS, now=end, rows_in=rows_in, rows_out=rows_out,
+                self._notify("task_finished", name, RunStatus.FAILED, attempt, end - started, reason)
+                return RunStatus.FAILED, reason, True
+            store.finish_task(tr_id, RunStatus.SUCCESS, now=end, rows_in=rows_in, rows_out=rows_out,
                               output_ref=ref, checks=results)
             with self.lock:
                 self.outputs[name] = value
-            self._notify("task_finished", name, TaskState.SUCCESS, attempt, end - started,
+            self._notify("task_finished", name, RunStatus.SUCCESS, attempt, end - started,
                          _warnings(results))
-            return TaskState.SUCCESS, None, False
+            return RunStatus.SUCCESS, None, False
 
     def _call(self, task: Task, kwargs: dict[str, Any]) -> Any:
         ex = self.executor

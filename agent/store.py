@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from agent.errors import StoreError
-from agent.history import RunRecord, RunState, TaskAttempt, TaskState
+from agent.history import RunRecord, RunState, TaskAttempt
+from agent.records import RunStatus
 
 if TYPE_CHECKING:
     from checks.result import CheckResult
@@ -208,7 +209,7 @@ class RunStore(abc.ABC):
         """Record a task attempt RUNNING; returns its id for :meth:`finish_task`."""
 
     @abc.abstractmethod
-    def finish_task(self, task_run_id: int, status: TaskState, *, now: float, rows_in: int | None = None,
+    def finish_task(self, task_run_id: int, status: RunStatus, *, now: float, rows_in: int | None = None,
                     rows_out: int | None = None, error: str | None = None, reason: str | None = None,
                     output_ref: str | None = None, checks: Sequence[CheckResult] = ()) -> None: ...
 
@@ -217,11 +218,11 @@ class RunStore(abc.ABC):
         """Mark the RUNNING task attempts of a run cancelled (the runner gave up waiting); return their tasks."""
 
     @abc.abstractmethod
-    def record_task_state(self, run_id: str, task: str, status: TaskState, *, now: float,
+    def record_task_state(self, run_id: str, task: str, status: RunStatus, *, now: float,
                           reason: str | None = None) -> None:
         """Record a task that ends without running (skipped, upstream_failed, cancelled, interrupted)."""
 
-    def record_task_states(self, run_id: str, states: Iterable[tuple[str, TaskState, str | None]], *,
+    def record_task_states(self, run_id: str, states: Iterable[tuple[str, RunStatus, str | None]], *,
                            now: float) -> None:
         """Several :meth:`record_task_state` at once (a failure skipping a whole subtree)."""
         for task, status, reason in states:
@@ -441,7 +442,7 @@ class SQLiteRunStore(RunStore):
 
             checks.setdefault(tr_id, []).append(CheckResult.from_dict(json.loads(result)))
         attempts = tuple(
-            TaskAttempt(run_id=run_id, task=r[1], attempt=r[2], status=TaskState(r[3]), started_at=r[4],
+            TaskAttempt(run_id=run_id, task=r[1], attempt=r[2], status=RunStatus(r[3]), started_at=r[4],
                         ended_at=r[5], rows_in=r[6], rows_out=r[7], error=r[8], reason=r[9], output_ref=r[10],
                         checks=tuple(checks.get(r[0], ())), id=r[0])
             for r in self.conn.execute(
@@ -547,7 +548,7 @@ class SQLiteRunStore(RunStore):
         return int(cur.lastrowid or 0)
 
     @_guarded
-    def finish_task(self, task_run_id: int, status: TaskState, *, now: float, rows_in: int | None = None,
+    def finish_task(self, task_run_id: int, status: RunStatus, *, now: float, rows_in: int | None = None,
                     rows_out: int | None = None, error: str | None = None, reason: str | None = None,
                     output_ref: str | None = None, checks: Sequence[CheckResult] = ()) -> None:
         conn = self.conn
@@ -577,14 +578,14 @@ class SQLiteRunStore(RunStore):
         return [r[0] for r in rows]
 
     @_guarded
-    def record_task_state(self, run_id: str, task: str, status: TaskState, *, now: float,
+    def record_task_state(self, run_id: str, task: str, status: RunStatus, *, now: float,
                           reason: str | None = None) -> None:
         self.conn.execute(
             "INSERT INTO task_runs (run_id, task, attempt, status, started_at, ended_at, reason)"
             " VALUES (?,?,0,?,?,?,?)", (run_id, task, str(status), now, now, reason))
 
     @_guarded
-    def record_task_states(self, run_id: str, states: Iterable[tuple[str, TaskState, str | None]], *,
+    def record_task_states(self, run_id: str, states: Iterable[tuple[str, RunStatus, str | None]], *,
                            now: float) -> None:
         rows = [(run_id, t, str(s), now, now, r) for t, s, r in states]
         if rows:

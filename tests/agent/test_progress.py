@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.console import Console
 
-from agent.history import TaskState
 from agent.pipeline import Pipeline
 from agent.progress import LiveProgress, RunObserver, render_summary, summary_text
+from agent.records import RunStatus
 
 
 def _record(run_opts: dict[str, Any], observer: RunObserver | None = None) -> Any:
@@ -28,7 +28,7 @@ def test_observer_sees_every_task_state(run_opts: dict[str, Any]) -> None:
         def task_started(self, task: str, attempt: int) -> None:
             events.append((task, "started"))
 
-        def task_finished(self, task: str, status: TaskState, attempt: int, duration: float | None,
+        def task_finished(self, task: str, status: RunStatus, attempt: int, duration: float | None,
                           detail: str | None) -> None:
             events.append((task, str(status)))
 
@@ -44,7 +44,7 @@ def test_a_broken_observer_does_not_break_the_run(run_opts: dict[str, Any]) -> N
         def task_started(self, task: str, attempt: int) -> None:
             raise RuntimeError("display crashed")
 
-    assert _record(run_opts, Broken()).task_state("extract") is TaskState.SUCCESS
+    assert _record(run_opts, Broken()).task_state("extract") is RunStatus.SUCCESS
 
 
 def test_live_progress_and_summary_render(run_opts: dict[str, Any]) -> None:

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from agent.errors import ConfigError
-from agent.history import RunState, TaskState
+from agent.history import RunState
 from agent.pipeline import Pipeline
+from agent.records import RunStatus
 from agent.store import SQLiteRunStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +56,7 @@ def test_resume_reruns_failed_and_downstream_but_not_persisted_tasks(run_opts: d
     pipe = _pipeline(state, counts, persist=True)
     first = pipe.run(**run_opts)
     assert first.status is RunState.FAILED
-    assert first.task_state("load") is TaskState.UPSTREAM_FAILED
+    assert first.task_state("load") is RunStatus.UPSTREAM_FAILED
     state["broken"] = False
     again = pipe.resume(first.run_id, **run_opts)
     assert again.ok and again.run_id == first.run_id
@@ -143,7 +144,7 @@ def test_sigkilled_runner_is_interrupted_then_resumed_without_rerunning_finished
             if not runs:
                 return False
             rec = store.get_run(runs[0].run_id)
-            done = {t for t, a in rec.latest().items() if a.status is TaskState.SUCCESS}
+            done = {t for t, a in rec.latest().items() if a.status is RunStatus.SUCCESS}
             started = marker.exists() and "wait_for_gate:start" in marker.read_text()
             return done == {"extract", "side"} and started
 
@@ -167,7 +168,7 @@ def test_sigkilled_runner_is_interrupted_then_resumed_without_rerunning_finished
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     final = store.get_run(run_id)
     assert final.status is RunState.SUCCESS
-    assert all(s is TaskState.SUCCESS for s in final.task_states.values())
+    assert all(s is RunStatus.SUCCESS for s in final.task_states.values())
     lines = Counter(marker.read_text().split())
     assert lines == Counter({"extract": 1, "side": 1, "wait_for_gate:start": 2, "wait_for_gate": 1, "load": 1})
     # Nothing recorded before the kill was lost: every earlier row is still there, only RUNNING became INTERRUPTED.
@@ -175,7 +176,7 @@ def test_sigkilled_runner_is_interrupted_then_resumed_without_rerunning_finished
     for a in before.attempts:
         kept = after[a.id]
         assert (kept.task, kept.attempt, kept.started_at) == (a.task, a.attempt, a.started_at)
-        expected = TaskState.INTERRUPTED if a.status is TaskState.RUNNING else a.status
+        expected = RunStatus.INTERRUPTED if a.status is RunStatus.RUNNING else a.status
         assert kept.status is expected
     assert final.executions("extract") == 1 and final.executions("wait_for_gate") == 2
     store.close()

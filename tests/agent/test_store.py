@@ -13,7 +13,8 @@ import pytest
 
 from agent import kpis
 from agent.errors import StoreError
-from agent.history import RunState, TaskState
+from agent.history import RunState
+from agent.records import RunStatus
 from agent.store import SCHEMA_VERSION, SQLiteRunStore, open_store
 from checks.base import CheckStore
 from checks.result import CheckResult, Kind, Status
@@ -108,7 +109,7 @@ def test_state_changes_are_committed_immediately(tmp_path: Path) -> None:
     tid = s.start_task("r", "a", 1, now=3.0)
     other = sqlite3.connect(tmp_path / "pw.db")
     assert other.execute("SELECT status FROM task_runs WHERE id=?", (tid,)).fetchone() == ("running",)
-    s.finish_task(tid, TaskState.SUCCESS, now=4.0, checks=[CheckResult("c", Kind.CUSTOM, Status.PASS)])
+    s.finish_task(tid, RunStatus.SUCCESS, now=4.0, checks=[CheckResult("c", Kind.CUSTOM, Status.PASS)])
     assert other.execute("SELECT status FROM task_runs WHERE id=?", (tid,)).fetchone() == ("success",)
     assert other.execute("SELECT count(*) FROM check_results").fetchone() == (1,)
     assert not s.conn.in_transaction
@@ -130,7 +131,7 @@ def test_runs_of_dead_processes_are_marked_interrupted(store: SQLiteRunStore) ->
     store.conn.execute("UPDATE runs SET owner_host='elsewhere' WHERE run_id='other-host'")
     assert sorted(store.recover_interrupted(now=100.0)) == ["dead", "other-host"]
     rec = store.get_run("dead")
-    assert rec.status is RunState.INTERRUPTED and rec.task_state("a") is TaskState.INTERRUPTED
+    assert rec.status is RunState.INTERRUPTED and rec.task_state("a") is RunStatus.INTERRUPTED
     assert store.get_run("alive").status is RunState.RUNNING
     assert store.recover_interrupted(now=100.0) == []
 
