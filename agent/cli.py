@@ -285,7 +285,7 @@ def runs_show(run_id: str, as_json: bool, home: str | None) -> None:
         for task, c in checks:
             col = f"[{c.column}]" if c.column else ""
             obs = f" observed={c.observed:g}" if isinstance(c.observed, int | float) else ""
-            click.echo(f"  {task}: {c.check}{col} {c.status}{obs} {c.message}".rstrip())
+            click.echo(f"  {task}: {c.check}{col} {c.status}{obs} {c.detail}".rstrip())
 
 
 @runs.command("resume")

@@ -70,6 +70,11 @@ class LiveProgress(RunObserver):
             self._live.__exit__(None, None, None)
             self._live = None
 
+    def run_finished(self, record: RunRecord) -> None:
+        # Stop (and erase) the live table now: the caller prints the summary next, and
+        # output written while the table is live lands where the table is erased.
+        self.__exit__()
+
     def run_started(self, run_id: str, pipeline: str, tasks: Sequence[str], done: Sequence[str]) -> None:
         with self._lock:
             self._title = f"{pipeline} · run {run_id}"
@@ -95,7 +100,10 @@ class LiveProgress(RunObserver):
 
     def _render(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
+        if not self._title:  # nothing to show before the run starts (and nothing to erase after)
+            return Text("")
         table = Table(title=self._title, title_justify="left", expand=False, box=None, pad_edge=False)
         for col in ("task", "status", "attempt", "time", "detail"):
             table.add_column(col, overflow="fold" if col == "detail" else "ellipsis")

@@ -683,7 +683,7 @@ def _blocking_reason(results: Iterable[Any]) -> str:
     parts = []
     for c in results:
         where = f" on {c.column}" if c.column else ""
-        msg = f": {c.message}" if c.message else ""
+        msg = f": {c.detail}" if c.message else ""
         parts.append(f"{c.check}{where}{msg}")
     return "blocking check failed: " + "; ".join(parts)
 

@@ -86,6 +86,12 @@ class CheckResult:
         return self.status in (Status.PASS, Status.WARN)
 
     @property
+    def detail(self) -> str:
+        """The message without the check name it starts with, for displays that show the name already."""
+        prefix = f"{self.check}: "
+        return self.message[len(prefix):] if self.message.startswith(prefix) else self.message
+
+    @property
     def blocking(self) -> bool:
         """True when this result should stop downstream work (a failed check of severity fail)."""
         return self.status is Status.FAIL and self.severity is Severity.FAIL

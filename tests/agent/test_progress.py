@@ -60,3 +60,16 @@ def test_live_progress_and_summary_render(run_opts: dict[str, Any]) -> None:
     assert "boom" in text and "ZeroDivisionError" in text and "upstream_failed" in text
     plain = summary_text(rec)
     assert plain.splitlines()[0].startswith(f"shown run {rec.run_id}: failed")
+
+
+def test_live_table_is_gone_before_the_summary_is_printed(run_opts: dict[str, Any]) -> None:
+    """The live display stops and erases itself when the run finishes, inside its own with block."""
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=True)
+    with LiveProgress(console) as live:
+        _record(run_opts, live)
+        assert live._live is None          # stopped at run_finished
+        assert not console.is_alt_screen
+        console.print("SUMMARY")           # what the CLI prints next lands after the erased table
+    text = out.getvalue()
+    assert text.rstrip().endswith("SUMMARY")
