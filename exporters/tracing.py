@@ -24,8 +24,10 @@ import logging
 import os
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -151,14 +153,28 @@ def build_tracer_provider(env: Mapping[str, str] | None = None, *, home: str | o
     called (exporter name, exception or None) when an export fails.
     """
     env = os.environ if env is None else env
-    attrs = {}
-    if not _names_service(env):
-        attrs[SERVICE_NAME] = "pipewarden"
+    # Resource.create also reads os.environ; what the env argument says wins over it.
+    attrs: dict[str, str] = {SERVICE_NAME: "pipewarden"}
+    attrs.update(_pairs(env.get("OTEL_RESOURCE_ATTRIBUTES", "")))
+    if env.get("OTEL_SERVICE_NAME"):
+        attrs[SERVICE_NAME] = env["OTEL_SERVICE_NAME"]
+    if env is not os.environ and not _names_service(env) and _names_service(os.environ):
+        del attrs[SERVICE_NAME]  # the process environment names the service; keep its name
     provider = TracerProvider(resource=Resource.create(attrs))
     for name in traces_exporter_names(env):
         exporter = _make_exporter(name, env, home)
         provider.add_span_processor(BatchSpanProcessor(GuardedSpanExporter(exporter, name, on_error)))
     return provider
+
+
+def _pairs(raw: str) -> dict[str, str]:
+    """``k1=v1,k2=v2`` (the W3C-baggage-like form of OTEL_RESOURCE_ATTRIBUTES and OTLP headers)."""
+    out: dict[str, str] = {}
+    for item in raw.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+    return out
 
 
 def _names_service(env: Mapping[str, str]) -> bool:
@@ -203,8 +219,25 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
     endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
     if endpoint is None and (base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
         endpoint = base.rstrip("/") + "/v1/traces"
+    headers = _pairs(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or "")
+    compression = _compression(env.get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+                               or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "")
     _quiet_otlp_logger()
-    return OTLPSpanExporter(endpoint=endpoint, timeout=timeout)
+    return OTLPSpanExporter(endpoint=endpoint, timeout=timeout, headers=headers or None, compression=compression)
+
+
+def _compression(raw: str) -> Any:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    value = raw.strip().lower()
+    if not value:
+        return None
+    try:
+        return Compression(value)
+    except ValueError:
+        log.warning("OTEL_EXPORTER_OTLP_COMPRESSION must be one of %s — got %r; sending uncompressed",
+                    ", ".join(c.value for c in Compression), raw)
+        return Compression.NoCompression
 
 
 class _FirstOnly(logging.Filter):

@@ -367,3 +367,26 @@ def test_doctests_run() -> None:
     """The examples in the module's docstrings run as written."""
     result = doctest.testmod(exporters.tracing)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_resource_headers_and_compression_are_read_from_the_env_passed_in(
+        otlp_receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str) -> None:
+    """Resource attributes, service name, OTLP headers and compression come from the env argument."""
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
+           "OTEL_SERVICE_NAME": "orders-etl",
+           "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=data%20eng",
+           "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=s3cret",
+           "OTEL_EXPORTER_OTLP_COMPRESSION": compression}
+    provider = build_tracer_provider(env, home=tmp_path)
+    nested_spans(provider)
+    assert provider.force_flush()
+    [span, *_] = otlp_receiver.spans()
+    assert span.resource["service.name"] == "orders-etl"
+    assert (span.resource["deployment.environment"], span.resource["team"]) == ("prod", "data eng")
+    [headers, *_] = otlp_receiver.headers
+    assert headers.get("x-api-key") == "s3cret"
+    assert (headers.get("Content-Encoding") == "gzip") == (compression == "gzip")
+    provider.shutdown()
