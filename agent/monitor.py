@@ -24,10 +24,10 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from agent.errors import CheckFailedError, DecorationError
-from agent.telemetry import Scope, Telemetry, current_scope, get_telemetry
+from agent.telemetry import Scope, Telemetry, current_scope, get_telemetry, rows_of
 from checks.result import CheckResult, Status
 
 __all__ = ["monitor"]
@@ -134,7 +134,7 @@ class monitor:
                 if checks:
                     self._after(scope, result, args, kwargs)
                 else:
-                    n = _rows(result)
+                    n = rows_of(result)
                     if n is not None:
                         scope.rows_out(n)
             return result
@@ -169,12 +169,12 @@ class monitor:
         return Scope(tel, pipeline, task, pipeline_level=outer is None, dataset=self.dataset)
 
     def _after(self, scope: Scope, result: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
-        n = _rows(result)
+        n = rows_of(result)
         if n is not None:
             scope.rows_out(n)
         if not self.checks:
             return
-        inputs = [a for a in (*args, *kwargs.values()) if _rows(a) is not None]
+        inputs = [a for a in (*args, *kwargs.values()) if rows_of(a) is not None]
         store = self.store
         if store is None and any(getattr(c, "needs_store", False) for c in self.checks):
             store = _default_store()
@@ -197,38 +197,15 @@ class monitor:
 def _count_inputs(scope: Scope, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     n = 0
     for a in args:
-        r = _rows(a)
+        r = rows_of(a)
         if r is not None:
             n += r
     for a in kwargs.values():
-        r = _rows(a)
+        r = rows_of(a)
         if r is not None:
             n += r
     if n:
         scope.rows_in(n)
-
-
-# type -> how to count its rows (None: not a table); filled on first sight of each type, so the
-# hot path is one dict lookup and pandas/pyarrow are never imported by pipewarden itself.
-_ROW_COUNTERS: dict[type, Callable[[Any], int] | None] = {}
-
-
-def _rows(x: Any) -> int | None:
-    t = type(x)
-    try:
-        counter = _ROW_COUNTERS[t]
-    except KeyError:
-        counter = _ROW_COUNTERS[t] = _row_counter_for(t)
-    return None if counter is None else counter(x)
-
-
-def _row_counter_for(t: type) -> Callable[[Any], int] | None:
-    module = t.__module__ or ""
-    if module.startswith("pandas") and t.__name__ in ("DataFrame", "Series"):
-        return len
-    if module.startswith("pyarrow") and t.__name__ in ("Table", "RecordBatch"):
-        return cast(Callable[[Any], int], lambda x: x.num_rows)
-    return None
 
 
 def _script_name() -> str:

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -42,7 +42,7 @@ from checks.base import CheckContext, run_check
 from checks.result import CheckResult, Status
 from exporters.metrics import Metrics
 
-__all__ = ["Scope", "Telemetry", "current_scope", "get_telemetry", "set_telemetry"]
+__all__ = ["Scope", "Telemetry", "current_scope", "get_telemetry", "rows_of", "set_telemetry"]
 
 log = logging.getLogger("pipewarden.telemetry")
 
@@ -639,6 +639,33 @@ def _status_of(exc: BaseException) -> RunStatus:
     if isinstance(exc, asyncio.CancelledError):
         return RunStatus.CANCELLED
     return RunStatus.FAILED
+
+
+# type -> how to count its rows (None: not a table); filled on first sight of each type, so the
+# hot path is one dict lookup and pandas/pyarrow are never imported by pipewarden itself.
+_ROW_COUNTERS: dict[type, Callable[[Any], int] | None] = {}
+
+
+def rows_of(x: Any) -> int | None:
+    """Rows of a pandas DataFrame/Series, a pyarrow Table/RecordBatch or a polars frame; None otherwise."""
+    t = type(x)
+    try:
+        counter = _ROW_COUNTERS[t]
+    except KeyError:
+        counter = _ROW_COUNTERS[t] = _row_counter_for(t)
+    return None if counter is None else counter(x)
+
+
+def _row_counter_for(t: type) -> Callable[[Any], int] | None:
+    module = t.__module__ or ""
+    if module.startswith("pandas") and t.__name__ in ("DataFrame", "Series"):
+        return len
+    if module.startswith("pyarrow") and t.__name__ in ("Table", "RecordBatch"):
+        return cast(Callable[[Any], int], lambda x: x.num_rows)
+    if module.startswith("polars") and t.__name__ in ("DataFrame", "Series"):
+        return len
+    return None
+
 
 
 def _annotate_check_span(span: Any, name: str, results: list[CheckResult]) -> None:
