@@ -21,7 +21,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agent import settings
-from agent.errors import CheckFailedError
 from agent.telemetry import Telemetry, set_telemetry
 
 __all__ = ["EXAMPLE", "run_demo"]
@@ -48,7 +47,6 @@ def run_demo(rows: int = 50_000, home: str | os.PathLike[str] | None = None, *,
     console = Console(file=out) if out is not None else Console()
     base = settings.home(home)
     env = dict(os.environ)
-    env.setdefault(settings.PIPEWARDEN_HOME, str(base))
     if settings.PIPEWARDEN_TEXTFILE_DIR not in env:
         (base / "metrics").mkdir(parents=True, exist_ok=True)
         env[settings.PIPEWARDEN_TEXTFILE_DIR] = str(base / "metrics")
@@ -61,22 +59,22 @@ def run_demo(rows: int = 50_000, home: str | os.PathLike[str] | None = None, *,
     failed: BaseException | None = None
     t0 = time.perf_counter()
     try:
-        result = example.run(rows, target)
-    except CheckFailedError as exc:
-        failed = exc
-    except Exception as exc:  # the demo reports the user's failure instead of a traceback
-        failed = exc
+        try:
+            result = example.run(rows, target)
+        except Exception as exc:  # the demo reports the pipeline's failure instead of a traceback
+            failed = exc
+        finally:
+            elapsed = time.perf_counter() - t0
+            tel.tracer_provider.force_flush()
+            set_telemetry(previous)
+        _print_summary(console, spans.get_finished_spans(), elapsed)
+        if failed is not None:
+            console.print(f"[bold red]run failed:[/] {type(failed).__name__}: {failed}")
+        else:
+            console.print(f"[bold green]run succeeded:[/] {len(result):,} orders written to {target}")
+        _print_destinations(console, tel, env, base, example.PIPELINE)
     finally:
-        elapsed = time.perf_counter() - t0
-        tel.tracer_provider.force_flush()
-        set_telemetry(previous)
-    _print_summary(console, spans.get_finished_spans(), elapsed)
-    if failed is not None:
-        console.print(f"[bold red]run failed:[/] {type(failed).__name__}: {failed}")
-    else:
-        console.print(f"[bold green]run succeeded:[/] {len(result):,} orders written to {target}")
-    _print_destinations(console, tel, env, base)
-    tel.shutdown()
+        tel.shutdown()
     return 1 if failed is not None else 0
 
 
@@ -123,7 +121,7 @@ def _fmt(v: Any) -> str:
     return f"{f:,.0f}" if f.is_integer() else f"{f:.4g}"
 
 
-def _print_destinations(console: Any, tel: Telemetry, env: dict[str, str], base: Path) -> None:
+def _print_destinations(console: Any, tel: Telemetry, env: dict[str, str], base: Path, pipeline: str) -> None:
     from exporters.tracing import traces_exporter_names
 
     console.print("[bold]where it went[/]")
@@ -135,7 +133,7 @@ def _print_destinations(console: Any, tel: Telemetry, env: dict[str, str], base:
     if prom is not None and prom.textfile_dir:
         from exporters.prometheus import textfile_name
 
-        console.print(f"  metrics  textfile: {Path(prom.textfile_dir) / textfile_name('orders_demo')}")
+        console.print(f"  metrics  textfile: {Path(prom.textfile_dir) / textfile_name(pipeline)}")
     if prom is not None and prom.pushgateway_url:
         console.print(f"  metrics  pushgateway: {prom.pushgateway_url}")
     if tel.server is not None:

@@ -50,7 +50,7 @@ class monitor:
     the module is imported rather than in the middle of a run.
     """
 
-    __slots__ = ("checks", "dataset", "on_check_failure", "pipeline", "store", "task", "telemetry")
+    __slots__ = ("_needs_store", "checks", "dataset", "on_check_failure", "pipeline", "store", "task", "telemetry")
 
     def __init__(
         self,
@@ -84,6 +84,8 @@ class monitor:
         self.pipeline = pipeline
         self.task = task
         self.checks: tuple[Callable[..., Any], ...] = checks
+        # Fixed once the checks are built: whether a call must open the default run store.
+        self._needs_store = any(getattr(c, "needs_store", False) for c in checks)
         self.on_check_failure: Policy = on_check_failure
         self.dataset = dataset
         self.telemetry = telemetry
@@ -115,28 +117,20 @@ class monitor:
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 scope = self._scope(pipeline, default_pipeline, task)
                 with scope:
-                    _count_inputs(scope, args, kwargs)
+                    inputs = _count_inputs(scope, args, kwargs)
                     result = await fn(*args, **kwargs)
-                    self._after(scope, result, args, kwargs)
+                    self._after(scope, result, inputs)
                 return result
 
             return async_wrapper
-
-        checks = self.checks
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             scope = self._scope(pipeline, default_pipeline, task)
             with scope:
-                if args or kwargs:
-                    _count_inputs(scope, args, kwargs)
+                inputs = _count_inputs(scope, args, kwargs) if args or kwargs else []
                 result = fn(*args, **kwargs)
-                if checks:
-                    self._after(scope, result, args, kwargs)
-                else:
-                    n = rows_of(result)
-                    if n is not None:
-                        scope.rows_out(n)
+                self._after(scope, result, inputs)
             return result
 
         return wrapper
@@ -148,7 +142,7 @@ class monitor:
         pipeline = self.pipeline or (outer.pipeline if outer else _script_name())
         task = self.task if self.task is not None else (pipeline if outer is not None else None)
         tel = self.telemetry or (outer.tel if outer is not None else get_telemetry())
-        scope = (tel.monitor_scope(pipeline, task, dataset=self.dataset) if task is not None
+        scope = (Scope(tel, pipeline, task, pipeline_level=outer is None, dataset=self.dataset) if task is not None
                  else tel.pipeline_scope(pipeline))
         return scope.__enter__()
 
@@ -168,15 +162,14 @@ class monitor:
             pipeline = outer.pipeline if outer is not None else default_pipeline
         return Scope(tel, pipeline, task, pipeline_level=outer is None, dataset=self.dataset)
 
-    def _after(self, scope: Scope, result: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    def _after(self, scope: Scope, result: Any, inputs: Sequence[Any]) -> None:
         n = rows_of(result)
         if n is not None:
             scope.rows_out(n)
         if not self.checks:
             return
-        inputs = [a for a in (*args, *kwargs.values()) if rows_of(a) is not None]
         store = self.store
-        if store is None and any(getattr(c, "needs_store", False) for c in self.checks):
+        if store is None and self._needs_store:
             store = _default_store()
         results = scope.run_checks(self.checks, result, scope.context(inputs=inputs, store=store))
         self._apply_policy(scope, results)
@@ -194,18 +187,18 @@ class monitor:
                                    f"{names}", results=blocking)
 
 
-def _count_inputs(scope: Scope, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _count_inputs(scope: Scope, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """Count the rows of the table arguments; returns those tables (the inputs a loss check compares)."""
+    tables = []
     n = 0
-    for a in args:
+    for a in (*args, *kwargs.values()):
         r = rows_of(a)
         if r is not None:
-            n += r
-    for a in kwargs.values():
-        r = rows_of(a)
-        if r is not None:
+            tables.append(a)
             n += r
     if n:
         scope.rows_in(n)
+    return tables
 
 
 def _script_name() -> str:

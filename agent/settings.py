@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_HOME",
     "PIPEWARDEN_HOME",
     "PIPEWARDEN_LOG_FORMAT",
     "PIPEWARDEN_METRICS_ADDR",
@@ -22,6 +23,7 @@ __all__ = [
 
 #: State directory: run store, JSON-lines spans, artifacts. Default ``./.pipewarden``.
 PIPEWARDEN_HOME = "PIPEWARDEN_HOME"
+DEFAULT_HOME = ".pipewarden"
 #: Port of the ``/metrics`` scrape endpoint; setting it starts the endpoint (9464 is usual).
 PIPEWARDEN_METRICS_PORT = "PIPEWARDEN_METRICS_PORT"
 #: Address the scrape endpoint binds; default ``127.0.0.1``.
@@ -38,4 +40,4 @@ PIPEWARDEN_LOG_FORMAT = "PIPEWARDEN_LOG_FORMAT"
 
 def home(path: str | os.PathLike[str] | None = None) -> Path:
     """The state directory: ``path`` if given, else ``$PIPEWARDEN_HOME``, else ``./.pipewarden``."""
-    return Path(path or os.environ.get(PIPEWARDEN_HOME) or ".pipewarden")
+    return Path(path or os.environ.get(PIPEWARDEN_HOME) or DEFAULT_HOME)

@@ -38,6 +38,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agent.errors import ConfigError, TaskTimeoutError
 from agent.records import _OTEL_RESULT, RunStatus, otel_result
+from agent.settings import PIPEWARDEN_LOG_FORMAT
 from checks.base import CheckContext, run_check
 from checks.result import CheckResult, Status
 from exporters.metrics import Metrics
@@ -86,7 +87,8 @@ class _Live:
         self.finished = itertools.count()
 
     def value(self) -> float:
-        return float(_peek(self.started) - _peek(self.finished))
+        finished = _peek(self.finished)  # first: a call finishing between the reads cannot make it negative
+        return float(_peek(self.started) - finished)
 
 
 def _peek(counter: itertools.count[int]) -> int:
@@ -155,8 +157,7 @@ class Telemetry:
         self._children: dict[tuple[Any, ...], Any] = {}
         self._task_bundles: dict[tuple[str, str], _Bundle] = {}
         self._pipeline_bundles: dict[str, _Bundle] = {}
-        self._lock = threading.RLock()  # bundle creation takes it again for the pipeline state
-        self._pipelines: dict[str, _PipelineState] = {}
+        self._lock = threading.Lock()
         self._warned: set[str] = set()
         self.server: Any = None
 
@@ -174,17 +175,15 @@ class Telemetry:
         from exporters.tracing import build_tracer_provider
 
         env = os.environ if env is None else env
-        holder: list[Telemetry] = []
         try:
             prometheus = PrometheusSettings.from_env(env)
-            provider = build_tracer_provider(env, home=home,
-                                             on_error=lambda name, exc: holder[0].export_error(name, exc))
+            # `tel` is looked up when an export fails, by which time it exists.
+            provider = build_tracer_provider(env, home=home, on_error=lambda name, exc: tel.export_error(name, exc))
         except ValueError as exc:  # a bad environment variable: a configuration error, named
             raise ConfigError(str(exc), problems=str(exc).splitlines()) from None
         tel = cls(metrics=metrics, tracer_provider=provider, prometheus=prometheus)
-        holder.append(tel)
         install_trace_context()
-        if env.get("PIPEWARDEN_LOG_FORMAT", "").lower() == "json":
+        if env.get(PIPEWARDEN_LOG_FORMAT, "").strip().lower() == "json":
             configure_logging("json")
         if prometheus.metrics_port is not None:
             tel.serve(prometheus.metrics_port, prometheus.metrics_addr)
@@ -235,13 +234,6 @@ class Telemetry:
         scope.first_of_version = first_of_version
         scope.failing_since = failing_since
         return scope
-
-    def monitor_scope(self, pipeline: str, task: str, *, dataset: str | None = None,
-                      attributes: Mapping[str, Any] | None = None) -> Scope:
-        """A scope for one ``@monitor`` call: a task, and also a pipeline run when it is outermost."""
-        outer = _current.get()
-        return Scope(self, pipeline, task, pipeline_level=outer is None, dataset=dataset,
-                     attributes=attributes)
 
     def record_task_state(self, pipeline: str, task: str, status: str, *, reason: str = "",
                           run_id: str | None = None) -> None:
@@ -296,11 +288,12 @@ class Telemetry:
                 from exporters.prometheus import push
 
                 push(self.metrics.registry, settings.pushgateway_url, pipeline=pipeline, success=success,
-                     timeout=settings.push_timeout)
+                     timeout=settings.push_timeout, on_error=self.export_error)
             if settings.textfile_dir:
                 from exporters.prometheus import write_textfile
 
-                write_textfile(self.metrics.registry, settings.textfile_dir, pipeline=pipeline)
+                write_textfile(self.metrics.registry, settings.textfile_dir, pipeline=pipeline,
+                               on_error=self.export_error)
         except Exception as exc:  # the exporters swallow their own errors; this is the last guard
             self.export_error("prometheus", exc)
 
@@ -363,7 +356,7 @@ class Telemetry:
             self.metrics["pipewarden_pipeline_active_runs"].labels(pipeline).set_function(b.live.value)
             self.metrics["pipewarden_pipeline_last_success_timestamp_seconds"].labels(pipeline).set_function(
                 b.last_success.get)
-            b.state = self.pipeline_state(pipeline)
+            b.state = _PipelineState()
             return b
         self.metrics["pipewarden_task_in_progress"].labels(pipeline, task).set_function(b.live.value)
         self.metrics["pipewarden_task_last_success_timestamp_seconds"].labels(pipeline, task).set_function(
@@ -386,12 +379,6 @@ class Telemetry:
             bundle.by_status[status] = cell
         return cell
 
-    def pipeline_state(self, pipeline: str) -> _PipelineState:
-        st = self._pipelines.get(pipeline)
-        if st is None:
-            with self._lock:
-                st = self._pipelines.setdefault(pipeline, _PipelineState())
-        return st
 
 
 def _task_attrs(pipeline: str, task: str, run_id: str | None, attempt: int) -> dict[str, Any]:

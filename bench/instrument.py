@@ -102,7 +102,7 @@ t = time.perf_counter()
 import {module}
 elapsed = time.perf_counter() - t
 heavy = sorted({{m.split('.')[0] for m in sys.modules}} & {{'great_expectations', 'scipy', 'dask', 'distributed',
-        'opentelemetry.exporter', 'requests', 'pandas', 'pyarrow'}})
+        'requests', 'pandas', 'pyarrow'}})
 otlp = any(m.startswith('opentelemetry.exporter.otlp') for m in sys.modules)
 print(json.dumps({{'seconds': elapsed, 'heavy': heavy, 'otlp': otlp}}))
 """

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, pushadd_to_gateway, start_http_server
@@ -33,6 +33,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporters.metrics import Metrics
+
+if TYPE_CHECKING:
+    from exporters.tracing import ErrorHook
 
 __all__ = [
     "PIPEWARDEN_METRICS_ADDR",
@@ -286,6 +289,7 @@ def push(
     timeout: float = DEFAULT_PUSH_TIMEOUT,
     job: str = "pipewarden",
     errors: ExportErrors | None = None,
+    on_error: ErrorHook | None = None,
 ) -> bool:
     """Push ``pipeline``'s samples to the Pushgateway at ``url``; ``True`` if it took them.
 
@@ -304,7 +308,7 @@ def push(
     try:
         pushadd_to_gateway(url, job=job, registry=view, grouping_key=key, timeout=timeout)
     except Exception as exc:  # telemetry never breaks the host program
-        (errors or _ERRORS).report("pushgateway", source, exc)
+        _report("pushgateway", source, exc, errors, on_error)
         return False
     return True
 
@@ -329,6 +333,7 @@ def write_textfile(
     *,
     pipeline: str,
     errors: ExportErrors | None = None,
+    on_error: ErrorHook | None = None,
 ) -> Path | None:
     """Write ``pipeline``'s samples for node_exporter's textfile collector; the path, or ``None``.
 
@@ -344,9 +349,18 @@ def write_textfile(
     try:
         _write_to_textfile(str(path), view)
     except Exception as exc:  # telemetry never breaks the host program
-        (errors or _ERRORS).report("textfile", source, exc)
+        _report("textfile", source, exc, errors, on_error)
         return None
     return path
+
+
+def _report(exporter: str, registry: CollectorRegistry, exc: BaseException, errors: ExportErrors | None,
+            on_error: ErrorHook | None) -> None:
+    """Hand a failure to the caller's hook (an agent's Telemetry counts and warns itself), else to ``errors``."""
+    if on_error is not None:
+        on_error(exporter, exc)
+    else:
+        (errors or _ERRORS).report(exporter, registry, exc)
 
 
 def _registry_of(registry: Registry) -> CollectorRegistry:

@@ -28,13 +28,12 @@ __all__ = ["RunCell", "RunCollector"]
 class RunCell:
     """One label set: a run count and a duration distribution."""
 
-    __slots__ = ("_bounds", "_lock", "buckets", "count", "created", "observed", "sum")
+    __slots__ = ("_bounds", "_lock", "buckets", "count", "created", "sum")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self._bounds = bounds
         self._lock = threading.Lock()
         self.count = 0.0
-        self.observed = 0
         self.sum = 0.0
         self.buckets = [0] * (len(bounds) + 1)
         self.created = time.time()
@@ -44,7 +43,6 @@ class RunCell:
         i = bisect.bisect_left(self._bounds, seconds)
         with self._lock:
             self.count += 1
-            self.observed += 1
             self.sum += seconds
             self.buckets[i] += 1
 
@@ -58,7 +56,6 @@ class RunCell:
     def observe(self, seconds: float) -> None:
         i = bisect.bisect_left(self._bounds, seconds)
         with self._lock:
-            self.observed += 1
             self.sum += seconds
             self.buckets[i] += 1
 

@@ -52,6 +52,9 @@ log = logging.getLogger("pipewarden.exporters")
 #: is unset: a collector that is down delays the end of a script by at most this much.
 DEFAULT_OTLP_TIMEOUT = 3.0
 KNOWN_EXPORTERS = ("jsonl", "otlp", "console", "none")
+#: The state directory variable and its default; the same as agent.settings (exporters do not import agent).
+PIPEWARDEN_HOME = "PIPEWARDEN_HOME"
+DEFAULT_HOME = ".pipewarden"
 
 ErrorHook = Callable[[str, BaseException | None], None]
 
@@ -190,7 +193,7 @@ def _names_service(env: Mapping[str, str]) -> bool:
 
 def _make_exporter(name: str, env: Mapping[str, str], home: str | os.PathLike[str] | None) -> SpanExporter:
     if name == "jsonl":
-        base = Path(home or env.get("PIPEWARDEN_HOME") or ".pipewarden")
+        base = Path(home or env.get(PIPEWARDEN_HOME) or DEFAULT_HOME)
         return JsonLinesSpanExporter(base / "traces.jsonl")
     if name == "console":
         return ConsoleSpanExporter(out=sys.stderr)

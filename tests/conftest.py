@@ -121,3 +121,9 @@ def restore_logging() -> Iterator[None]:
     logging.setLogRecordFactory(factory)
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (a backend that is down)."""
+    return servers.free_port()

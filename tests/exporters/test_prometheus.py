@@ -58,12 +58,6 @@ def errors() -> ExportErrors:
     return ExportErrors()
 
 
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed when the block ends: nothing listens there
-
 
 # --- exposition ---------------------------------------------------------------------------
 

@@ -246,15 +246,22 @@ def test_unwritable_jsonl_file_is_reported_to_telemetry(tmp_path: Path) -> None:
     home.mkdir()
     (home / "traces.jsonl").mkdir()  # a directory where the file should be: open() fails
     tel = Telemetry.from_env({"OTEL_TRACES_EXPORTER": "jsonl"}, home=home, metrics=Metrics())
+    assert export_errors_after_one_call(tel, "jsonl") == 1
+
+
+def export_errors_after_one_call(tel: Telemetry, exporter: str) -> float | None:
+    """Make one monitored call (which must return its value), flush, and read the export error count."""
 
     @monitor(pipeline="orders", telemetry=tel)
     def load() -> int:
         return 7
 
-    assert load() == 7
-    tel.tracer_provider.force_flush()
-    assert tel.metrics.sample("pipewarden_export_errors_total", exporter="jsonl") == 1
-    tel.shutdown()
+    try:
+        assert load() == 7
+        tel.tracer_provider.force_flush()
+        return tel.metrics.sample("pipewarden_export_errors_total", exporter=exporter)
+    finally:
+        tel.shutdown()
 
 
 # --- OTLP/HTTP to a real receiver ---------------------------------------------------------------
@@ -334,15 +341,7 @@ def test_silent_collector_is_abandoned_and_counted(tmp_path: Path) -> None:
         tel = Telemetry.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
                                   "OTEL_EXPORTER_OTLP_TIMEOUT": "0.5"},  # read from env, not os.environ
                                  home=tmp_path, metrics=Metrics())
-
-        @monitor(pipeline="orders", telemetry=tel)
-        def load() -> int:
-            return 1
-
-        assert load() == 1
-        tel.tracer_provider.force_flush()
-        assert tel.metrics.sample("pipewarden_export_errors_total", exporter="otlp") == 1
-        tel.shutdown()
+        assert export_errors_after_one_call(tel, "otlp") == 1
 
 
 def test_refusing_collector_is_counted_under_otlp(otlp_receiver: OtlpReceiver,
@@ -351,16 +350,8 @@ def test_refusing_collector_is_counted_under_otlp(otlp_receiver: OtlpReceiver,
     otlp_receiver.status = 400  # not retryable: the exporter gives up at once
     tel = Telemetry.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint},
                              home=tmp_path, metrics=Metrics())
-
-    @monitor(pipeline="orders", telemetry=tel)
-    def load() -> int:
-        return 1
-
-    assert load() == 1
-    tel.tracer_provider.force_flush()
+    assert export_errors_after_one_call(tel, "otlp") == 1
     assert len(otlp_receiver.spans()) == 1  # it got there, and was refused
-    assert tel.metrics.sample("pipewarden_export_errors_total", exporter="otlp") == 1
-    tel.shutdown()
 
 
 def test_doctests_run() -> None:
@@ -390,3 +381,12 @@ def test_resource_headers_and_compression_are_read_from_the_env_passed_in(
     assert headers.get("x-api-key") == "s3cret"
     assert (headers.get("Content-Encoding") == "gzip") == (compression == "gzip")
     provider.shutdown()
+
+
+def test_home_variable_and_default_match_agent_settings() -> None:
+    """The spans file lives where agent.settings says the state directory is."""
+    import agent.settings
+    import exporters.tracing
+
+    assert exporters.tracing.PIPEWARDEN_HOME == agent.settings.PIPEWARDEN_HOME
+    assert exporters.tracing.DEFAULT_HOME == agent.settings.DEFAULT_HOME

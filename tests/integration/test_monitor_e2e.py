@@ -46,12 +46,6 @@ def tel(spans: InMemorySpanExporter) -> Telemetry:
 
 
 
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed when the block ends: nothing listens there
-
 
 def script_env(home: Path, **extra: str) -> dict[str, str]:
     """The caller's environment minus any OTEL_/PIPEWARDEN_ settings, plus ``extra``."""
