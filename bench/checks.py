@@ -204,7 +204,6 @@ def peak_bytes(fn: Callable[[], Any]) -> int:
 
 # -- verification --------------------------------------------------------------------------
 def verify(
-    n: int,
     results: dict[str, list[CheckResult]],
     truth: dict[str, Any],
     base: dict[str, Any],
@@ -311,7 +310,7 @@ def bench_size(
 
         t_gx, gx_out = timed(gx_fn, max(1, args.repeat - 1))
         m_gx = peak_bytes(gx_fn)
-    problems = verify(n, {"cur": pw_cur, "drift": pw_drift}, truth, base, gx_out)
+    problems = verify({"cur": pw_cur, "drift": pw_drift}, truth, base, gx_out)
     failures += [f"{n:,}: {p}" for p in problems]
     ratio = t_pw / t_base
     budget = BUDGET.get(n)

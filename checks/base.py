@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from checks.errors import CheckInputError
@@ -25,7 +25,9 @@ class CheckStore(Protocol):
     """History that cross-run checks need; the agent's run store implements it.
 
     Keys are passed as 64-bit hashes (``numpy.uint64`` arrays), never raw values.
-    Profiles are JSON-ready dicts.
+    Profiles are JSON-ready dicts. Times are timezone-aware UTC (as
+    :class:`CheckContext` gives them). How long keys are kept is the check's
+    decision, not the store's: ``unique_across_runs`` calls :meth:`prune_keys`.
     """
 
     def save_profile(self, name: str, profile: dict[str, Any]) -> None: ...
@@ -37,6 +39,10 @@ class CheckStore(Protocol):
         ...
 
     def add_keys(self, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None: ...
+
+    def prune_keys(self, dataset: str, before: dt.datetime) -> int:
+        """Forget the keys of ``dataset`` recorded before ``before``; return how many were dropped."""
+        ...
 
     def row_count_history(self, dataset: str, limit: int) -> list[int]:
         """Row counts of earlier runs for ``dataset``, newest first."""
@@ -52,6 +58,11 @@ class CheckContext:
     ``inputs`` are the DataFrame arguments of the monitored call (for loss
     across a step); ``store`` is the history for cross-run checks (None when
     no store is configured: such checks then return status ``error`` saying so).
+    ``now`` is timezone-aware UTC: a naive time is taken as UTC, an aware one
+    converted, once here so that no check or store has to.
+
+    >>> CheckContext(now=dt.datetime(2024, 1, 1, 12)).now.isoformat()
+    '2024-01-01T12:00:00+00:00'
     """
 
     pipeline: str = ""
@@ -61,6 +72,11 @@ class CheckContext:
     inputs: Sequence[Any] = ()
     store: CheckStore | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def __post_init__(self) -> None:
+        now = self.now
+        utc = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
+        object.__setattr__(self, "now", utc)  # frozen: set once, before anyone reads it
 
 
 class Check:
@@ -77,8 +93,6 @@ class Check:
     kind: ClassVar[Kind] = Kind.CUSTOM
     #: True when the check needs a CheckStore (the runner then supplies one).
     needs_store: ClassVar[bool] = False
-    #: True when the check compares against the call's input frames.
-    needs_inputs: ClassVar[bool] = False
 
     def __init__(self, *, name: str | None = None, severity: Severity | str = Severity.FAIL) -> None:
         self.name = name or type(self).__name__
@@ -96,9 +110,7 @@ class Check:
             results = [self.result(Status.ERROR, message=f"{self.name}: {exc}", column=exc.column)]
         except Exception as exc:  # a check never raises into the pipeline
             results = [self.result(Status.ERROR, message=f"{self.name}: {type(exc).__name__}: {exc}")]
-        if ctx.dataset:
-            results = [r if r.dataset else _with_dataset(r, ctx.dataset) for r in results]
-        return results
+        return _stamp(results, ctx.dataset)
 
     def result(self, status: Status, **kw: Any) -> CheckResult:
         """A result of this check's name, kind and severity; a violation becomes ``warn`` under severity warn."""
@@ -110,10 +122,11 @@ class Check:
         return f"<{type(self).__name__} {self.name!r} severity={self.severity}>"
 
 
-def _with_dataset(r: CheckResult, dataset: str) -> CheckResult:
-    from dataclasses import replace
-
-    return replace(r, dataset=dataset)
+def _stamp(results: list[CheckResult], dataset: str) -> list[CheckResult]:
+    """Results with ``dataset`` filled in where a check left it empty."""
+    if not dataset:
+        return results
+    return [r if r.dataset else replace(r, dataset=dataset) for r in results]
 
 
 def run_check(check: Any, df: Any, context: CheckContext) -> list[CheckResult]:
@@ -121,26 +134,32 @@ def run_check(check: Any, df: Any, context: CheckContext) -> list[CheckResult]:
 
     pipewarden checks get the context; a plain callable gets only the frame.
     An exception from a plain callable becomes one result of status ``error``.
+    Every result without a dataset gets ``context.dataset``, as from a :class:`Check`.
     """
     if isinstance(check, Check):
         return check(df, context)
+    return _stamp(_plain_results(check, df), context.dataset)
+
+
+def _plain_results(check: Any, df: Any) -> list[CheckResult]:
     name = getattr(check, "__name__", None) or type(check).__name__
+
+    def error(message: str) -> list[CheckResult]:
+        return [CheckResult(name, Kind.CUSTOM, Status.ERROR, message=message)]
+
     try:
         out = check(df)
     except Exception as exc:
-        return [CheckResult(name, Kind.CUSTOM, Status.ERROR, message=f"{name}: {type(exc).__name__}: {exc}",
-                            dataset=context.dataset or None)]
+        return error(f"{name}: {type(exc).__name__}: {exc}")
     if isinstance(out, CheckResult):
         return [out]
     if isinstance(out, bool):  # a predicate: True passes
-        return [CheckResult(name, Kind.CUSTOM, Status.PASS if out else Status.FAIL, dataset=context.dataset or None)]
+        return [CheckResult(name, Kind.CUSTOM, Status.PASS if out else Status.FAIL)]
     try:
         results = list(out)
     except TypeError:
-        return [CheckResult(name, Kind.CUSTOM, Status.ERROR, dataset=context.dataset or None,
-                            message=f"{name} returned {type(out).__name__}; a check must return a CheckResult, "
-                                    "a list of them, or a bool")]
+        return error(f"{name} returned {type(out).__name__}; a check must return a CheckResult, "
+                     "a list of them, or a bool")
     if not all(isinstance(r, CheckResult) for r in results):
-        return [CheckResult(name, Kind.CUSTOM, Status.ERROR, dataset=context.dataset or None,
-                            message=f"{name} returned a list with non-CheckResult items")]
+        return error(f"{name} returned a list with non-CheckResult items")
     return results

@@ -138,7 +138,7 @@ def _entries(spec: Any, where: str) -> list[tuple[str, Any]]:
     raise CheckConfigError([f"{where} must be a list of checks — got {type(spec).__name__}"])
 
 
-def _validate(path: str, where: str, entry: Any, problems: list[str]) -> Callable[[], Check] | None:
+def _validate(path: str, where: str, entry: Any, problems: list[str]) -> Check | None:
     if isinstance(entry, str):
         name, args = entry, None
     elif isinstance(entry, Mapping) and len(entry) == 1:
@@ -218,11 +218,10 @@ def _validate(path: str, where: str, entry: Any, problems: list[str]) -> Callabl
     if not ok:
         return None
     try:
-        check = cls(**kwargs)
+        return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         problems.append(f"{path}: {here}: {exc}")
         return None
-    return lambda: check
 
 
 def from_config(spec: Any, path: str | Path = "pipewarden.yml") -> list[Check]:
@@ -236,4 +235,4 @@ def from_config(spec: Any, path: str | Path = "pipewarden.yml") -> list[Check]:
     built = [_validate(where, w, e, problems) for w, e in entries]
     if problems:
         raise CheckConfigError(problems, path=where)
-    return [b() for b in built if b is not None]
+    return [c for c in built if c is not None]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from checks.profile import ColumnProfile
+from checks.profile import ColumnProfile, _merge_labels
 
 __all__ = [
     "CategoricalComparison",
@@ -58,6 +58,11 @@ def js_distance(cur: np.ndarray, ref: np.ndarray) -> float:
         kl_p = np.where(p > 0, p * np.log2(p / m), 0.0)
         kl_q = np.where(q > 0, q * np.log2(q / m), 0.0)
     return math.sqrt(max(float(kl_p.sum() + kl_q.sum()) / 2, 0.0))
+
+
+def _dof(cur: np.ndarray, ref: np.ndarray) -> int:
+    """Degrees of freedom of a 2 x k table of two count vectors: occupied cells minus one (at least 1)."""
+    return max(int(np.count_nonzero((cur + ref) > 0)) - 1, 1)
 
 
 def chi2_quantile(dof: int, z: float = 3.09) -> float:
@@ -124,7 +129,6 @@ class NumericComparison:
     cur_at: np.ndarray  # F_cur(knot)
     ref_below: np.ndarray
     ref_at: np.ndarray
-    edge_positions: dict[int, np.ndarray] = field(default_factory=dict)
     probs: np.ndarray = field(default_factory=lambda: np.empty(0))
     knot_of_grid: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     cur_sums: np.ndarray = field(
@@ -154,12 +158,6 @@ class NumericComparison:
         cur_cum = np.concatenate([[0.0], self.cur_below[k], [1.0]]) * self.n_cur
         ref_cum = np.concatenate([[0.0], self.ref_below[k], [1.0]]) * self.n_ref
         return np.round(np.diff(cur_cum)), np.round(np.diff(ref_cum))
-
-    def psi(self, bins: int = 10) -> float:
-        return psi(*self.bin_counts(bins))
-
-    def js(self, bins: int = 10) -> float:
-        return js_distance(*self.bin_counts(bins))
 
     def wasserstein_raw(self) -> float:
         """Earth mover's distance in the column's own units: the area between the two CDFs.
@@ -259,7 +257,7 @@ class CategoricalComparison:
 
     @property
     def dof(self) -> int:
-        return max(int(np.count_nonzero((self.cur + self.ref) > 0)) - 1, 1)
+        return _dof(self.cur, self.ref)
 
     def psi(self) -> float:
         return psi(self.cur, self.ref)
@@ -283,10 +281,7 @@ def compare_categorical(
 ) -> CategoricalComparison:
     """Align current category counts with the reference's top-k and its "other" bucket."""
     ref_counts = dict(ref.top)
-    cur_counts: dict[str, int] = {}
-    for k, v in zip(labels, counts.tolist(), strict=True):
-        if v:
-            cur_counts[k] = cur_counts.get(k, 0) + int(v)
+    cur_counts = {k: v for k, v in _merge_labels(labels, counts).items() if v}
     names = list(ref_counts)
     other_cur = 0
     new: list[str] = []

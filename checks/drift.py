@@ -23,7 +23,15 @@ import numpy as np
 import pandas as pd
 
 from checks.base import Check, CheckContext
-from checks.distances import CategoricalComparison, NumericComparison, compare_categorical, compare_numeric
+from checks.distances import (
+    CategoricalComparison,
+    NumericComparison,
+    _dof,
+    compare_categorical,
+    compare_numeric,
+    js_distance,
+    psi,
+)
 from checks.errors import CheckInputError
 from checks.frame import as_columns, column_kind, numeric_values, require_column, require_frame
 from checks.profile import ColumnProfile, Profile, category_counts, profile
@@ -243,9 +251,8 @@ class Drift(Check):
                 },
             )
         cur, ref = cmp.bin_counts(self.bins)
-        dof = max(int(np.count_nonzero((cur + ref) > 0)) - 1, 1)
-        score = cmp.psi(self.bins) if m == "psi" else cmp.js(self.bins)
-        return score, dof, {"bins": self.bins}
+        score = psi(cur, ref) if m == "psi" else js_distance(cur, ref)
+        return score, _dof(cur, ref), {"bins": self.bins}
 
     def _categorical(
         self, s: pd.Series, cref: ColumnProfile, col: str, methods: list[str]

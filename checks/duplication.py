@@ -12,7 +12,7 @@ import pandas as pd
 from checks.base import Check, CheckContext
 from checks.errors import CheckInputError
 from checks.frame import as_columns, null_count, require_columns, require_frame
-from checks.keys import duplicate_stats, example_keys, key_hashes
+from checks.keys import duplicate_stats, example_keys, jsonable, key_hashes
 from checks.result import CheckResult, Kind, Status
 
 __all__ = [
@@ -62,7 +62,6 @@ class Unique(Check):
         status = Status.FAIL if st.extra > self.max_duplicates else Status.PASS
         examples = example_keys(frame, self.key, st.positions)
         null_keys = sum(null_count(frame[c]) for c in self.key)
-        key = ", ".join(self.key)
         msg = (
             f"{self.name}: {st.extra} duplicate occurrence(s) of {st.groups} key(s) over "
             f"{st.involved} rows; e.g. {examples[:3]}"
@@ -84,7 +83,6 @@ class Unique(Check):
                 "rows": len(frame),
                 "null_key_values": null_keys,
                 "examples": examples,
-                "key_label": key,
             },
         )
 
@@ -119,7 +117,7 @@ class NoDuplicateRows(Check):
             raise CheckInputError("the frame has repeated column labels; rename them first")
         st = duplicate_stats(frame, cols)
         status = Status.FAIL if st.extra > self.max_duplicates else Status.PASS
-        index = [_label(v) for v in frame.index[st.positions[:10]]]
+        index = [jsonable(v) for v in frame.index[st.positions[:10]]]
         msg = (
             f"{self.name}: {st.extra} duplicate row(s) ({st.involved} rows involved); "
             f"e.g. rows at index {index[:5]}"
@@ -143,18 +141,13 @@ class NoDuplicateRows(Check):
         )
 
 
-def _label(v: Any) -> Any:
-    from checks.keys import jsonable
-
-    return jsonable(v)
-
-
 class UniqueAcrossRuns(Check):
     """Keys loaded in an earlier run and again now (a reloaded batch, a replayed file).
 
-    Keys are kept in the store as 64-bit hashes; keys older than
-    ``retention_days`` are forgotten (via the store's ``prune_keys`` when it
-    has one). Within-frame repeats are :class:`Unique`'s business, not this one's.
+    Keys are kept in the store as 64-bit hashes. This check decides how long:
+    before each lookup it has the store forget keys older than
+    ``retention_days`` (30 by default) through ``prune_keys``. Within-frame
+    repeats are :class:`Unique`'s business, not this one's.
 
     >>> import datetime as dt, pandas as pd
     >>> from checks.base import CheckContext
@@ -202,10 +195,7 @@ class UniqueAcrossRuns(Check):
             raise CheckInputError(
                 "needs a dataset name to keep keys under: pass dataset= or set context.dataset"
             )
-        now = context.now if context.now.tzinfo else context.now.replace(tzinfo=dt.UTC)
-        prune = getattr(store, "prune_keys", None)
-        if callable(prune):
-            prune(dataset, before=now - self.retention)
+        store.prune_keys(dataset, context.now - self.retention)
         hashes = key_hashes(frame, self.key)
         distinct = pd.unique(hashes)
         seen = np.asarray(store.seen_keys(dataset, distinct), dtype=bool)
@@ -216,7 +206,7 @@ class UniqueAcrossRuns(Check):
             row_mask = np.isin(hashes, repeated)
             rows = int(np.count_nonzero(row_mask))
             examples = example_keys(frame, self.key, np.flatnonzero(row_mask))
-        store.add_keys(dataset, distinct, run_id=context.run_id, now=now)
+        store.add_keys(dataset, distinct, run_id=context.run_id, now=context.now)
         n_rep = len(repeated)
         status = Status.FAIL if n_rep > self.max_duplicates else Status.PASS
         msg = (

@@ -124,7 +124,7 @@ class Freshness(Check):
                 f"({len(s)} rows, all null)",
                 details={"rows": len(s), "newest": None},
             )
-        now = _utc(context.now)
+        now = pd.Timestamp(context.now)  # UTC already: CheckContext normalises it
         lag = (now - newest).total_seconds()
         status = Status.FAIL if lag > limit else Status.PASS
         note = " (newest timestamp is in the future)" if lag < 0 else ""

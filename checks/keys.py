@@ -24,9 +24,10 @@ import pandas as pd
 
 from checks.errors import CheckInputError
 
-__all__ = ["DuplicateStats", "duplicate_stats", "jsonable", "key_hashes"]
+__all__ = ["DuplicateStats", "duplicate_stats", "jsonable", "key_hashes", "shared_key_codes"]
 
 _DENSE_FACTOR = 2  # a counting pass when max - min < 2 n (+ slack)
+_MAX_WIDTH = 2**62
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def duplicate_stats(df: pd.DataFrame, columns: Sequence[str]) -> DuplicateStats:
     for col in order[1:]:
         codes, width = _codes(df[col].iloc[cand])
         group, _ = _codes(pd.Series(group * width + codes))
-        keep = pd.Series(group).duplicated(keep=False).to_numpy()
+        keep = np.bincount(group)[group] > 1  # group codes are dense: count, do not re-hash
         cand, group = cand[keep], group[keep]
         if len(cand) == 0:
             return DuplicateStats(0, 0, 0, cand)
@@ -118,6 +119,50 @@ def duplicate_stats(df: pd.DataFrame, columns: Sequence[str]) -> DuplicateStats:
     return DuplicateStats(
         extra=len(cand) - groups, involved=len(cand), groups=groups, positions=cand
     )
+
+
+def shared_key_codes(
+    a: pd.DataFrame, b: pd.DataFrame, columns: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dense codes of the key rows of ``a`` and ``b``, equal exactly when the keys are equal.
+
+    Each column is factorised over both frames at once, so values pandas holds
+    equal share a code whatever the dtype (``1`` and ``1.0``, as
+    ``Series.isin``), for a single key and a compound key alike; every null is
+    one value. Returns the codes of ``a``, those of ``b``, and the code count.
+    """
+    n_a = len(a)
+    group = np.zeros(n_a + len(b), dtype=np.int64)
+    width = 1
+    for c in columns:
+        codes, w = _shared_codes(pd.concat([a[c], b[c]], ignore_index=True))
+        if width > _MAX_WIDTH // w:  # the mixed-radix code would overflow: make it dense first
+            group, width = _dense(group)
+        group = group * w + codes
+        width *= w
+    if width > _DENSE_FACTOR * len(group) + 1024:  # keep the code space small enough to index
+        group, width = _dense(group)
+    return group[:n_a], group[n_a:], width
+
+
+def _shared_codes(both: pd.Series) -> tuple[np.ndarray, int]:
+    dtype = both.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu" and len(both) > 0:
+        x = both.to_numpy()
+        lo = x.min()
+        if int(x.max()) - int(lo) < _DENSE_FACTOR * len(x) + 1024:  # dense integers: no hashing
+            off = (x - lo).astype(np.int64, copy=False)
+            return off, int(off.max()) + 1
+    try:
+        codes, uniques = pd.factorize(both, use_na_sentinel=False)
+    except TypeError as exc:
+        raise _unhashable(both, exc) from exc
+    return codes.astype(np.int64, copy=False), max(len(uniques), 1)
+
+
+def _dense(group: np.ndarray) -> tuple[np.ndarray, int]:
+    codes, uniques = pd.factorize(group)
+    return codes.astype(np.int64, copy=False), max(len(uniques), 1)
 
 
 def key_hashes(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:

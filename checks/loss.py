@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ import pandas as pd
 from checks.base import Check, CheckContext
 from checks.errors import CheckInputError
 from checks.frame import as_columns, numeric_values, require_columns, require_frame
-from checks.keys import example_keys, key_hashes
+from checks.keys import example_keys, shared_key_codes
 from checks.result import CheckResult, Kind, Status
 
 __all__ = ["Loss", "Reconcile", "RowCount", "loss", "reconcile", "row_count"]
@@ -96,7 +96,6 @@ class Loss(Check):
     """
 
     kind = Kind.LOSS
-    needs_inputs: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -163,7 +162,6 @@ class Reconcile(Check):
     """
 
     kind = Kind.LOSS
-    needs_inputs: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -203,15 +201,15 @@ class Reconcile(Check):
         except CheckInputError as exc:
             raise CheckInputError(f"source: {exc}", column=exc.column) from exc
         require_columns(target, self.key)
-        if len(self.key) == 1 and len(target):
-            missing_mask = ~source[self.key[0]].isin(target[self.key[0]]).to_numpy()
-        else:
-            missing_mask = ~np.isin(key_hashes(source, self.key), key_hashes(target, self.key))
-        missing_rows = int(np.count_nonzero(missing_mask))
+        src, tgt, width = shared_key_codes(source, target, self.key)
+        present = np.zeros(width, dtype=bool)
+        present[tgt] = True
+        missing_mask = ~present[src]
         positions = np.flatnonzero(missing_mask)
-        missing_keys = (
-            len(pd.unique(key_hashes(source.iloc[positions], self.key))) if missing_rows else 0
-        )
+        missing_rows = len(positions)
+        missing = np.zeros(width, dtype=bool)
+        missing[src[positions]] = True
+        missing_keys = int(np.count_nonzero(missing))
         n_src = len(source)
         fraction = missing_rows / n_src if n_src else 0.0
         allowed = self.max_missing * n_src if self.max_missing < 1 else self.max_missing

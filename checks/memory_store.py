@@ -20,10 +20,6 @@ class _KeyBatch:
     hashes: np.ndarray  # sorted, distinct uint64
 
 
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-
-
 class MemoryStore:
     """Profiles, key hashes and row-count history held in this process.
 
@@ -35,16 +31,18 @@ class MemoryStore:
     [True, False]
 
     Key hashes are kept per run in sorted arrays and answered with a binary
-    search, so checking millions of keys is one vectorised pass. Batches older
-    than ``key_retention`` (30 days by default) are dropped whenever keys are
-    added, and ``prune_keys`` drops them on request; ``max_keys`` bounds the
-    total per dataset by dropping the oldest batches first.
+    search, so checking millions of keys is one vectorised pass. How long keys
+    are kept is the check's decision (``unique_across_runs(retention_days=)``
+    calls ``prune_keys``); ``key_retention``, None by default, adds a pruning
+    of this store's own whenever keys are added, and ``max_keys`` bounds the
+    total per dataset by dropping the oldest batches first. Times are
+    timezone-aware, as :class:`~checks.base.CheckContext` gives them.
     """
 
     def __init__(
         self,
         *,
-        key_retention: dt.timedelta | None = dt.timedelta(days=30),
+        key_retention: dt.timedelta | None = None,
         max_keys: int | None = None,
         max_row_counts: int = 1000,
     ) -> None:
@@ -80,7 +78,6 @@ class MemoryStore:
 
     def add_keys(self, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None:
         h = np.unique(np.asarray(hashes, dtype=np.uint64))
-        now = _aware(now)
         with self._lock:
             batches = self._batches.setdefault(dataset, [])
             batches.append(_KeyBatch(now, run_id, h))
@@ -94,7 +91,7 @@ class MemoryStore:
     def prune_keys(self, dataset: str, before: dt.datetime) -> int:
         """Forget key batches added before ``before``; returns how many hashes were dropped."""
         with self._lock:
-            return self._prune(dataset, _aware(before))
+            return self._prune(dataset, before)
 
     def key_count(self, dataset: str) -> int:
         """Distinct key hashes held for ``dataset``."""
@@ -128,5 +125,5 @@ class MemoryStore:
     def add_row_count(self, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None:
         with self._lock:
             hist = self._counts.setdefault(dataset, [])
-            hist.append((_aware(now), run_id, int(rows)))
+            hist.append((now, run_id, int(rows)))
             del hist[: max(len(hist) - self.max_row_counts, 0)]

@@ -31,6 +31,7 @@ from checks.frame import (
     column_kind,
     null_count,
     numeric_values,
+    require_columns,
     require_frame,
 )
 
@@ -320,11 +321,7 @@ def profile(
     names = as_columns(columns)
     if names is None:
         names = [str(c) for c in df.columns]
-    missing = [c for c in names if c not in df.columns]
-    if missing:
-        from checks.frame import require_columns
-
-        require_columns(df, missing)
+    require_columns(df, names)
     probs = quantile_grid()
     cols = {c: profile_column(c, df[c], top_k=top_k, probs=probs) for c in names}
     stamp = (now or dt.datetime.now(dt.UTC)).isoformat()

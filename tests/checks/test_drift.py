@@ -266,13 +266,28 @@ def test_severity_warn_downgrades_failure() -> None:
     assert r.status is Status.WARN and r.details["verdict"] == "fail"
 
 
-def test_p_values_only_on_request() -> None:
-    """p-values are absent by default and match scipy's asymptotic KS p-value when asked for."""
-    ref, cur = _frames("normal", "same", n=5000)
-    (plain,) = drift("x", reference=ref)(cur)
-    (with_p,) = drift("x", reference=ref, p_values=True)(cur)
+@pytest.mark.parametrize("shift", [0.0, 0.1, 0.15])
+def test_ks_p_value_matches_scipy(shift: float) -> None:
+    """p-values are absent by default and, when asked for, within 0.05 of scipy's asymptotic KS p-value."""
+    rng = np.random.default_rng(RNG_SEED)
+    ref, cur = rng.normal(10.0, 2.0, 5000), rng.normal(10.0, 2.0, 5000) + shift
+    (plain,) = drift("x", reference=pd.DataFrame({"x": ref}))(pd.DataFrame({"x": cur}))
+    (with_p,) = drift("x", reference=pd.DataFrame({"x": ref}), p_values=True)(pd.DataFrame({"x": cur}))
     assert "p_value" not in plain.details
-    assert 0.0 <= with_p.details["p_value"] <= 1.0
+    expected = stats.ks_2samp(cur, ref, method="asymp").pvalue
+    assert with_p.details["p_value"] == pytest.approx(expected, abs=0.05)
+
+
+def test_chi2_p_value_matches_scipy() -> None:
+    """The chi2 p-value equals scipy's chi2_contingency p-value of the same 2 x k table."""
+    rng = np.random.default_rng(RNG_SEED)
+    cats = np.array(list("abcde"))
+    ref = rng.choice(cats, 3000, p=[0.3, 0.25, 0.2, 0.15, 0.1])
+    cur = rng.choice(cats, 2000, p=[0.28, 0.26, 0.2, 0.16, 0.1])
+    (r,) = drift("c", reference=pd.DataFrame({"c": ref}), p_values=True)(pd.DataFrame({"c": cur}))
+    table = np.array([[np.sum(cur == c) for c in cats], [np.sum(ref == c) for c in cats]])
+    assert r.measure == "chi2"
+    assert r.details["p_value"] == pytest.approx(stats.chi2_contingency(table)[1], rel=1e-9)
 
 
 @pytest.mark.parametrize(

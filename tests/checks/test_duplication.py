@@ -120,6 +120,19 @@ def test_unique_across_runs_compound_key_and_retention() -> None:
     assert check(pd.DataFrame({"a": [1], "b": ["y"]}), _ctx(store, "r4", 20))[0].observed == 0
 
 
+def test_unique_across_runs_retention_is_set_on_the_check() -> None:
+    """retention_days=60 remembers a key loaded 40 days ago; the store keeps no shorter retention of its own."""
+    store = MemoryStore()
+    check = unique_across_runs("id", retention_days=60)
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    for day, run, key in ((0, "r1", 1), (39, "r2", 2)):
+        ctx = CheckContext(store=store, dataset="orders", run_id=run, now=start + dt.timedelta(days=day))
+        check(pd.DataFrame({"id": [key]}), ctx)
+    ctx = CheckContext(store=store, dataset="orders", run_id="r3", now=start + dt.timedelta(days=40))
+    (r,) = check(pd.DataFrame({"id": [1]}), ctx)
+    assert r.observed == 1 and r.details["examples"] == [1]
+
+
 def test_unique_across_runs_millions_of_keys() -> None:
     """Two million-key runs overlapping by 1000 keys report exactly 1000."""
     store = MemoryStore()

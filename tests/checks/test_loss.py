@@ -76,10 +76,21 @@ def test_reconcile_counts_equal_pandas(src: list[int], tgt: list[int], compound:
     key = ["k", "j"] if compound else "k"
     cols = key if isinstance(key, list) else [key]
     merged = s.merge(t[cols].drop_duplicates(), on=cols, how="left", indicator=True)
-    expected = int((merged["_merge"] == "left_only").sum())
+    lost = merged[merged["_merge"] == "left_only"]
+    expected = len(lost)
     (r,) = reconcile(s, key=key)(t)
     assert r.observed == expected
+    assert r.details["missing_keys"] == len(lost[cols].drop_duplicates())
     assert r.status is (Status.FAIL if expected else Status.PASS)
+
+
+@pytest.mark.parametrize("key", ["k", ["k", "j"]])
+def test_reconcile_int_keys_match_float_keys(key: str | list[str]) -> None:
+    """Integer source keys are found among the same keys as floats (after an outer join), single or compound."""
+    src = pd.DataFrame({"k": [1, 2, 3], "j": [1, 2, 3]})
+    out = pd.DataFrame({"k": [1.0, 2.0, 3.0, np.nan], "j": [1.0, 2.0, 3.0, np.nan]})
+    (r,) = reconcile(src, key=key)(out)
+    assert r.status is Status.PASS and r.observed == 0 and r.details["missing_keys"] == 0
 
 
 def test_reconcile_sum_and_examples_from_inputs() -> None:

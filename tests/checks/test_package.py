@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _modules_after(statement: str) -> set[str]:
-    code = f"import sys\n{statement}\nprint(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+def _fresh_python(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter, so no earlier import in this session counts."""
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    return set(out.stdout.split())
+    return out.stdout
+
+
+def _modules_after(statement: str) -> set[str]:
+    return set(_fresh_python(
+        f"import sys\n{statement}\nprint(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    ).split())
 
 
 @pytest.mark.parametrize("statement", [
@@ -31,14 +36,15 @@ def test_hot_path_modules_do_not_import_pandas(statement: str) -> None:
 @pytest.mark.parametrize("name", ["drift", "completeness", "profile", "schema", "freshness", "volume"])
 def test_checks_named_like_their_module_stay_functions(name: str) -> None:
     """After its submodule is imported, checks.<name> is still the public function, not the module."""
-    import importlib
-
-    import checks
-
-    importlib.import_module(f"checks.{name}" if name != "completeness" else "checks.completeness")
-    value = getattr(checks, name)
-    assert callable(value) and not isinstance(value, types.ModuleType)
-    assert sys.modules[f"checks.{name}"] is not value
+    code = (
+        "import importlib, sys, types\n"
+        "import checks\n"
+        f"importlib.import_module('checks.{name}')\n"
+        f"value = getattr(checks, {name!r})\n"
+        "print(callable(value) and not isinstance(value, types.ModuleType)"
+        f" and sys.modules['checks.{name}'] is not value)"
+    )
+    assert _fresh_python(code).strip() == "True"
 
 
 def test_unknown_name_is_an_attribute_error_naming_it() -> None:
