@@ -304,22 +304,19 @@ def runs_resume(run_id: str, target: str | None, executor: str, address: str | N
     from agent.loader import load_pipeline
 
     def work(runner: Any, store: Any, cancel: Any) -> int:
-        from agent.runner import recover_interrupted
-
-        recover_interrupted(store, runner.telemetry)
-        rec = store.get_run(run_id)
+        rec = store.get_run(run_id)  # Runner.resume marks the run interrupted first if its process died
         if rec is None:
             click.echo(f"error: there is no run {run_id!r} in the run store", err=True)
             return 2
+        if rec.status == "success":
+            click.echo(f"run {run_id} already succeeded; nothing to resume", err=True)
+            return 0
         where = target or rec.target
         if not where:
             click.echo(f"error: run {run_id} does not say which file it came from; pass --target FILE[:NAME]",
                        err=True)
             return 2
         pipe = load_pipeline(where)
-        if rec.status == "success":
-            click.echo(f"run {run_id} already succeeded; nothing to resume", err=True)
-            return 0
         record = runner.resume(pipe, run_id, cancel=cancel)
         _report(record, as_json)
         return 0 if record.ok else 1

@@ -16,6 +16,7 @@ __all__ = [
     "DuplicateTaskError",
     "PipewardenError",
     "StoreError",
+    "TaskCancelledError",
     "TaskTimeoutError",
     "UnknownDependencyError",
 ]
@@ -80,6 +81,14 @@ class TaskTimeoutError(PipewardenError, TimeoutError):
         super().__init__(message)
         self.task = task
         self.timeout = timeout
+
+
+class TaskCancelledError(PipewardenError, RuntimeError):
+    """The run was cancelled while ``task`` ran in a child process or a remote worker; it was stopped."""
+
+    def __init__(self, message: str, *, task: str = "") -> None:
+        super().__init__(message)
+        self.task = task
 
 
 class StoreError(PipewardenError, OSError):

@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from agent.errors import ConfigError, TaskTimeoutError
+from agent.errors import ConfigError, TaskCancelledError, TaskTimeoutError
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -39,7 +39,6 @@ __all__ = [
     "Executor",
     "Measured",
     "ProcessExecutor",
-    "TaskCancelledError",
     "ThreadExecutor",
     "get_executor",
     "invoke",
@@ -64,10 +63,6 @@ class Executor(Protocol):
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any: ...
 
     def shutdown(self, wait: bool = True) -> None: ...
-
-
-class TaskCancelledError(Exception):
-    """The run was cancelled while the task's child process ran; the child was stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,9 +234,9 @@ def _unpickle_call(payload: bytes) -> Any:
 
 def get_executor(name: str, *, max_workers: int | None = None, address: str | None = None) -> Executor:
     """An executor by name: ``threads``, ``processes`` or ``dask`` (``address`` of a scheduler, or local)."""
-    if name in ("threads", "thread"):
+    if name == "threads":
         return ThreadExecutor(max_workers)
-    if name in ("processes", "process"):
+    if name == "processes":
         return ProcessExecutor(max_workers)
     if name == "dask":
         return DaskExecutor(address, max_workers=max_workers)
@@ -257,7 +252,7 @@ def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: flo
     Returns the value (pickled back through a pipe) with the child's CPU time
     and peak memory; re-raises the child's exception (its traceback added as a
     note); raises :class:`~agent.errors.TaskTimeoutError` at the deadline and
-    :class:`TaskCancelledError` when ``cancel`` (an Event) is set meanwhile.
+    :class:`~agent.errors.TaskCancelledError` when ``cancel`` (an Event) is set meanwhile.
     """
     if not hasattr(os, "fork"):
         return _run_in_spawned(fn, kwargs, timeout, grace=grace, task=task)
@@ -289,7 +284,7 @@ def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: flo
                                        task=task, timeout=timeout)
             if cancel is not None and cancel.is_set():
                 _stop(pid, grace)
-                raise TaskCancelledError(f"task {task!r} was stopped because the run was cancelled")
+                raise TaskCancelledError(f"task {task!r} was stopped because the run was cancelled", task=task)
             ready, _, _ = select.select([r], [], [], min(remaining, 0.25) if cancel is not None else remaining)
             if not ready:
                 continue

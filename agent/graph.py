@@ -64,10 +64,6 @@ class Graph:
     def __contains__(self, name: object) -> bool:
         return name in self.deps
 
-    def roots(self) -> tuple[str, ...]:
-        """Tasks without dependencies, in declaration order."""
-        return tuple(n for n, d in self.deps.items() if not d)
-
     def downstream(self, name: str) -> set[str]:
         """Every task that depends on ``name``, directly or transitively (``name`` excluded)."""
         seen: set[str] = set()

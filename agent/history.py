@@ -17,7 +17,7 @@ from agent.records import RunStatus
 if TYPE_CHECKING:  # checks/__init__ imports pandas; the CLI path does not need it
     from checks.result import CheckResult
 
-__all__ = ["RESUMABLE", "RunRecord", "RunState", "TaskAttempt", "record_to_dict"]
+__all__ = ["FAILED_RUN_STATES", "RunRecord", "RunState", "TaskAttempt", "record_to_dict"]
 
 
 class RunState(enum.StrEnum):
@@ -30,14 +30,9 @@ class RunState(enum.StrEnum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
 
-    @property
-    def done(self) -> bool:
-        return self not in (RunState.QUEUED, RunState.RUNNING)
 
-
-#: Task states a resume runs again (a SUCCESS task runs again only when its output is needed and lost).
-RESUMABLE = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.SKIPPED, RunStatus.UPSTREAM_FAILED,
-                       RunStatus.CANCELLED, RunStatus.INTERRUPTED, RunStatus.RUNNING})
+#: Run outcomes that count as a failure of the pipeline (a cancelled run is neither a success nor a failure).
+FAILED_RUN_STATES: frozenset[RunState] = frozenset({RunState.FAILED, RunState.INTERRUPTED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.history import RunRecord, RunState
+from agent.history import FAILED_RUN_STATES, RunRecord, RunState
 from agent.store import RunStore
 
 __all__ = ["Change", "change_failure_rate", "changes", "mean_time_to_recovery", "recovery_times", "success_rate"]
-
-#: Run outcomes that count as a failure of the pipeline (a cancelled run is neither).
-FAILED = frozenset({RunState.FAILED, RunState.INTERRUPTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +51,7 @@ def _recoveries(runs: Sequence[RunRecord]) -> list[float]:
         end = r.ended_at if r.ended_at is not None else r.created_at
         if end is None:
             continue
-        if r.status in FAILED:
+        if r.status in FAILED_RUN_STATES:
             if failing_since is None:
                 failing_since = end
         elif r.status is RunState.SUCCESS and failing_since is not None:
@@ -75,7 +72,7 @@ def changes(store: RunStore, pipeline: str, *, last: int | None = None) -> list[
     previous: str | None = None
     for r in _history(store, pipeline, last):
         if r.version != previous:
-            out.append(Change(r.version, r.run_id, r.status in FAILED))
+            out.append(Change(r.version, r.run_id, r.status in FAILED_RUN_STATES))
         previous = r.version
     return out
 

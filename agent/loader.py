@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +87,14 @@ def load_pipeline(target: str) -> Pipeline:
     return pipe
 
 
-def source_version(path: str | os.PathLike[str] | None, *, fallback: str = "") -> str:
-    """The last git commit of ``path`` when it is tracked and unmodified, else a short sha256 of its text."""
+def source_version(path: str | os.PathLike[str] | None, *, fallback: str | Callable[[], str] = "") -> str:
+    """The last git commit of ``path`` when it is tracked and unmodified, else a short sha256 of its text.
+
+    Without a file, a sha256 of ``fallback`` (text, or a function giving it: called only then).
+    """
     if path is None or not os.path.isfile(path):
-        return hashlib.sha256(fallback.encode()).hexdigest()[:12]
+        text = fallback() if callable(fallback) else fallback
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
     file = Path(path)
     data = file.read_bytes()
     commit = _git_commit(file)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -47,12 +47,11 @@ class Task:
     persist: bool = False
     pipeline: str = ""
 
-    def inputs(self, tasks: Iterable[str]) -> tuple[str, ...]:
-        """Parameters that receive an upstream task's output."""
-        names = set(tasks)
-        return tuple(p for p in self.parameters if p in names)
+    def inputs(self, tasks: Container[str]) -> tuple[str, ...]:
+        """Parameters that receive an upstream task's output (``tasks``: the pipeline's task names, a set or dict)."""
+        return tuple(p for p in self.parameters if p in tasks)
 
-    def dependencies(self, tasks: Iterable[str]) -> tuple[str, ...]:
+    def dependencies(self, tasks: Container[str]) -> tuple[str, ...]:
         """Upstream tasks: value inputs first, then explicit ``depends_on``, without repeats."""
         return tuple(dict.fromkeys((*self.inputs(tasks), *self.depends_on)))
 
@@ -103,6 +102,9 @@ class Pipeline:
                 raise DecorationError(f"Pipeline {name!r}: parameter {p!r} is a built-in run parameter "
                                       f"({', '.join(RUN_PARAMETERS)}); pick another name")
         self.tasks: dict[str, Task] = {}
+        # Every name a registered task's parameters or depends_on mention: only a task named
+        # here can close a cycle when it is registered.
+        self._referenced: set[str] = set()
         self._graph: Graph | None = None
         self._version: str | None = None
         frame = sys._getframe(1)
@@ -129,7 +131,7 @@ class Pipeline:
         if self._version is None:
             from agent.loader import source_version
 
-            self._version = source_version(self.source, fallback=self._fallback_source())
+            self._version = source_version(self.source, fallback=self._fallback_source)
         return self._version
 
     @version.setter
@@ -199,17 +201,37 @@ class Pipeline:
             raise DecorationError(f"task name {task.name!r} of pipeline {self.name!r} is a run parameter name; "
                                   "rename the task")
         # Cycles that the tasks known so far close are reported now; forward references wait for graph().
-        names = [*self.tasks, task.name]
-        known = {t.name: t.dependencies(names) for t in (*self.tasks.values(), task)}
-        cycle = find_cycle(known)
-        if cycle:
-            from agent.errors import CycleError
+        refs = {*task.parameters, *task.depends_on}
+        if task.name in self._referenced or task.name in refs:
+            names = {*self.tasks, task.name}
+            if self._closes_cycle(task, names):
+                cycle = find_cycle({t.name: t.dependencies(names) for t in (*self.tasks.values(), task)})
+                from agent.errors import CycleError
 
-            raise CycleError(f"task {task.name!r} closes a cycle in pipeline {self.name!r} "
-                             f"(each depends on the next): {' -> '.join(cycle)}", cycle=cycle)
+                raise CycleError(f"task {task.name!r} closes a cycle in pipeline {self.name!r} "
+                                 f"(each depends on the next): {' -> '.join(cycle)}", cycle=cycle)
         self.tasks[task.name] = task
+        self._referenced |= refs
         self._graph = None
         task.fn.__pipewarden_task__ = task  # type: ignore[attr-defined]
+
+    def _closes_cycle(self, task: Task, names: Container[str]) -> bool:
+        """Whether ``task`` reaches itself through the dependencies of the registered tasks.
+
+        The tasks registered so far form no cycle, so a new one passes through ``task``:
+        a walk from it finds it, touching only what it depends on.
+        """
+        stack = list(task.dependencies(names))
+        seen: set[str] = set()
+        while stack:
+            n = stack.pop()
+            if n == task.name:
+                return True
+            if n in seen or n not in self.tasks:
+                continue
+            seen.add(n)
+            stack.extend(self.tasks[n].dependencies(names))
+        return False
 
     # --- the graph ----------------------------------------------------------------------
 
@@ -219,12 +241,10 @@ class Pipeline:
             self._graph = self._build()
         return self._graph
 
-    validate = graph
-
     def _build(self) -> Graph:
         if not self.tasks:
             raise ConfigError(f"pipeline {self.name!r} has no tasks; add one with @pipe.task")
-        names = list(self.tasks)
+        names = list(self.tasks)  # for messages; membership tests use the dict
         known = set(RUN_PARAMETERS) | set(self.params)
         for t in self.tasks.values():
             for p in t.parameters:
@@ -236,7 +256,7 @@ class Pipeline:
                     f"task {t.name!r} of pipeline {self.name!r} has parameter {p!r}, which is neither a task "
                     f"({', '.join(names)}) nor a run parameter ({', '.join(sorted(known))}); {fix}"
                     "give it a default, or declare it with Pipeline(params={...})", task=t.name, dependency=p)
-        return Graph({t.name: t.dependencies(names) for t in self.tasks.values()}, pipeline=self.name)
+        return Graph({t.name: t.dependencies(self.tasks) for t in self.tasks.values()}, pipeline=self.name)
 
     # --- running ------------------------------------------------------------------------
 

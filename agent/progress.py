@@ -46,7 +46,17 @@ class RunObserver:
 
 
 class LiveProgress(RunObserver):
-    """A rich live table of the run's tasks, refreshed as they change (use as a context manager)."""
+    """A rich live table of the run's tasks, refreshed as they change (use as a context manager).
+
+    >>> from agent.pipeline import Pipeline
+    >>> pipe = Pipeline("doc")
+    >>> _ = pipe.task(name="one")(lambda: 1)
+    >>> with LiveProgress() as live:                        # doctest: +SKIP
+    ...     record = pipe.run(observer=live)
+
+    The table is erased when a run finishes (so a summary printed next stays
+    clean) and shown again when the next run starts inside the same block.
+    """
 
     def __init__(self, console: Any = None) -> None:
         from rich.console import Console
@@ -56,16 +66,26 @@ class LiveProgress(RunObserver):
         self._rows: dict[str, dict[str, Any]] = {}
         self._title = ""
         self._live: Any = None
+        self._entered = False  # inside the with block: a run that starts shows the table again
 
     def __enter__(self) -> LiveProgress:
-        from rich.live import Live
-
-        self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True,
-                          get_renderable=self._render)
-        self._live.__enter__()
+        self._entered = True
+        self._start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._entered = False
+        self._stop()
+
+    def _start(self) -> None:
+        from rich.live import Live
+
+        if self._live is None:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True,
+                              get_renderable=self._render)
+            self._live.__enter__()
+
+    def _stop(self) -> None:
         if self._live is not None:
             self._live.__exit__(None, None, None)
             self._live = None
@@ -73,7 +93,7 @@ class LiveProgress(RunObserver):
     def run_finished(self, record: RunRecord) -> None:
         # Stop (and erase) the live table now: the caller prints the summary next, and
         # output written while the table is live lands where the table is erased.
-        self.__exit__()
+        self._stop()
 
     def run_started(self, run_id: str, pipeline: str, tasks: Sequence[str], done: Sequence[str]) -> None:
         with self._lock:
@@ -81,6 +101,8 @@ class LiveProgress(RunObserver):
             for t in tasks:
                 self._rows[t] = {"status": "done" if t in done else "pending", "attempt": 0, "start": None,
                                  "duration": None, "detail": "kept from the earlier run" if t in done else ""}
+        if self._entered:
+            self._start()
 
     def task_started(self, task: str, attempt: int) -> None:
         with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FINAL_STATES", "RunStatus", "otel_result"]
+__all__ = ["RunStatus", "otel_result"]
 
 
 class RunStatus(enum.StrEnum):
@@ -19,17 +19,6 @@ class RunStatus(enum.StrEnum):
     UPSTREAM_FAILED = "upstream_failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
-
-    @property
-    def done(self) -> bool:
-        """True for every end state (not pending, not running)."""
-        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
-
-
-FINAL_STATES = frozenset({
-    RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.SKIPPED,
-    RunStatus.UPSTREAM_FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED,
-})
 
 # cicd.pipeline.result / cicd.pipeline.task.run.result values of the OpenTelemetry
 # CI/CD semantic conventions. Keyed by the plain strings: a StrEnum member hashes

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.artifacts import NONE_REF, load_output, save_output
-from agent.errors import ConfigError, TaskTimeoutError
+from agent.errors import ConfigError, TaskCancelledError, TaskTimeoutError
 from agent.executors import (
     Executor,
     Measured,
-    TaskCancelledError,
     ThreadExecutor,
     invoke,
     measured,
@@ -44,6 +43,7 @@ from agent.pipeline import Pipeline, Task
 from agent.progress import RunObserver
 from agent.records import RunStatus
 from agent.store import RunStore, SQLiteRunStore
+from agent.telemetry import rows_of
 
 __all__ = ["Runner", "new_run_id", "recover_interrupted", "run_values"]
 
@@ -113,17 +113,6 @@ def _as_datetime(value: Any, now: float) -> dt.datetime:
             raise ConfigError(f"logical date {value!r} is not an ISO date or datetime "
                               "(2025-01-31 or 2025-01-31T06:00:00+00:00)") from None
     raise ConfigError(f"logical date must be a datetime, a date or an ISO string — got {value!r}")
-
-
-def _rows(value: Any) -> int | None:
-    """Rows of a DataFrame, Series or Arrow table; None for anything else."""
-    mod = type(value).__module__
-    if mod.startswith(("pandas", "pyarrow", "polars")):
-        try:
-            return len(value)
-        except TypeError:
-            return None
-    return None
 
 
 def recover_interrupted(store: RunStore, telemetry: Any = None, *, now: float | None = None) -> list[str]:
@@ -263,15 +252,13 @@ class Runner:
             latest = rec.latest()
             kept = {t: a for t, a in latest.items() if t in graph and a.status is RunStatus.SUCCESS}
             to_run = {t for t in graph.order if t not in kept}
-            names = list(pipeline.tasks)
-            changed = True
-            while changed:  # a re-run task needs its inputs: recompute those whose output was not kept
-                changed = False
-                for t in list(to_run):
-                    for inp in pipeline.tasks[t].inputs(names):
-                        if inp in kept and inp not in to_run and not _kept(kept[inp].output_ref):
+            # A re-run task needs its inputs: recompute those whose output was not kept. Dependants
+            # come before their inputs in reverse order, so one pass also covers inputs added here.
+            for t in reversed(graph.order):
+                if t in to_run:
+                    for inp in pipeline.tasks[t].inputs(pipeline.tasks):
+                        if inp in kept and not _kept(kept[inp].output_ref):
                             to_run.add(inp)
-                            changed = True
             preloaded = {t: a.output_ref for t, a in kept.items() if t not in to_run}
             attempts: dict[str, int] = {}
             for a in rec.attempts:
@@ -341,7 +328,6 @@ class _Job:
         self.errors: dict[str, str] = {}
         run_set = set(to_run)
         self.remaining = {t: sum(1 for d in self.graph.deps[t] if d in run_set) for t in to_run}
-        self.pending = len(to_run)
         self.sleep = runner._sleep or (lambda s: self.cancelled.wait(s))
         self.artifacts = runner._artifact_dir(store)
         self.ctx: contextvars.Context | None = None
@@ -499,7 +485,6 @@ class _Job:
                 if t not in self.states:
                     self.states[t] = RunStatus.FAILED
                     self.errors[t] = reason
-            self.pending = 0
             self.active_drivers -= 1
             self.ready.clear()
         self.done.set()
@@ -510,7 +495,6 @@ class _Job:
         unrun: list[tuple[str, RunStatus, str]] = []
         with self.lock:
             self.states[task] = status
-            self.pending -= 1
             if detail:
                 self.errors[task] = detail
             if status is RunStatus.SUCCESS:
@@ -531,9 +515,10 @@ class _Job:
                     if d in below and d in self.remaining and d not in self.states:
                         self.states[d] = state
                         self.errors[d] = reason
-                        self.pending -= 1
                         unrun.append((d, state, reason))
-            finished = self.pending == 0
+            # Derived from the states, not counted: a task completed twice (the store failed
+            # the first time) must still end the run.
+            finished = len(self.states) == len(self.to_run)
         if unrun:
             now = self.r.clock()
             self.store.record_task_states(self.run_id, unrun, now=now)
@@ -551,17 +536,21 @@ class _Job:
 
     # --- one task ------------------------------------------------------------------------------
 
-    def _inputs(self, task: Task) -> tuple[dict[str, Any], list[Any]]:
+    def _inputs(self, task: Task) -> tuple[dict[str, Any], list[Any], list[int]]:
+        """(keyword arguments, the table-like inputs, their row counts)."""
         kwargs: dict[str, Any] = {}
         frames: list[Any] = []
+        rows: list[int] = []
         for p in task.parameters:
             if p in self.pipeline.tasks:
-                kwargs[p] = self._output(p)
-                if _rows(kwargs[p]) is not None:
-                    frames.append(kwargs[p])
+                value = kwargs[p] = self._output(p)
+                n = rows_of(value)
+                if n is not None:
+                    frames.append(value)
+                    rows.append(n)
             elif p in self.values:
                 kwargs[p] = self.values[p]
-        return kwargs, frames
+        return kwargs, frames, rows
 
     def _output(self, task: str) -> Any:
         try:
@@ -580,8 +569,8 @@ class _Job:
         """Run one task with its retries; (final state, error or reason, whether a check blocked it)."""
         task = self.pipeline.tasks[name]
         store, tel, clock = self.store, self.tel, self.r.clock
-        kwargs, frames = self._inputs(task)
-        rows_in = sum(_rows(f) or 0 for f in frames) if frames else None
+        kwargs, frames, input_rows = self._inputs(task)
+        rows_in = sum(input_rows) if frames else None
         attempt = self.base_attempts.get(name, 0)
         tries = 0
         while True:
@@ -591,7 +580,7 @@ class _Job:
             tr_id = store.start_task(self.run_id, name, attempt, now=started)
             self._notify("task_started", name, attempt)
             results: list[Any] = []
-            blocking: list[Any] = []
+            reason: str | None = None  # why a blocking check failed
             ref: str | None = None
             value: Any = None
             try:
@@ -607,15 +596,16 @@ class _Job:
                             ts.set_peak_memory(out.peak)
                     else:
                         value = out
-                    rows_out = _rows(value)
+                    rows_out = rows_of(value)
                     if rows_out:
                         ts.rows_out(rows_out)
                     if task.checks:
                         ctx = ts.context(inputs=frames, store=store, now=dt.datetime.fromtimestamp(clock(), dt.UTC))
                         results = ts.run_checks(task.checks, value, ctx)
                         blocking = [c for c in results if c.blocking]
-                    if blocking:
-                        ts.set_status("failed", _blocking_reason(blocking))
+                        reason = _blocking_reason(blocking) if blocking else None
+                    if reason is not None:
+                        ts.set_status("failed", reason)
                     elif task.persist:
                         ref = save_output(self.artifacts, self.run_id, name, value)
                     elif value is None:
@@ -638,8 +628,7 @@ class _Job:
                 self._notify("task_finished", name, status, attempt, end - started, error)
                 return status, error, False
             end = clock()
-            if blocking:
-                reason = _blocking_reason(blocking)
+            if reason is not None:
                 store.finish_task(tr_id, RunStatus.FAILED, now=end, rows_in=rows_in, rows_out=rows_out,
                                   error=reason, checks=results)
                 self._notify("task_finished", name, RunStatus.FAILED, attempt, end - started, reason)
@@ -669,7 +658,8 @@ class _Job:
         while not finished.wait(0.25):
             if self.cancelled.is_set():
                 future.cancel()
-                raise TaskCancelledError(f"task {task.name!r} was abandoned because the run was cancelled")
+                raise TaskCancelledError(f"task {task.name!r} was abandoned because the run was cancelled",
+                                         task=task.name)
         return future.result()
 
     def _notify(self, method: str, *args: Any) -> None:

@@ -265,9 +265,10 @@ class Scheduler:
         sched = pipe.schedule
         if sched is None or sched.kind == "manual":
             return out
-        capacity = pipe.max_active_runs - self.store.active_runs(name) + len(out)
+        # Runs handed out again above are queued, so active_runs already counts them.
+        room = max(pipe.max_active_runs - self.store.active_runs(name), 0)
         if isinstance(sched, FileArrival):
-            return out + self._tick_files(pipe, now, capacity - len(out))
+            return out + self._tick_files(pipe, now, room)
         anchor = self._anchor.get(name)
         if anchor is None:
             last = self.store.last_scheduled(name, _TIMED)
@@ -282,7 +283,6 @@ class Scheduler:
         if missed:
             log.info("pipeline %s missed %d schedule tick(s); catchup=%s", name, missed, pipe.catchup)
             self._count("pipewarden_scheduler_missed_runs_total", name, n=missed)
-        room = max(capacity - len(out), 0)
         claim, wait = keep[:room], keep[room:]
         for t in claim:
             d = self._claim(pipe, t, trigger=sched.kind, now=now)
@@ -299,7 +299,7 @@ class Scheduler:
         trig = self._files[pipe.name]
         out: list[DueRun] = []
         for f in trig.poll(now.timestamp()):
-            if len(out) >= max(room, 0):
+            if len(out) >= room:
                 break  # over the concurrency limit: the file stays pending for the next tick
             key = f"{pipe.name}@file:{f.path}:{f.mtime_ns}:{f.size}"
             d = self._new_run(pipe, trigger="file", key=key, logical_date=now, scheduled_for=None,
@@ -315,17 +315,11 @@ class Scheduler:
 
     def _new_run(self, pipe: Pipeline, *, trigger: str, key: str | None, logical_date: dt.datetime,
                  scheduled_for: float | None, params: Mapping[str, Any], now: dt.datetime) -> DueRun | None:
-        from agent.runner import new_run_id
-
-        run_id = new_run_id(now.timestamp())
-        created = self.store.create_run(run_id=run_id, pipeline=pipe.name, trigger=trigger,
-                                        tasks=pipe.graph().order, params=dict(params), logical_date=logical_date,
-                                        version=pipe.version, target=pipe.target, idempotency_key=key,
-                                        scheduled_for=scheduled_for, now=now.timestamp())
-        if not created:
-            return None  # this tick was claimed before (a restart in the middle of a tick)
-        self._count("pipewarden_scheduler_triggers_total", pipe.name, trigger)
-        return DueRun(pipe.name, run_id, trigger, logical_date, dict(params), key)
+        d = _queue_run(self.store, pipe, trigger=trigger, key=key, logical_date=logical_date,
+                       scheduled_for=scheduled_for, params=params, now=now)
+        if d is not None:
+            self._count("pipewarden_scheduler_triggers_total", pipe.name, trigger)
+        return d
 
     def _count(self, metric: str, *labels: str, n: int = 1) -> None:
         tel = self.telemetry
@@ -382,14 +376,27 @@ def backfill_runs(store: RunStore, pipe: Pipeline, start: dt.datetime, end: dt.d
         key = tick_key(pipe.name, t)
         if rerun and store.has_key(key):
             key = f"{key}#rerun-{new_run_id(now.timestamp())}"
-        run_id = new_run_id(now.timestamp())
-        if store.create_run(run_id=run_id, pipeline=pipe.name, trigger="backfill", tasks=pipe.graph().order,
-                            logical_date=t, version=pipe.version, target=pipe.target, idempotency_key=key,
-                            scheduled_for=t.timestamp(), now=now.timestamp()):
+        d = _queue_run(store, pipe, trigger="backfill", key=key, logical_date=t, scheduled_for=t.timestamp(),
+                       params={}, now=now)
+        if d is not None:
             if count is not None:
                 count()
-            out.append(DueRun(pipe.name, run_id, "backfill", t, {}, key))
+            out.append(d)
     return out
+
+
+def _queue_run(store: RunStore, pipe: Pipeline, *, trigger: str, key: str | None, logical_date: dt.datetime,
+               scheduled_for: float | None, params: Mapping[str, Any], now: dt.datetime) -> DueRun | None:
+    """Record a QUEUED run of ``pipe``; None when ``key`` was claimed before (a restart mid-tick, a done date)."""
+    from agent.runner import new_run_id
+
+    run_id = new_run_id(now.timestamp())
+    if not store.create_run(run_id=run_id, pipeline=pipe.name, trigger=trigger, tasks=pipe.graph().order,
+                            params=dict(params), logical_date=logical_date, version=pipe.version,
+                            target=pipe.target, idempotency_key=key, scheduled_for=scheduled_for,
+                            now=now.timestamp()):
+        return None
+    return DueRun(pipe.name, run_id, trigger, logical_date, dict(params), key)
 
 
 def _aware(t: dt.datetime) -> dt.datetime:

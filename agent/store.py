@@ -25,14 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from agent.errors import StoreError
-from agent.history import RunRecord, RunState, TaskAttempt
+from agent.history import FAILED_RUN_STATES, RunRecord, RunState, TaskAttempt
 from agent.records import RunStatus
-
-if TYPE_CHECKING:
-    from checks.result import CheckResult
+from checks.result import CheckResult
 
 __all__ = ["RunStore", "SQLiteRunStore", "open_store", "pid_alive"]
 
@@ -110,6 +108,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
+_FAILED = tuple(sorted(s.value for s in FAILED_RUN_STATES))
 
 
 def pid_alive(pid: int, start: str | None = None) -> bool:
@@ -242,6 +241,14 @@ class RunStore(abc.ABC):
     def add_keys(self, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None: ...
 
     @abc.abstractmethod
+    def prune_keys(self, dataset: str, before: dt.datetime) -> int:
+        """Forget the key hashes of ``dataset`` first seen before ``before``; return how many hashes were dropped.
+
+        The check that stores keys (``unique_across_runs(retention_days=...)``) calls
+        this: its retention is the only one, the store keeps keys until told.
+        """
+
+    @abc.abstractmethod
     def row_count_history(self, dataset: str, limit: int) -> list[int]: ...
 
     @abc.abstractmethod
@@ -303,18 +310,16 @@ class SQLiteRunStore(RunStore):
     True
 
     ``timeout`` is how long a write waits for another process's lock before
-    :class:`~agent.errors.StoreError`; ``key_retention_days`` bounds the key
-    history of duplicate checks (keys first seen longer ago are forgotten).
+    :class:`~agent.errors.StoreError`. Key history is kept until
+    :meth:`prune_keys` (the duplicate check's retention) drops it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, synchronous: str = "NORMAL",
-                 key_retention_days: float = 90.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
         sync = synchronous.upper()
         if sync not in ("NORMAL", "FULL", "EXTRA"):
             raise StoreError(f"synchronous must be NORMAL, FULL or EXTRA — got {synchronous!r}", path=str(path))
         self.synchronous = sync
-        self.key_retention_days = key_retention_days
         self._lock = threading.RLock()
         self._keys: dict[str, tuple[int, Any]] = {}
         self._host = socket.gethostname()
@@ -438,8 +443,6 @@ class SQLiteRunStore(RunStore):
         checks: dict[int, list[CheckResult]] = {}
         for tr_id, result in self.conn.execute(
                 "SELECT task_run_id, result FROM check_results WHERE run_id=? ORDER BY id", (run_id,)):
-            from checks.result import CheckResult
-
             checks.setdefault(tr_id, []).append(CheckResult.from_dict(json.loads(result)))
         attempts = tuple(
             TaskAttempt(run_id=run_id, task=r[1], attempt=r[2], status=RunStatus(r[3]), started_at=r[4],
@@ -516,10 +519,11 @@ class SQLiteRunStore(RunStore):
 
     @_guarded
     def failing_since(self, pipeline: str) -> float | None:
+        marks = ",".join("?" * len(_FAILED))
         row = self.conn.execute(
-            "SELECT min(ended_at) FROM runs WHERE pipeline=? AND status IN ('failed', 'interrupted')"
+            f"SELECT min(ended_at) FROM runs WHERE pipeline=? AND status IN ({marks})"
             " AND ended_at > coalesce((SELECT max(ended_at) FROM runs WHERE pipeline=? AND status='success'), 0)",
-            (pipeline, pipeline)).fetchone()
+            (pipeline, *_FAILED, pipeline)).fetchone()
         return row[0]
 
     @_guarded
@@ -560,8 +564,8 @@ class SQLiteRunStore(RunStore):
             return
         conn.execute("BEGIN")
         try:
-            conn.execute(sql, args)
-            run_id, task = conn.execute("SELECT run_id, task FROM task_runs WHERE id=?", (task_run_id,)).fetchone()
+            # RETURNING names the row's run and task: no second query.
+            [(run_id, task)] = conn.execute(sql + " RETURNING run_id, task", args).fetchall()
             conn.executemany(
                 "INSERT INTO check_results (task_run_id, run_id, task, check_name, status, result)"
                 " VALUES (?,?,?,?,?,?)",
@@ -644,21 +648,22 @@ class SQLiteRunStore(RunStore):
         known = self._known_keys(dataset)
         if known.size and h.size:
             h = h[~_contains(known, h)]  # only keys never seen are stored: storage grows with distinct keys
-        ts = now.timestamp()
-        conn = self.conn
-        conn.execute("BEGIN")
-        try:
-            if h.size:
-                conn.execute("INSERT INTO key_sets (dataset, run_id, created_at, n, hashes) VALUES (?,?,?,?,?)",
-                             (dataset, run_id, ts, int(h.size), h.astype("<u8").tobytes()))
-            cutoff = ts - self.key_retention_days * 86400.0
-            pruned = conn.execute("DELETE FROM key_sets WHERE dataset=? AND created_at<?", (dataset, cutoff)).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        if pruned:
-            self._keys.pop(dataset, None)
+        if h.size:
+            self.conn.execute("INSERT INTO key_sets (dataset, run_id, created_at, n, hashes) VALUES (?,?,?,?,?)",
+                              (dataset, run_id, now.timestamp(), int(h.size), h.astype("<u8").tobytes()))
+
+    @_guarded
+    def prune_keys(self, dataset: str, before: dt.datetime) -> int:
+        """Delete the key hashes of ``dataset`` first seen before ``before``; returns the number of hashes dropped.
+
+        Each key is stored once, in the blob of the run that first saw it, so
+        a key seen again since is still forgotten when its first sighting is old.
+        """
+        rows = self.conn.execute("DELETE FROM key_sets WHERE dataset=? AND created_at<? RETURNING n",
+                                 (dataset, before.timestamp())).fetchall()
+        if rows:
+            self._keys.pop(dataset, None)  # the cached array still holds the dropped keys
+        return sum(n for (n,) in rows)
 
     @_guarded
     def row_count_history(self, dataset: str, limit: int) -> list[int]:

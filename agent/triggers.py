@@ -97,10 +97,6 @@ class FileTrigger:
             self._observer.join(timeout=5)
             self._observer = None
 
-    @property
-    def watching(self) -> bool:
-        return self._observer is not None
-
     def _event(self, path: str) -> None:
         if self._matches(path):
             with self._events_lock:
@@ -174,5 +170,4 @@ class FileTrigger:
             return False
         text = rel.as_posix()
         # "**/" also matches no directory at all, as in glob.
-        return any(fnmatch.fnmatch(text, p) for p in self._patterns) or (
-            not self.recursive and fnmatch.fnmatch(rel.name, self.pattern))
+        return any(fnmatch.fnmatch(text, p) for p in self._patterns)

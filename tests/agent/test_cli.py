@@ -197,10 +197,38 @@ def test_backfill_runs_each_logical_date_once(home: Path, tmp_path: Path) -> Non
     assert daily.exit_code == 0 and len(store.list_runs()) == 5
 
 
-def test_run_with_the_process_executor(home: Path) -> None:
-    """--executor processes runs the pipeline in worker processes."""
-    res = invoke(home, "run", str(REPO / "examples" / "pipelines" / "one_task.py"), "--executor", "processes")
+def test_run_with_the_process_executor(home: Path, tmp_path: Path) -> None:
+    """--executor processes runs the task functions in worker processes, not in the CLI's process."""
+    pid_file = tmp_path / "pid"
+    path = write(tmp_path, "where.py", f"""
+        import os
+        from agent.pipeline import Pipeline
+        pipe = Pipeline("where")
+
+        @pipe.task
+        def record_pid() -> None:
+            with open({str(pid_file)!r}, "w") as f:
+                f.write(str(os.getpid()))
+    """)
+    res = invoke(home, "run", str(path), "--executor", "processes", "--no-progress")
     assert res.exit_code == 0, res.output
+    assert int(pid_file.read_text()) != os.getpid()
+    threads = invoke(home, "run", str(path), "--no-progress")  # the check itself tells the two apart
+    assert threads.exit_code == 0 and int(pid_file.read_text()) == os.getpid()
+
+
+def test_resume_of_a_successful_run_needs_no_pipeline_file(home: Path, tmp_path: Path) -> None:
+    """`runs resume` of a run that succeeded exits 0 at once, even when its file is gone."""
+    path = write(tmp_path, "gone.py", """
+        from agent.pipeline import Pipeline
+        pipe = Pipeline("gone")
+        pipe.task(name="t")(lambda: None)
+    """)
+    res = invoke(home, "run", str(path), "--json", "--no-progress")
+    assert res.exit_code == 0, res.output
+    path.unlink()
+    again = invoke(home, "runs", "resume", json.loads(res.output)["run_id"], "--no-progress")
+    assert again.exit_code == 0 and "already succeeded" in again.output
 
 
 def test_python_dash_m_agent_run_as_a_process(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from agent.errors import CycleError, DecorationError, DuplicateTaskError, UnknownDependencyError
@@ -155,3 +157,42 @@ def test_task_named_like_a_run_parameter_is_refused() -> None:
     pipe = Pipeline("p")
     with pytest.raises(DecorationError, match="run parameter"):
         pipe.task(name="path")(lambda: None)
+
+
+def _fn(name: str, params: tuple[str, ...]) -> Any:
+    ns: dict[str, Any] = {}
+    exec(f"def {name}({', '.join(params)}): return None", ns)
+    return ns[name]
+
+
+@pytest.mark.parametrize("tasks, cycle", [
+    ([("a", ("a",), ())], ["a", "a"]),
+    ([("a", ("b",), ()), ("b", ("a",), ())], ["a", "b", "a"]),
+    ([("a", ("c",), ()), ("b", ("a",), ()), ("c", ("b",), ())], ["a", "c", "b", "a"]),
+    ([("x", (), ()), ("a", ("x",), ("c",)), ("b", ("a",), ()), ("c", ("b",), ())], ["a", "c", "b", "a"]),
+    ([("a", (), ()), ("b", ("a",), ()), ("c", ("b", "d"), ()), ("d", ("c",), ())], ["c", "d", "c"]),
+])
+def test_the_task_closing_a_cycle_is_refused_with_the_cycle(tasks: list[tuple[str, tuple[str, ...], tuple[str, ...]]],
+                                                            cycle: list[str]) -> None:
+    """The last task, closing a cycle (by parameter or depends_on), raises CycleError with the path; others register."""
+    pipe = Pipeline("p")
+    *fine, (name, params, deps) = tasks
+    for n, p, d in fine:
+        pipe.task(depends_on=list(d))(_fn(n, p))
+    with pytest.raises(CycleError) as err:
+        pipe.task(depends_on=list(deps))(_fn(name, params))
+    assert err.value.cycle == cycle
+    assert name not in pipe.tasks and f"task {name!r} closes a cycle" in str(err.value)
+
+
+def test_many_tasks_in_any_declaration_order_build_the_same_graph() -> None:
+    """A 500-task chain declared forwards or backwards (forward references) gives the same order."""
+    def build(names: list[str]) -> tuple[str, ...]:
+        pipe = Pipeline("chain")
+        for n in names:
+            i = int(n[1:])
+            pipe.task(_fn(n, (f"t{i - 1}",) if i else ()))
+        return pipe.graph().order
+
+    names = [f"t{i}" for i in range(500)]
+    assert build(names) == build(names[::-1]) == tuple(names)

@@ -63,3 +63,17 @@ def test_version_is_the_commit_when_clean_else_a_source_hash(tmp_path: Path) -> 
     f.write_text("print('v2')\n")
     modified = source_version(f)
     assert modified not in (commit, untracked) and len(modified) == 12
+
+
+def test_task_sources_are_read_only_for_a_pipeline_without_a_file(tmp_path: Path) -> None:
+    """The version hashes the tasks' source text only when there is no file to version."""
+    calls: list[int] = []
+
+    def text() -> str:
+        calls.append(1)
+        return "def t(): ..."
+
+    f = tmp_path / "p.py"
+    f.write_text("x = 1\n")
+    assert source_version(f, fallback=text) == source_version(f) and calls == []
+    assert source_version(None, fallback=text) == source_version(None, fallback="def t(): ...") and calls == [1]

@@ -47,17 +47,23 @@ def test_a_broken_observer_does_not_break_the_run(run_opts: dict[str, Any]) -> N
     assert _record(run_opts, Broken()).task_state("extract") is RunStatus.SUCCESS
 
 
-def test_live_progress_and_summary_render(run_opts: dict[str, Any]) -> None:
-    """The live table and the summary table show each task with its state and error."""
+def _text(renderable: Any) -> str:
     out = io.StringIO()
-    console = Console(file=out, width=120, force_terminal=False)
-    with LiveProgress(console) as live:
+    Console(file=out, width=120, force_terminal=False).print(renderable)
+    return out.getvalue()
+
+
+def test_live_progress_and_summary_render(run_opts: dict[str, Any]) -> None:
+    """The live table and the summary table each show every task with its state and error."""
+    with LiveProgress(Console(file=io.StringIO(), width=120, force_terminal=False)) as live:
         rec = _record(run_opts, live)
         table = live._render()
-    console.print(table)
-    console.print(render_summary(rec))
-    text = out.getvalue()
-    assert "boom" in text and "ZeroDivisionError" in text and "upstream_failed" in text
+    for text in (_text(table), _text(render_summary(rec))):
+        cells = [line.replace("│", " ").split() for line in text.splitlines()]
+        rows = {c[0]: " ".join(c) for c in cells if c}
+        assert rows["extract"].startswith("extract success ")
+        assert rows["boom"].startswith("boom failed ") and "ZeroDivisionError" in rows["boom"]
+        assert rows["after"].startswith("after upstream_failed ")
     plain = summary_text(rec)
     assert plain.splitlines()[0].startswith(f"shown run {rec.run_id}: failed")
 
@@ -73,3 +79,21 @@ def test_live_table_is_gone_before_the_summary_is_printed(run_opts: dict[str, An
         console.print("SUMMARY")           # what the CLI prints next lands after the erased table
     text = out.getvalue()
     assert text.rstrip().endswith("SUMMARY")
+
+
+def test_live_table_shows_during_every_run_of_one_display(run_opts: dict[str, Any]) -> None:
+    """One display over several runs (a backfill) is live during each run and erased after each."""
+    shown: list[bool] = []
+
+    class Watching(LiveProgress):
+        def task_started(self, task: str, attempt: int) -> None:
+            shown.append(self._live is not None and self._live.is_started)
+            super().task_started(task, attempt)
+
+    console = Console(file=io.StringIO(), width=120, force_terminal=True)
+    with Watching(console) as live:
+        for _ in range(3):
+            _record(run_opts, live)
+            assert live._live is None
+    assert shown == [True, True] * 3  # extract and boom start in each run
+    assert live._live is None

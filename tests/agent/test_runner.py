@@ -556,3 +556,65 @@ def test_a_store_failing_mid_run_ends_the_run_with_store_error(run_opts: dict[st
     pipe.task(name="b", depends_on=["a"])(lambda: None)
     with pytest.raises(StoreError, match="closed"):
         pipe.run(**run_opts)
+
+
+def test_a_store_failing_once_while_recording_stopped_tasks_does_not_hang_the_run(tmp_path: Any, tel: Any,
+                                                                                    sleeps: Any) -> None:
+    """When recording the tasks a failure stops raises StoreError once, the run still ends, failed."""
+    from agent.errors import StoreError
+    from agent.store import SQLiteRunStore
+
+    class FailsOnce(SQLiteRunStore):
+        failures = 0
+
+        def record_task_states(self, run_id: str, states: Any, *, now: float) -> None:
+            if not self.failures:
+                self.failures += 1
+                raise StoreError("disk I/O error", path=str(self.path))
+            super().record_task_states(run_id, states, now=now)
+
+    store = FailsOnce(tmp_path / "pw.db")
+    pipe = Pipeline("store_hiccup")
+    pipe.task(name="boom")(lambda: 1 / 0)
+    pipe.task(name="after", depends_on=["boom"])(lambda: None)
+    done: dict[str, Any] = {}
+    # In a thread so that a run which never ends fails this test instead of hanging the suite.
+    t = threading.Thread(target=lambda: done.setdefault("rec", pipe.run(store=store, telemetry=tel, sleep=sleeps)),
+                         daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "pipe.run() never returned"
+    assert store.failures == 1
+    assert done["rec"].status is RunState.FAILED and done["rec"].task_state("boom") is not None
+    store.close()
+
+
+def test_rows_in_is_the_sum_of_table_inputs_counted_once(run_opts: dict[str, Any],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """rows_in adds the rows of each DataFrame input, each counted once; other inputs do not count."""
+    import agent.runner
+
+    counted: list[int] = []
+    real = agent.runner.rows_of
+
+    def counting(x: Any) -> int | None:
+        n = real(x)
+        if n is not None:
+            counted.append(n)
+        return n
+
+    monkeypatch.setattr(agent.runner, "rows_of", counting)
+    pipe = Pipeline("rows")
+    pipe.task(name="left")(lambda: pd.DataFrame({"a": range(3)}))
+    pipe.task(name="right")(lambda: pd.DataFrame({"a": range(4)}))
+    pipe.task(name="n")(lambda: 7)
+
+    @pipe.task
+    def joined(left: pd.DataFrame, right: pd.DataFrame, n: int) -> pd.DataFrame:
+        return pd.concat([left, right]).head(n - 2)
+
+    rec = pipe.run(**run_opts)
+    latest = rec.latest()["joined"]
+    assert (latest.rows_in, latest.rows_out) == (7, 5)
+    # outputs: left 3, right 4, joined 5; inputs of joined: 3 and 4 — one count each
+    assert sorted(counted) == [3, 3, 4, 4, 5]

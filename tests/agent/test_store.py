@@ -171,15 +171,42 @@ def test_seen_keys_over_millions_of_keys(store: SQLiteRunStore) -> None:
     assert not store.seen_keys("customers", probe[:10]).any()
 
 
-def test_key_history_is_pruned_after_retention(tmp_path: Path) -> None:
-    """Keys first seen longer ago than the retention are forgotten."""
-    s = SQLiteRunStore(tmp_path / "pw.db", key_retention_days=30)
-    old = np.array([1, 2, 3], dtype=np.uint64)
-    s.add_keys("d", old, run_id="r1", now=NOW)
-    s.add_keys("d", np.array([9], dtype=np.uint64), run_id="r2", now=NOW + dt.timedelta(days=31))
-    assert s.seen_keys("d", old).tolist() == [False, False, False]
-    assert s.seen_keys("d", np.array([9], dtype=np.uint64)).tolist() == [True]
-    s.close()
+def test_prune_keys_forgets_keys_first_seen_before_the_cutoff(store: SQLiteRunStore) -> None:
+    """prune_keys drops a dataset's keys first seen before `before` and counts them; newer keys stay."""
+    old, new = np.array([1, 2, 3], dtype=np.uint64), np.array([9], dtype=np.uint64)
+    store.add_keys("d", old, run_id="r1", now=NOW)
+    store.add_keys("d", np.array([3, 9], dtype=np.uint64), run_id="r2", now=NOW + dt.timedelta(days=31))
+    store.add_keys("other", old, run_id="r1", now=NOW)
+    assert store.seen_keys("d", old).all()  # cached before the prune: the prune must drop the cache too
+    assert store.prune_keys("d", before=NOW + dt.timedelta(days=1)) == 3
+    assert store.seen_keys("d", old).tolist() == [False, False, False]  # 3 was first seen in r1
+    assert store.seen_keys("d", new).tolist() == [True]
+    assert store.seen_keys("other", old).all()
+    assert store.prune_keys("d", before=NOW + dt.timedelta(days=1)) == 0
+
+
+def test_the_store_keeps_keys_until_told_to_prune(store: SQLiteRunStore) -> None:
+    """Adding keys never drops old ones: the duplicate check's retention is the only one."""
+    old = np.array([1, 2], dtype=np.uint64)
+    store.add_keys("d", old, run_id="r1", now=NOW)
+    store.add_keys("d", np.array([9], dtype=np.uint64), run_id="r2", now=NOW + dt.timedelta(days=3650))
+    assert store.seen_keys("d", old).all()
+
+
+def test_unique_across_runs_retention_prunes_the_run_store(store: SQLiteRunStore) -> None:
+    """unique_across_runs(retention_days=N) makes the store forget keys older than N days."""
+    import pandas as pd
+
+    from checks import unique_across_runs
+    from checks.base import CheckContext
+
+    check = unique_across_runs("id", dataset="orders", retention_days=7)
+    frame = pd.DataFrame({"id": [1, 2]})
+    check(frame, CheckContext(store=store, run_id="r1", now=NOW))
+    again = check(frame, CheckContext(store=store, run_id="r2", now=NOW + dt.timedelta(days=1)))
+    assert again[0].observed == 2.0
+    later = check(frame, CheckContext(store=store, run_id="r3", now=NOW + dt.timedelta(days=8)))
+    assert later[0].observed == 0.0
 
 
 def _finished(store: SQLiteRunStore, run_id: str, status: RunState, end: float, version: str = "v1") -> None:
@@ -222,6 +249,15 @@ def test_list_and_get_runs(store: SQLiteRunStore) -> None:
     assert [r.run_id for r in store.list_runs(status="failed")] == ["r1"]
     assert store.list_runs(pipeline="other") == []
     assert store.get_run("nope") is None
+    check = CheckResult("min_rows", Kind.VOLUME, Status.FAIL, observed=2.0, threshold=10.0, column="id")
+    tid = store.start_task("r1", "load", 1, now=100.5)
+    store.finish_task(tid, RunStatus.FAILED, now=101.0, rows_in=5, rows_out=2, error="too few", checks=[check])
+    [attempt] = store.get_run("r1").attempts
+    assert (attempt.task, attempt.attempt, attempt.status, attempt.rows_in, attempt.rows_out, attempt.error) == \
+        ("load", 1, RunStatus.FAILED, 5, 2, "too few")
+    assert attempt.duration == pytest.approx(0.5)
+    assert attempt.checks == (check,)
+    assert store.get_run("r1").check_results == [check]
 
 
 def test_closed_store_raises_store_error(tmp_path: Path) -> None:
