@@ -25,6 +25,8 @@ __all__ = [
     "UnknownDependencyError",
     "get_telemetry",
     "monitor",
+    "resume",
+    "run",
     "set_telemetry",
 ]
 
@@ -35,6 +37,8 @@ _WHERE = {
     "set_telemetry": "agent.telemetry",
     "RunStatus": "agent.records",
     "Pipeline": "agent.pipeline",
+    "run": "agent.runner",
+    "resume": "agent.runner",
     "RunStore": "agent.store",
     **{name: "agent.errors" for name in (
         "CheckFailedError", "ConfigError", "CycleError", "DecorationError", "DuplicateTaskError",
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
     from agent.monitor import monitor
     from agent.pipeline import Pipeline
     from agent.records import RunStatus
+    from agent.runner import resume, run
     from agent.store import RunStore
     from agent.telemetry import Telemetry, get_telemetry, set_telemetry
 

@@ -197,7 +197,7 @@ def _report(record: Any, as_json: bool) -> None:
     if as_json:
         import json
 
-        from agent.history import record_to_dict
+        from agent.records import record_to_dict
 
         click.echo(json.dumps(record_to_dict(record), indent=2, default=str))
     else:
@@ -229,7 +229,7 @@ def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: boo
     if as_json:
         import json
 
-        from agent.history import record_to_dict
+        from agent.records import record_to_dict
 
         click.echo(json.dumps([record_to_dict(r) for r in rows], indent=2, default=str))
         return
@@ -346,7 +346,8 @@ def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, 
 
     from agent.errors import ConfigError, PipewardenError
     from agent.loader import load_pipeline
-    from agent.schedule import Interval, backfill_runs, parse_schedule
+    from agent.scheduler import backfill_runs
+    from agent.schedules import Interval, parse_schedule
 
     try:
         pipe = load_pipeline(target)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.history import FAILED_RUN_STATES, RunRecord, RunState
+from agent.records import FAILURES, RunRecord, RunStatus
 from agent.store import RunStore
 
 __all__ = ["Change", "change_failure_rate", "changes", "mean_time_to_recovery", "recovery_times", "success_rate"]
@@ -28,7 +28,7 @@ class Change:
 
 
 def _history(store: RunStore, pipeline: str, last: int | None) -> list[RunRecord]:
-    return [r for r in store.pipeline_history(pipeline, limit=last) if r.status is not RunState.CANCELLED]
+    return [r for r in store.pipeline_history(pipeline, limit=last) if r.status is not RunStatus.CANCELLED]
 
 
 def success_rate(store: RunStore, pipeline: str, *, last: int | None = None) -> float | None:
@@ -36,7 +36,7 @@ def success_rate(store: RunStore, pipeline: str, *, last: int | None = None) -> 
     runs = _history(store, pipeline, last)
     if not runs:
         return None
-    return sum(r.status is RunState.SUCCESS for r in runs) / len(runs)
+    return sum(r.status is RunStatus.SUCCESS for r in runs) / len(runs)
 
 
 def recovery_times(store: RunStore, pipeline: str, *, last: int | None = None) -> list[float]:
@@ -51,10 +51,10 @@ def _recoveries(runs: Sequence[RunRecord]) -> list[float]:
         end = r.ended_at if r.ended_at is not None else r.created_at
         if end is None:
             continue
-        if r.status in FAILED_RUN_STATES:
+        if r.status in FAILURES:
             if failing_since is None:
                 failing_since = end
-        elif r.status is RunState.SUCCESS and failing_since is not None:
+        elif r.status is RunStatus.SUCCESS and failing_since is not None:
             out.append(max(0.0, end - failing_since))
             failing_since = None
     return out
@@ -72,7 +72,7 @@ def changes(store: RunStore, pipeline: str, *, last: int | None = None) -> list[
     previous: str | None = None
     for r in _history(store, pipeline, last):
         if r.version != previous:
-            out.append(Change(r.version, r.run_id, r.status in FAILED_RUN_STATES))
+            out.append(Change(r.version, r.run_id, r.status in FAILURES))
         previous = r.version
     return out
 

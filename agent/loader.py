@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import subprocess
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from agent.errors import ConfigError
 from agent.executors import LOADED_PREFIX
 from agent.pipeline import Pipeline
 
-__all__ = ["load_pipeline", "load_pipelines", "source_version", "split_target"]
+__all__ = ["load_pipeline", "load_pipelines", "split_target"]
 
 
 def split_target(target: str) -> tuple[Path, str | None]:
@@ -85,35 +83,6 @@ def load_pipeline(target: str) -> Pipeline:
         pipe = pipelines[name]
     pipe.graph()
     return pipe
-
-
-def source_version(path: str | os.PathLike[str] | None, *, fallback: str | Callable[[], str] = "") -> str:
-    """The last git commit of ``path`` when it is tracked and unmodified, else a short sha256 of its text.
-
-    Without a file, a sha256 of ``fallback`` (text, or a function giving it: called only then).
-    """
-    if path is None or not os.path.isfile(path):
-        text = fallback() if callable(fallback) else fallback
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-    file = Path(path)
-    data = file.read_bytes()
-    commit = _git_commit(file)
-    return commit or hashlib.sha256(data).hexdigest()[:12]
-
-
-def _git_commit(file: Path) -> str | None:
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-    try:
-        status = subprocess.run(["git", "status", "--porcelain", "--", file.name], cwd=file.parent,
-                                capture_output=True, text=True, timeout=5, env=env)
-        if status.returncode != 0 or status.stdout.strip():
-            return None  # not a repository, or the file is modified / untracked
-        log = subprocess.run(["git", "log", "-1", "--format=%h", "--abbrev=12", "--", file.name], cwd=file.parent,
-                             capture_output=True, text=True, timeout=5, env=env)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = log.stdout.strip()
-    return commit if log.returncode == 0 and commit else None
 
 
 def _identifier(stem: str) -> str:

@@ -14,15 +14,12 @@ import sys
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
-from agent.errors import ConfigError, DecorationError, DuplicateTaskError, UnknownDependencyError
+from agent.errors import ConfigError, CycleError, DecorationError, DuplicateTaskError, UnknownDependencyError
 from agent.graph import Graph, find_cycle
 from agent.retry import RetryCondition, RetryPolicy
-
-if TYPE_CHECKING:
-    from agent.history import RunRecord
-    from agent.schedule import Schedule
+from agent.schedules import Schedule, parse_schedule
 
 __all__ = ["RUN_PARAMETERS", "Pipeline", "Task"]
 
@@ -72,8 +69,8 @@ class Pipeline:
     ('extract', 'total')
 
     ``schedule`` is a cron expression (``"*/15 * * * *"``, evaluated in
-    ``timezone``), ``"every 10m"``, or an :mod:`agent.schedule` object (for
-    file arrival, :class:`~agent.schedule.FileArrival`). ``params`` declares
+    ``timezone``), ``"every 10m"``, or an :mod:`agent.schedules` object (for
+    file arrival, :class:`~agent.schedules.FileArrival`). ``params`` declares
     user run parameters with their defaults. ``catchup`` is the most missed
     schedule ticks run after downtime (1: skip to the latest; None: all).
     ``max_active_runs`` bounds concurrent runs of this pipeline.
@@ -113,8 +110,6 @@ class Pipeline:
         self.source: str | None = str(Path(src).resolve()) if src else None
         self.schedule: Schedule | None = None
         if schedule is not None:
-            from agent.schedule import parse_schedule
-
             self.schedule = parse_schedule(schedule, timezone=timezone, where=f"Pipeline {name!r}")
 
     def __repr__(self) -> str:
@@ -129,7 +124,7 @@ class Pipeline:
     def version(self) -> str:
         """Git commit of the declaring file when committed and clean, else a short sha256 of its source."""
         if self._version is None:
-            from agent.loader import source_version
+            from agent.versions import source_version
 
             self._version = source_version(self.source, fallback=self._fallback_source)
         return self._version
@@ -206,8 +201,6 @@ class Pipeline:
             names = {*self.tasks, task.name}
             if self._closes_cycle(task, names):
                 cycle = find_cycle({t.name: t.dependencies(names) for t in (*self.tasks.values(), task)})
-                from agent.errors import CycleError
-
                 raise CycleError(f"task {task.name!r} closes a cycle in pipeline {self.name!r} "
                                  f"(each depends on the next): {' -> '.join(cycle)}", cycle=cycle)
         self.tasks[task.name] = task
@@ -257,35 +250,6 @@ class Pipeline:
                     f"({', '.join(names)}) nor a run parameter ({', '.join(sorted(known))}); {fix}"
                     "give it a default, or declare it with Pipeline(params={...})", task=t.name, dependency=p)
         return Graph({t.name: t.dependencies(self.tasks) for t in self.tasks.values()}, pipeline=self.name)
-
-    # --- running ------------------------------------------------------------------------
-
-    def run(self, params: Mapping[str, Any] | None = None, **options: Any) -> RunRecord:
-        """Run every task once, in dependency order; returns the run record (never raises for task failures).
-
-        Options are those of :class:`agent.runner.Runner` (``executor``, ``store``,
-        ``telemetry``, ``max_workers``, ``logical_date``, ``trigger``, ``run_id``,
-        ``observer``, ``sleep``, ``clock``, ``cancel``).
-        """
-        from agent.runner import Runner
-
-        runner_opts, run_opts = _split_options(options)
-        return Runner(**runner_opts).run(self, params=params, **run_opts)
-
-    def resume(self, run_id: str, **options: Any) -> RunRecord:
-        """Run again the tasks of run ``run_id`` that did not succeed (see :meth:`agent.runner.Runner.resume`)."""
-        from agent.runner import Runner
-
-        runner_opts, run_opts = _split_options(options)
-        return Runner(**runner_opts).resume(self, run_id, **run_opts)
-
-
-_RUN_OPTIONS = frozenset({"logical_date", "trigger", "run_id", "cancel"})
-
-
-def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    run_opts = {k: v for k, v in options.items() if k in _RUN_OPTIONS}
-    return {k: v for k, v in options.items() if k not in _RUN_OPTIONS}, run_opts
 
 
 def _dependency_names(depends_on: Any) -> tuple[str, ...]:

@@ -13,8 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from agent.history import RunRecord
-from agent.records import RunStatus
+from agent.records import RunRecord, RunStatus
 
 __all__ = ["LiveProgress", "RunObserver", "render_summary", "summary_text"]
 
@@ -52,7 +51,7 @@ class LiveProgress(RunObserver):
     >>> pipe = Pipeline("doc")
     >>> _ = pipe.task(name="one")(lambda: 1)
     >>> with LiveProgress() as live:                        # doctest: +SKIP
-    ...     record = pipe.run(observer=live)
+    ...     record = run(pipe, observer=live)
 
     The table is erased when a run finishes (so a summary printed next stays
     clean) and shown again when the next run starts inside the same block.

@@ -19,7 +19,6 @@ import datetime as dt
 import logging
 import os
 import random
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -38,21 +37,40 @@ from agent.executors import (
     run_in_child,
     timed,
 )
-from agent.history import RunRecord, RunState
 from agent.pipeline import Pipeline, Task
 from agent.progress import RunObserver
-from agent.records import RunStatus
+from agent.records import RunRecord, RunStatus, new_run_id
 from agent.store import RunStore, SQLiteRunStore
 from agent.telemetry import rows_of
 
-__all__ = ["Runner", "new_run_id", "recover_interrupted", "run_values"]
+__all__ = ["Runner", "recover_interrupted", "resume", "run", "run_values"]
 
 log = logging.getLogger("pipewarden.runner")
 
-def new_run_id(now: float | None = None) -> str:
-    """A sortable, unique run id: ``20250101T120000-1a2b3c``."""
-    t = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
-    return f"{t:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+_RUN_OPTIONS = frozenset({"logical_date", "trigger", "run_id", "cancel"})
+
+
+def run(pipeline: Pipeline, params: Mapping[str, Any] | None = None, **options: Any) -> RunRecord:
+    """Run every task of ``pipeline`` once, in dependency order; returns the run record.
+
+    Task failures do not raise: read ``record.status``. Options are those of
+    :class:`Runner` (``executor``, ``store``, ``telemetry``, ``max_workers``,
+    ``sleep``, ``clock``, ``home``) and of :meth:`Runner.run` (``logical_date``,
+    ``trigger``, ``run_id``, ``cancel``).
+    """
+    runner_opts, run_opts = _split_options(options)
+    return Runner(**runner_opts).run(pipeline, params=params, **run_opts)
+
+
+def resume(pipeline: Pipeline, run_id: str, **options: Any) -> RunRecord:
+    """Run again the tasks of run ``run_id`` that did not succeed (see :meth:`Runner.resume`)."""
+    runner_opts, run_opts = _split_options(options)
+    return Runner(**runner_opts).resume(pipeline, run_id, **run_opts)
+
+
+def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    run_opts = {k: v for k, v in options.items() if k in _RUN_OPTIONS}
+    return {k: v for k, v in options.items() if k not in _RUN_OPTIONS}, run_opts
 
 
 def run_values(pipeline: Pipeline, params: Mapping[str, Any] | None, *, run_id: str, trigger: str,
@@ -159,7 +177,7 @@ class Runner:
     >>> import tempfile; from agent.store import SQLiteRunStore
     >>> store = SQLiteRunStore(tempfile.mkdtemp() + "/p.db")
     >>> Runner(store=store).run(pipe).status                 # doctest: +SKIP
-    <RunState.SUCCESS: 'success'>
+    <RunStatus.SUCCESS: 'success'>
 
     ``executor``: a :mod:`agent.executors` executor (threads by default).
     ``store``: a :class:`~agent.store.RunStore` (default: SQLite in ``home``).
@@ -206,7 +224,7 @@ class Runner:
             if existing is not None:
                 if existing.pipeline != pipeline.name:
                     raise ConfigError(f"run {run_id} is a run of pipeline {existing.pipeline!r}, not {pipeline.name!r}")
-                if existing.status is not RunState.QUEUED:
+                if existing.status is not RunStatus.QUEUED:
                     raise ConfigError(f"run {run_id} is already {existing.status}; resume it with "
                                       f"`pipewarden runs resume {run_id}`")
                 params = {**existing.params, **(params or {})}
@@ -244,10 +262,10 @@ class Runner:
                 raise ConfigError(f"there is no run {run_id!r} in the run store; `pipewarden runs list` shows them")
             if rec.pipeline != pipeline.name:
                 raise ConfigError(f"run {run_id} is a run of pipeline {rec.pipeline!r}, not {pipeline.name!r}")
-            if rec.status is RunState.RUNNING:
+            if rec.status is RunStatus.RUNNING:
                 raise ConfigError(f"run {run_id} is still running (pid {rec.owner_pid} on {rec.owner_host}); "
                                   "wait for it, or stop that process first")
-            if rec.status is RunState.SUCCESS:
+            if rec.status is RunStatus.SUCCESS:
                 return rec
             latest = rec.latest()
             kept = {t: a for t, a in latest.items() if t in graph and a.status is RunStatus.SUCCESS}
@@ -422,18 +440,18 @@ class _Job:
         for t in left:
             self.tel.record_task_state(self.name, t, "cancelled", reason="the run was interrupted", run_id=self.run_id)
 
-    def _outcome(self) -> tuple[RunState, str | None]:
+    def _outcome(self) -> tuple[RunStatus, str | None]:
         if self.cancelled.is_set() and any(s is RunStatus.CANCELLED for s in self.states.values()):
-            return RunState.CANCELLED, "the run was cancelled"
+            return RunStatus.CANCELLED, "the run was cancelled"
         bad = {t: s for t, s in self.states.items() if s is not RunStatus.SUCCESS}
         if not bad and len(self.states) == len(self.to_run):
-            return RunState.SUCCESS, None
+            return RunStatus.SUCCESS, None
         first = [t for t in self.to_run if t in bad and bad[t] in (RunStatus.FAILED, RunStatus.TIMED_OUT)]
         parts = [f"{t} {bad[t]}: {self.errors.get(t, '')}".rstrip(": ") for t in first[:3]]
         more = len(bad) - len(parts)
         if more:
             parts.append(f"{more} more not successful")
-        return RunState.FAILED, "; ".join(parts) or "not every task succeeded"
+        return RunStatus.FAILED, "; ".join(parts) or "not every task succeeded"
 
     # --- scheduling --------------------------------------------------------------------------
 

@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from agent.errors import StoreError
-from agent.history import FAILED_RUN_STATES, RunRecord, RunState, TaskAttempt
-from agent.records import RunStatus
+from agent.records import FAILURES, RunRecord, RunStatus, TaskAttempt
 from checks.result import CheckResult
 
 __all__ = ["RunStore", "SQLiteRunStore", "open_store", "pid_alive"]
@@ -107,8 +106,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
-_FAILED = tuple(sorted(s.value for s in FAILED_RUN_STATES))
+_ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+_FAILED = tuple(sorted(s.value for s in FAILURES))
 
 
 def pid_alive(pid: int, start: str | None = None) -> bool:
@@ -148,7 +147,7 @@ class RunStore(abc.ABC):
     def create_run(self, *, run_id: str, pipeline: str, trigger: str, tasks: Sequence[str] = (),
                    params: Mapping[str, Any] | None = None, logical_date: dt.datetime | None = None,
                    version: str = "", target: str | None = None, idempotency_key: str | None = None,
-                   scheduled_for: float | None = None, status: RunState = RunState.QUEUED,
+                   scheduled_for: float | None = None, status: RunStatus = RunStatus.QUEUED,
                    now: float | None = None) -> bool:
         """Record a new run; False (and nothing written) when ``idempotency_key`` was already used."""
 
@@ -158,7 +157,7 @@ class RunStore(abc.ABC):
         """Mark a run RUNNING and owned by this process."""
 
     @abc.abstractmethod
-    def finish_run(self, run_id: str, status: RunState, *, now: float, error: str | None = None) -> None: ...
+    def finish_run(self, run_id: str, status: RunStatus, *, now: float, error: str | None = None) -> None: ...
 
     @abc.abstractmethod
     def renew_lease(self, run_id: str, lease_until: float) -> None: ...
@@ -399,7 +398,7 @@ class SQLiteRunStore(RunStore):
     def create_run(self, *, run_id: str, pipeline: str, trigger: str, tasks: Sequence[str] = (),
                    params: Mapping[str, Any] | None = None, logical_date: dt.datetime | None = None,
                    version: str = "", target: str | None = None, idempotency_key: str | None = None,
-                   scheduled_for: float | None = None, status: RunState = RunState.QUEUED,
+                   scheduled_for: float | None = None, status: RunStatus = RunStatus.QUEUED,
                    now: float | None = None) -> bool:
         try:
             self.conn.execute(
@@ -427,7 +426,7 @@ class SQLiteRunStore(RunStore):
             raise StoreError(f"run {run_id!r} is not in the run store {self.path}", path=str(self.path))
 
     @_guarded
-    def finish_run(self, run_id: str, status: RunState, *, now: float, error: str | None = None) -> None:
+    def finish_run(self, run_id: str, status: RunStatus, *, now: float, error: str | None = None) -> None:
         self.conn.execute("UPDATE runs SET status=?, ended_at=?, error=?, lease_until=NULL WHERE run_id=?",
                           (str(status), now, error, run_id))
 
@@ -702,7 +701,7 @@ _RUN_COLUMNS = ("run_id, pipeline, status, trigger, version, params, logical_dat
 
 
 def _run_record(r: Sequence[Any], attempts: tuple[TaskAttempt, ...]) -> RunRecord:
-    return RunRecord(run_id=r[0], pipeline=r[1], status=RunState(r[2]), trigger=r[3], version=r[4],
+    return RunRecord(run_id=r[0], pipeline=r[1], status=RunStatus(r[2]), trigger=r[3], version=r[4],
                      params=json.loads(r[5]), logical_date=dt.datetime.fromisoformat(r[6]) if r[6] else None,
                      target=r[7], tasks=tuple(json.loads(r[8])), idempotency_key=r[9], created_at=r[10],
                      started_at=r[11], ended_at=r[12], owner_pid=r[13], owner_host=r[14], error=r[15],

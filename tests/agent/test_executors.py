@@ -13,6 +13,7 @@ import pytest
 from agent.errors import ConfigError
 from agent.executors import DaskExecutor, Executor, ProcessExecutor, ThreadExecutor, get_executor, run_in_child
 from agent.pipeline import Pipeline
+from agent.runner import run
 from checks.result import CheckResult, Kind, Status
 
 BURN = 0.05  # CPU seconds task `busy` spends wherever it runs
@@ -73,9 +74,9 @@ def _cpu(run_opts: dict[str, Any]) -> float:
 
 def _compare(executor: Executor, run_opts: dict[str, Any]) -> float:
     """Run with threads, then with ``executor``; return the CPU seconds the second run added for `busy`."""
-    local = _pipeline().run(**run_opts)
+    local = run(_pipeline(), **run_opts)
     before = _cpu(run_opts)
-    remote = _pipeline().run(executor=executor, **run_opts)
+    remote = run(_pipeline(), executor=executor, **run_opts)
     assert str(remote.status) == str(local.status) == "failed"
     assert remote.task_states == local.task_states
     assert remote.outputs["total"] == local.outputs["total"] == 13.5

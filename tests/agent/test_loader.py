@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError
-from agent.loader import load_pipeline, load_pipelines, source_version, split_target
+from agent.loader import load_pipeline, load_pipelines, split_target
+from agent.versions import source_version
 
 SOURCE = "from agent.pipeline import Pipeline\n{defs}\n"
 

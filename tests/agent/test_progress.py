@@ -10,6 +10,7 @@ from rich.console import Console
 from agent.pipeline import Pipeline
 from agent.progress import LiveProgress, RunObserver, render_summary, summary_text
 from agent.records import RunStatus
+from agent.runner import run
 
 
 def _record(run_opts: dict[str, Any], observer: RunObserver | None = None) -> Any:
@@ -17,7 +18,7 @@ def _record(run_opts: dict[str, Any], observer: RunObserver | None = None) -> An
     pipe.task(name="extract")(lambda: [1, 2])
     pipe.task(name="boom", depends_on=["extract"])(lambda: 1 / 0)
     pipe.task(name="after", depends_on=["boom"])(lambda: None)
-    return pipe.run(observer=observer, **run_opts)
+    return run(pipe, observer=observer, **run_opts)
 
 
 def test_observer_sees_every_task_state(run_opts: dict[str, Any]) -> None:

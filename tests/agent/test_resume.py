@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from agent.errors import ConfigError
-from agent.history import RunState
 from agent.pipeline import Pipeline
 from agent.records import RunStatus
+from agent.runner import resume, run
 from agent.store import SQLiteRunStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,11 +54,11 @@ def test_resume_reruns_failed_and_downstream_but_not_persisted_tasks(run_opts: d
     """After a fix, resume runs transform and load again; extract (persisted) and audit (None) are kept."""
     state, counts = {"broken": True}, Counter[str]()
     pipe = _pipeline(state, counts, persist=True)
-    first = pipe.run(**run_opts)
-    assert first.status is RunState.FAILED
+    first = run(pipe, **run_opts)
+    assert first.status is RunStatus.FAILED
     assert first.task_state("load") is RunStatus.UPSTREAM_FAILED
     state["broken"] = False
-    again = pipe.resume(first.run_id, **run_opts)
+    again = resume(pipe, first.run_id, **run_opts)
     assert again.ok and again.run_id == first.run_id
     assert counts == Counter(extract=1, audit=1, transform=2, load=1)
     assert again.outputs["load"] == 3
@@ -71,9 +71,9 @@ def test_resume_reruns_an_unpersisted_upstream_whose_output_is_needed(run_opts: 
     """A succeeded task whose output was not kept runs again when a re-run task needs it."""
     state, counts = {"broken": True}, Counter[str]()
     pipe = _pipeline(state, counts, persist=False)
-    first = pipe.run(**run_opts)
+    first = run(pipe, **run_opts)
     state["broken"] = False
-    assert pipe.resume(first.run_id, **run_opts).ok
+    assert resume(pipe, first.run_id, **run_opts).ok
     assert counts == Counter(extract=2, audit=1, transform=2, load=1)
 
 
@@ -81,10 +81,10 @@ def test_resume_recomputes_a_deleted_artifact(run_opts: dict[str, Any]) -> None:
     """When a persisted file is gone, its task runs again instead of failing the resume."""
     state, counts = {"broken": True}, Counter[str]()
     pipe = _pipeline(state, counts, persist=True)
-    first = pipe.run(**run_opts)
+    first = run(pipe, **run_opts)
     Path(first.latest()["extract"].output_ref or "").unlink()
     state["broken"] = False
-    assert pipe.resume(first.run_id, **run_opts).ok
+    assert resume(pipe, first.run_id, **run_opts).ok
     assert counts["extract"] == 2
 
 
@@ -92,8 +92,8 @@ def test_resume_of_a_successful_run_does_nothing(run_opts: dict[str, Any]) -> No
     """Resuming a run that succeeded returns it without running anything."""
     state, counts = {"broken": False}, Counter[str]()
     pipe = _pipeline(state, counts, persist=False)
-    rec = pipe.run(**run_opts)
-    assert pipe.resume(rec.run_id, **run_opts).status is RunState.SUCCESS
+    rec = run(pipe, **run_opts)
+    assert resume(pipe, rec.run_id, **run_opts).status is RunStatus.SUCCESS
     assert counts["extract"] == 1
 
 
@@ -101,13 +101,13 @@ def test_resume_refuses_unknown_runs_and_other_pipelines(run_opts: dict[str, Any
     """An unknown run id or a run of another pipeline is a ConfigError."""
     state, counts = {"broken": True}, Counter[str]()
     pipe = _pipeline(state, counts, persist=False)
-    rec = pipe.run(**run_opts)
+    rec = run(pipe, **run_opts)
     with pytest.raises(ConfigError, match="no run 'nope'"):
-        pipe.resume("nope", **run_opts)
+        resume(pipe, "nope", **run_opts)
     other = Pipeline("other")
     other.task(name="x")(lambda: None)
     with pytest.raises(ConfigError, match="run of pipeline 'resume'"):
-        other.resume(rec.run_id, **run_opts)
+        resume(other, rec.run_id, **run_opts)
 
 
 def _cli(home: Path, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -155,19 +155,19 @@ def test_sigkilled_runner_is_interrupted_then_resumed_without_rerunning_finished
     assert proc.returncode == -signal.SIGKILL
     run_id = store.list_runs()[0].run_id
     before = store.get_run(run_id)
-    assert before.status is RunState.RUNNING  # nobody has looked yet
+    assert before.status is RunStatus.RUNNING  # nobody has looked yet
     listed = _cli(home, "runs", "list", env=env)  # the next start finds the dead run
     assert listed.returncode == 0, listed.stderr
     assert run_id in listed.stdout and "interrupted" in listed.stdout
     interrupted = store.get_run(run_id)
-    assert interrupted.status is RunState.INTERRUPTED
+    assert interrupted.status is RunStatus.INTERRUPTED
     assert {t: str(s) for t, s in interrupted.task_states.items()} == {
         "extract": "success", "side": "success", "wait_for_gate": "interrupted", "load": "interrupted"}
     gate.write_text("open")
     resumed = _cli(home, "runs", "resume", run_id, "--no-progress", env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     final = store.get_run(run_id)
-    assert final.status is RunState.SUCCESS
+    assert final.status is RunStatus.SUCCESS
     assert all(s is RunStatus.SUCCESS for s in final.task_states.values())
     lines = Counter(marker.read_text().split())
     assert lines == Counter({"extract": 1, "side": 1, "wait_for_gate:start": 2, "wait_for_gate": 1, "load": 1})

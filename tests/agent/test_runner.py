@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from agent.errors import ConfigError
-from agent.history import RunState
 from agent.pipeline import Pipeline
+from agent.records import RunStatus
+from agent.runner import run
 from checks.base import Check, CheckContext
 from checks.result import CheckResult, Kind, Severity, Status
 
@@ -44,8 +45,8 @@ def test_tasks_run_in_dependency_order_with_upstream_outputs(run_opts: dict[str,
         seen.append("load")
         return len(transform)
 
-    rec = pipe.run(**run_opts)
-    assert rec.status is RunState.SUCCESS and rec.ok
+    rec = run(pipe, **run_opts)
+    assert rec.status is RunStatus.SUCCESS and rec.ok
     assert seen == ["extract", "transform", "load"]
     assert rec.outputs["load"] == 2
     assert _status(rec) == {"extract": "success", "transform": "success", "load": "success"}
@@ -74,7 +75,7 @@ def test_independent_tasks_run_in_parallel_within_max_workers(run_opts: dict[str
 
     for i in range(6):
         pipe.task(name=f"t{i}")(lambda i=i: work(i))
-    rec = pipe.run(max_workers=2, **run_opts)
+    rec = run(pipe, max_workers=2, **run_opts)
     assert rec.ok
     assert peak[0] == 2
 
@@ -90,7 +91,7 @@ def test_run_parameters_reach_tasks_that_ask_for_them(run_opts: dict[str, Any]) 
         got.update(path=path, logical_date=logical_date, run_id=run_id, limit=limit, dry=dry, params=params,
                    other=other)
 
-    rec = pipe.run({"path": "/data/in.csv", "limit": "7", "dry": "true"}, logical_date="2025-01-31", **run_opts)
+    rec = run(pipe, {"path": "/data/in.csv", "limit": "7", "dry": "true"}, logical_date="2025-01-31", **run_opts)
     assert rec.ok
     assert got["path"] == "/data/in.csv"
     assert got["logical_date"] == dt.datetime(2025, 1, 31, tzinfo=dt.UTC)
@@ -105,7 +106,7 @@ def test_unknown_run_parameter_is_a_config_error(run_opts: dict[str, Any]) -> No
     pipe = Pipeline("p")
     pipe.task(name="t")(lambda: None)
     with pytest.raises(ConfigError, match="no run parameter 'regoin'"):
-        pipe.run({"regoin": "eu"}, **run_opts)
+        run(pipe, {"regoin": "eu"}, **run_opts)
     assert run_opts["store"].list_runs() == []
 
 
@@ -133,8 +134,8 @@ def test_failure_marks_downstream_upstream_failed_and_sibling_completes(run_opts
     def sibling(root: int) -> int:
         return root + 1
 
-    rec = pipe.run(**run_opts)
-    assert rec.status is RunState.FAILED
+    rec = run(pipe, **run_opts)
+    assert rec.status is RunStatus.FAILED
     assert _status(rec) == {"root": "success", "bad": "failed", "after_bad": "upstream_failed",
                             "last": "upstream_failed", "sibling": "success"}
     latest = rec.latest()
@@ -187,8 +188,8 @@ def test_blocking_check_stops_only_its_downstream(run_opts: dict[str, Any]) -> N
     def archive(extract: pd.DataFrame) -> int:
         return len(extract)
 
-    rec = pipe.run(**run_opts)
-    assert rec.status is RunState.FAILED
+    rec = run(pipe, **run_opts)
+    assert rec.status is RunStatus.FAILED
     assert _status(rec) == {"extract": "success", "transform": "failed", "load": "skipped", "report": "skipped",
                             "archive": "success"}
     latest = rec.latest()
@@ -217,7 +218,7 @@ def test_warning_check_does_not_block(run_opts: dict[str, Any]) -> None:
     def load(extract: pd.DataFrame) -> int:
         return len(extract)
 
-    rec = pipe.run(**run_opts)
+    rec = run(pipe, **run_opts)
     assert rec.ok and rec.outputs["load"] == 2
     assert [c.status for c in rec.latest()["extract"].checks] == [Status.WARN]
 
@@ -234,7 +235,7 @@ def test_plain_predicate_check_blocks_when_false(run_opts: dict[str, Any]) -> No
     @pipe.task
     def load(extract: pd.DataFrame) -> None: ...
 
-    rec = pipe.run(**run_opts)
+    rec = run(pipe, **run_opts)
     assert _status(rec) == {"extract": "failed", "load": "skipped"}
 
 
@@ -262,7 +263,7 @@ def test_retries_follow_backoff_and_cap(run_opts: dict[str, Any], retry: dict[st
     pipe = Pipeline("retry")
     fn = _flaky(3)
     pipe.task(name="flaky", retries=3, **retry)(fn)
-    rec = pipe.run(**run_opts)
+    rec = run(pipe, **run_opts)
     assert rec.ok and fn.calls[0] == 4
     assert run_opts["sleep"].delays == pytest.approx(expected)
     attempts = [(a.attempt, str(a.status)) for a in rec.attempts]
@@ -277,7 +278,7 @@ def test_retry_jitter_stays_within_bounds(run_opts: dict[str, Any]) -> None:
     pipe = Pipeline("jitter")
     pipe.task(name="flaky", retries=5, retry_delay=1.0, retry_backoff=2.0, retry_max_delay=10.0,
               retry_jitter=0.5)(_flaky(5))
-    rec = pipe.run(rng=random.Random(42), **run_opts)
+    rec = run(pipe, rng=random.Random(42), **run_opts)
     assert rec.ok
     delays = run_opts["sleep"].delays
     assert len(delays) == 5
@@ -291,7 +292,7 @@ def test_retries_run_out_and_the_task_fails(run_opts: dict[str, Any]) -> None:
     """After the last retry the task is failed with the last error."""
     pipe = Pipeline("exhaust")
     pipe.task(name="flaky", retries=2, retry_delay=0.1)(_flaky(10))
-    rec = pipe.run(**run_opts)
+    rec = run(pipe, **run_opts)
     assert _status(rec) == {"flaky": "failed"}
     assert rec.latest()["flaky"].error == "OSError: attempt 3 failed"
     assert len(run_opts["sleep"].delays) == 2
@@ -311,7 +312,7 @@ def test_retry_condition_on_the_exception(run_opts: dict[str, Any], retry_on: An
         raise ValueError("transient glitch")
 
     pipe.task(name="t", retries=2, retry_delay=1.0, retry_on=retry_on)(fn)
-    rec = pipe.run(**run_opts)
+    rec = run(pipe, **run_opts)
     assert rec.executions("t") == (3 if retried else 1)
 
 
@@ -326,8 +327,8 @@ def test_hanging_task_is_stopped_by_its_timeout(run_opts: dict[str, Any]) -> Non
     @pipe.task
     def after(stuck: None) -> None: ...
 
-    rec = pipe.run(kill_grace=1.0, **run_opts)
-    assert rec.status is RunState.FAILED
+    rec = run(pipe, kill_grace=1.0, **run_opts)
+    assert rec.status is RunStatus.FAILED
     assert _status(rec) == {"stuck": "timed_out", "after": "upstream_failed"}
     assert "timeout of 0.5 s" in (rec.latest()["stuck"].error or "")
     m = run_opts["telemetry"].metrics
@@ -346,7 +347,7 @@ def test_task_ignoring_sigterm_is_killed_after_the_grace(run_opts: dict[str, Any
         while True:
             time.sleep(0.05)
 
-    rec = pipe.run(kill_grace=0.2, **run_opts)
+    rec = run(pipe, kill_grace=0.2, **run_opts)
     assert _status(rec) == {"stubborn": "timed_out"}
     pid = int(pidfile.read_text())
     with pytest.raises(ProcessLookupError):
@@ -365,7 +366,7 @@ def test_task_with_timeout_returns_its_value_and_errors(run_opts: dict[str, Any]
     def fails(compute: pd.DataFrame) -> None:
         raise KeyError("missing column")
 
-    rec = pipe.run(**run_opts)
+    rec = run(pipe, **run_opts)
     assert rec.outputs["compute"]["x"].tolist() == [0, 1, 2, 3, 4]
     assert rec.latest()["fails"].error == "KeyError: 'missing column'"
     assert rec.latest()["compute"].rows_out == 5
@@ -390,8 +391,8 @@ def test_cancel_stops_tasks_not_yet_started(run_opts: dict[str, Any]) -> None:
     def third(second: int) -> int:
         return second
 
-    rec = pipe.run(cancel=cancel, **run_opts)
-    assert rec.status is RunState.CANCELLED
+    rec = run(pipe, cancel=cancel, **run_opts)
+    assert rec.status is RunStatus.CANCELLED
     assert _status(rec) == {"first": "success", "second": "cancelled", "third": "cancelled"}
     m = run_opts["telemetry"].metrics
     assert m.sample("pipewarden_task_runs_total", pipeline="cancel", task="third", status="cancelled") == 1
@@ -415,13 +416,13 @@ def test_every_end_state_has_a_metric_and_a_span(run_opts: dict[str, Any], spans
     pipe.task(name="boom", depends_on=["ok"])(lambda: 1 / 0)
     pipe.task(name="below_boom", depends_on=["boom"])(lambda: None)
     pipe.task(name="slow", timeout=0.3, depends_on=["ok"])(lambda: time.sleep(60))
-    rec = pipe.run(kill_grace=0.5, **run_opts)
+    rec = run(pipe, kill_grace=0.5, **run_opts)
     assert _status(rec) == {"ok": "success", "gate": "failed", "gated": "skipped", "boom": "failed",
                             "below_boom": "upstream_failed", "slow": "timed_out"}
     canc = Pipeline("states")
     canc.task(name="ok")(lambda: cancel.set() or time.sleep(0.3))
     canc.task(name="later", depends_on=["ok"])(lambda: None)
-    assert _status(canc.run(cancel=cancel, **run_opts))["later"] == "cancelled"
+    assert _status(run(canc, cancel=cancel, **run_opts))["later"] == "cancelled"
     m = run_opts["telemetry"].metrics
     for task, status in [("ok", "success"), ("gate", "failed"), ("gated", "skipped"), ("boom", "failed"),
                          ("below_boom", "upstream_failed"), ("slow", "timed_out"), ("later", "cancelled")]:
@@ -447,13 +448,13 @@ def test_pipeline_kpi_metrics_follow_the_store(run_opts: dict[str, Any], tmp_pat
 
     clock = [1000.0]
     pipe.version = "v1"
-    assert pipe.run(clock=lambda: clock[0], **run_opts).status is RunState.FAILED
+    assert run(pipe, clock=lambda: clock[0], **run_opts).status is RunStatus.FAILED
     clock[0] = 1600.0
     state["fail"] = False
-    assert pipe.run(clock=lambda: clock[0], **run_opts).ok
+    assert run(pipe, clock=lambda: clock[0], **run_opts).ok
     pipe.version = "v2"
     clock[0] = 2000.0
-    assert pipe.run(clock=lambda: clock[0], **run_opts).ok
+    assert run(pipe, clock=lambda: clock[0], **run_opts).ok
     m = run_opts["telemetry"].metrics
     assert m.sample("pipewarden_pipeline_changes_total", pipeline="kpi") == 2
     assert m.sample("pipewarden_pipeline_failed_changes_total", pipeline="kpi") == 1
@@ -475,10 +476,10 @@ def test_recovery_counts_from_failures_recorded_by_an_earlier_process(store: Any
         if state["fail"]:
             raise RuntimeError("down")
 
-    pipe.run(store=store, telemetry=Telemetry(metrics=Metrics()))
+    run(pipe, store=store, telemetry=Telemetry(metrics=Metrics()))
     state["fail"] = False
     fresh = Telemetry(metrics=Metrics())  # a new process: nothing in memory
-    assert pipe.run(store=store, telemetry=fresh).ok
+    assert run(pipe, store=store, telemetry=fresh).ok
     assert fresh.metrics.sample("pipewarden_pipeline_recovery_seconds_count", pipeline="restarted") == 1
     assert fresh.metrics.sample("pipewarden_pipeline_changes_total", pipeline="restarted") is None
 
@@ -494,7 +495,7 @@ def test_async_tasks_run_to_completion(run_opts: dict[str, Any]) -> None:
         await asyncio.sleep(0)
         return 5
 
-    assert pipe.run(**run_opts).outputs["fetch"] == 5
+    assert run(pipe, **run_opts).outputs["fetch"] == 5
 
 
 def test_the_library_prints_nothing(run_opts: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -502,7 +503,7 @@ def test_the_library_prints_nothing(run_opts: dict[str, Any], capsys: pytest.Cap
     pipe = Pipeline("quiet")
     pipe.task(name="a")(lambda: 1)
     pipe.task(name="b", depends_on=["a"])(lambda: 1 / 0)
-    pipe.run(**run_opts)
+    run(pipe, **run_opts)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
 
@@ -514,10 +515,10 @@ def test_a_queued_run_is_started_by_its_id(run_opts: dict[str, Any]) -> None:
     pipe.task(name="t")(lambda n: got.append(n))
     store = run_opts["store"]
     store.create_run(run_id="r-1", pipeline="queued", trigger="cron", params={"n": 3}, now=0.0)
-    rec = pipe.run(run_id="r-1", **run_opts)
+    rec = run(pipe, run_id="r-1", **run_opts)
     assert rec.ok and rec.run_id == "r-1" and rec.trigger == "cron" and got == [3]
     with pytest.raises(ConfigError, match="already success"):
-        pipe.run(run_id="r-1", **run_opts)
+        run(pipe, run_id="r-1", **run_opts)
 
 
 def test_interrupted_runs_get_metrics_and_spans_when_found(run_opts: dict[str, Any], spans: Any) -> None:
@@ -534,9 +535,9 @@ def test_interrupted_runs_get_metrics_and_spans_when_found(run_opts: dict[str, A
     store.conn.execute("UPDATE runs SET owner_pid=? WHERE run_id='old'", (dead.pid,))
     other = Pipeline("other")
     other.task(name="x")(lambda: None)
-    assert other.run(**run_opts).ok  # any start finds the dead run
+    assert run(other, **run_opts).ok  # any start finds the dead run
     rec = store.get_run("old")
-    assert rec.status is RunState.INTERRUPTED
+    assert rec.status is RunStatus.INTERRUPTED
     assert _status(rec) == {"a": "interrupted", "b": "interrupted"}
     m = tel.metrics
     for task in ("a", "b"):
@@ -555,7 +556,7 @@ def test_a_store_failing_mid_run_ends_the_run_with_store_error(run_opts: dict[st
     pipe.task(name="a")(lambda: store.close())  # the store goes away while a task runs
     pipe.task(name="b", depends_on=["a"])(lambda: None)
     with pytest.raises(StoreError, match="closed"):
-        pipe.run(**run_opts)
+        run(pipe, **run_opts)
 
 
 def test_a_store_failing_once_while_recording_stopped_tasks_does_not_hang_the_run(tmp_path: Any, tel: Any,
@@ -579,13 +580,13 @@ def test_a_store_failing_once_while_recording_stopped_tasks_does_not_hang_the_ru
     pipe.task(name="after", depends_on=["boom"])(lambda: None)
     done: dict[str, Any] = {}
     # In a thread so that a run which never ends fails this test instead of hanging the suite.
-    t = threading.Thread(target=lambda: done.setdefault("rec", pipe.run(store=store, telemetry=tel, sleep=sleeps)),
+    t = threading.Thread(target=lambda: done.setdefault("rec", run(pipe, store=store, telemetry=tel, sleep=sleeps)),
                          daemon=True)
     t.start()
     t.join(timeout=60)
-    assert not t.is_alive(), "pipe.run() never returned"
+    assert not t.is_alive(), "run(pipe) never returned"
     assert store.failures == 1
-    assert done["rec"].status is RunState.FAILED and done["rec"].task_state("boom") is not None
+    assert done["rec"].status is RunStatus.FAILED and done["rec"].task_state("boom") is not None
     store.close()
 
 
@@ -613,7 +614,7 @@ def test_rows_in_is_the_sum_of_table_inputs_counted_once(run_opts: dict[str, Any
     def joined(left: pd.DataFrame, right: pd.DataFrame, n: int) -> pd.DataFrame:
         return pd.concat([left, right]).head(n - 2)
 
-    rec = pipe.run(**run_opts)
+    rec = run(pipe, **run_opts)
     latest = rec.latest()["joined"]
     assert (latest.rows_in, latest.rows_out) == (7, 5)
     # outputs: left 3, right 4, joined 5; inputs of joined: 3 and 4 — one count each

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from agent.errors import ConfigError
-from agent.history import RunState
 from agent.pipeline import Pipeline
-from agent.schedule import Cron, FileArrival, Interval, Manual, Scheduler, parse_schedule
+from agent.records import RunStatus
+from agent.runner import run
+from agent.scheduler import Scheduler
+from agent.schedules import Cron, FileArrival, Interval, Manual, parse_schedule
 from agent.store import SQLiteRunStore
 
 UTC = dt.UTC
@@ -89,7 +91,7 @@ def test_first_tick_does_not_catch_up_from_the_past(store: SQLiteRunStore) -> No
     due = s.tick(at(2025, 1, 1, 10, 0))
     assert [d.logical_date for d in due] == [at(2025, 1, 1, 10)]
     assert due[0].trigger == "cron"
-    assert store.get_run(due[0].run_id).status is RunState.QUEUED
+    assert store.get_run(due[0].run_id).status is RunStatus.QUEUED
     assert s.tick(at(2025, 1, 1, 10, 0, 30)) == []
 
 
@@ -123,7 +125,7 @@ def test_a_tick_runs_once_across_a_restart(store: SQLiteRunStore, tel: Any) -> N
     # The run claimed before the "crash" is handed out again (it never started), not created twice.
     assert [d.run_id for d in redo] == [due[0].run_id]
     assert len(reopened.list_runs()) == 1
-    _pipe().run(store=reopened, run_id=due[0].run_id, telemetry=tel)
+    run(_pipe(), store=reopened, run_id=due[0].run_id, telemetry=tel)
     third = Scheduler(reopened, [_pipe()])
     assert third.tick(at(2025, 1, 1, 10, 0)) == []
     assert third.tick(at(2025, 1, 1, 10, 59)) == []
@@ -140,7 +142,7 @@ def test_concurrency_limit_holds_ticks_until_a_run_ends(store: SQLiteRunStore, t
     assert len(due) == 1
     assert s.tick(at(2025, 1, 1, 0, 2)) == []  # the first run is still queued
     assert s.tick(at(2025, 1, 1, 0, 3)) == []
-    pipe.run(store=store, run_id=due[0].run_id, telemetry=tel)
+    run(pipe, store=store, run_id=due[0].run_id, telemetry=tel)
     later = s.tick(at(2025, 1, 1, 0, 3, 10))
     assert [d.logical_date for d in later] == [at(2025, 1, 1, 0, 3)]  # catchup=1: only the latest waiting tick
 
@@ -154,7 +156,7 @@ def test_manual_trigger_queues_a_run(store: SQLiteRunStore, tel: Any) -> None:
     a = s.trigger("m", {"n": 2}, now=at(2025, 1, 1))
     b = s.trigger("m", now=at(2025, 1, 1))
     assert a.run_id != b.run_id and a.trigger == "manual"
-    rec = pipe.run(store=store, run_id=a.run_id, telemetry=tel)
+    rec = run(pipe, store=store, run_id=a.run_id, telemetry=tel)
     assert rec.ok and rec.outputs["work"] == 2
 
 

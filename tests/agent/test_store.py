@@ -13,7 +13,6 @@ import pytest
 
 from agent import kpis
 from agent.errors import StoreError
-from agent.history import RunState
 from agent.records import RunStatus
 from agent.store import SCHEMA_VERSION, SQLiteRunStore, open_store
 from checks.base import CheckStore
@@ -131,8 +130,8 @@ def test_runs_of_dead_processes_are_marked_interrupted(store: SQLiteRunStore) ->
     store.conn.execute("UPDATE runs SET owner_host='elsewhere' WHERE run_id='other-host'")
     assert sorted(store.recover_interrupted(now=100.0)) == ["dead", "other-host"]
     rec = store.get_run("dead")
-    assert rec.status is RunState.INTERRUPTED and rec.task_state("a") is RunStatus.INTERRUPTED
-    assert store.get_run("alive").status is RunState.RUNNING
+    assert rec.status is RunStatus.INTERRUPTED and rec.task_state("a") is RunStatus.INTERRUPTED
+    assert store.get_run("alive").status is RunStatus.RUNNING
     assert store.recover_interrupted(now=100.0) == []
 
 
@@ -209,7 +208,7 @@ def test_unique_across_runs_retention_prunes_the_run_store(store: SQLiteRunStore
     assert later[0].observed == 0.0
 
 
-def _finished(store: SQLiteRunStore, run_id: str, status: RunState, end: float, version: str = "v1") -> None:
+def _finished(store: SQLiteRunStore, run_id: str, status: RunStatus, end: float, version: str = "v1") -> None:
     store.create_run(run_id=run_id, pipeline="p", trigger="manual", version=version, now=end - 1)
     store.start_run(run_id, now=end - 1)
     store.finish_run(run_id, status, now=end)
@@ -217,12 +216,12 @@ def _finished(store: SQLiteRunStore, run_id: str, status: RunState, end: float, 
 
 def test_kpis_from_history(store: SQLiteRunStore) -> None:
     """Success rate, time to recovery and change failure rate come from the runs recorded."""
-    _finished(store, "1", RunState.SUCCESS, 100, "v1")
-    _finished(store, "2", RunState.FAILED, 200, "v2")
-    _finished(store, "3", RunState.FAILED, 300, "v2")
-    _finished(store, "4", RunState.SUCCESS, 500, "v2")
-    _finished(store, "5", RunState.CANCELLED, 550, "v3")
-    _finished(store, "6", RunState.SUCCESS, 600, "v3")
+    _finished(store, "1", RunStatus.SUCCESS, 100, "v1")
+    _finished(store, "2", RunStatus.FAILED, 200, "v2")
+    _finished(store, "3", RunStatus.FAILED, 300, "v2")
+    _finished(store, "4", RunStatus.SUCCESS, 500, "v2")
+    _finished(store, "5", RunStatus.CANCELLED, 550, "v3")
+    _finished(store, "6", RunStatus.SUCCESS, 600, "v3")
     assert kpis.success_rate(store, "p") == pytest.approx(3 / 5)
     assert kpis.recovery_times(store, "p") == [300.0]
     assert kpis.mean_time_to_recovery(store, "p") == 300.0
@@ -234,9 +233,9 @@ def test_kpis_from_history(store: SQLiteRunStore) -> None:
 
 def test_failing_since_is_the_first_failure_after_the_last_success(store: SQLiteRunStore) -> None:
     """failing_since points at the start of the current failure streak."""
-    _finished(store, "1", RunState.SUCCESS, 100)
-    _finished(store, "2", RunState.FAILED, 200)
-    _finished(store, "3", RunState.INTERRUPTED, 300)
+    _finished(store, "1", RunStatus.SUCCESS, 100)
+    _finished(store, "2", RunStatus.FAILED, 200)
+    _finished(store, "3", RunStatus.INTERRUPTED, 300)
     assert store.failing_since("p") == 200
     assert store.previous_version("p", before="3") == "v1"
 
@@ -244,7 +243,7 @@ def test_failing_since_is_the_first_failure_after_the_last_success(store: SQLite
 def test_list_and_get_runs(store: SQLiteRunStore) -> None:
     """list_runs is newest first and filters; get_run carries attempts and check results."""
     for i in range(3):
-        _finished(store, f"r{i}", RunState.SUCCESS if i != 1 else RunState.FAILED, 100 + i)
+        _finished(store, f"r{i}", RunStatus.SUCCESS if i != 1 else RunStatus.FAILED, 100 + i)
     assert [r.run_id for r in store.list_runs()] == ["r2", "r1", "r0"]
     assert [r.run_id for r in store.list_runs(status="failed")] == ["r1"]
     assert store.list_runs(pipeline="other") == []

@@ -150,7 +150,7 @@ def test_otel_result_maps_every_status(status: RunStatus) -> None:
     """Every status maps to a CI/CD semconv result; non-final states map to error."""
     expected = {"success": "success", "failed": "failure", "timed_out": "timeout",
                 "skipped": "skip", "upstream_failed": "skip", "cancelled": "cancellation",
-                "interrupted": "error", "pending": "error", "running": "error"}[status.value]
+                "interrupted": "error", "queued": "error", "pending": "error", "running": "error"}[status.value]
     assert otel_result(status) == otel_result(status.value) == expected
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.pipeline import Pipeline
-from agent.schedule import FileArrival, Scheduler
+from agent.runner import run
+from agent.scheduler import Scheduler
+from agent.schedules import FileArrival
 from agent.store import SQLiteRunStore
 from agent.triggers import FileTrigger
 
@@ -92,7 +94,7 @@ def test_file_arrival_schedule_passes_the_path_and_survives_a_restart(tmp_path: 
     assert s.tick(t0) == []
     [due] = s.tick(t0 + dt.timedelta(seconds=3))
     assert due.trigger == "file" and due.params == {"path": str(inbox / "day1.csv")}
-    assert pipe.run(store=store, run_id=due.run_id, telemetry=tel).ok
+    assert run(pipe, store=store, run_id=due.run_id, telemetry=tel).ok
     assert got == [str(inbox / "day1.csv")]
     restarted = Scheduler(store, [make()])
     assert restarted.tick(t0 + dt.timedelta(seconds=10)) == []

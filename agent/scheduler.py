@@ -16,166 +16,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.errors import ConfigError, StoreError
+from agent.records import new_run_id
+from agent.schedules import TIMED, FileArrival, Interval, Schedule
 
 if TYPE_CHECKING:
     from agent.pipeline import Pipeline
     from agent.store import RunStore
     from agent.triggers import FileTrigger
 
-__all__ = ["Cron", "DueRun", "FileArrival", "Interval", "Manual", "Schedule", "Scheduler", "parse_schedule"]
+__all__ = ["DueRun", "Scheduler", "backfill_runs", "tick_key"]
 
-log = logging.getLogger("pipewarden.schedule")
+log = logging.getLogger("pipewarden.scheduler")
 
 UTC = dt.UTC
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
-_TIMED = ("cron", "interval")
-
-
-class Schedule:
-    """Base of the schedule kinds; timed schedules yield ticks."""
-
-    kind = "manual"
-
-    def ticks(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
-        """Ticks in ``(after, until]``, oldest first, as aware datetimes."""
-        return iter(())
-
-
-def _zone(name: str, where: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: time zone {name!r} is unknown; use an IANA name like 'Europe/Paris' "
-                          "or 'UTC'") from None
-
-
-@dataclass(frozen=True)
-class Cron(Schedule):
-    """A cron expression evaluated in a time zone.
-
-    >>> c = Cron("0 6 * * *", timezone="Europe/Paris")
-    >>> [t.isoformat() for t in c.ticks(dt.datetime(2025, 3, 1, tzinfo=UTC), dt.datetime(2025, 3, 3, tzinfo=UTC))]
-    ['2025-03-01T06:00:00+01:00', '2025-03-02T06:00:00+01:00']
-
-    Across daylight-saving changes: a time that does not exist (spring) runs
-    at the first valid minute after it; a fixed time that happens twice
-    (autumn) runs once, while an hourly or minutely expression runs every real hour.
-    """
-
-    expr: str
-    timezone: str = "UTC"
-    kind = "cron"
-
-    def __post_init__(self) -> None:
-        from croniter import croniter
-
-        _zone(self.timezone, f"cron {self.expr!r}")
-        if not isinstance(self.expr, str) or not croniter.is_valid(self.expr):
-            raise ConfigError(f"schedule {self.expr!r} is not a valid cron expression; write five fields "
-                              "'minute hour day-of-month month day-of-week', e.g. '*/15 * * * *', or "
-                              "'every 10m' for an interval")
-
-    def ticks(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
-        from croniter import croniter
-
-        tz = ZoneInfo(self.timezone)
-        fields = self.expr.split()
-        # A fixed-time job (not hourly or finer) runs once in the repeated hour of an autumn change.
-        if self.expr.startswith("@"):
-            fixed_hour = self.expr not in ("@hourly", "@reboot")
-        else:
-            fixed_hour = len(fields) >= 5 and not fields[1].startswith("*")
-        it = croniter(self.expr, after.astimezone(tz))
-        prev_wall: dt.datetime | None = None
-        while True:
-            t = it.get_next(dt.datetime)
-            if t > until:
-                return
-            wall = t.replace(tzinfo=None)
-            if fixed_hour and wall == prev_wall:
-                continue  # the repeated hour of an autumn change: a fixed-time job runs once
-            prev_wall = wall
-            if t > after:
-                yield t
-
-
-@dataclass(frozen=True)
-class Interval(Schedule):
-    """Every ``every``, on a grid anchored at ``anchor`` (the Unix epoch by default), so ticks survive restarts.
-
-    >>> i = Interval(dt.timedelta(minutes=30))
-    >>> [t.strftime("%H:%M") for t in i.ticks(dt.datetime(2025, 1, 1, 0, 10, tzinfo=UTC),
-    ...                                         dt.datetime(2025, 1, 1, 1, 0, tzinfo=UTC))]
-    ['00:30', '01:00']
-    """
-
-    every: dt.timedelta
-    anchor: dt.datetime = _EPOCH
-    kind = "interval"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.every, dt.timedelta) or self.every.total_seconds() <= 0:
-            raise ConfigError(f"interval must be a positive timedelta — got {self.every!r}")
-
-    def ticks(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
-        step = self.every
-        k = (after - self.anchor) // step + 1
-        t = self.anchor + k * step
-        while t <= until:
-            yield t
-            t += step
-
-
-@dataclass(frozen=True)
-class FileArrival(Schedule):
-    """A run per file matching ``pattern`` in ``directory``, once it stopped changing for ``stable_seconds``.
-
-    The file's path reaches the run as the run parameter ``path``.
-    """
-
-    directory: str
-    pattern: str = "*"
-    stable_seconds: float = 5.0
-    recursive: bool = False
-    kind = "file"
-
-
-@dataclass(frozen=True)
-class Manual(Schedule):
-    """Runs only when triggered (CLI, API)."""
-
-    kind = "manual"
-
-
-_EVERY = re.compile(r"^\s*every\s+(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\w*\s*$", re.IGNORECASE)
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-
-
-def parse_schedule(spec: Any, *, timezone: str = "UTC", where: str = "schedule") -> Schedule:
-    """A schedule from a cron string, ``"every 10m"``, a timedelta, ``"manual"`` or a Schedule."""
-    if isinstance(spec, Schedule):
-        return spec
-    if isinstance(spec, dt.timedelta):
-        return Interval(spec)
-    if isinstance(spec, str):
-        if spec.strip().lower() == "manual":
-            return Manual()
-        m = _EVERY.match(spec)
-        if m:
-            return Interval(dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()]))
-        try:
-            return Cron(spec.strip(), timezone=timezone)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    raise ConfigError(f"{where}: schedule must be a cron string, 'every 10m', a timedelta or a schedule object "
-                      f"(Cron, Interval, FileArrival, Manual) — got {spec!r}")
 
 
 @dataclass(frozen=True)
@@ -271,7 +129,7 @@ class Scheduler:
             return out + self._tick_files(pipe, now, room)
         anchor = self._anchor.get(name)
         if anchor is None:
-            last = self.store.last_scheduled(name, _TIMED)
+            last = self.store.last_scheduled(name, TIMED)
             anchor = (dt.datetime.fromtimestamp(last, UTC) if last is not None
                       else now - dt.timedelta(microseconds=1))
         ticks = list(sched.ticks(anchor, now))
@@ -361,13 +219,11 @@ def backfill_runs(store: RunStore, pipe: Pipeline, start: dt.datetime, end: dt.d
                   every: dt.timedelta | None = None, rerun: bool = False, now: dt.datetime | None = None,
                   count: Any = None) -> list[DueRun]:
     """Queued runs of ``pipe`` for the logical dates of its schedule (or ``every``) in ``[start, end]``."""
-    from agent.runner import new_run_id
-
     start, end = _aware(start), _aware(end)
     if end < start:
         raise ConfigError(f"backfill end {end.isoformat()} is before its start {start.isoformat()}")
     sched: Schedule | None = Interval(every, anchor=start) if every else pipe.schedule
-    if sched is None or sched.kind not in _TIMED:
+    if sched is None or sched.kind not in TIMED:
         raise ConfigError(f"pipeline {pipe.name!r} has no cron or interval schedule to take logical dates from; "
                           "pass --every (e.g. --every 1d)")
     now = now or dt.datetime.now(UTC)
@@ -388,8 +244,6 @@ def backfill_runs(store: RunStore, pipe: Pipeline, start: dt.datetime, end: dt.d
 def _queue_run(store: RunStore, pipe: Pipeline, *, trigger: str, key: str | None, logical_date: dt.datetime,
                scheduled_for: float | None, params: Mapping[str, Any], now: dt.datetime) -> DueRun | None:
     """Record a QUEUED run of ``pipe``; None when ``key`` was claimed before (a restart mid-tick, a done date)."""
-    from agent.runner import new_run_id
-
     run_id = new_run_id(now.timestamp())
     if not store.create_run(run_id=run_id, pipeline=pipe.name, trigger=trigger, tasks=pipe.graph().order,
                             params=dict(params), logical_date=logical_date, version=pipe.version,
