@@ -81,16 +81,16 @@ def _orchestrate(home: str | None, executor: str, address: str | None, max_worke
             tel = _telemetry(home)
             ex = get_executor(executor, max_workers=max_workers, address=address) if executor != "threads" else None
             live = progress if progress is not None else sys.stderr.isatty()
-            observer = None
+            runner = Runner(store=store, executor=ex, max_workers=max_workers, home=home, telemetry=tel)
             if live:
                 from agent.progress import LiveProgress
 
-                observer = LiveProgress()
-            runner = Runner(store=store, executor=ex, max_workers=max_workers, observer=observer, home=home,
-                            telemetry=tel)
-            if observer is not None:
-                with observer:
-                    return int(work(runner, store, cancel))
+                with LiveProgress() as display:
+                    tel.bus.add(display, inline=True)
+                    try:
+                        return int(work(runner, store, cancel))
+                    finally:
+                        tel.bus.remove(display)
             return int(work(runner, store, cancel))
     except PipewardenError as exc:
         _fail(exc)
@@ -114,7 +114,7 @@ def _telemetry(home: str | None) -> Any:
     """Telemetry from the environment, with spans under ``--home`` when given."""
     from agent.telemetry import Telemetry
 
-    return Telemetry.from_env(home=home)
+    return Telemetry.from_env(home=home, history=False)
 
 
 def _recover(store: Any, home: str | None) -> None:

@@ -129,13 +129,13 @@ def _print_destinations(console: Any, tel: Telemetry, env: dict[str, str], base:
         where = {"jsonl": str(base / "traces.jsonl"), "console": "stderr",
                  "otlp": env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")}
         console.print(f"  traces   {name}: {where.get(name, '')}")
-    prom = tel.prometheus
-    if prom is not None and prom.textfile_dir:
-        from exporters.prometheus import textfile_name
+    from exporters.prometheus import textfile_name
 
-        console.print(f"  metrics  textfile: {Path(prom.textfile_dir) / textfile_name(pipeline)}")
-    if prom is not None and prom.pushgateway_url:
-        console.print(f"  metrics  pushgateway: {prom.pushgateway_url}")
+    for exporter in tel.outputs.exporters if tel.outputs is not None else ():
+        if exporter.name == "textfile":
+            console.print(f"  metrics  textfile: {exporter.directory / textfile_name(pipeline)}")
+        elif exporter.name == "pushgateway":
+            console.print(f"  metrics  pushgateway: {exporter.url}")
     if tel.server is not None:
         console.print(f"  metrics  scrape endpoint: {tel.server.url}")
     console.print("  (set OTEL_EXPORTER_OTLP_ENDPOINT, PIPEWARDEN_PUSHGATEWAY_URL or PIPEWARDEN_METRICS_PORT "

@@ -172,16 +172,22 @@ class Listener(Protocol):
     def handle(self, event: Any) -> None: ...
 
 
-ErrorHook = Callable[[str, str, BaseException | None], None]
-"""``on_error(listener_name, what, exc)``: ``what`` is ``raised``, ``dropped`` or ``stalled``."""
+ErrorHook = Callable[[str, str, BaseException | None, str], None]
+"""``on_error(listener_name, what, exc, pipeline)``: ``what`` is ``raised``, ``dropped`` or ``stalled``;
+``pipeline`` is the pipeline of the event concerned (empty when none is)."""
+
+#: Most events a queued listener with ``handle_batch`` is given at once.
+BATCH = 1000
 
 
 class _Queued:
     """A listener's own thread and bounded queue: the emitter only enqueues."""
 
-    def __init__(self, name: str, handle: Callable[[Any], None], bus: EventBus, maxsize: int) -> None:
+    def __init__(self, name: str, handle: Callable[[Any], None], bus: EventBus, maxsize: int,
+                 handle_batch: Callable[[list[Any]], None] | None = None) -> None:
         self.name = name
         self.handle = handle
+        self.handle_batch = handle_batch
         self.bus = bus
         self.maxsize = maxsize
         self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -201,24 +207,44 @@ class _Queued:
                 self.pending += 1
                 self.idle.clear()
         if full:
-            self.bus._failed(self.name, "dropped", None)
+            self.bus._failed(self.name, "dropped", None, event)
             return
         self.q.put(event)
 
     def _loop(self) -> None:
         while True:
-            event = self.q.get()
-            if event is _STOP:
+            batch = [self.q.get()]
+            if self.handle_batch is not None:  # a writer takes what has queued up in one go
+                while len(batch) < BATCH and batch[-1] is not _STOP:
+                    try:
+                        batch.append(self.q.get_nowait())
+                    except queue.Empty:
+                        break
+            stop = batch[-1] is _STOP
+            events = batch[:-1] if stop else batch
+            try:
+                if events:
+                    self._deliver(events)
+            finally:
+                with self._lock:
+                    self.pending -= len(events)
+                    if self.pending == 0:
+                        self.idle.set()
+            if stop:
                 return
+
+    def _deliver(self, events: list[Any]) -> None:
+        if self.handle_batch is not None:
+            try:
+                self.handle_batch(events)
+            except Exception as exc:
+                self.bus._failed(self.name, "raised", exc, events[0])
+            return
+        for event in events:
             try:
                 self.handle(event)
             except Exception as exc:
-                self.bus._failed(self.name, "raised", exc)
-            finally:
-                with self._lock:
-                    self.pending -= 1
-                    if self.pending == 0:
-                        self.idle.set()
+                self.bus._failed(self.name, "raised", exc, event)
 
     def stop(self) -> None:
         self.q.put(_STOP)
@@ -238,7 +264,8 @@ class EventBus:
     def __init__(self, on_error: ErrorHook | None = None) -> None:
         self.on_error = on_error
         self._lock = threading.Lock()
-        self._listeners: list[tuple[Any, str, Callable[[Any], None], frozenset[type], _Queued | None]] = []
+        self._listeners: list[tuple[Any, str, Callable[[Any], None], frozenset[type], _Queued | None,
+                                    Mapping[type, Callable[[Any], None]]]] = []
         self._routes: dict[type, tuple[tuple[str, Callable[[Any], None]], ...]] = {t: () for t in EVENT_TYPES}
         self._warned: set[tuple[str, str]] = set()
 
@@ -251,16 +278,18 @@ class EventBus:
         wanted = events if events is not None else getattr(listener, "events", None)
         kinds = frozenset(wanted) if wanted is not None else frozenset(EVENT_TYPES)
         label = name or getattr(listener, "name", None) or type(listener).__name__
-        worker = None if inline else _Queued(label, handle, self, queue_size)
+        worker = None if inline else _Queued(label, handle, self, queue_size, getattr(listener, "handle_batch", None))
+        # An inline listener may name one handler per event type (``handlers``): one call less per event.
+        direct = getattr(listener, "handlers", None) if inline else None
         with self._lock:
-            self._listeners.append((listener, label, handle, kinds, worker))
+            self._listeners.append((listener, label, handle, kinds, worker, direct or {}))
             self._reroute()
 
     def remove(self, listener: Any) -> None:
         """Unsubscribe ``listener``; its queued events are still delivered."""
         with self._lock:
-            gone = [entry for entry in self._listeners if entry[0] is listener]
-            self._listeners = [entry for entry in self._listeners if entry[0] is not listener]
+            gone = [entry for entry in self._listeners if entry[0] == listener]
+            self._listeners = [entry for entry in self._listeners if entry[0] != listener]
             self._reroute()
         for entry in gone:
             if entry[4] is not None:
@@ -268,9 +297,9 @@ class EventBus:
 
     def _reroute(self) -> None:
         routes: dict[type, list[tuple[str, Callable[[Any], None]]]] = {t: [] for t in EVENT_TYPES}
-        for _, label, handle, kinds, worker in self._listeners:
+        for _, label, handle, kinds, worker, direct in self._listeners:
             for t in kinds:
-                routes.setdefault(t, []).append((label, worker if worker is not None else handle))
+                routes.setdefault(t, []).append((label, worker if worker is not None else direct.get(t, handle)))
         self._routes = {t: tuple(hs) for t, hs in routes.items()}
 
     def wants(self, kind: type) -> bool:
@@ -283,7 +312,7 @@ class EventBus:
             try:
                 handle(event)
             except Exception as exc:
-                self._failed(label, "raised", exc)
+                self._failed(label, "raised", exc, event)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait up to ``timeout`` seconds in all for queued listeners to finish what they were given.
@@ -292,7 +321,7 @@ class EventBus:
         """
         deadline = time.monotonic() + timeout
         ok = True
-        for _, label, _, _, worker in list(self._listeners):
+        for _, label, _, _, worker, _ in list(self._listeners):
             if worker is None:
                 continue
             if not worker.idle.wait(max(0.0, deadline - time.monotonic())):
@@ -309,10 +338,10 @@ class EventBus:
             w.stop()
         return ok
 
-    def _failed(self, label: str, what: str, exc: BaseException | None) -> None:
+    def _failed(self, label: str, what: str, exc: BaseException | None, event: Any = None) -> None:
         try:
             if self.on_error is not None:
-                self.on_error(label, what, exc)
+                self.on_error(label, what, exc, getattr(event, "pipeline", ""))
             if (label, what) not in self._warned:
                 self._warned.add((label, what))
                 detail = {"raised": f"raised {type(exc).__name__}: {exc}",

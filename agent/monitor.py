@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from agent.errors import CheckFailedError, DecorationError
-from agent.telemetry import Scope, Telemetry, current_scope, get_telemetry, rows_of
+from agent.scope import Scope, current_scope, rows_of
+from agent.telemetry import Telemetry, get_telemetry
 from checks.result import CheckResult, Status
 
 __all__ = ["monitor"]
@@ -50,7 +51,8 @@ class monitor:
     the module is imported rather than in the middle of a run.
     """
 
-    __slots__ = ("_needs_store", "checks", "dataset", "on_check_failure", "pipeline", "store", "task", "telemetry")
+    __slots__ = ("_needs_store", "checks", "dataset", "on_check_failure", "pipeline", "store", "task", "telemetry",
+                 "version")
 
     def __init__(
         self,
@@ -62,11 +64,12 @@ class monitor:
         dataset: str | None = None,
         telemetry: Telemetry | None = None,
         store: Any = None,
+        version: str | None = None,
     ) -> None:
         if callable(pipeline) and not isinstance(pipeline, str):
             raise DecorationError("monitor must be called: write @monitor(pipeline=\"name\") "
                                   "(or @monitor()), not @monitor")
-        for arg, value in (("pipeline", pipeline), ("task", task), ("dataset", dataset)):
+        for arg, value in (("pipeline", pipeline), ("task", task), ("dataset", dataset), ("version", version)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise DecorationError(f"monitor({arg}=...) must be a non-empty str, got {value!r}")
         if isinstance(checks, (str, bytes)) or not isinstance(checks, Iterable):
@@ -90,6 +93,7 @@ class monitor:
         self.dataset = dataset
         self.telemetry = telemetry
         self.store = store
+        self.version = version
 
     # --- decorator ------------------------------------------------------------------------
 
@@ -111,11 +115,13 @@ class monitor:
         task = self.task or getattr(fn, "__name__", None) or type(fn).__name__
         pipeline = self.pipeline
         default_pipeline = _default_pipeline(fn)
+        source = getattr(getattr(fn, "__code__", None), "co_filename", None)
+        version = _Version(self.version, source)
 
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                scope = self._scope(pipeline, default_pipeline, task)
+                scope = self._scope(pipeline, default_pipeline, task, version)
                 with scope:
                     inputs = _count_inputs(scope, args, kwargs)
                     result = await fn(*args, **kwargs)
@@ -126,7 +132,7 @@ class monitor:
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            scope = self._scope(pipeline, default_pipeline, task)
+            scope = self._scope(pipeline, default_pipeline, task, version)
             with scope:
                 inputs = _count_inputs(scope, args, kwargs) if args or kwargs else []
                 result = fn(*args, **kwargs)
@@ -142,8 +148,12 @@ class monitor:
         pipeline = self.pipeline or (outer.pipeline if outer else _script_name())
         task = self.task if self.task is not None else (pipeline if outer is not None else None)
         tel = self.telemetry or (outer.tel if outer is not None else get_telemetry())
-        scope = (Scope(tel, pipeline, task, pipeline_level=outer is None, dataset=self.dataset) if task is not None
-                 else tel.pipeline_scope(pipeline))
+        if outer is None:
+            script = sys.argv[0] if sys.argv and sys.argv[0] else None
+            scope = tel.pipeline_scope(pipeline, task=task, dataset=self.dataset, trigger="monitor",
+                                       version=_Version(self.version, script).get())
+        else:
+            scope = Scope(tel, pipeline, task or pipeline, pipeline_level=False, dataset=self.dataset)
         return scope.__enter__()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
@@ -154,13 +164,16 @@ class monitor:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _scope(self, pipeline: str | None, default_pipeline: str, task: str) -> Scope:
+    def _scope(self, pipeline: str | None, default_pipeline: str, task: str, version: _Version) -> Scope:
         outer = current_scope()
-        # A nested call without its own telemetry records where its enclosing call does.
-        tel = self.telemetry or (outer.tel if outer is not None else get_telemetry())
-        if pipeline is None:
-            pipeline = outer.pipeline if outer is not None else default_pipeline
-        return Scope(tel, pipeline, task, pipeline_level=outer is None, dataset=self.dataset)
+        if outer is not None:  # a nested call records where its enclosing call does, unless told otherwise
+            return Scope(self.telemetry or outer.tel, pipeline or outer.pipeline, task, pipeline_level=False,
+                         dataset=self.dataset)
+        scope = Scope(self.telemetry or get_telemetry(), pipeline or default_pipeline, task, pipeline_level=True,
+                      dataset=self.dataset)
+        scope.trigger = "monitor"
+        scope.version = version.value if version.value is not None else version.get()
+        return scope
 
     def _after(self, scope: Scope, result: Any, inputs: Sequence[Any]) -> None:
         n = rows_of(result)
@@ -185,6 +198,28 @@ class monitor:
             scope.set_status("failed", reason=f"blocking checks failed: {names}")
             raise CheckFailedError(f"{scope.pipeline}.{scope.task}: {len(blocking)} blocking check(s) failed: "
                                    f"{names}", results=blocking)
+
+
+class _Version:
+    """The version of a monitored function's file, worked out on the first outermost call (git or a hash)."""
+
+    __slots__ = ("source", "value")
+
+    def __init__(self, given: str | None, source: str | None) -> None:
+        self.value = given
+        self.source = source
+
+    def get(self) -> str:
+        value = self.value
+        if value is None:
+            from agent.versions import source_version
+
+            try:
+                value = source_version(self.source) if self.source and Path(self.source).is_file() else ""
+            except OSError:
+                value = ""
+            self.value = value
+        return value
 
 
 def _count_inputs(scope: Scope, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:

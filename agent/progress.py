@@ -1,8 +1,8 @@
-"""What a run looks like while it happens: observer callbacks, and the CLI's terminal display.
+"""What a run looks like while it happens, and after: the CLI's terminal display.
 
-The runner calls a :class:`RunObserver` (the library itself prints nothing);
-the CLI passes :class:`LiveProgress` (a rich live table) when the output is a
-terminal, and prints :func:`render_summary` at the end. ``rich`` is imported
+The library itself prints nothing; the CLI adds :class:`LiveProgress` (a rich
+live table) to the run-event listeners when the output is a terminal, and
+prints :func:`render_summary` at the end. ``rich`` is imported
 only here, and only when a display is made.
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
 from typing import IO, Any
 
-from agent.records import RunRecord, RunStatus
+from agent.events import RunEnded, RunStarted, TaskEnded, TaskStarted
+from agent.records import RunRecord
 
-__all__ = ["LiveProgress", "RunObserver", "render_summary", "summary_text"]
+__all__ = ["LiveProgress", "render_summary", "summary_text"]
 
 _STYLE = {
     "success": "green", "failed": "bold red", "timed_out": "bold red", "skipped": "yellow",
@@ -24,34 +24,16 @@ _STYLE = {
 }
 
 
-class RunObserver:
-    """Callbacks from the runner, from its worker threads; the defaults do nothing.
+class LiveProgress:
+    """A rich live table of the run's tasks, refreshed as run events arrive (an inline listener).
 
-    Exceptions raised by an observer are logged and ignored: a display never
-    breaks a run.
-    """
-
-    def run_started(self, run_id: str, pipeline: str, tasks: Sequence[str], done: Sequence[str]) -> None:
-        """``done`` are tasks a resumed run does not run again."""
-
-    def task_started(self, task: str, attempt: int) -> None: ...
-
-    def task_retrying(self, task: str, attempt: int, delay: float, error: str) -> None: ...
-
-    def task_finished(self, task: str, status: RunStatus, attempt: int, duration: float | None,
-                      detail: str | None) -> None: ...
-
-    def run_finished(self, record: RunRecord) -> None: ...
-
-
-class LiveProgress(RunObserver):
-    """A rich live table of the run's tasks, refreshed as they change (use as a context manager).
-
-    >>> from agent.pipeline import Pipeline
+    >>> from agent import Pipeline, Telemetry, run
     >>> pipe = Pipeline("doc")
     >>> _ = pipe.task(name="one")(lambda: 1)
+    >>> tel = Telemetry()
     >>> with LiveProgress() as live:                        # doctest: +SKIP
-    ...     record = run(pipe, observer=live)
+    ...     tel.bus.add(live, inline=True)
+    ...     record = run(pipe, telemetry=tel)
 
     The table is erased when a run finishes (so a summary printed next stays
     clean) and shown again when the next run starts inside the same block.
@@ -89,35 +71,41 @@ class LiveProgress(RunObserver):
             self._live.__exit__(None, None, None)
             self._live = None
 
-    def run_finished(self, record: RunRecord) -> None:
-        # Stop (and erase) the live table now: the caller prints the summary next, and
-        # output written while the table is live lands where the table is erased.
-        self._stop()
+    def handle(self, event: Any) -> None:
+        if isinstance(event, TaskEnded):
+            self._task_ended(event)
+        elif isinstance(event, TaskStarted):
+            with self._lock:
+                self._rows.setdefault(event.task, {}).update(status="running", attempt=event.attempt,
+                                                             start=time.monotonic(), detail="")
+        elif isinstance(event, RunStarted):
+            self._run_started(event)
+        elif isinstance(event, RunEnded):
+            # Stop (and erase) the live table now: the caller prints the summary next, and
+            # output written while the table is live lands where the table is erased.
+            self._stop()
 
-    def run_started(self, run_id: str, pipeline: str, tasks: Sequence[str], done: Sequence[str]) -> None:
+    def _run_started(self, e: RunStarted) -> None:
         with self._lock:
-            self._title = f"{pipeline} · run {run_id}"
-            for t in tasks:
-                self._rows[t] = {"status": "done" if t in done else "pending", "attempt": 0, "start": None,
-                                 "duration": None, "detail": "kept from the earlier run" if t in done else ""}
+            self._title = f"{e.pipeline} · run {e.run_id}"
+            for t in e.tasks:
+                kept = t in e.kept
+                self._rows[t] = {"status": "done" if kept else "pending", "attempt": 0, "start": None,
+                                 "duration": None, "detail": "kept from the earlier run" if kept else ""}
         if self._entered:
             self._start()
 
-    def task_started(self, task: str, attempt: int) -> None:
+    def _task_ended(self, e: TaskEnded) -> None:
+        if e.retry_in is not None:
+            update: dict[str, Any] = {"status": "retrying", "start": None,
+                                      "detail": f"retry in {e.retry_in:.1f}s after {e.error}"}
+        else:
+            warned = [c.check for c in e.checks if str(c.status) in ("warn", "error")]
+            detail = e.error or e.reason or (f"checks warned: {', '.join(warned)}" if warned else "")
+            update = {"status": str(e.status), "start": None, "duration": e.duration if e.attempt else None,
+                      "detail": detail}
         with self._lock:
-            self._rows.setdefault(task, {}).update(status="running", attempt=attempt, start=time.monotonic(),
-                                                   detail="")
-
-    def task_retrying(self, task: str, attempt: int, delay: float, error: str) -> None:
-        with self._lock:
-            self._rows.setdefault(task, {}).update(status="retrying", start=None,
-                                                   detail=f"retry in {delay:.1f}s after {error}")
-
-    def task_finished(self, task: str, status: RunStatus, attempt: int, duration: float | None,
-                      detail: str | None) -> None:
-        with self._lock:
-            self._rows.setdefault(task, {}).update(status=str(status), start=None, duration=duration,
-                                                   detail=detail or "")
+            self._rows.setdefault(e.task, {}).update(update)
 
     def _render(self) -> Any:
         from rich.table import Table

@@ -26,8 +26,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from agent import kpis
 from agent.artifacts import NONE_REF, load_output, save_output
-from agent.errors import ConfigError, TaskCancelledError, TaskTimeoutError
+from agent.errors import ConfigError, TaskCancelledError
 from agent.executors import (
     Executor,
     Measured,
@@ -38,10 +39,9 @@ from agent.executors import (
     timed,
 )
 from agent.pipeline import Pipeline, Task
-from agent.progress import RunObserver
 from agent.records import RunRecord, RunStatus, new_run_id
+from agent.scope import rows_of
 from agent.store import RunStore, SQLiteRunStore
-from agent.telemetry import rows_of
 
 __all__ = ["Runner", "recover_interrupted", "resume", "run", "run_values"]
 
@@ -155,12 +155,14 @@ def recover_interrupted(store: RunStore, telemetry: Any = None, *, now: float | 
             continue
         stopped = [t for t, a in latest.items() if a.status is RunStatus.INTERRUPTED] + never
         try:
-            with telemetry.pipeline_scope(rec.pipeline, run_id=run_id, version=rec.version,
-                                          trigger=rec.trigger, first_of_version=False) as ps:
-                for t in stopped:
-                    telemetry.record_task_state(rec.pipeline, t, "interrupted", reason="the run's process died",
-                                                run_id=run_id)
-                ps.set_status("interrupted", "the run's process died")
+            for t in stopped:
+                telemetry.task_state(rec.pipeline, t, RunStatus.INTERRUPTED, reason="the run's process died",
+                                     run_id=run_id, durable=True)
+            health = kpis.health_of(r for r in store.recent_runs(rec.pipeline) if r.run_id != run_id)
+            telemetry.run_state(rec.pipeline, run_id, RunStatus.INTERRUPTED, started_at=rec.started_at or now,
+                                ended_at=now, outcome=kpis.fold(health, RunStatus.INTERRUPTED, rec.version, now),
+                                version=rec.version, trigger=rec.trigger, reason="the run's process died",
+                                durable=True)
         except Exception:
             log.exception("could not report interrupted run %s", run_id)
     return ids
@@ -189,7 +191,7 @@ class Runner:
     """
 
     def __init__(self, *, executor: Executor | None = None, store: RunStore | None = None,
-                 telemetry: Any = None, max_workers: int | None = None, observer: RunObserver | None = None,
+                 telemetry: Any = None, max_workers: int | None = None,
                  sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None,
                  rng: random.Random | None = None, home: str | os.PathLike[str] | None = None,
                  kill_grace: float = 5.0, lease_seconds: float = 60.0) -> None:
@@ -197,7 +199,6 @@ class Runner:
         self.store = store
         self.telemetry = telemetry
         self.max_workers = max_workers
-        self.observer = observer or RunObserver()
         self._sleep = sleep
         self.clock = clock or time.time
         self.rng = rng or random.Random()
@@ -353,7 +354,6 @@ class _Job:
         self.ready: collections.deque[str] = collections.deque()
         self.active_drivers = 0
         self.max_drivers = 1
-        self.observer = runner.observer
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -361,10 +361,9 @@ class _Job:
         r, store, tel = self.r, self.store, self.tel
         now = r.clock()
         version = self.pipeline.version
-        first_of_version = False if self.resumed else store.previous_version(self.name, before=self.run_id) != version
-        failing_since = store.failing_since(self.name)
+        # Where the pipeline stands before this run, from the store: the KPIs of its end fold onto it.
+        health = kpis.health_of(store.recent_runs(self.name))
         store.start_run(self.run_id, now=now, lease_until=now + r.lease_seconds, tasks=self.graph.order)
-        self._notify("run_started", self.run_id, self.name, self.graph.order, list(self.preloaded))
         executor = r.executor
         owns_executor = executor is None
         workers = (r.max_workers or self.pipeline.max_workers or (executor.max_workers if executor else None)
@@ -375,27 +374,38 @@ class _Job:
         self.executor = executor
         self.drivers = executor if executor.local else ThreadExecutor(workers)
         interrupted: BaseException | None = None
+        ps = tel.pipeline_scope(self.name, run_id=self.run_id, version=version, trigger=self.trigger,
+                                tasks=self.graph.order, kept=tuple(self.preloaded), params=self.values.get("params"),
+                                resumed=self.resumed, durable=True)
+        ps.__enter__()
+        failure: BaseException | None = None
         try:
-            with tel.pipeline_scope(self.name, run_id=self.run_id, version=version, trigger=self.trigger,
-                                    first_of_version=first_of_version, failing_since=failing_since) as ps:
-                self.ctx = contextvars.copy_context()
-                try:
-                    self._start()
-                    self._wait()
-                except BaseException as exc:  # KeyboardInterrupt in the caller's thread: cancel, then re-raise
-                    interrupted = exc
-                    again = self.cancelled.is_set() or (self.user_cancel is not None and self.user_cancel.is_set())
-                    self.cancelled.set()
-                    if not again:  # first interrupt: let running tasks finish; a second one abandons them
-                        with contextlib.suppress(BaseException):
-                            self._wait()
-                    if not self.done.is_set():
-                        self._abandon()
-                status, error = self._outcome()
-                end = r.clock()
-                store.finish_run(self.run_id, status, now=end, error=error)
-                ps.set_status(str(status), error or "")
+            self.ctx = contextvars.copy_context()
+            try:
+                self._start()
+                self._wait()
+            except BaseException as exc:  # KeyboardInterrupt in the caller's thread: cancel, then re-raise
+                interrupted = exc
+                again = self.cancelled.is_set() or (self.user_cancel is not None and self.user_cancel.is_set())
+                self.cancelled.set()
+                if not again:  # first interrupt: let running tasks finish; a second one abandons them
+                    with contextlib.suppress(BaseException):
+                        self._wait()
+                if not self.done.is_set():
+                    self._abandon()
+            status, error = self._outcome()
+            end = r.clock()
+            store.finish_run(self.run_id, status, now=end, error=error)
+            ps.set_status(str(status), error or "")
+            ps.ended_at = end
+            ps.outcome = kpis.fold(health, status, version, end)
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            _, run_event = ps.end(failure)
+            if run_event is not None:
+                tel.bus.emit(run_event)
             if self.drivers is not executor:
                 self.drivers.shutdown(wait=interrupted is None)
             if owns_executor:
@@ -403,7 +413,6 @@ class _Job:
         record = store.get_run(self.run_id)
         assert record is not None
         record = replace(record, outputs=dict(self.outputs))
-        self._notify("run_finished", record)
         if interrupted is not None:
             raise interrupted
         return record
@@ -438,7 +447,8 @@ class _Job:
         self.store.record_task_states(self.run_id, [(t, RunStatus.CANCELLED, "the run was interrupted")
                                                     for t in left if t not in running], now=now)
         for t in left:
-            self.tel.record_task_state(self.name, t, "cancelled", reason="the run was interrupted", run_id=self.run_id)
+            self.tel.task_state(self.name, t, RunStatus.CANCELLED, reason="the run was interrupted",
+                                run_id=self.run_id, durable=True)
 
     def _outcome(self) -> tuple[RunStatus, str | None]:
         if self.cancelled.is_set() and any(s is RunStatus.CANCELLED for s in self.states.values()):
@@ -481,6 +491,8 @@ class _Job:
             try:
                 gated = False
                 detail: str | None
+                if self.user_cancel is not None and self.user_cancel.is_set():
+                    self.cancelled.set()  # the caller's cancel counts at once, not at the next poll
                 if self.cancelled.is_set():
                     status, detail = RunStatus.CANCELLED, "the run was cancelled before the task started"
                     self._record_unrun(task, status, detail)
@@ -541,16 +553,14 @@ class _Job:
             now = self.r.clock()
             self.store.record_task_states(self.run_id, unrun, now=now)
             for d, state, reason in unrun:
-                self.tel.record_task_state(self.name, d, str(state), reason=reason, run_id=self.run_id)
-                self._notify("task_finished", d, state, 0, None, reason)
+                self.tel.task_state(self.name, d, state, reason=reason, run_id=self.run_id, durable=True)
         if finished:
             self.done.set()
         return ready
 
     def _record_unrun(self, task: str, status: RunStatus, reason: str) -> None:
         self.store.record_task_state(self.run_id, task, status, now=self.r.clock(), reason=reason)
-        self.tel.record_task_state(self.name, task, str(status), reason=reason, run_id=self.run_id)
-        self._notify("task_finished", task, status, 0, None, reason)
+        self.tel.task_state(self.name, task, status, reason=reason, run_id=self.run_id, durable=True)
 
     # --- one task ------------------------------------------------------------------------------
 
@@ -584,7 +594,10 @@ class _Job:
         return self.outputs[task]
 
     def _run_task(self, name: str) -> tuple[RunStatus, str | None, bool]:
-        """Run one task with its retries; (final state, error or reason, whether a check blocked it)."""
+        """Run one task with its retries; (final state, error or reason, whether a check blocked it).
+
+        Each attempt is written to the store before anyone hears of it (the events are durable).
+        """
         task = self.pipeline.tasks[name]
         store, tel, clock = self.store, self.tel, self.r.clock
         kwargs, frames, input_rows = self._inputs(task)
@@ -594,70 +607,67 @@ class _Job:
         while True:
             attempt += 1
             tries += 1
-            started = clock()
-            tr_id = store.start_task(self.run_id, name, attempt, now=started)
-            self._notify("task_started", name, attempt)
+            tr_id = store.start_task(self.run_id, name, attempt, now=clock())
+            ts = tel.task_scope(self.name, name, run_id=self.run_id, attempt=attempt, retry=tries > 1, durable=True)
             results: list[Any] = []
             reason: str | None = None  # why a blocking check failed
             ref: str | None = None
             value: Any = None
+            rows_out: int | None = None
+            failure: BaseException | None = None
+            ts.__enter__()
             try:
-                with tel.task_scope(self.name, name, run_id=self.run_id, attempt=attempt, retry=tries > 1) as ts:
-                    if rows_in:
-                        ts.rows_in(rows_in)
-                    out = self._call(task, kwargs)
-                    if isinstance(out, Measured):
-                        value = out.value
-                        if out.cpu:
-                            ts.add_cpu(out.cpu)
-                        if out.peak:
-                            ts.set_peak_memory(out.peak)
-                    else:
-                        value = out
-                    rows_out = rows_of(value)
-                    if rows_out:
-                        ts.rows_out(rows_out)
-                    if task.checks:
-                        ctx = ts.context(inputs=frames, store=store, now=dt.datetime.fromtimestamp(clock(), dt.UTC))
-                        results = ts.run_checks(task.checks, value, ctx)
-                        blocking = [c for c in results if c.blocking]
-                        reason = _blocking_reason(blocking) if blocking else None
-                    if reason is not None:
-                        ts.set_status("failed", reason)
-                    elif task.persist:
-                        ref = save_output(self.artifacts, self.run_id, name, value)
-                    elif value is None:
-                        ref = NONE_REF
+                if rows_in:
+                    ts.rows_in(rows_in)
+                out = self._call(task, kwargs)
+                if isinstance(out, Measured):
+                    value = out.value
+                    if out.cpu:
+                        ts.add_cpu(out.cpu)
+                    if out.peak:
+                        ts.set_peak_memory(out.peak)
+                else:
+                    value = out
+                rows_out = rows_of(value)
+                if rows_out:
+                    ts.rows_out(rows_out)
+                if task.checks:
+                    ctx = ts.context(inputs=frames, store=store, now=dt.datetime.fromtimestamp(clock(), dt.UTC))
+                    results = ts.run_checks(task.checks, value, ctx)
+                    blocking = [c for c in results if c.blocking]
+                    reason = _blocking_reason(blocking) if blocking else None
+                if reason is not None:
+                    ts.set_status("failed", reason)
+                elif task.persist:
+                    ref = save_output(self.artifacts, self.run_id, name, value)
+                elif value is None:
+                    ref = NONE_REF
             except TaskCancelledError as exc:
-                store.finish_task(tr_id, RunStatus.CANCELLED, now=clock(), error=str(exc))
-                self._notify("task_finished", name, RunStatus.CANCELLED, attempt, clock() - started, str(exc))
-                return RunStatus.CANCELLED, str(exc), False
+                failure = exc
+                ts.set_status(RunStatus.CANCELLED, str(exc))
             except BaseException as exc:
-                status = RunStatus.TIMED_OUT if isinstance(exc, TaskTimeoutError) else RunStatus.FAILED
-                error = f"{type(exc).__name__}: {exc}"
-                end = clock()
-                store.finish_task(tr_id, status, now=end, rows_in=rows_in, error=error)
-                if isinstance(exc, Exception) and task.retry.should_retry(exc, tries) and not self.cancelled.is_set():
-                    delay = task.retry.delay_for(tries, self.r.rng)
-                    self._notify("task_retrying", name, attempt, delay, error)
-                    self.sleep(delay)
-                    if not self.cancelled.is_set():
-                        continue
-                self._notify("task_finished", name, status, attempt, end - started, error)
-                return status, error, False
+                failure = exc
+                if (isinstance(exc, Exception) and task.retry.should_retry(exc, tries)
+                        and not self.cancelled.is_set()):
+                    ts.retry_in = task.retry.delay_for(tries, self.r.rng)
             end = clock()
-            if reason is not None:
-                store.finish_task(tr_id, RunStatus.FAILED, now=end, rows_in=rows_in, rows_out=rows_out,
-                                  error=reason, checks=results)
-                self._notify("task_finished", name, RunStatus.FAILED, attempt, end - started, reason)
-                return RunStatus.FAILED, reason, True
-            store.finish_task(tr_id, RunStatus.SUCCESS, now=end, rows_in=rows_in, rows_out=rows_out,
-                              output_ref=ref, checks=results)
-            with self.lock:
-                self.outputs[name] = value
-            self._notify("task_finished", name, RunStatus.SUCCESS, attempt, end - started,
-                         _warnings(results))
-            return RunStatus.SUCCESS, None, False
+            ts.ended_at = end
+            event, _ = ts.end(failure)
+            status = ts.status or RunStatus.FAILED
+            error = reason if reason is not None else ts.error
+            store.finish_task(tr_id, status, now=end, rows_in=rows_in, rows_out=rows_out, error=error,
+                              output_ref=ref if status is RunStatus.SUCCESS else None, checks=results)
+            if event is not None:
+                tel.bus.emit(event)
+            if status is RunStatus.SUCCESS:
+                with self.lock:
+                    self.outputs[name] = value
+                return RunStatus.SUCCESS, None, False
+            if ts.retry_in is not None:
+                self.sleep(ts.retry_in)
+                if not self.cancelled.is_set():
+                    continue
+            return status, error, reason is not None
 
     def _call(self, task: Task, kwargs: dict[str, Any]) -> Any:
         ex = self.executor
@@ -680,12 +690,6 @@ class _Job:
                                          task=task.name)
         return future.result()
 
-    def _notify(self, method: str, *args: Any) -> None:
-        try:
-            getattr(self.observer, method)(*args)
-        except Exception:
-            log.exception("run observer %r failed in %s", self.observer, method)
-
 
 def _blocking_reason(results: Iterable[Any]) -> str:
     parts = []
@@ -694,8 +698,3 @@ def _blocking_reason(results: Iterable[Any]) -> str:
         msg = f": {c.detail}" if c.message else ""
         parts.append(f"{c.check}{where}{msg}")
     return "blocking check failed: " + "; ".join(parts)
-
-
-def _warnings(results: list[Any]) -> str | None:
-    warned = [c.check for c in results if str(c.status) in ("warn", "error")]
-    return f"checks warned: {', '.join(warned)}" if warned else None

@@ -103,6 +103,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at REAL NOT NULL)""",
         "CREATE INDEX row_counts_by_dataset ON row_counts (dataset, id)",
     ),
+    (  # 2: cumulative metric samples per pipeline, for outputs that outlive the process (push, textfile)
+        """CREATE TABLE metric_samples (
+            pipeline TEXT NOT NULL,
+            name TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            value REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (pipeline, name, labels))""",
+        "CREATE INDEX runs_by_pipeline_end ON runs (pipeline, ended_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -194,12 +205,23 @@ class RunStore(abc.ABC):
         """Finished runs of ``pipeline``, oldest first, without task states (for KPIs)."""
 
     @abc.abstractmethod
-    def previous_version(self, pipeline: str, *, before: str) -> str | None:
-        """Version of the run of ``pipeline`` started last before run ``before`` (None: no earlier run)."""
+    def recent_runs(self, pipeline: str) -> list[RunRecord]:
+        """Finished runs of ``pipeline`` from its last success on (all if none), oldest first: what
+        :func:`agent.kpis.health_of` needs to know where the pipeline stands."""
 
+    # --- what @monitor runs leave behind ----------------------------------------------------
     @abc.abstractmethod
-    def failing_since(self, pipeline: str) -> float | None:
-        """End of the first failed run after the last success (None when the last run did not fail)."""
+    def append_events(self, events: Sequence[Any]) -> None:
+        """Record run events that nobody wrote before (``@monitor`` runs), in one transaction."""
+
+    # --- cumulative metrics for outputs that outlive the process ---------------------------
+    @abc.abstractmethod
+    def merge_metric_samples(self, pipeline: str, added: Mapping[tuple[str, str], float],
+                             values: Mapping[tuple[str, str], float], *, now: float,
+                             replaced: Iterable[str] = ()) -> list[tuple[str, str, float]]:
+        """Add ``added`` to the pipeline's stored counter samples and set its gauge ``values`` (keys are
+        ``(sample name, labels as JSON)``); samples named in ``replaced`` are first dropped (an info
+        metric whose labels changed). Returns every stored sample of the pipeline, sorted."""
 
     # --- task states ------------------------------------------------------------------------
     @abc.abstractmethod
@@ -510,22 +532,6 @@ class SQLiteRunStore(RunStore):
             is not None
 
     @_guarded
-    def previous_version(self, pipeline: str, *, before: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT version FROM runs WHERE pipeline=? AND run_id<>? AND started_at IS NOT NULL"
-            " ORDER BY started_at DESC, rowid DESC LIMIT 1", (pipeline, before)).fetchone()
-        return row[0] if row else None
-
-    @_guarded
-    def failing_since(self, pipeline: str) -> float | None:
-        marks = ",".join("?" * len(_FAILED))
-        row = self.conn.execute(
-            f"SELECT min(ended_at) FROM runs WHERE pipeline=? AND status IN ({marks})"
-            " AND ended_at > coalesce((SELECT max(ended_at) FROM runs WHERE pipeline=? AND status='success'), 0)",
-            (pipeline, *_FAILED, pipeline)).fetchone()
-        return row[0]
-
-    @_guarded
     def queued_runs(self, pipeline: str) -> list[RunRecord]:
         return [_run_record(r, ()) for r in self.conn.execute(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline=? AND status='queued' ORDER BY created_at, rowid",
@@ -540,6 +546,80 @@ class SQLiteRunStore(RunStore):
             sql += " LIMIT ?"
             args += (limit,)
         return [_run_record(r, ()) for r in self.conn.execute(sql, args)][::-1]
+
+    @_guarded
+    def recent_runs(self, pipeline: str) -> list[RunRecord]:
+        since = self.conn.execute("SELECT max(ended_at) FROM runs WHERE pipeline=? AND status='success'",
+                                  (pipeline,)).fetchone()[0]
+        return [_run_record(r, ()) for r in self.conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline=? AND ended_at IS NOT NULL AND ended_at >= ?"
+            " AND status NOT IN ('queued', 'running') ORDER BY ended_at, rowid", (pipeline, since or 0.0))]
+
+    # --- @monitor runs --------------------------------------------------------------------
+
+    @_guarded
+    def append_events(self, events: Sequence[Any]) -> None:
+        from agent.events import RunEnded, RunStarted, TaskEnded
+
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            for e in events:
+                if isinstance(e, TaskEnded):
+                    cur = conn.execute(
+                        "INSERT INTO task_runs (run_id, task, attempt, status, started_at, ended_at, rows_in,"
+                        " rows_out, error, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (e.run_id, e.task, e.attempt, str(e.status), e.started_at, e.ended_at, e.rows_in,
+                         e.rows_out, e.error, e.reason))
+                    if e.checks:
+                        conn.executemany(
+                            "INSERT INTO check_results (task_run_id, run_id, task, check_name, status, result)"
+                            " VALUES (?,?,?,?,?,?)",
+                            [(cur.lastrowid, e.run_id, e.task, c.check, str(c.status), _dumps(c.to_dict()))
+                             for c in e.checks])
+                elif isinstance(e, RunStarted):
+                    conn.execute(
+                        "INSERT OR IGNORE INTO runs (run_id, pipeline, status, trigger, version, params, tasks,"
+                        " created_at, started_at, owner_pid, owner_host, owner_start)"
+                        " VALUES (?,?,'running',?,?,?,?,?,?,?,?,?)",
+                        (e.run_id, e.pipeline, e.trigger, e.version, _dumps(e.params), json.dumps(list(e.tasks)),
+                         e.started_at, e.started_at, self._pid, self._host, self._start))
+                elif isinstance(e, RunEnded):
+                    conn.execute(
+                        "UPDATE runs SET status=?, ended_at=?, error=?, tasks=(SELECT json_group_array(task) FROM"
+                        " (SELECT task FROM task_runs WHERE run_id=? GROUP BY task ORDER BY min(started_at), min(id)))"
+                        " WHERE run_id=?", (str(e.status), e.ended_at, e.error, e.run_id, e.run_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # --- cumulative metric samples ---------------------------------------------------------
+
+    @_guarded
+    def merge_metric_samples(self, pipeline: str, added: Mapping[tuple[str, str], float],
+                             values: Mapping[tuple[str, str], float], *, now: float,
+                             replaced: Iterable[str] = ()) -> list[tuple[str, str, float]]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("DELETE FROM metric_samples WHERE pipeline=? AND name=?",
+                             [(pipeline, name) for name in replaced])
+            conn.executemany(
+                "INSERT INTO metric_samples VALUES (?,?,?,'counter',?,?) ON CONFLICT (pipeline, name, labels)"
+                " DO UPDATE SET value=value+excluded.value, updated_at=excluded.updated_at",
+                [(pipeline, name, labels, v, now) for (name, labels), v in added.items()])
+            conn.executemany(
+                "INSERT INTO metric_samples VALUES (?,?,?,'gauge',?,?) ON CONFLICT (pipeline, name, labels)"
+                " DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+                [(pipeline, name, labels, v, now) for (name, labels), v in values.items()])
+            rows = conn.execute("SELECT name, labels, value FROM metric_samples WHERE pipeline=?"
+                                " ORDER BY name, labels", (pipeline,)).fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return [(n, lab, float(v)) for n, lab, v in rows]
 
     # --- task states --------------------------------------------------------------------
 

@@ -9,8 +9,9 @@ Names follow the Prometheus conventions: ``pipewarden_`` prefix, base units,
 ``_total`` on counters, ``_seconds`` / ``_bytes`` / ``_timestamp_seconds``.
 Labels are bounded: pipeline, task, dataset, column, check, kind, status,
 severity, method, exporter, trigger, alert, state, receiver, outcome, action, listener,
-reason, route, code. Never run ids, row values or file names. The one exception is ``version`` on the ``_info`` metric, which holds
-one series per pipeline at a time (the version currently deployed).
+reason, route, code. Never run ids, row values or file names. The one exception is
+``version`` on the ``_info`` metric, which holds one series per pipeline at a time (the
+version currently deployed).
 """
 
 from __future__ import annotations
@@ -81,11 +82,10 @@ class MetricSpec:
 
     @property
     def series_names(self) -> tuple[str, ...]:
-        """Every sample name this metric puts in the exposition."""
+        """Every sample name this metric puts in the exposition (``_created`` series aside: prometheus_client
+        adds them to some counters, pipewarden's outputs never rely on them)."""
         if self.type is MetricType.HISTOGRAM:
             return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
-        if self.type is MetricType.COUNTER:
-            return (self.name, f"{self.base_name}_created")
         return (self.name,)
 
 
@@ -227,6 +227,27 @@ def render_markdown() -> str:
         "",
         "Generated from `exporters/catalogue.py` by `python -m exporters.catalogue > docs/metrics.md`;",
         "a test keeps this page equal to the code.",
+        "",
+        "## How many series",
+        "",
+        "Labels are bounded (pipeline, task, dataset, column, check, ...), never run ids or values.",
+        "A task exports 15 series: `pipewarden_task_runs_total` for `success` and `failed` (both from",
+        "the first attempt on; another status adds one series the first time it happens), the duration",
+        f"histogram without a status label ({len(TASK_BUCKETS)} buckets, `+Inf`, `_sum`, `_count`), and one",
+        "series each for retries, rows in, rows out, CPU seconds and peak memory. A 1,000-task pipeline",
+        "exposes about 15,000 task series. The pipeline-run histogram has finer buckets (one per",
+        "pipeline). `_created` series are not part of the contract (the task and pipeline families have",
+        "none).",
+        "",
+        "## What short-lived processes send",
+        "",
+        "A scrape endpoint serves what its process counted since it started. A process that lives for",
+        "one run (a cron job) pushes to the Pushgateway, or writes a node_exporter textfile, the",
+        "pipeline's cumulative totals kept in the run store: each run adds what it counted, so",
+        "`rate()` and `increase()` work across runs, and every series of the pipeline is in every",
+        "push (a push replaces the pipeline's group; nothing is left stale or erased).",
+        "",
+        "## Metrics",
         "",
         "| metric | type | labels | unit | KPI | help |",
         "| --- | --- | --- | --- | --- | --- |",

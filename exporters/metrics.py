@@ -1,4 +1,4 @@
-"""The catalogue turned into live prometheus_client metrics on a registry you can pass in."""
+"""The catalogue turned into live metrics on a registry you can pass in."""
 
 from __future__ import annotations
 
@@ -8,40 +8,37 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.metrics import MetricWrapperBase
 
-from exporters.catalogue import CATALOGUE, MetricSpec, MetricType, by_name
-from exporters.runs import RunCollector
+from exporters.catalogue import CATALOGUE, MetricSpec, MetricType
+from exporters.cells import PipelineCollector, TaskCollector
 
-__all__ = ["Metrics"]
+__all__ = ["CELL_FAMILIES", "Metrics"]
 
-#: Counter/histogram pairs that always move together: one collector each (see exporters.runs).
-RUN_PAIRS = (
-    ("pipewarden_task_runs_total", "pipewarden_task_duration_seconds"),
-    ("pipewarden_pipeline_runs_total", "pipewarden_pipeline_duration_seconds"),
-)
+#: Families kept in cells (``exporters.cells``): one lock per task or pipeline on the hot path.
+CELL_FAMILIES: frozenset[str] = frozenset(
+    m.name for m in CATALOGUE if m.name.startswith(("pipewarden_task_", "pipewarden_pipeline_")))
 
 
 class Metrics:
     """Every catalogue metric, registered on one registry.
 
     >>> m = Metrics()
-    >>> m["pipewarden_task_runs_total"].labels("orders", "load", "success").inc()
-    >>> m.registry.get_sample_value(
-    ...     "pipewarden_task_runs_total", {"pipeline": "orders", "task": "load", "status": "success"})
+    >>> m["pipewarden_check_results_total"].labels("orders", "clean", "unique", "duplication", "fail").inc()
+    >>> m.sample("pipewarden_check_results_total", pipeline="orders", dataset="clean", check="unique",
+    ...          kind="duplication", status="fail")
     1.0
 
+    The task and pipeline families live in :attr:`tasks` and :attr:`pipelines`
+    (cells); the others are prometheus_client objects, ``metrics[name]``.
     A fresh ``Metrics()`` gets a fresh registry, so tests never share state.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.tasks = TaskCollector(self.registry)
+        self.pipelines = PipelineCollector(self.registry)
         self._metrics: dict[str, Any] = {}
-        self.run_collectors: dict[str, RunCollector] = {}
-        for runs, duration in RUN_PAIRS:
-            pair = RunCollector(by_name(runs), by_name(duration), self.registry)
-            self._metrics[runs], self._metrics[duration] = pair.runs, pair.duration
-            self.run_collectors[runs] = self.run_collectors[duration] = pair
         for spec in CATALOGUE:
-            if spec.name not in self._metrics:
+            if spec.name not in CELL_FAMILIES:
                 self._metrics[spec.name] = _build(spec, self.registry)
         self["pipewarden_agent_start_time_seconds"].set(time.time())
 
@@ -49,10 +46,12 @@ class Metrics:
         try:
             return self._metrics[name]
         except KeyError:
+            if name in CELL_FAMILIES:
+                raise KeyError(f"{name!r} is kept in cells: use Metrics.tasks or Metrics.pipelines") from None
             raise KeyError(f"{name!r} is not in the pipewarden metric catalogue") from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._metrics
+        return name in self._metrics or name in CELL_FAMILIES
 
     def sample(self, name: str, **labels: str) -> float | None:
         """The current value of one sample (``None`` if it has not been recorded)."""

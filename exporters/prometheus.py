@@ -8,8 +8,9 @@ Prometheus, one per kind of process:
 - a cron job on a host with node_exporter writes a textfile (:func:`write_textfile`).
 
 Nothing here listens or sends unless called; :class:`PrometheusSettings` reads which of
-them the environment asks for. Push and textfile failures never reach the pipeline: they
-are logged once per exporter, counted in ``pipewarden_export_errors_total`` and swallowed.
+them the environment asks for. :func:`push` and :func:`write_textfile` raise on failure;
+the exporters of :mod:`exporters.outputs` call them, count every failure in
+``pipewarden_export_errors_total`` with the pipeline's label, and never let one reach a run.
 """
 
 from __future__ import annotations
@@ -22,20 +23,18 @@ import re
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, pushadd_to_gateway, start_http_server
+from prometheus_client import CollectorRegistry, push_to_gateway, start_http_server
 from prometheus_client import write_to_textfile as _write_to_textfile
+from prometheus_client.exposition import default_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporters.metrics import Metrics
-
-if TYPE_CHECKING:
-    from exporters.tracing import ErrorHook
 
 __all__ = [
     "PIPEWARDEN_METRICS_ADDR",
@@ -43,7 +42,6 @@ __all__ = [
     "PIPEWARDEN_PUSHGATEWAY_URL",
     "PIPEWARDEN_PUSH_TIMEOUT",
     "PIPEWARDEN_TEXTFILE_DIR",
-    "ExportErrors",
     "MetricsEndpoint",
     "PipelineView",
     "PrometheusSettings",
@@ -67,9 +65,6 @@ PIPEWARDEN_TEXTFILE_DIR = "PIPEWARDEN_TEXTFILE_DIR"
 
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PUSH_TIMEOUT = 2.0
-#: Families a failed run leaves out of its push, so the gateway keeps the last success time.
-_SUCCESS_ONLY_SUFFIX = "_last_success_timestamp_seconds"
-_EXPORT_ERRORS = "pipewarden_export_errors"
 
 logger = logging.getLogger("pipewarden.exporters")
 
@@ -211,12 +206,11 @@ class PipelineView:
     """A read-only collector showing one pipeline's samples of another collector.
 
     >>> m = Metrics()
-    >>> m["pipewarden_pipeline_runs_total"].labels("orders", "success").inc()
-    >>> m["pipewarden_pipeline_runs_total"].labels("billing", "success").inc()
+    >>> m["pipewarden_dq_rows"].labels("orders", "raw").set(3)
+    >>> m["pipewarden_dq_rows"].labels("billing", "raw").set(4)
     >>> view = CollectorRegistry()
     >>> view.register(PipelineView(m.registry, "orders"))
-    >>> view.get_sample_value("pipewarden_pipeline_runs_total",
-    ...                       {"pipeline": "billing", "status": "success"}) is None
+    >>> view.get_sample_value("pipewarden_dq_rows", {"pipeline": "billing", "dataset": "raw"}) is None
     True
 
     Samples without a ``pipeline`` label (agent-wide metrics) are left out, so files and
@@ -244,73 +238,54 @@ class PipelineView:
         return ()  # nothing to check at registration; collect() decides per call
 
 
-@dataclass
-class ExportErrors:
-    """Counts and logs export failures: one warning per exporter per instance, a count for each.
-
-    >>> errors = ExportErrors()
-    >>> m = Metrics()
-    >>> errors.report("textfile", m.registry, OSError("disk full"))
-    >>> errors.report("textfile", m.registry, OSError("disk full"))
-    >>> m.sample("pipewarden_export_errors_total", exporter="textfile")
-    2.0
-
-    The module keeps one instance for the process (``push`` and ``write_textfile`` use it
-    unless given their own), so a pipeline failing every minute logs one line, not thousands.
-    """
-
-    _warned: set[str] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def report(self, exporter: str, registry: Collector, error: BaseException) -> None:
-        """Count ``error`` in ``registry`` (if it has the metric) and warn once for ``exporter``."""
-        counter = _export_errors_counter(registry)
-        if counter is not None:
-            counter.labels(exporter).inc()
-        with self._lock:
-            first = exporter not in self._warned
-            self._warned.add(exporter)
-        if first:
-            logger.warning("%s export failed (further failures are counted in "
-                           "pipewarden_export_errors_total, not logged): %s: %s",
-                           exporter, type(error).__name__, error)
-
-
-_ERRORS = ExportErrors()
-
-
-def push(
-    registry: Registry,
-    url: str,
-    *,
-    pipeline: str,
-    instance: str | None = None,
-    success: bool,
-    timeout: float = DEFAULT_PUSH_TIMEOUT,
-    job: str = "pipewarden",
-    errors: ExportErrors | None = None,
-    on_error: ErrorHook | None = None,
-) -> bool:
-    """Push ``pipeline``'s samples to the Pushgateway at ``url``; ``True`` if it took them.
+def push(registry: Registry, url: str, *, pipeline: str, instance: str | None = None,
+         timeout: float = DEFAULT_PUSH_TIMEOUT, job: str = "pipewarden") -> None:
+    """Replace ``pipeline``'s group at the Pushgateway at ``url`` with its samples in ``registry``.
 
     The group is ``{job, pipeline, instance}`` (``instance`` defaults to the host name).
-    POST semantics: families this push leaves out stay in the gateway. A failed run
-    (``success=False``) leaves out every ``*_last_success_timestamp_seconds`` family, so
-    the gateway keeps the time of the last success. Never raises: a failure is logged
-    once, counted as ``pipewarden_export_errors_total{exporter="pushgateway"}``, and
-    ``False`` is returned. ``timeout`` bounds the whole request.
+    PUT semantics: the push carries every series of the pipeline (cumulative totals read
+    from the run store, every status present), so nothing stale is left behind.
+    ``timeout`` bounds the WHOLE request, however slowly the server answers: a server
+    that trickles one byte a second is abandoned at the deadline. Raises on failure
+    (``TimeoutError`` at the deadline); :class:`exporters.outputs.PushgatewayExporter`
+    counts and swallows.
     """
     source = _registry_of(registry)
     view = CollectorRegistry(auto_describe=False)
-    view.register(PipelineView(source, pipeline,
-                               drop_suffixes=() if success else (_SUCCESS_ONLY_SUFFIX,)))
+    view.register(PipelineView(source, pipeline))
     key = {"pipeline": pipeline, "instance": instance or socket.gethostname()}
-    try:
-        pushadd_to_gateway(url, job=job, registry=view, grouping_key=key, timeout=timeout)
-    except Exception as exc:  # telemetry never breaks the host program
-        _report("pushgateway", source, exc, errors, on_error)
-        return False
-    return True
+    push_to_gateway(url, job=job, registry=view, grouping_key=key, timeout=timeout,
+                    handler=_deadline_handler(timeout))
+
+
+def _deadline_handler(deadline: float) -> Any:
+    """A prometheus_client push handler whose request must finish within ``deadline`` seconds in all."""
+
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                data: bytes) -> Any:
+        request = default_handler(url, method, timeout, headers, data)
+
+        def run() -> None:
+            outcome: list[BaseException | None] = []
+
+            def target() -> None:
+                try:
+                    request()
+                    outcome.append(None)
+                except BaseException as exc:  # handed to the caller's thread below
+                    outcome.append(exc)
+
+            t = threading.Thread(target=target, name="pipewarden-push", daemon=True)
+            t.start()
+            t.join(deadline)
+            if not outcome:
+                raise TimeoutError(f"no complete answer from {url} within {deadline:g}s")
+            if outcome[0] is not None:
+                raise outcome[0]
+
+        return run
+
+    return handler
 
 
 def textfile_name(pipeline: str) -> str:
@@ -327,50 +302,20 @@ def textfile_name(pipeline: str) -> str:
     return f"pipewarden_{safe}.prom"
 
 
-def write_textfile(
-    registry: Registry,
-    directory: str | os.PathLike[str],
-    *,
-    pipeline: str,
-    errors: ExportErrors | None = None,
-    on_error: ErrorHook | None = None,
-) -> Path | None:
-    """Write ``pipeline``'s samples for node_exporter's textfile collector; the path, or ``None``.
+def write_textfile(registry: Registry, directory: str | os.PathLike[str], *, pipeline: str) -> Path:
+    """Write ``pipeline``'s samples for node_exporter's textfile collector; returns the path.
 
     The file (:func:`textfile_name`) is written to a temporary name in the same directory
     and renamed over the old one, so node_exporter never reads half a file. The directory
-    must exist. Never raises: a failure is logged once, counted as
-    ``pipewarden_export_errors_total{exporter="textfile"}``, and ``None`` is returned.
+    must exist. Raises on failure; :class:`exporters.outputs.TextfileExporter` counts and swallows.
     """
     source = _registry_of(registry)
     path = Path(directory) / textfile_name(pipeline)
     view = CollectorRegistry(auto_describe=False)
     view.register(PipelineView(source, pipeline))
-    try:
-        _write_to_textfile(str(path), view)
-    except Exception as exc:  # telemetry never breaks the host program
-        _report("textfile", source, exc, errors, on_error)
-        return None
+    _write_to_textfile(str(path), view)
     return path
-
-
-def _report(exporter: str, registry: CollectorRegistry, exc: BaseException, errors: ExportErrors | None,
-            on_error: ErrorHook | None) -> None:
-    """Hand a failure to the caller's hook (an agent's Telemetry counts and warns itself), else to ``errors``."""
-    if on_error is not None:
-        on_error(exporter, exc)
-    else:
-        (errors or _ERRORS).report(exporter, registry, exc)
 
 
 def _registry_of(registry: Registry) -> CollectorRegistry:
     return registry.registry if isinstance(registry, Metrics) else registry
-
-
-def _export_errors_counter(registry: Collector) -> Counter | None:
-    # prometheus_client has no public lookup of a registered collector by name.
-    collectors = getattr(registry, "_names_to_collectors", {})
-    counter = collectors.get(_EXPORT_ERRORS)
-    if isinstance(counter, Counter) and counter._labelnames == ("exporter",):
-        return counter
-    return None

@@ -56,7 +56,8 @@ KNOWN_EXPORTERS = ("jsonl", "otlp", "console", "none")
 PIPEWARDEN_HOME = "PIPEWARDEN_HOME"
 DEFAULT_HOME = ".pipewarden"
 
-ErrorHook = Callable[[str, BaseException | None], None]
+#: ``on_error(exporter, exc, pipelines)``: an export failed; ``pipelines`` are those of the spans it lost.
+ErrorHook = Callable[[str, BaseException | None, Sequence[str]], None]
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -103,16 +104,18 @@ class GuardedSpanExporter(SpanExporter):
         try:
             result = self.inner.export(spans)
         except Exception as exc:
-            self._report(exc)
+            self._report(exc, spans)
             return SpanExportResult.FAILURE
         if result is not SpanExportResult.SUCCESS:
-            self._report(None)
+            self._report(None, spans)
         return result
 
-    def _report(self, exc: BaseException | None) -> None:
+    def _report(self, exc: BaseException | None, spans: Sequence[ReadableSpan]) -> None:
         if self.on_error is not None:
             try:
-                self.on_error(self.name, exc)
+                pipelines = sorted({str(p) for s in spans
+                                    if (p := (s.attributes or {}).get("cicd.pipeline.name")) is not None})
+                self.on_error(self.name, exc, pipelines)
             except Exception:  # the hook must not break the export thread either
                 log.debug("export error hook failed", exc_info=True)
 
@@ -120,13 +123,13 @@ class GuardedSpanExporter(SpanExporter):
         try:
             self.inner.shutdown()
         except Exception as exc:
-            self._report(exc)
+            self._report(exc, ())
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         try:
             return bool(self.inner.force_flush(timeout_millis))
         except Exception as exc:
-            self._report(exc)
+            self._report(exc, ())
             return False
 
 

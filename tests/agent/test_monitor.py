@@ -7,7 +7,6 @@ import doctest
 import functools
 import inspect
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ import agent.monitor
 from agent.errors import CheckFailedError, DecorationError, PipewardenError, TaskTimeoutError
 from agent.monitor import monitor
 from agent.telemetry import Telemetry, current_scope, set_telemetry
+from agent.versions import source_version
 from checks.base import Check, CheckContext
 from checks.result import CheckResult, Kind, Severity, Status
 from exporters.metrics import Metrics
@@ -122,8 +122,7 @@ def test_sync_call_returns_value_and_records_one_successful_run(tel: Telemetry,
 
     assert task_runs(tel, "load", "success") == 1
     assert pipeline_runs(tel, "success") == 1
-    assert sample(tel, "pipewarden_task_duration_seconds_count",
-                  pipeline="orders", task="load", status="success") == 1
+    assert sample(tel, "pipewarden_task_duration_seconds_count", pipeline="orders", task="load") == 1
     assert sample(tel, "pipewarden_pipeline_up", pipeline="orders") == 1
     [span] = spans.get_finished_spans()
     assert (span.name, span.kind, span.status.status_code) == ("RUN orders", SpanKind.SERVER,
@@ -221,9 +220,9 @@ def test_exception_is_reraised_unchanged_and_recorded_as_failure(
     assert span.attributes["error.type"] == "BoomError"
     assert span.attributes["cicd.pipeline.result"] == "failure"
     assert task_runs(tel, task, "failed") == 1
-    assert task_runs(tel, task, "success") is None
+    assert task_runs(tel, task, "success") == 0  # exported at 0: success rate divides by it
     assert pipeline_runs(tel, "failed") == 1
-    assert pipeline_runs(tel, "success") is None
+    assert pipeline_runs(tel, "success") == 0
     assert sample(tel, "pipewarden_pipeline_up", pipeline="orders") == 0
 
 
@@ -262,7 +261,7 @@ def test_exception_caught_by_outer_call_fails_only_the_inner_task(
     assert task_runs(tel, "fragile", "failed") == 1
     assert task_runs(tel, "run", "success") == 1
     assert pipeline_runs(tel, "success") == 1
-    assert pipeline_runs(tel, "failed") is None
+    assert pipeline_runs(tel, "failed") == 0
     named = by_name(spans)
     assert named["RUN fragile"].status.status_code is StatusCode.ERROR
     assert named["RUN orders"].status.status_code is StatusCode.UNSET
@@ -314,11 +313,14 @@ def test_nested_calls_form_parent_and_child_spans(tel: Telemetry,
     assert ex.kind is SpanKind.INTERNAL and tr.kind is SpanKind.INTERNAL
     assert parent_id(ex) == parent_id(tr) == root.context.span_id
     assert ex.context.trace_id == tr.context.trace_id == root.context.trace_id
+    run_id = dict(root.attributes or {})["cicd.pipeline.run.id"]
+    assert run_id
     assert dict(root.attributes or {}) == {
-        "cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "run",
+        "cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "run", "cicd.pipeline.run.id": run_id,
+        "pipewarden.pipeline.version": source_version(__file__),
         "cicd.pipeline.result": "success", "pipewarden.rows_out": 2}
     assert dict(tr.attributes or {}) == {
-        "cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "transform",
+        "cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "transform", "cicd.pipeline.run.id": run_id,
         "cicd.pipeline.task.run.result": "success", "pipewarden.rows_in": 3,
         "pipewarden.rows_out": 2}
     assert dict(ex.attributes or {})["cicd.pipeline.task.run.result"] == "success"
@@ -446,13 +448,9 @@ def test_threads_keep_exact_counts_and_separate_traces(tel: Telemetry,
     assert task_runs(tel, "transform", "success") == calls
     assert pipeline_runs(tel, "failed") == failed
     assert pipeline_runs(tel, "success") == calls - failed
-    assert sample(tel, "pipewarden_task_duration_seconds_count",
-                  pipeline="orders", task="transform", status="success") == calls
+    assert sample(tel, "pipewarden_task_duration_seconds_count", pipeline="orders", task="transform") == calls
     assert sample(tel, "pipewarden_task_rows_in_total",
                   pipeline="orders", task="transform") == sum(i % 7 for i in range(calls))
-    for task in ("run", "transform"):
-        assert sample(tel, "pipewarden_task_in_progress", pipeline="orders", task=task) == 0
-    assert sample(tel, "pipewarden_pipeline_active_runs", pipeline="orders") == 0
 
     finished = spans.get_finished_spans()
     roots = {s.context.span_id: s for s in finished if s.name == "RUN orders"}
@@ -727,7 +725,7 @@ def test_raise_policy_raises_after_recording_the_failure(tel: Telemetry,
     assert "min_rows" in str(error) and "orders.transform" in str(error)
     # Everything below was recorded before the error reached the caller.
     assert task_runs(tel, "transform", "failed") == 1
-    assert task_runs(tel, "transform", "success") is None
+    assert task_runs(tel, "transform", "success") == 0
     assert pipeline_runs(tel, "failed") == 1
     assert sample(tel, "pipewarden_check_results_total", pipeline="orders", dataset="transform",
                   check="non_empty", kind="volume", status="pass") == 1
@@ -888,7 +886,7 @@ def test_misuse_fails_at_decoration_time(case: str, decorate: Callable[[], Any],
 
 
 def test_last_success_is_set_only_by_a_success(tel: Telemetry, clock: Clock) -> None:
-    """Last-success gauges stay unset (NaN) through failures and keep the last success time."""
+    """The last-success gauge is absent until a success and keeps the last success time through failures."""
     fail = {"now": True}
 
     @monitor(pipeline="orders", telemetry=tel)
@@ -896,27 +894,24 @@ def test_last_success_is_set_only_by_a_success(tel: Telemetry, clock: Clock) -> 
         if fail["now"]:
             raise BoomError
 
-    def stamps() -> tuple[float | None, float | None]:
-        return (sample(tel, "pipewarden_task_last_success_timestamp_seconds",
-                       pipeline="orders", task="load"),
-                sample(tel, "pipewarden_pipeline_last_success_timestamp_seconds",
-                       pipeline="orders"))
+    def stamps() -> float | None:
+        return sample(tel, "pipewarden_pipeline_last_success_timestamp_seconds", pipeline="orders")
 
     clock.now = 1000.0
     with pytest.raises(BoomError):
         load()
-    assert all(v is not None and math.isnan(v) for v in stamps())
+    assert stamps() is None
     assert sample(tel, "pipewarden_pipeline_last_failure_timestamp_seconds",
                   pipeline="orders") == 1000.0
 
     clock.now, fail["now"] = 2000.0, False
     load()
-    assert stamps() == (2000.0, 2000.0)
+    assert stamps() == 2000.0
 
     clock.now, fail["now"] = 3000.0, True
     with pytest.raises(BoomError):
         load()
-    assert stamps() == (2000.0, 2000.0)
+    assert stamps() == 2000.0
     assert sample(tel, "pipewarden_pipeline_last_failure_timestamp_seconds",
                   pipeline="orders") == 3000.0
 
@@ -939,7 +934,7 @@ def test_recovery_is_measured_from_the_first_failure_to_the_next_success(
         clock.now = now
         with pytest.raises(BoomError):
             load()
-    assert recovery() == (None, None)  # nothing recovered yet
+    assert recovery() == (0.0, 0.0)  # nothing recovered yet (exported at zero)
     assert sample(tel, "pipewarden_pipeline_up", pipeline="orders") == 0
 
     clock.now = 1000.0
@@ -973,9 +968,9 @@ def test_versions_count_changes_and_failed_changes(tel: Telemetry,
                 sample(tel, "pipewarden_pipeline_failed_changes_total", pipeline="orders"))
 
     run("v1", True)
-    assert changes() == (1.0, None)
+    assert changes() == (1.0, 0.0)
     run("v1", True)
-    assert changes() == (1.0, None)
+    assert changes() == (1.0, 0.0)
     with pytest.raises(BoomError):
         run("v2", False)
     assert changes() == (2.0, 1.0)

@@ -7,45 +7,54 @@ from typing import Any
 
 from rich.console import Console
 
+from agent.events import RunEnded, RunStarted, TaskEnded, TaskStarted
 from agent.pipeline import Pipeline
-from agent.progress import LiveProgress, RunObserver, render_summary, summary_text
+from agent.progress import LiveProgress, render_summary, summary_text
 from agent.records import RunStatus
 from agent.runner import run
 
 
-def _record(run_opts: dict[str, Any], observer: RunObserver | None = None) -> Any:
+def _record(run_opts: dict[str, Any], listener: Any = None) -> Any:
     pipe = Pipeline("shown")
     pipe.task(name="extract")(lambda: [1, 2])
     pipe.task(name="boom", depends_on=["extract"])(lambda: 1 / 0)
     pipe.task(name="after", depends_on=["boom"])(lambda: None)
-    return run(pipe, observer=observer, **run_opts)
+    bus = run_opts["telemetry"].bus
+    if listener is not None:
+        bus.add(listener, inline=True)
+    try:
+        return run(pipe, **run_opts)
+    finally:
+        if listener is not None:
+            bus.remove(listener)
 
 
-def test_observer_sees_every_task_state(run_opts: dict[str, Any]) -> None:
-    """The runner reports starts and ends of every task to the observer."""
+def test_a_listener_hears_every_task_state(run_opts: dict[str, Any]) -> None:
+    """The runner emits the start and end of the run and of every task, in order."""
     events: list[tuple[str, str]] = []
 
-    class Recorder(RunObserver):
-        def task_started(self, task: str, attempt: int) -> None:
-            events.append((task, "started"))
+    def hear(e: Any) -> None:
+        if isinstance(e, TaskStarted):
+            events.append((e.task, "started"))
+        elif isinstance(e, TaskEnded):
+            events.append((e.task, str(e.status)))
+        elif isinstance(e, RunStarted | RunEnded):
+            events.append(("run", type(e).__name__))
 
-        def task_finished(self, task: str, status: RunStatus, attempt: int, duration: float | None,
-                          detail: str | None) -> None:
-            events.append((task, str(status)))
-
-    _record(run_opts, Recorder())
-    assert events == [("extract", "started"), ("extract", "success"), ("boom", "started"), ("boom", "failed"),
-                      ("after", "upstream_failed")]
+    _record(run_opts, hear)
+    assert events == [("run", "RunStarted"), ("extract", "started"), ("extract", "success"), ("boom", "started"),
+                      ("boom", "failed"), ("after", "upstream_failed"), ("run", "RunEnded")]
 
 
-def test_a_broken_observer_does_not_break_the_run(run_opts: dict[str, Any]) -> None:
-    """Exceptions from an observer are logged and the run goes on."""
+def test_a_broken_listener_does_not_break_the_run(run_opts: dict[str, Any]) -> None:
+    """Exceptions from an inline listener are counted and the run goes on."""
 
-    class Broken(RunObserver):
-        def task_started(self, task: str, attempt: int) -> None:
-            raise RuntimeError("display crashed")
+    def broken(e: Any) -> None:
+        raise RuntimeError("display crashed")
 
-    assert _record(run_opts, Broken()).task_state("extract") is RunStatus.SUCCESS
+    assert _record(run_opts, broken).task_state("extract") is RunStatus.SUCCESS
+    assert run_opts["telemetry"].metrics.sample("pipewarden_listener_errors_total", pipeline="shown",
+                                                listener="function", reason="raised") >= 1
 
 
 def _text(renderable: Any) -> str:
@@ -87,9 +96,10 @@ def test_live_table_shows_during_every_run_of_one_display(run_opts: dict[str, An
     shown: list[bool] = []
 
     class Watching(LiveProgress):
-        def task_started(self, task: str, attempt: int) -> None:
-            shown.append(self._live is not None and self._live.is_started)
-            super().task_started(task, attempt)
+        def handle(self, event: Any) -> None:
+            if isinstance(event, TaskStarted):
+                shown.append(self._live is not None and self._live.is_started)
+            super().handle(event)
 
     console = Console(file=io.StringIO(), width=120, force_terminal=True)
     with Watching(console) as live:

@@ -481,7 +481,7 @@ def test_recovery_counts_from_failures_recorded_by_an_earlier_process(store: Any
     fresh = Telemetry(metrics=Metrics())  # a new process: nothing in memory
     assert run(pipe, store=store, telemetry=fresh).ok
     assert fresh.metrics.sample("pipewarden_pipeline_recovery_seconds_count", pipeline="restarted") == 1
-    assert fresh.metrics.sample("pipewarden_pipeline_changes_total", pipeline="restarted") is None
+    assert fresh.metrics.sample("pipewarden_pipeline_changes_total", pipeline="restarted") == 0
 
 
 def test_async_tasks_run_to_completion(run_opts: dict[str, Any]) -> None:

@@ -222,22 +222,25 @@ def test_kpis_from_history(store: SQLiteRunStore) -> None:
     _finished(store, "4", RunStatus.SUCCESS, 500, "v2")
     _finished(store, "5", RunStatus.CANCELLED, 550, "v3")
     _finished(store, "6", RunStatus.SUCCESS, 600, "v3")
-    assert kpis.success_rate(store, "p") == pytest.approx(3 / 5)
-    assert kpis.recovery_times(store, "p") == [300.0]
-    assert kpis.mean_time_to_recovery(store, "p") == 300.0
-    assert [c.version for c in kpis.changes(store, "p")] == ["v1", "v2", "v3"]
-    assert kpis.change_failure_rate(store, "p") == pytest.approx(1 / 3)
-    assert kpis.success_rate(store, "nothing") is None
-    assert store.failing_since("p") is None
+    r = kpis.report(store.pipeline_history("p"))
+    assert r.success_rate == pytest.approx(3 / 5)  # the cancelled run reached no verdict
+    assert r.recovery_times == [300.0]
+    assert r.mean_time_to_recovery == 300.0
+    assert (r.changes, r.failed_changes) == (3, 1)  # v1, v2 (failed), v3 (its first verdict succeeded)
+    assert r.change_failure_rate == pytest.approx(1 / 3)
+    assert kpis.report(store.pipeline_history("nothing")).success_rate is None
+    assert kpis.health_of(store.recent_runs("p")).failing_since is None
 
 
-def test_failing_since_is_the_first_failure_after_the_last_success(store: SQLiteRunStore) -> None:
-    """failing_since points at the start of the current failure streak."""
+def test_recent_runs_start_at_the_last_success(store: SQLiteRunStore) -> None:
+    """recent_runs gives the last success and what followed: where the current failure streak began."""
     _finished(store, "1", RunStatus.SUCCESS, 100)
-    _finished(store, "2", RunStatus.FAILED, 200)
-    _finished(store, "3", RunStatus.INTERRUPTED, 300)
-    assert store.failing_since("p") == 200
-    assert store.previous_version("p", before="3") == "v1"
+    _finished(store, "2", RunStatus.SUCCESS, 150, "v0")
+    _finished(store, "3", RunStatus.FAILED, 200)
+    _finished(store, "4", RunStatus.INTERRUPTED, 300)
+    assert [r.run_id for r in store.recent_runs("p")] == ["2", "3", "4"]
+    health = kpis.health_of(store.recent_runs("p"))
+    assert (health.failing_since, health.version, health.up) == (200, "v1", False)
 
 
 def test_list_and_get_runs(store: SQLiteRunStore) -> None:

@@ -90,16 +90,16 @@ def test_every_task_status_gives_its_span_and_count(
             with pytest.raises(type(errors[status])), tel.task_scope("orders", "load"):
                 raise errors[status]
         else:
-            tel.record_task_state("orders", "load", status, reason="why", run_id="r1")
+            tel.task_state("orders", "load", status, reason="why", run_id="r1")
 
     assert sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load",
                   status=status) == 1
+    # success and failed are exported at 0 (rates divide by them); other statuses appear when they happen.
     others = [s for s, _, _ in STATUSES if s != status]
     assert all(sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load",
-                      status=o) is None for o in others)
-    duration_count = sample(tel, "pipewarden_task_duration_seconds_count", pipeline="orders",
-                            task="load", status=status)
-    # A task that never ran has no duration: its (shared run/duration) cell observes nothing.
+                      status=o) == (0 if o in ("success", "failed") else None) for o in others)
+    duration_count = sample(tel, "pipewarden_task_duration_seconds_count", pipeline="orders", task="load")
+    # A task that never ran has no duration: the histogram observes nothing.
     assert duration_count == (0 if route == "never ran" else 1)
 
     task, root = named(spans, "RUN load"), named(spans, "RUN orders")
@@ -124,8 +124,7 @@ def test_every_pipeline_status_gives_its_span_and_count(
             run.set_status(status, reason=f"run was {status}")
 
     assert sample(tel, "pipewarden_pipeline_runs_total", pipeline="orders", status=status) == 1
-    assert sample(tel, "pipewarden_pipeline_duration_seconds_count", pipeline="orders",
-                  status=status) == 1
+    assert sample(tel, "pipewarden_pipeline_duration_seconds_count", pipeline="orders") == 1
     root = named(spans, "RUN orders")
     assert root.kind is SpanKind.SERVER
     assert dict(root.attributes or {})["cicd.pipeline.result"] == result
@@ -154,11 +153,11 @@ def test_otel_result_maps_every_status(status: RunStatus) -> None:
     assert otel_result(status) == otel_result(status.value) == expected
 
 
-def test_record_task_state_rejects_nothing_and_never_raises(
+def test_task_state_rejects_nothing_and_never_raises(
         tel: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
     """An unknown status is logged, not raised: bookkeeping never breaks the caller."""
     with caplog.at_level(logging.ERROR, logger="pipewarden.telemetry"):
-        tel.record_task_state("orders", "load", "exploded")
+        tel.task_state("orders", "load", "exploded", run_id="r1")
     assert any("orders.load" in r.getMessage() for r in caplog.records)
 
 
@@ -203,7 +202,7 @@ def test_run_checks_gives_one_child_span_per_check(tel: Telemetry,
         results = task.run_checks(checks, object())
 
     assert [r.check for r in results] == ["rows", "nulls", "fresh"]
-    assert task.check_results == results
+    assert list(task.check_results) == results
     parent = named(spans, "RUN load")
     check_spans = [s for s in spans.get_finished_spans() if s.name.startswith("CHECK ")]
     assert [s.name for s in check_spans] == ["CHECK rows", "CHECK nulls", "CHECK fresh"]
@@ -282,41 +281,20 @@ def test_result_dataset_overrides_the_scope_dataset(tel: Telemetry) -> None:
     assert sample(tel, "pipewarden_dq_rows", pipeline="orders", dataset="out") is None
 
 
-def test_unrecordable_result_is_logged_and_the_block_completes(
+def test_unrecordable_result_is_counted_and_the_block_completes(
         tel: Telemetry, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture) -> None:
-    """A result pipewarden cannot record is logged; the check span ends and the run succeeds."""
-    bad = result_of(check="weird", observed="not a number")  # type: ignore[arg-type]
-    with caplog.at_level(logging.ERROR, logger="pipewarden.telemetry"), \
+    """A result the metrics cannot record is one warning and one count; the check span ends and the run succeeds."""
+    bad = result_of(check="weird", observed="not a number", measure="row_count")  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="pipewarden.events"), \
             tel.task_scope("orders", "load") as task:
         results = task.run_checks([bad], object())
     assert len(results) == 1
-    assert any("weird" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if "listener metrics raised ValueError" in r.getMessage()]
+    assert sample(tel, "pipewarden_listener_errors_total", pipeline="orders", listener="metrics",
+                  reason="raised") == 1
     assert [s.name for s in spans.get_finished_spans()] == ["CHECK weird", "RUN load"]
     assert sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load",
                   status="success") == 1
-
-
-# --- in progress ---------------------------------------------------------------------------------
-
-
-def test_in_progress_gauges_read_one_inside_and_zero_after(tel: Telemetry) -> None:
-    """Task and pipeline in-progress gauges count open scopes and return to 0, even after errors."""
-    def live() -> tuple[float | None, float | None]:
-        return (sample(tel, "pipewarden_task_in_progress", pipeline="orders", task="load"),
-                sample(tel, "pipewarden_pipeline_active_runs", pipeline="orders"))
-
-    with tel.pipeline_scope("orders"):
-        assert live()[1] == 1
-        with tel.task_scope("orders", "load"):
-            assert live() == (1, 1)
-            with tel.task_scope("orders", "load"):
-                assert live() == (2, 1)
-            assert live() == (1, 1)
-        with pytest.raises(BoomError), tel.task_scope("orders", "load"):
-            raise BoomError
-        assert live() == (0, 1)
-    assert live() == (0, 0)
-    assert current_scope() is None
 
 
 def test_current_scope_follows_the_blocks(tel: Telemetry) -> None:
@@ -326,7 +304,7 @@ def test_current_scope_follows_the_blocks(tel: Telemetry) -> None:
         assert current_scope() is run
         with tel.task_scope("orders", "load") as task:
             assert current_scope() is task
-            assert task.parent is run and task.run_id is None
+            assert task.parent is run and task.run_id == run.run_id and run.run_id
         assert current_scope() is run
     assert current_scope() is None
 
@@ -343,17 +321,20 @@ def test_task_inherits_the_run_id(tel: Telemetry, spans: InMemorySpanExporter) -
 
 def test_export_error_counts_each_and_warns_once_per_exporter(
         tel: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
-    """Every failure is counted under its exporter; each exporter is warned about once."""
+    """Every failure is counted under its exporter and pipeline; each exporter is warned about once."""
     with caplog.at_level(logging.WARNING, logger="pipewarden.telemetry"):
         for _ in range(3):
-            tel.export_error("otlp", ConnectionError("refused"))
+            tel.export_error("otlp", ConnectionError("refused"), "orders", "billing")
         for _ in range(2):
-            tel.export_error("pushgateway", None)
+            tel.export_error("pushgateway", None, pipeline="orders")
+        tel.export_error("metrics_endpoint", None)
 
-    assert sample(tel, "pipewarden_export_errors_total", exporter="otlp") == 3
-    assert sample(tel, "pipewarden_export_errors_total", exporter="pushgateway") == 2
+    assert sample(tel, "pipewarden_export_errors_total", pipeline="orders", exporter="otlp") == 3
+    assert sample(tel, "pipewarden_export_errors_total", pipeline="billing", exporter="otlp") == 3
+    assert sample(tel, "pipewarden_export_errors_total", pipeline="orders", exporter="pushgateway") == 2
+    assert sample(tel, "pipewarden_export_errors_total", pipeline="", exporter="metrics_endpoint") == 1
     warnings = [r.getMessage() for r in caplog.records if r.name == "pipewarden.telemetry"]
-    assert len(warnings) == 2
+    assert len(warnings) == 3
     assert "otlp" in warnings[0] and "refused" in warnings[0]
     assert "pushgateway" in warnings[1]
 
@@ -398,7 +379,7 @@ def test_from_env_serves_metrics_on_port_zero_until_shutdown(tmp_path: Path) -> 
     assert tel.server is None
     with pytest.raises(urllib.error.URLError):
         scrape(url)
-    assert list(tmp_path.iterdir()) == []  # OTEL_TRACES_EXPORTER=none: no traces.jsonl
+    assert not (tmp_path / "traces.jsonl").exists()  # OTEL_TRACES_EXPORTER=none
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -414,6 +395,12 @@ def test_from_env_defaults_write_spans_to_home_and_serve_nothing(tmp_path: Path)
     tel.shutdown()
     assert tel.server is None
     lines = (tmp_path / "traces.jsonl").read_text().splitlines()
+    # ... and the run is in the store's history
+    from agent.store import SQLiteRunStore
+
+    with SQLiteRunStore(tmp_path / "pipewarden.db") as store:
+        [run] = store.list_runs()
+    assert (run.pipeline, run.status, run.trigger) == ("orders", "success", "monitor")
     assert len(lines) == 1 and '"RUN orders"' in lines[0]
 
 
@@ -449,9 +436,37 @@ def test_retries_counted_from_the_retry_flag_or_the_attempt_number(
     assert (tel.metrics.sample("pipewarden_task_retries_total", pipeline="orders", task="load") or 0) == counted
 
 
-def test_pipeline_scope_takes_history_from_a_runner_with_a_store(tel: Telemetry) -> None:
-    """first_of_version and failing_since given by the runner override what this process has seen."""
-    with tel.pipeline_scope("orders", version="v1", first_of_version=False, failing_since=tel.clock() - 600):
-        pass
-    assert tel.metrics.sample("pipewarden_pipeline_changes_total", pipeline="orders") in (None, 0)
+def test_pipeline_scope_takes_the_outcome_from_a_runner_with_a_store(tel: Telemetry) -> None:
+    """An outcome set by the runner (from its store) overrides what this process has seen."""
+    from agent.events import RunOutcome
+
+    with tel.pipeline_scope("orders", version="v1") as run:
+        run.outcome = RunOutcome(change=False, recovery_seconds=600.0)
+    assert tel.metrics.sample("pipewarden_pipeline_changes_total", pipeline="orders") == 0
     assert tel.metrics.sample("pipewarden_pipeline_recovery_seconds_sum", pipeline="orders") == pytest.approx(600)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_port_already_taken_is_one_warning_and_the_pipeline_runs(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """PIPEWARDEN_METRICS_PORT on a port in use warns once, counts it, and the monitored call still runs."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.WARNING, logger="pipewarden.telemetry"):
+            tel = Telemetry.from_env({"OTEL_TRACES_EXPORTER": "none", "PIPEWARDEN_METRICS_PORT": str(port)},
+                                     home=tmp_path, metrics=Metrics())
+        try:
+            @monitor(pipeline="orders", telemetry=tel)
+            def load() -> int:
+                return 1
+
+            assert load() == 1
+        finally:
+            tel.shutdown()
+    assert tel.server is None
+    assert [r for r in caplog.records if f"127.0.0.1:{port}" in r.getMessage()]
+    assert sample(tel, "pipewarden_export_errors_total", pipeline="", exporter="metrics_endpoint") == 1

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import doctest
-import logging
 import os
 import socket
 import subprocess
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 import agent.settings
 import exporters.prometheus
 from exporters.catalogue import CATALOGUE, MetricType
-from exporters.metrics import Metrics
+from exporters.metrics import CELL_FAMILIES, Metrics
 from exporters.prometheus import (
-    ExportErrors,
     PipelineView,
     PrometheusSettings,
-    push,
     serve_metrics,
     textfile_name,
     write_textfile,
@@ -33,7 +29,20 @@ from exporters.prometheus import (
 
 def populate(m: Metrics, pipeline: str = "orders") -> None:
     """Give every catalogue metric one sample, each label set to its own name."""
+    from agent.events import RunEnded, RunOutcome, TaskEnded
+    from agent.records import RunStatus
+    from exporters.run_metrics import RunMetrics
+
+    listener = RunMetrics(m)
+    listener.handle(TaskEnded("r1", pipeline, "task", 2, RunStatus.SUCCESS, 0.0, 1.0, 1.0, rows_in=5, rows_out=5,
+                              cpu_seconds=0.5, peak_memory_bytes=1024, retry=True))
+    for status, at in ((RunStatus.FAILED, 1.0), (RunStatus.SUCCESS, 2.0)):
+        listener.handle(RunEnded("r1", pipeline, status, 0.0, at, 1.0, version="v1",
+                                 outcome=RunOutcome(change=True, failed_change=True, recovery_seconds=1.0)))
+    m.pipelines.cell(pipeline).active = 1
     for spec in CATALOGUE:
+        if spec.name in CELL_FAMILIES:
+            continue
         labels = {name: pipeline if name == "pipeline" else name
                   for name in spec.labels if name not in spec.info_keys}
         metric = m[spec.name]
@@ -53,11 +62,6 @@ def samples_of(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-@pytest.fixture
-def errors() -> ExportErrors:
-    return ExportErrors()
-
-
 
 # --- exposition ---------------------------------------------------------------------------
 
@@ -70,9 +74,11 @@ def test_doctests_run() -> None:
 
 def test_exposition_parses_with_recorded_values() -> None:
     """The text exposition of a Metrics registry parses back into the values recorded."""
+    from agent.events import TaskEnded
+
     m = Metrics()
-    m["pipewarden_task_runs_total"].labels("orders", "load", "success").inc(2)
-    m["pipewarden_task_duration_seconds"].labels("orders", "load", "success").observe(0.3)
+    for seconds in (0.3, 2.0):
+        m.tasks.cell("orders", "load").record(TaskEnded("r1", "orders", "load", 1, "success", 0.0, seconds, seconds))
     m["pipewarden_dq_null_fraction"].labels("orders", "raw", "amount").set(0.25)
 
     text = generate_latest(m.registry).decode()
@@ -81,10 +87,13 @@ def test_exposition_parses_with_recorded_values() -> None:
 
     assert families["pipewarden_task_runs"].type == "counter"
     assert families["pipewarden_task_duration_seconds"].type == "histogram"
-    labels = frozenset({"pipeline": "orders", "task": "load", "status": "success"}.items())
-    assert samples[("pipewarden_task_runs_total", labels)] == 2
-    assert samples[("pipewarden_task_duration_seconds_count", labels)] == 1
-    assert samples[("pipewarden_task_duration_seconds_bucket", labels | {("le", "0.5")})] == 1
+    task = frozenset({"pipeline": "orders", "task": "load"}.items())
+    assert samples[("pipewarden_task_runs_total", task | {("status", "success")})] == 2
+    assert samples[("pipewarden_task_runs_total", task | {("status", "failed")})] == 0
+    assert samples[("pipewarden_task_duration_seconds_count", task)] == 2
+    assert samples[("pipewarden_task_duration_seconds_bucket", task | {("le", "1.0")})] == 1
+    assert samples[("pipewarden_task_duration_seconds_bucket", task | {("le", "+Inf")})] == 2
+    assert not any(name.endswith("_created") and name.startswith("pipewarden_task") for name, _ in samples)
     assert samples[("pipewarden_dq_null_fraction", frozenset(
         {"pipeline": "orders", "dataset": "raw", "column": "amount"}.items()))] == 0.25
 
@@ -171,14 +180,13 @@ def test_every_invalid_setting_is_reported_at_once() -> None:
 def test_endpoint_on_port_zero_serves_registry_over_http() -> None:
     """serve_metrics on port 0 binds a free port whose /metrics returns the registry's samples."""
     m = Metrics()
-    m["pipewarden_pipeline_runs_total"].labels("orders", "success").inc()
+    m["pipewarden_dq_rows"].labels("orders", "raw").set(5)
     with serve_metrics(m, port=0) as endpoint:
         assert endpoint.port > 0
         with urllib.request.urlopen(endpoint.url, timeout=5) as resp:
             text = resp.read().decode()
-    key = ("pipewarden_pipeline_runs_total",
-           frozenset({"pipeline": "orders", "status": "success"}.items()))
-    assert samples_of(text)[key] == 1
+    key = ("pipewarden_dq_rows", frozenset({"pipeline": "orders", "dataset": "raw"}.items()))
+    assert samples_of(text)[key] == 5
 
 
 def test_endpoint_close_releases_port() -> None:
@@ -202,7 +210,7 @@ def test_endpoint_rejects_invalid_port(port: object) -> None:
 
 
 def test_view_drops_families_by_suffix_and_other_pipelines() -> None:
-    """A failed-run view leaves out last-success families and other pipelines' samples."""
+    """A view leaves out families by suffix, other pipelines' samples and agent-wide samples."""
     m = Metrics()
     populate(m, "orders")
     populate(m, "billing")
@@ -222,50 +230,47 @@ def test_view_drops_families_by_suffix_and_other_pipelines() -> None:
 # --- textfile -----------------------------------------------------------------------------
 
 
-def test_textfile_holds_only_its_pipeline(tmp_path: Path, errors: ExportErrors) -> None:
+def test_textfile_holds_only_its_pipeline(tmp_path: Path) -> None:
     """The file is pipewarden_<pipeline>.prom and parses to that pipeline's samples only."""
     m = Metrics()
-    m["pipewarden_pipeline_runs_total"].labels("orders", "success").inc(2)
-    m["pipewarden_pipeline_runs_total"].labels("billing", "success").inc()
+    populate(m, "orders")
+    populate(m, "billing")
 
-    path = write_textfile(m, tmp_path, pipeline="orders", errors=errors)
+    path = write_textfile(m, tmp_path, pipeline="orders")
 
     assert path == tmp_path / "pipewarden_orders.prom"
     samples = samples_of(path.read_text())
     assert {dict(labels)["pipeline"] for _, labels in samples} == {"orders"}
     assert samples[("pipewarden_pipeline_runs_total",
-                    frozenset({"pipeline": "orders", "status": "success"}.items()))] == 2
+                    frozenset({"pipeline": "orders", "status": "success"}.items()))] == 1
 
 
-def test_textfile_rewrite_replaces_content_and_leaves_no_temp_file(tmp_path: Path,
-                                                                   errors: ExportErrors) -> None:
+def test_textfile_rewrite_replaces_content_and_leaves_no_temp_file(tmp_path: Path) -> None:
     """A second write replaces the first file's content; only the .prom file remains."""
     m = Metrics()
-    gauge = m["pipewarden_pipeline_up"].labels("orders")
+    gauge = m["pipewarden_dq_rows"].labels("orders", "raw")
     gauge.set(1)
-    write_textfile(m, tmp_path, pipeline="orders", errors=errors)
+    write_textfile(m, tmp_path, pipeline="orders")
     gauge.set(0)
-    path = write_textfile(m, tmp_path, pipeline="orders", errors=errors)
+    path = write_textfile(m, tmp_path, pipeline="orders")
 
     assert os.listdir(tmp_path) == ["pipewarden_orders.prom"]
-    assert path is not None
-    assert samples_of(path.read_text())[("pipewarden_pipeline_up",
-                                         frozenset({("pipeline", "orders")}))] == 0
+    assert samples_of(path.read_text())[("pipewarden_dq_rows",
+                                         frozenset({("pipeline", "orders"), ("dataset", "raw")}))] == 0
 
 
-def test_textfile_reader_never_sees_a_partial_file(tmp_path: Path, errors: ExportErrors) -> None:
+def test_textfile_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
     """While one thread rewrites the file, every read of it parses to a complete sample set."""
     m = Metrics()
     populate(m)
-    path = write_textfile(m, tmp_path, pipeline="orders", errors=errors)
-    assert path is not None
+    path = write_textfile(m, tmp_path, pipeline="orders")
     expected = len(samples_of(path.read_text()))
     done = threading.Event()
 
     def rewrite() -> None:
         for i in range(100):
             m["pipewarden_dq_rows"].labels("orders", "dataset").set(i)
-            write_textfile(m, tmp_path, pipeline="orders", errors=errors)
+            write_textfile(m, tmp_path, pipeline="orders")
         done.set()
 
     writer = threading.Thread(target=rewrite)
@@ -291,89 +296,3 @@ def test_textfile_names_of_unsafe_pipelines_never_collide() -> None:
     """Two pipelines that sanitise to the same text still get different file names."""
     assert textfile_name("a/b") != textfile_name("a_b")
     assert "/" not in textfile_name("../../etc/passwd")
-
-
-# --- failures never raise -----------------------------------------------------------------
-
-
-@pytest.fixture
-def export_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    with caplog.at_level(logging.WARNING, logger="pipewarden.exporters"):
-        yield caplog
-
-
-def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records
-            if r.name == "pipewarden.exporters" and r.levelno == logging.WARNING]
-
-
-def test_push_to_closed_port_returns_false_counts_and_warns_once(
-        closed_port: int, errors: ExportErrors, export_log: pytest.LogCaptureFixture) -> None:
-    """Pushing to a port nobody listens on returns False each time, counts each, warns once."""
-    m = Metrics()
-    m["pipewarden_pipeline_runs_total"].labels("orders", "success").inc()
-    url = f"http://127.0.0.1:{closed_port}"
-
-    results = [push(m, url, pipeline="orders", success=True, errors=errors) for _ in range(3)]
-
-    assert results == [False, False, False]
-    assert m.sample("pipewarden_export_errors_total", exporter="pushgateway") == 3
-    [warning] = warnings_of(export_log)
-    assert "pushgateway" in warning.getMessage()
-
-
-def test_push_gives_up_after_timeout(errors: ExportErrors,
-                                     export_log: pytest.LogCaptureFixture) -> None:
-    """A gateway that accepts the connection but never answers is abandoned after the timeout."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()  # the kernel completes the handshake; nobody ever reads or answers
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        assert push(Metrics(), url, pipeline="orders", success=True, timeout=0.2,
-                    errors=errors) is False
-    [warning] = warnings_of(export_log)
-    assert "timed out" in warning.getMessage()
-
-
-def test_textfile_to_unwritable_directory_returns_none_counts_and_warns_once(
-        tmp_path: Path, errors: ExportErrors, export_log: pytest.LogCaptureFixture) -> None:
-    """Writing where no file can be created returns None each time, counts each, warns once."""
-    not_a_dir = tmp_path / "node_exporter"
-    not_a_dir.write_text("a file, not a directory")  # unwritable even for root
-    m = Metrics()
-
-    results = [write_textfile(m, not_a_dir, pipeline="orders", errors=errors),
-               write_textfile(m, tmp_path / "missing", pipeline="orders", errors=errors)]
-
-    assert results == [None, None]
-    assert m.sample("pipewarden_export_errors_total", exporter="textfile") == 2
-    [warning] = warnings_of(export_log)
-    assert "textfile" in warning.getMessage()
-    assert sorted(os.listdir(tmp_path)) == ["node_exporter"]
-
-
-def test_each_exporter_warns_once_on_its_own(closed_port: int, tmp_path: Path,
-                                             errors: ExportErrors,
-                                             export_log: pytest.LogCaptureFixture) -> None:
-    """A pushgateway failure and a textfile failure each get their own single warning."""
-    m = Metrics()
-    for _ in range(2):
-        push(m, f"http://127.0.0.1:{closed_port}", pipeline="orders", success=False, errors=errors)
-        write_textfile(m, tmp_path / "missing", pipeline="orders", errors=errors)
-    assert sorted(w.getMessage().split()[0] for w in warnings_of(export_log)) == [
-        "pushgateway", "textfile"]
-
-
-def test_failure_without_error_metric_still_returns_false(closed_port: int) -> None:
-    """A plain registry without pipewarden_export_errors_total only gets the False result."""
-    registry = CollectorRegistry()
-    assert push(registry, f"http://127.0.0.1:{closed_port}", pipeline="orders", success=True,
-                errors=ExportErrors()) is False
-    assert list(registry.collect()) == []
-
-
-def test_default_error_reporter_is_used_without_raising(closed_port: int) -> None:
-    """Without an errors= argument the module's reporter counts the failure; nothing raises."""
-    m = Metrics()
-    assert push(m, f"http://127.0.0.1:{closed_port}", pipeline="orders", success=True) is False
-    assert m.sample("pipewarden_export_errors_total", exporter="pushgateway") == 1

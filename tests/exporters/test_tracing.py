@@ -213,14 +213,14 @@ def test_guarded_exporter_reports_failures_and_never_raises(
     """A failing export returns FAILURE and is reported to the hook with its exception, if any."""
     calls: list[tuple[str, BaseException | None]] = []
     guarded = GuardedSpanExporter(Flaky(mode), "otlp",
-                                  lambda name, exc: calls.append((name, exc)))
+                                  lambda name, exc, pipelines: calls.append((name, exc)))
     assert guarded.export([]) is result
     assert [(n, type(e).__name__ if e else None) for n, e in calls] == reported
 
 
 def test_guarded_exporter_survives_a_raising_hook_shutdown_and_flush() -> None:
     """A hook that raises, and an inner shutdown/force_flush that raise, never escape."""
-    def hook(name: str, exc: BaseException | None) -> None:
+    def hook(name: str, exc: BaseException | None, pipelines: Any) -> None:
         raise RuntimeError("hook broken")
 
     guarded = GuardedSpanExporter(Flaky("raise"), "otlp", hook)
@@ -234,7 +234,7 @@ def test_guarded_shutdown_and_flush_failures_are_reported() -> None:
     """Failures of shutdown and force_flush reach the hook too."""
     calls: list[str] = []
     guarded = GuardedSpanExporter(Flaky("raise"), "jsonl",
-                                  lambda name, exc: calls.append(f"{name}:{exc}"))
+                                  lambda name, exc, pipelines: calls.append(f"{name}:{exc}"))
     guarded.force_flush()
     guarded.shutdown()
     assert calls == ["jsonl:flush failed", "jsonl:shutdown failed"]
@@ -259,7 +259,8 @@ def export_errors_after_one_call(tel: Telemetry, exporter: str) -> float | None:
     try:
         assert load() == 7
         tel.tracer_provider.force_flush()
-        return tel.metrics.sample("pipewarden_export_errors_total", exporter=exporter)
+        # the spans it lost were the orders pipeline's: the error travels with that pipeline's samples
+        return tel.metrics.sample("pipewarden_export_errors_total", pipeline="orders", exporter=exporter)
     finally:
         tel.shutdown()
 
@@ -300,10 +301,13 @@ def test_monitor_spans_reach_otlp_and_jsonl_alike(otlp_receiver: OtlpReceiver,
     assert ex.trace_id == tr.trace_id == root.trace_id
     assert root.kind == SpanKind.SERVER.value + 1  # OTLP numbers kinds from 1 (INTERNAL)
     assert ex.kind == SpanKind.INTERNAL.value + 1
+    run_id = root.attributes["cicd.pipeline.run.id"]
     assert root.attributes == {"cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "run",
+                               "cicd.pipeline.run.id": run_id,
+                               "pipewarden.pipeline.version": root.attributes["pipewarden.pipeline.version"],
                                "cicd.pipeline.result": "success"}
     assert tr.attributes == {"cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "transform",
-                             "cicd.pipeline.task.run.result": "success"}
+                             "cicd.pipeline.run.id": run_id, "cicd.pipeline.task.run.result": "success"}
     assert root.resource["service.name"] == "pipewarden"
     assert root.scope == "pipewarden"
 

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from servers import PrometheusServer
 
+from agent.events import TaskEnded
+from agent.records import RunStatus
 from exporters.metrics import Metrics
 from exporters.prometheus import MetricsEndpoint, serve_metrics
 
@@ -29,18 +31,20 @@ def test_prometheus_reads_counter_and_histogram_count(
     prometheus_server: Callable[..., PrometheusServer],
 ) -> None:
     """Prometheus's query API returns the counter value and histogram _count the agent recorded."""
-    metrics["pipewarden_task_runs_total"].labels("orders", "load", "success").inc(3)
-    duration = metrics["pipewarden_task_duration_seconds"].labels("orders", "load", "success")
+    cell = metrics.tasks.cell("orders", "load")
     for seconds in (0.2, 1.5, 42.0):
-        duration.observe(seconds)
+        cell.record(TaskEnded("r1", "orders", "load", 1, RunStatus.SUCCESS, 0.0, seconds, seconds))
 
     prometheus = prometheus_server([f"127.0.0.1:{endpoint.port}"])
 
-    selector = '{pipeline="orders", task="load", status="success"}'
-    assert prometheus.wait_for_value(f"pipewarden_task_runs_total{selector}", 3) == 3
-    assert prometheus.wait_for_value(f"pipewarden_task_duration_seconds_count{selector}", 3) == 3
+    task = '{pipeline="orders", task="load"}'
+    assert prometheus.wait_for_value('pipewarden_task_runs_total{pipeline="orders", task="load", '
+                                     'status="success"}', 3) == 3
+    assert prometheus.wait_for_value('pipewarden_task_runs_total{pipeline="orders", task="load", '
+                                     'status="failed"}', 0) == 0
+    assert prometheus.wait_for_value(f"pipewarden_task_duration_seconds_count{task}", 3) == 3
     assert prometheus.wait_for_value(
-        'pipewarden_task_duration_seconds_bucket{pipeline="orders", le="2.5"}', 2) == 2
+        'pipewarden_task_duration_seconds_bucket{pipeline="orders", le="10.0"}', 2) == 2
     [target] = prometheus.targets()
     assert target["health"] == "up"
 
@@ -50,10 +54,10 @@ def test_prometheus_sees_later_increments(
     prometheus_server: Callable[..., PrometheusServer],
 ) -> None:
     """A counter incremented after the first scrape shows its new value in the next scrapes."""
-    runs = metrics["pipewarden_pipeline_runs_total"].labels("orders", "failed")
+    runs = metrics["pipewarden_check_results_total"].labels("orders", "raw", "unique", "duplication", "fail")
     runs.inc()
     prometheus = prometheus_server([f"127.0.0.1:{endpoint.port}"])
-    query = 'pipewarden_pipeline_runs_total{pipeline="orders", status="failed"}'
+    query = 'pipewarden_check_results_total{pipeline="orders", status="fail"}'
     prometheus.wait_for_value(query, 1)
 
     runs.inc(4)

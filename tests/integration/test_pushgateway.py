@@ -1,8 +1,10 @@
-"""A real Pushgateway receives the pushes of short-lived scripts."""
+"""A real Pushgateway receives what short-lived processes push: the pipeline's totals from the run store."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,93 +13,102 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from servers import PushgatewayServer
 
+from agent.events import RunEnded, TaskEnded
+from agent.records import RunStatus
 from exporters.metrics import Metrics
-from exporters.prometheus import ExportErrors, push
+from exporters.outputs import PushgatewayExporter
+from exporters.prometheus import PipelineView
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-JOB = Path(__file__).with_name("short_lived_job.py")
-GROUP = {"job": "pipewarden", "pipeline": "orders", "instance": "batch-host"}
-
-
-def run_job(url: str, status: str, now: float) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                                      os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, str(JOB), url, "--status", status, "--now", str(now)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-
+SCRIPT = Path(__file__).with_name("monitored_script.py")
+PIPELINE = "monitored_script"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
+def script_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env["PIPEWARDEN_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def run_script(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
 def gateway_samples(gateway: PushgatewayServer) -> Samples:
-    """Every sample the gateway exposes, keyed by name and label set."""
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(gateway.metrics_text())
-        for s in family.samples
-    }
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(gateway.metrics_text()) for s in family.samples}
 
 
-def sample(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset({**GROUP, **labels}.items())))
+def test_each_cron_run_pushes_the_pipelines_totals(tmp_path: Path, pushgateway_server: PushgatewayServer) -> None:
+    """Three processes (success, failure, success) leave the gateway with the totals of all three runs."""
+    env = script_env(tmp_path / "home", PIPEWARDEN_PUSHGATEWAY_URL=pushgateway_server.url,
+                     OTEL_TRACES_EXPORTER="none")
+    group = {"job": "pipewarden", "pipeline": PIPELINE, "instance": socket.gethostname()}
+
+    def gateway(name: str, **labels: str) -> float | None:
+        return gateway_samples(pushgateway_server).get((name, frozenset({**group, **labels}.items())))
+
+    assert run_script(env, "--runs", "1").returncode == 0
+    assert gateway("pipewarden_pipeline_runs_total", status="failed") == 0  # exported at zero
+    assert run_script(env, "--runs", "1", "--fail-every", "1").returncode == 1
+    assert run_script(env, "--runs", "1").returncode == 0
+
+    assert gateway("pipewarden_pipeline_runs_total", status="success") == 2
+    assert gateway("pipewarden_pipeline_runs_total", status="failed") == 1
+    assert gateway("pipewarden_task_runs_total", task="transform", status="success") == 2
+    assert gateway("pipewarden_task_runs_total", task="transform", status="failed") == 1
+    assert gateway("pipewarden_task_duration_seconds_count", task="transform") == 3
+    assert gateway("pipewarden_task_rows_out_total", task="extract") == 3 * 4
+    assert gateway("pipewarden_check_results_total", dataset="transform", check="non_empty", kind="custom",
+                   status="pass") == 2
+    assert gateway("pipewarden_check_results_total", dataset="transform", check="non_empty", kind="custom",
+                   status="fail") == 0
+    assert gateway("pipewarden_pipeline_up") == 1
+    assert gateway("pipewarden_pipeline_recovery_seconds_count") == 1
+    [pushed] = [g for g in pushgateway_server.groups() if g["labels"].get("pipeline") == PIPELINE]
+    assert pushed["labels"] == group and pushed["last_push_successful"] is True
 
 
-def test_failed_run_keeps_last_success_from_earlier_push(
-        pushgateway_server: PushgatewayServer) -> None:
-    """A failed script's counters reach the gateway while the earlier success time survives."""
-    first = run_job(pushgateway_server.url, "success", 1_700_000_000)
-    assert first.returncode == 0, first.stderr
-    second = run_job(pushgateway_server.url, "failed", 1_700_003_600)
-    assert second.returncode == 0, second.stderr
-
+def test_export_errors_travel_with_the_pipelines_samples(tmp_path: Path, closed_port: int,
+                                                         pushgateway_server: PushgatewayServer) -> None:
+    """A dead OTLP collector's failures reach the gateway in the pipeline's group, from the run that had them."""
+    env = script_env(tmp_path / "home", PIPEWARDEN_PUSHGATEWAY_URL=pushgateway_server.url,
+                     OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{closed_port}",
+                     OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    done = run_script(env, "--runs", "2")
+    assert done.returncode == 0, done.stderr
     samples = gateway_samples(pushgateway_server)
-    assert sample(samples, "pipewarden_pipeline_runs_total", status="failed") == 1.0
-    assert sample(samples, "pipewarden_task_runs_total", task="load", status="failed") == 1.0
-    assert sample(samples, "pipewarden_task_duration_seconds_count",
-                  task="load", status="failed") == 1.0
-    assert sample(samples, "pipewarden_pipeline_last_failure_timestamp_seconds") == 1_700_003_600
-    assert sample(samples, "pipewarden_pipeline_up") == 0.0
-    # The failed run left every *_last_success_timestamp_seconds family out of its push.
-    assert sample(samples, "pipewarden_pipeline_last_success_timestamp_seconds") == 1_700_000_000
-    assert sample(samples, "pipewarden_task_last_success_timestamp_seconds",
-                  task="load") == 1_700_000_000
-    assert sample(samples, "pipewarden_task_last_success_timestamp_seconds",
-                  task="extract") == 1_700_000_000
-
-
-def test_gateway_records_both_pushes_as_successful(pushgateway_server: PushgatewayServer) -> None:
-    """Both pushes land in one group {job, pipeline, instance} that the gateway marks as pushed."""
-    assert run_job(pushgateway_server.url, "success", 1_700_000_000).returncode == 0
-    assert run_job(pushgateway_server.url, "failed", 1_700_003_600).returncode == 0
-
-    groups = [g for g in pushgateway_server.groups() if g["labels"].get("pipeline") == "orders"]
-    assert [g["labels"] for g in groups] == [GROUP]
-    assert groups[0]["last_push_successful"] is True
-    assert "pipewarden_pipeline_runs_total" in groups[0]
+    errors = [v for (name, labels), v in samples.items() if name == "pipewarden_export_errors_total"
+              and dict(labels).get("exporter") == "otlp" and dict(labels).get("pipeline") == PIPELINE]
+    assert errors and errors[0] >= 1
 
 
 def test_push_sends_only_its_own_pipeline(pushgateway_server: PushgatewayServer) -> None:
     """Samples of other pipelines in the same registry stay out of the pipeline's group."""
     m = Metrics()
-    m["pipewarden_pipeline_runs_total"].labels("orders", "success").inc()
-    m["pipewarden_pipeline_runs_total"].labels("billing", "success").inc(5)
+    for pipeline, n in (("orders", 1), ("billing", 5)):
+        for _ in range(n):
+            m.pipelines.cell(pipeline).ended(RunEnded("r", pipeline, RunStatus.SUCCESS, 0.0, 1.0, 1.0))
+    exporter = PushgatewayExporter(pushgateway_server.url, instance="batch-host")
+    assert exporter.export("orders", PipelineView(m.registry, "orders"))
 
-    assert push(m, pushgateway_server.url, pipeline="orders", instance="batch-host", success=True,
-                errors=ExportErrors())
-
-    samples = gateway_samples(pushgateway_server)
-    runs = {labels: v for (name, labels), v in samples.items()
+    runs = {dict(labels)["status"]: v for (name, labels), v in gateway_samples(pushgateway_server).items()
             if name == "pipewarden_pipeline_runs_total"}
-    assert runs == {frozenset({**GROUP, "status": "success"}.items()): 1.0}
+    assert runs == {"success": 1.0, "failed": 0.0}
 
 
-def test_push_rejected_by_gateway_is_counted(pushgateway_server: PushgatewayServer) -> None:
-    """A push the gateway answers with an HTTP error returns False and is counted."""
+def test_push_rejected_by_gateway_raises_for_the_caller_to_count(pushgateway_server: PushgatewayServer) -> None:
+    """A push the gateway answers with an HTTP error raises (MetricOutputs counts it; tests/exporters)."""
     m = Metrics()
-    m["pipewarden_pipeline_runs_total"].labels("orders", "success").inc()
-    url = pushgateway_server.url + "/no-such-prefix"  # the gateway answers 404
-
-    assert push(m, url, pipeline="orders", success=True, errors=ExportErrors()) is False
-    assert m.sample("pipewarden_export_errors_total", exporter="pushgateway") == 1.0
+    m.tasks.cell("orders", "load").record(TaskEnded("r", "orders", "load", 1, RunStatus.SUCCESS, 0.0, 1.0, 1.0))
+    exporter = PushgatewayExporter(pushgateway_server.url + "/no-such-prefix")
+    with pytest.raises(OSError, match="404"):
+        exporter.export("orders", PipelineView(m.registry, "orders"))
+    assert json.dumps(pushgateway_server.groups()).count('"orders"') == 0
