@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "Limits",
     "METHODS",
+    "apply_min_effect",
     "NUMERIC_METHODS",
     "limits",
     "parse_methods",
@@ -41,9 +42,7 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
     "chi2": (0.1, 0.3),  # Cohen's w: small / medium
 }
 _KS_NOISE = 1.95  # Kolmogorov distribution: P(K > 1.95) ~ 0.001
-_WASSERSTEIN_NOISE = (
-    4.0  # times sqrt(1/n + 1/m) times the CDF spread; from simulation (docs/checks.md)
-)
+_WASSERSTEIN_NOISE = 4.0  # times sqrt(1/n + 1/m) times the CDF spread; from simulation (docs/checks.md)
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,7 @@ class Limits:
     effect: tuple[float, float]
 
 
-def limits(
-    method: str, n: int, m: int, dof: int, effect: tuple[float, float], spread: float = 1.0
-) -> Limits:
+def limits(method: str, n: int, m: int, dof: int, effect: tuple[float, float], spread: float = 1.0) -> Limits:
     """Warn and fail limits on the method's score for samples of n and m values.
 
     ``spread`` (Wasserstein only) is the reference's integral of sqrt(F(1-F))
@@ -98,9 +95,7 @@ def parse_thresholds(thresholds: Mapping[str, Any] | None) -> dict[str, tuple[fl
     out = dict(DEFAULT_THRESHOLDS)
     for k, v in (thresholds or {}).items():
         if k not in METHODS:
-            raise ValueError(
-                f"drift thresholds key must be one of {', '.join(METHODS)} — got {k!r}"
-            )
+            raise ValueError(f"drift thresholds key must be one of {', '.join(METHODS)} — got {k!r}")
         if isinstance(v, int | float):
             out[k] = (float(v), float(v))
         else:
@@ -108,4 +103,32 @@ def parse_thresholds(thresholds: Mapping[str, Any] | None) -> dict[str, tuple[fl
             if w > f:
                 raise ValueError(f"drift thresholds[{k}]: warn {w} is above fail {f}")
             out[k] = (w, f)
+    return out
+
+
+def apply_min_effect(
+    floors: dict[str, tuple[float, float]], min_effect: float | Mapping[str, float] | None
+) -> dict[str, tuple[float, float]]:
+    """Effect floors raised to ``min_effect`` (one number for every method, or a number per method).
+
+    The number is in each method's own unit: the KS statistic, PSI, JS distance,
+    robust standard deviations for Wasserstein, Cohen's w for chi2.
+    """
+    if min_effect is None:
+        return floors
+    if isinstance(min_effect, Mapping):
+        bad = [k for k in min_effect if k not in METHODS]
+        if bad:
+            raise ValueError(f"drift min_effect key must be one of {', '.join(METHODS)} — got {bad[0]!r}")
+        wanted = {k: float(v) for k, v in min_effect.items()}
+    elif isinstance(min_effect, int | float) and not isinstance(min_effect, bool):
+        wanted = dict.fromkeys(METHODS, float(min_effect))
+    else:
+        raise TypeError(f"drift min_effect must be a number or a mapping of method -> number — got {min_effect!r}")
+    if any(v < 0 or v != v for v in wanted.values()):
+        raise ValueError(f"drift min_effect must not be negative — got {min_effect!r}")
+    out = dict(floors)
+    for m, v in wanted.items():
+        w, f = out[m]
+        out[m] = (max(w, v), max(f, v))
     return out

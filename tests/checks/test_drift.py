@@ -38,9 +38,7 @@ def _score(ref: pd.DataFrame, cur: pd.DataFrame, method: str, column: str = "x")
     return r.observed
 
 
-def _decile_counts(
-    cur: np.ndarray, ref: np.ndarray, bins: int = 10
-) -> tuple[np.ndarray, np.ndarray]:
+def _decile_counts(cur: np.ndarray, ref: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
     r = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1)
     c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1)
@@ -191,9 +189,7 @@ SAME_DISTRIBUTION = {
     "normal": lambda rng, n: pd.Series(rng.normal(0, 1, n)),
     "lognormal": lambda rng, n: pd.Series(rng.lognormal(0, 1.5, n)),
     "poisson": lambda rng, n: pd.Series(rng.poisson(3, n)),
-    "categorical": lambda rng, n: pd.Series(
-        rng.choice(list("abcdefghij"), n, p=[0.3] + [0.7 / 9] * 9)
-    ),
+    "categorical": lambda rng, n: pd.Series(rng.choice(list("abcdefghij"), n, p=[0.3] + [0.7 / 9] * 9)),
 }
 
 
@@ -204,9 +200,7 @@ def test_no_false_alarm_on_same_distribution(n: int, dist: str) -> None:
     rng = np.random.default_rng(n + len(dist))
     ref = pd.DataFrame({"x": SAME_DISTRIBUTION[dist](rng, n)})
     cur = pd.DataFrame({"x": SAME_DISTRIBUTION[dist](rng, n)})
-    results = drift("x", reference=profile(ref), method=["psi", "ks", "wasserstein", "js", "chi2"])(
-        cur
-    )
+    results = drift("x", reference=profile(ref), method=["psi", "ks", "wasserstein", "js", "chi2"])(cur)
     assert results and all(r.status is Status.PASS for r in results), [r.message for r in results]
 
 
@@ -218,7 +212,7 @@ def test_moving_baseline_first_run_then_compares() -> None:
     rng = np.random.default_rng(3)
     first = check(pd.DataFrame({"x": rng.normal(size=5000)}), ctx)
     assert first[0].status is Status.PASS and "no reference yet" in first[0].message
-    assert store.load_profile("orders") is not None
+    assert [p.run_id for p in store.profiles("", "orders", "drift(x)", limit=5)] == [""]
     second = check(pd.DataFrame({"x": rng.normal(size=5000)}), ctx)
     assert second[0].status is Status.PASS and second[0].measure == "ks"
     bad = check(pd.DataFrame({"x": rng.normal(5, 1, size=5000)}), ctx)
@@ -242,9 +236,7 @@ def test_moving_baseline_first_run_then_compares() -> None:
         ),
     ],
 )
-def test_unusable_reference_is_an_error_result(
-    kwargs: dict, context: CheckContext, needle: str
-) -> None:
+def test_unusable_reference_is_an_error_result(kwargs: dict, context: CheckContext, needle: str) -> None:
     """A reference that cannot be used gives status error with a message that says why."""
     (r,) = drift("x", **kwargs)(pd.DataFrame({"x": [1.0, 2.0]}), context)
     assert r.status is Status.ERROR and needle in r.message

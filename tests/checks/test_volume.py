@@ -40,7 +40,7 @@ def test_records_every_count_and_says_when_history_is_short() -> None:
     """Each run's count goes to the store; before min_history the message says how many exist."""
     r, store = _run([10, 11], 12, min_history=5)
     assert "2 earlier run(s)" in r.message
-    assert store.row_count_history("orders", 10) == [12, 11, 10]
+    assert [n for _, n in store.row_count_history("", "orders", 10)] == [12, 11, 10]
 
 
 def test_needs_store() -> None:
