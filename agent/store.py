@@ -762,6 +762,16 @@ class SQLiteRunStore(RunStore):
         return [Acceptance(r[0], r[1], r[2], _utc(r[3]), r[4], r[5], r[6]) for r in rows]
 
     @_guarded
+    def baseline_pipelines(self, dataset: str, run_id: str | None = None) -> list[str]:
+        """Pipelines with a drift profile of ``dataset`` (of run ``run_id``, when given); for the CLI."""
+        sql = "SELECT DISTINCT pipeline FROM check_profiles WHERE dataset=?"
+        args: tuple[Any, ...] = (dataset,)
+        if run_id is not None:
+            sql += " AND run_id=?"
+            args += (run_id,)
+        return sorted(r[0] for r in self.conn.execute(sql, args))
+
+    @_guarded
     def seen_keys(self, pipeline: str, dataset: str, hashes: Any) -> Any:
         import numpy as np
 
