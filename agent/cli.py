@@ -404,20 +404,25 @@ def baseline_accept(dataset: str, pipeline: str | None, run_id: str | None, note
     except (KeyError, OSError):  # no user name in this environment
         by = ""
     try:
-        with open_store(home) as store:
-            if pipeline is None:
-                found = store.baseline_pipelines(dataset, run_id)
-                what = f"dataset {dataset!r}" + (f" in run {run_id!r}" if run_id else "")
-                if not found:
-                    raise BaselineError(f"no drift profile of {what} in the run store; a drift check with no "
-                                        "reference records one per run", pipeline="", dataset=dataset, run_id=run_id)
-                if len(found) > 1:
-                    raise BaselineError(f"{what} has baselines in pipelines {', '.join(found)}; pass --pipeline",
-                                        pipeline="", dataset=dataset, run_id=run_id)
-                pipeline = found[0]
-            acc = accept_baseline(store, pipeline=pipeline, dataset=dataset, run_id=run_id, by=by, note=note)
+        store = open_store(home)
+    except PipewardenError as exc:
+        _fail(exc)
+    try:
+        if pipeline is None:
+            found = store.baseline_pipelines(dataset, run_id)
+            what = f"dataset {dataset!r}" + (f" in run {run_id!r}" if run_id else "")
+            if not found:
+                raise BaselineError(f"no drift profile of {what} in the run store; a drift check with no "
+                                    "reference records one per run", pipeline="", dataset=dataset, run_id=run_id)
+            if len(found) > 1:
+                raise BaselineError(f"{what} has baselines in pipelines {', '.join(found)}; pass --pipeline",
+                                    pipeline="", dataset=dataset, run_id=run_id)
+            pipeline = found[0]
+        acc = accept_baseline(store, pipeline=pipeline, dataset=dataset, run_id=run_id, by=by, note=note)
     except (BaselineError, PipewardenError) as exc:
         _fail(exc)
+    finally:
+        store.close()
     click.echo(f"accepted run {acc.run_id or '(unnamed)'} as the baseline of {pipeline}/{dataset} "
                f"({acc.profiles} profile(s)) by {acc.by or 'unknown'} at {acc.accepted_at.isoformat()}")
 

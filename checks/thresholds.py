@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 from checks.distances import chi2_quantile
@@ -22,7 +23,10 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "Limits",
     "METHODS",
+    "NOISE_TAIL",
     "apply_min_effect",
+    "ks_noise",
+    "normal_quantile",
     "NUMERIC_METHODS",
     "limits",
     "parse_methods",
@@ -41,8 +45,19 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
     "js": (0.1, 0.2),  # Jensen-Shannon distance, base 2
     "chi2": (0.1, 0.3),  # Cohen's w: small / medium
 }
-_KS_NOISE = 1.95  # Kolmogorov distribution: P(K > 1.95) ~ 0.001
-_WASSERSTEIN_NOISE = 4.0  # times sqrt(1/n + 1/m) times the CDF spread; from simulation (docs/checks.md)
+#: Tail probability of the noise floor for one drift check on one frame, all its comparisons together.
+NOISE_TAIL = 0.001
+_WASSERSTEIN_NOISE = 4.0  # times sqrt(1/n + 1/m) times the CDF spread at the 0.001 tail; from simulation
+
+
+def ks_noise(tail: float = NOISE_TAIL) -> float:
+    """c with P(K > c) = tail for the Kolmogorov distribution (2 exp(-2 c^2), exact in the far tail): 1.95 at 0.001."""
+    return math.sqrt(math.log(2.0 / tail) / 2.0)
+
+
+def normal_quantile(tail: float = NOISE_TAIL) -> float:
+    """z with P(Z > z) = tail: 3.09 at 0.001."""
+    return NormalDist().inv_cdf(1.0 - tail)
 
 
 @dataclass(frozen=True)
@@ -55,28 +70,39 @@ class Limits:
     effect: tuple[float, float]
 
 
-def limits(method: str, n: int, m: int, dof: int, effect: tuple[float, float], spread: float = 1.0) -> Limits:
+def limits(
+    method: str,
+    n: int,
+    m: int,
+    dof: int,
+    effect: tuple[float, float],
+    spread: float = 1.0,
+    tail: float = NOISE_TAIL,
+) -> Limits:
     """Warn and fail limits on the method's score for samples of n and m values.
 
     ``spread`` (Wasserstein only) is the reference's integral of sqrt(F(1-F))
     divided by its scale: heavy tails make the distance between two samples of
-    one distribution larger, and this factor grows with them.
+    one distribution larger, and this factor grows with them. ``tail`` is the
+    probability that two independent samples of one distribution reach the
+    noise floor (a drift check divides its 0.001 among its comparisons).
     """
     inv = 1.0 / max(n, 1) + 1.0 / max(m, 1)
+    z = normal_quantile(tail)
     if method == "ks":
-        noise = _KS_NOISE * math.sqrt(inv)
+        noise = ks_noise(tail) * math.sqrt(inv)
         ew, ef = effect
     elif method == "psi":
-        noise = chi2_quantile(dof) * inv
+        noise = chi2_quantile(dof, z) * inv
         ew, ef = effect
     elif method == "js":
-        noise = math.sqrt(chi2_quantile(dof) * inv / (8 * math.log(2)))
+        noise = math.sqrt(chi2_quantile(dof, z) * inv / (8 * math.log(2)))
         ew, ef = effect
     elif method == "wasserstein":
-        noise = _WASSERSTEIN_NOISE * spread * math.sqrt(inv)
+        noise = _WASSERSTEIN_NOISE * ks_noise(tail) / ks_noise() * spread * math.sqrt(inv)
         ew, ef = effect
     else:  # chi2: the statistic that an effect w reaches with these sizes is w^2 / (1/n + 1/m)
-        noise = chi2_quantile(dof)
+        noise = chi2_quantile(dof, z)
         ew, ef = effect[0] ** 2 / inv, effect[1] ** 2 / inv
     return Limits(warn=max(ew, noise), fail=max(ef, noise), noise=noise, effect=effect)
 
