@@ -357,6 +357,8 @@ def profile(
     >>> profile(pd.DataFrame({"a": range(5)})).columns["a"].quantile(0.5)
     2.0
     """
+    if int(top_k) < 1:
+        raise ValueError(f"profile top_k must be at least 1 — got {top_k}")
     df = require_frame(df)
     names = as_columns(columns)
     if names is None:

@@ -416,3 +416,9 @@ def test_bad_baseline_arguments_raise_at_construction(kwargs: dict, error: type,
     """Baseline, window, top_k and min_effect mistakes are caught when the check is built."""
     with pytest.raises(error, match=needle):
         drift("x", **kwargs)
+
+
+def test_profile_needs_a_positive_top_k() -> None:
+    """profile(top_k=0) is refused: a column's categories need at least one cell."""
+    with pytest.raises(ValueError, match="top_k"):
+        profile(pd.DataFrame({"c": ["a"]}), top_k=0)
