@@ -381,6 +381,53 @@ def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, 
     sys.exit(_orchestrate(home, executor, address, max_workers, progress, work))
 
 
+@cli.group()
+def baseline() -> None:
+    """Drift baselines: accept a run as the new normal."""
+
+
+@baseline.command("accept")
+@click.argument("dataset")
+@click.option("--pipeline", default=None, help="Pipeline of the dataset (default: the only one with a baseline).")
+@click.option("--run", "run_id", default=None, help="Run whose profiles become the baseline (default: the latest).")
+@click.option("--note", default="", help="Why, kept with the acceptance.")
+@_HOME
+def baseline_accept(dataset: str, pipeline: str | None, run_id: str | None, note: str, home: str | None) -> None:
+    """Accept run RUN_ID's profiles of DATASET (default: the latest) as its drift baseline, recorded in history."""
+    import getpass
+
+    from agent.errors import PipewardenError
+    from agent.store import open_store
+    from checks import BaselineError, accept_baseline
+
+    try:
+        by = getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment
+        by = ""
+    try:
+        store = open_store(home)
+    except PipewardenError as exc:
+        _fail(exc)
+    try:
+        if pipeline is None:
+            found = store.baseline_pipelines(dataset, run_id)
+            what = f"dataset {dataset!r}" + (f" in run {run_id!r}" if run_id else "")
+            if not found:
+                raise BaselineError(f"no drift profile of {what} in the run store; a drift check with no "
+                                    "reference records one per run", pipeline="", dataset=dataset, run_id=run_id)
+            if len(found) > 1:
+                raise BaselineError(f"{what} has baselines in pipelines {', '.join(found)}; pass --pipeline",
+                                    pipeline="", dataset=dataset, run_id=run_id)
+            pipeline = found[0]
+        acc = accept_baseline(store, pipeline=pipeline, dataset=dataset, run_id=run_id, by=by, note=note)
+    except (BaselineError, PipewardenError) as exc:
+        _fail(exc)
+    finally:
+        store.close()
+    click.echo(f"accepted run {acc.run_id or '(unnamed)'} as the baseline of {pipeline}/{dataset} "
+               f"({acc.profiles} profile(s)) by {acc.by or 'unknown'} at {acc.accepted_at.isoformat()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     from agent.errors import PipewardenError

@@ -632,7 +632,8 @@ class _Job:
                 if rows_out:
                     ts.rows_out(rows_out)
                 if task.checks:
-                    ctx = ts.context(inputs=frames, store=store, now=dt.datetime.fromtimestamp(clock(), dt.UTC))
+                    ctx = ts.context(inputs=frames, store=store, now=dt.datetime.fromtimestamp(clock(), dt.UTC),
+                                     logical_date=self.values.get("logical_date"))
                     results = ts.run_checks(task.checks, value, ctx)
                     blocking = [c for c in results if c.blocking]
                     reason = _blocking_reason(blocking) if blocking else None

@@ -143,12 +143,13 @@ class Scope:
     def set_attribute(self, key: str, value: Any) -> None:
         self.span.set_attribute(key, value)
 
-    def context(self, *, inputs: Sequence[Any] = (), store: Any = None,
-                now: dt.datetime | None = None) -> CheckContext:
-        """A check context for this scope's pipeline, task and run."""
+    def context(self, *, inputs: Sequence[Any] = (), store: Any = None, now: dt.datetime | None = None,
+                logical_date: dt.datetime | None = None) -> CheckContext:
+        """A check context for this scope's pipeline, task and run (``logical_date``: the time the data is for)."""
         return CheckContext(pipeline=self.pipeline, task=self.task or "", dataset=self.dataset,
                             run_id=self.run_id or "", inputs=tuple(inputs), store=store,
-                            now=now or dt.datetime.fromtimestamp(self.tel.clock(), dt.UTC))
+                            now=now or dt.datetime.fromtimestamp(self.tel.clock(), dt.UTC),
+                            logical_date=logical_date)
 
     def run_checks(self, checks: Iterable[Any], output: Any, context: CheckContext | None = None
                    ) -> list[CheckResult]:

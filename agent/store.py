@@ -29,6 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from agent.errors import StoreError
 from agent.records import FAILURES, RunRecord, RunStatus, TaskAttempt
+from checks.base import Acceptance, StoredProfile
 from checks.result import CheckResult
 
 __all__ = ["RunStore", "SQLiteRunStore", "open_store", "pid_alive"]
@@ -103,7 +104,71 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at REAL NOT NULL)""",
         "CREATE INDEX row_counts_by_dataset ON row_counts (dataset, id)",
     ),
-    (  # 2: cumulative metric samples per pipeline, for outputs that outlive the process (push, textfile)
+    (  # 2: check history keyed by (pipeline, dataset); run profiles, baseline acceptances
+        # Which pipeline a dataset belongs to, where the recorded check results say so unambiguously.
+        """CREATE TEMP TABLE dataset_pipeline AS
+            SELECT json_extract(c.result, '$.dataset') AS dataset, min(r.pipeline) AS pipeline
+            FROM check_results c JOIN runs r ON r.run_id = c.run_id
+            WHERE json_extract(c.result, '$.dataset') IS NOT NULL
+            GROUP BY 1 HAVING count(DISTINCT r.pipeline) = 1""",
+        "ALTER TABLE key_sets ADD COLUMN pipeline TEXT NOT NULL DEFAULT ''",
+        """UPDATE key_sets SET pipeline = coalesce(
+            (SELECT pipeline FROM runs WHERE runs.run_id = key_sets.run_id),
+            (SELECT pipeline FROM dataset_pipeline d WHERE d.dataset = key_sets.dataset), '')""",
+        "DROP INDEX key_sets_by_dataset",
+        "CREATE INDEX key_sets_by_dataset ON key_sets (pipeline, dataset, id)",
+        "CREATE INDEX key_sets_by_time ON key_sets (pipeline, dataset, created_at)",
+        "ALTER TABLE row_counts ADD COLUMN pipeline TEXT NOT NULL DEFAULT ''",
+        """UPDATE row_counts SET pipeline = coalesce(
+            (SELECT pipeline FROM runs WHERE runs.run_id = row_counts.run_id),
+            (SELECT pipeline FROM dataset_pipeline d WHERE d.dataset = row_counts.dataset), '')""",
+        "DROP INDEX row_counts_by_dataset",
+        "CREATE INDEX row_counts_by_dataset ON row_counts (pipeline, dataset, id)",
+        """CREATE TABLE reference_profiles (
+            pipeline TEXT NOT NULL,
+            name TEXT NOT NULL,
+            profile TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (pipeline, name))""",
+        """CREATE TABLE check_profiles (
+            id INTEGER PRIMARY KEY,
+            pipeline TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            accepted INTEGER NOT NULL,
+            pinned_at REAL,
+            profile TEXT NOT NULL)""",
+        "CREATE INDEX check_profiles_by_check ON check_profiles (pipeline, dataset, check_name, id)",
+        """CREATE TABLE baseline_acceptances (
+            id INTEGER PRIMARY KEY,
+            pipeline TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            accepted_at REAL NOT NULL,
+            accepted_by TEXT NOT NULL,
+            note TEXT NOT NULL,
+            profiles INTEGER NOT NULL)""",
+        "CREATE INDEX baseline_acceptances_by_dataset ON baseline_acceptances (pipeline, dataset, id)",
+        # Old profiles were keyed by name alone: they stay named references, under the dataset's
+        # pipeline when it is unambiguous ("<dataset>:schema" too), else under the empty pipeline.
+        """INSERT INTO reference_profiles (pipeline, name, profile, updated_at)
+            SELECT coalesce(d.pipeline, ''), p.name, p.profile, p.updated_at FROM profiles p
+            LEFT JOIN dataset_pipeline d ON d.dataset = CASE WHEN p.name LIKE '%:schema'
+                THEN substr(p.name, 1, length(p.name) - 7) ELSE p.name END""",
+        # A profile named like a dataset was that dataset's moving drift baseline: it becomes the
+        # accepted baseline of each drift check recorded on the dataset, if the pipeline is known.
+        """INSERT INTO check_profiles (pipeline, dataset, check_name, run_id, created_at, accepted, pinned_at,
+                                       profile)
+            SELECT d.pipeline, p.name, c.check_name, '', p.updated_at, 1, NULL, p.profile FROM profiles p
+            JOIN dataset_pipeline d ON d.dataset = p.name
+            JOIN (SELECT DISTINCT json_extract(result, '$.dataset') AS dataset, check_name FROM check_results
+                  WHERE json_extract(result, '$.kind') = 'drift') c ON c.dataset = p.name""",
+        "DROP TABLE profiles",
+        "DROP TABLE dataset_pipeline",
+    ),
+    (  # 3: cumulative metric samples per pipeline, for outputs that outlive the process (push, textfile)
         """CREATE TABLE metric_samples (
             pipeline TEXT NOT NULL,
             name TEXT NOT NULL,
@@ -248,32 +313,47 @@ class RunStore(abc.ABC):
         for task, status, reason in states:
             self.record_task_state(run_id, task, status, now=now, reason=reason)
 
-    # --- CheckStore (checks.base) -----------------------------------------------------------
+    # --- CheckStore (checks.base): every history call is keyed by pipeline and dataset ---------
     @abc.abstractmethod
-    def save_profile(self, name: str, profile: dict[str, Any]) -> None: ...
+    def save_profile(self, pipeline: str, name: str, profile: dict[str, Any]) -> None: ...
 
     @abc.abstractmethod
-    def load_profile(self, name: str) -> dict[str, Any] | None: ...
+    def load_profile(self, pipeline: str, name: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def seen_keys(self, dataset: str, hashes: Any) -> Any: ...
+    def add_profile(self, pipeline: str, dataset: str, check: str, profile: dict[str, Any], *, run_id: str,
+                    now: dt.datetime, accepted: bool, pinned: bool = False, keep: int = 100) -> None: ...
 
     @abc.abstractmethod
-    def add_keys(self, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None: ...
+    def profiles(self, pipeline: str, dataset: str, check: str, *, limit: int,
+                 accepted_only: bool = True) -> list[StoredProfile]: ...
 
     @abc.abstractmethod
-    def prune_keys(self, dataset: str, before: dt.datetime) -> int:
-        """Forget the key hashes of ``dataset`` first seen before ``before``; return how many hashes were dropped.
+    def accept_profiles(self, pipeline: str, dataset: str, run_id: str | None, *, now: dt.datetime, by: str,
+                        note: str) -> int: ...
+
+    @abc.abstractmethod
+    def acceptances(self, pipeline: str, dataset: str, *, limit: int = 50) -> list[Acceptance]: ...
+
+    @abc.abstractmethod
+    def seen_keys(self, pipeline: str, dataset: str, hashes: Any) -> Any: ...
+
+    @abc.abstractmethod
+    def add_keys(self, pipeline: str, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None: ...
+
+    @abc.abstractmethod
+    def prune_keys(self, pipeline: str, dataset: str, before: dt.datetime) -> int:
+        """Forget key sightings before ``before``; return how many distinct keys are no longer remembered.
 
         The check that stores keys (``unique_across_runs(retention_days=...)``) calls
         this: its retention is the only one, the store keeps keys until told.
         """
 
     @abc.abstractmethod
-    def row_count_history(self, dataset: str, limit: int) -> list[int]: ...
+    def row_count_history(self, pipeline: str, dataset: str, limit: int) -> list[tuple[dt.datetime, int]]: ...
 
     @abc.abstractmethod
-    def add_row_count(self, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None: ...
+    def add_row_count(self, pipeline: str, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None: ...
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""
@@ -342,7 +422,7 @@ class SQLiteRunStore(RunStore):
             raise StoreError(f"synchronous must be NORMAL, FULL or EXTRA — got {synchronous!r}", path=str(path))
         self.synchronous = sync
         self._lock = threading.RLock()
-        self._keys: dict[str, tuple[int, Any]] = {}
+        self._keys: dict[tuple[str, str], tuple[int, Any]] = {}
         self._host = socket.gethostname()
         self._pid = os.getpid()
         self._start = _process_start(self._pid)
@@ -681,22 +761,101 @@ class SQLiteRunStore(RunStore):
     # --- CheckStore ----------------------------------------------------------------------
 
     @_guarded
-    def save_profile(self, name: str, profile: dict[str, Any]) -> None:
-        self.conn.execute("INSERT INTO profiles VALUES (?,?,?) ON CONFLICT (name) DO UPDATE SET "
-                          "profile=excluded.profile, updated_at=excluded.updated_at",
-                          (name, _dumps(profile), time.time()))
+    def save_profile(self, pipeline: str, name: str, profile: dict[str, Any]) -> None:
+        self.conn.execute("INSERT INTO reference_profiles VALUES (?,?,?,?) ON CONFLICT (pipeline, name) DO UPDATE"
+                          " SET profile=excluded.profile, updated_at=excluded.updated_at",
+                          (pipeline, name, _dumps(profile), time.time()))
 
     @_guarded
-    def load_profile(self, name: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT profile FROM profiles WHERE name=?", (name,)).fetchone()
+    def load_profile(self, pipeline: str, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT profile FROM reference_profiles WHERE pipeline=? AND name=?",
+                                (pipeline, name)).fetchone()
         return json.loads(row[0]) if row else None
 
     @_guarded
-    def seen_keys(self, dataset: str, hashes: Any) -> Any:
+    def add_profile(self, pipeline: str, dataset: str, check: str, profile: dict[str, Any], *, run_id: str,
+                    now: dt.datetime, accepted: bool, pinned: bool = False, keep: int = 100) -> None:
+        conn = self.conn
+        t = now.timestamp()
+        conn.execute("BEGIN")
+        try:
+            conn.execute("INSERT INTO check_profiles (pipeline, dataset, check_name, run_id, created_at, accepted,"
+                         " pinned_at, profile) VALUES (?,?,?,?,?,?,?,?)",
+                         (pipeline, dataset, check, run_id, t, int(accepted), t if pinned else None, _dumps(profile)))
+            conn.execute("DELETE FROM check_profiles WHERE pipeline=? AND dataset=? AND check_name=?"
+                         " AND pinned_at IS NULL AND id NOT IN (SELECT id FROM check_profiles WHERE pipeline=?"
+                         " AND dataset=? AND check_name=? ORDER BY id DESC LIMIT ?)",
+                         (pipeline, dataset, check, pipeline, dataset, check, max(int(keep), 1)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @_guarded
+    def profiles(self, pipeline: str, dataset: str, check: str, *, limit: int,
+                 accepted_only: bool = True) -> list[StoredProfile]:
+        sql = ("SELECT run_id, check_name, created_at, accepted, pinned_at, profile FROM check_profiles"
+               " WHERE pipeline=? AND dataset=? AND check_name=?")
+        if accepted_only:
+            sql += " AND accepted=1"
+        rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (pipeline, dataset, check, max(limit, 0)))
+        return [StoredProfile(r[0], r[1], _utc(r[2]), bool(r[3]), None if r[4] is None else _utc(r[4]),
+                              json.loads(r[5])) for r in rows]
+
+    @_guarded
+    def accept_profiles(self, pipeline: str, dataset: str, run_id: str | None, *, now: dt.datetime, by: str,
+                        note: str) -> int:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if run_id is None:  # each check's newest profile
+                ids = [r[0] for r in conn.execute(
+                    "SELECT max(id) FROM check_profiles WHERE pipeline=? AND dataset=? GROUP BY check_name",
+                    (pipeline, dataset))]
+                row = conn.execute("SELECT run_id FROM check_profiles WHERE pipeline=? AND dataset=?"
+                                   " ORDER BY id DESC LIMIT 1", (pipeline, dataset)).fetchone()
+                chosen = row[0] if row else ""
+            else:
+                ids = [r[0] for r in conn.execute(
+                    "SELECT id FROM check_profiles WHERE pipeline=? AND dataset=? AND run_id=?",
+                    (pipeline, dataset, run_id))]
+                chosen = run_id
+            if ids:
+                marks = ",".join("?" * len(ids))
+                conn.execute(f"UPDATE check_profiles SET accepted=1, pinned_at=? WHERE id IN ({marks})",
+                             (now.timestamp(), *ids))
+                conn.execute("INSERT INTO baseline_acceptances (pipeline, dataset, run_id, accepted_at, accepted_by,"
+                             " note, profiles) VALUES (?,?,?,?,?,?,?)",
+                             (pipeline, dataset, chosen, now.timestamp(), by, note, len(ids)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(ids)
+
+    @_guarded
+    def acceptances(self, pipeline: str, dataset: str, *, limit: int = 50) -> list[Acceptance]:
+        rows = self.conn.execute(
+            "SELECT pipeline, dataset, run_id, accepted_at, accepted_by, note, profiles FROM baseline_acceptances"
+            " WHERE pipeline=? AND dataset=? ORDER BY id DESC LIMIT ?", (pipeline, dataset, max(limit, 0)))
+        return [Acceptance(r[0], r[1], r[2], _utc(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    @_guarded
+    def baseline_pipelines(self, dataset: str, run_id: str | None = None) -> list[str]:
+        """Pipelines with a drift profile of ``dataset`` (of run ``run_id``, when given); for the CLI."""
+        sql = "SELECT DISTINCT pipeline FROM check_profiles WHERE dataset=?"
+        args: tuple[Any, ...] = (dataset,)
+        if run_id is not None:
+            sql += " AND run_id=?"
+            args += (run_id,)
+        return sorted(r[0] for r in self.conn.execute(sql, args))
+
+    @_guarded
+    def seen_keys(self, pipeline: str, dataset: str, hashes: Any) -> Any:
         import numpy as np
 
         h = np.ascontiguousarray(hashes, dtype=np.uint64)
-        known = self._known_keys(dataset)
+        known = self._known_keys(pipeline, dataset)
         if known.size == 0 or h.size == 0:
             return np.zeros(h.shape, dtype=bool)
         # Probing in sorted order keeps searchsorted cache-friendly (several times faster than np.isin).
@@ -705,54 +864,66 @@ class SQLiteRunStore(RunStore):
         out[order] = _contains(known, h[order])
         return out
 
-    def _known_keys(self, dataset: str) -> Any:
-        # Sorted, unique uint64 array of every key kept for the dataset; extended incrementally.
+    def _known_keys(self, pipeline: str, dataset: str) -> Any:
+        # Sorted, unique uint64 array of every key with a sighting on record; extended incrementally.
         import numpy as np
 
-        last_id, known = self._keys.get(dataset, (0, np.empty(0, dtype=np.uint64)))
-        rows = self.conn.execute("SELECT id, hashes FROM key_sets WHERE dataset=? AND id>? ORDER BY id",
-                                 (dataset, last_id)).fetchall()
+        key = (pipeline, dataset)
+        last_id, known = self._keys.get(key, (0, np.empty(0, dtype=np.uint64)))
+        rows = self.conn.execute("SELECT id, hashes FROM key_sets WHERE pipeline=? AND dataset=? AND id>? ORDER BY id",
+                                 (pipeline, dataset, last_id)).fetchall()
         if rows:
             parts = [known, *(np.frombuffer(blob, dtype="<u8").astype(np.uint64) for _, blob in rows)]
             known = _sorted_unique(np.concatenate(parts))
             last_id = rows[-1][0]
-            self._keys[dataset] = (last_id, known)
+            self._keys[key] = (last_id, known)
         return known
 
     @_guarded
-    def add_keys(self, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None:
+    def add_keys(self, pipeline: str, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None:
         import numpy as np
 
+        # Every key of the run is stored, seen before or not: a reload is a sighting, and the
+        # retention of a key counts from its last one.
         h = _sorted_unique(np.ascontiguousarray(hashes, dtype=np.uint64))
-        known = self._known_keys(dataset)
-        if known.size and h.size:
-            h = h[~_contains(known, h)]  # only keys never seen are stored: storage grows with distinct keys
         if h.size:
-            self.conn.execute("INSERT INTO key_sets (dataset, run_id, created_at, n, hashes) VALUES (?,?,?,?,?)",
-                              (dataset, run_id, now.timestamp(), int(h.size), h.astype("<u8").tobytes()))
+            self.conn.execute("INSERT INTO key_sets (pipeline, dataset, run_id, created_at, n, hashes)"
+                              " VALUES (?,?,?,?,?,?)",
+                              (pipeline, dataset, run_id, now.timestamp(), int(h.size), h.astype("<u8").tobytes()))
 
     @_guarded
-    def prune_keys(self, dataset: str, before: dt.datetime) -> int:
-        """Delete the key hashes of ``dataset`` first seen before ``before``; returns the number of hashes dropped.
+    def prune_keys(self, pipeline: str, dataset: str, before: dt.datetime) -> int:
+        """Delete the sightings of ``dataset``'s keys before ``before``; return how many keys are forgotten.
 
-        Each key is stored once, in the blob of the run that first saw it, so
-        a key seen again since is still forgotten when its first sighting is old.
+        A key sighted again since is still remembered: its newer sighting stays.
         """
-        rows = self.conn.execute("DELETE FROM key_sets WHERE dataset=? AND created_at<? RETURNING n",
-                                 (dataset, before.timestamp())).fetchall()
-        if rows:
-            self._keys.pop(dataset, None)  # the cached array still holds the dropped keys
-        return sum(n for (n,) in rows)
+        import numpy as np
+
+        rows = self.conn.execute("DELETE FROM key_sets WHERE pipeline=? AND dataset=? AND created_at<?"
+                                 " RETURNING hashes", (pipeline, dataset, before.timestamp())).fetchall()
+        if not rows:
+            return 0
+        self._keys.pop((pipeline, dataset), None)  # the cached array still holds the dropped sightings
+        dropped = _sorted_unique(np.concatenate([np.frombuffer(b, dtype="<u8").astype(np.uint64) for (b,) in rows]))
+        known = self._known_keys(pipeline, dataset)
+        if known.size == 0:
+            return int(dropped.size)
+        return int(dropped.size - np.count_nonzero(_contains(known, dropped)))
 
     @_guarded
-    def row_count_history(self, dataset: str, limit: int) -> list[int]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT rows FROM row_counts WHERE dataset=? ORDER BY id DESC LIMIT ?", (dataset, limit))]
+    def row_count_history(self, pipeline: str, dataset: str, limit: int) -> list[tuple[dt.datetime, int]]:
+        return [(_utc(r[0]), r[1]) for r in self.conn.execute(
+            "SELECT created_at, rows FROM row_counts WHERE pipeline=? AND dataset=? ORDER BY id DESC LIMIT ?",
+            (pipeline, dataset, limit))]
 
     @_guarded
-    def add_row_count(self, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None:
-        self.conn.execute("INSERT INTO row_counts (dataset, run_id, rows, created_at) VALUES (?,?,?,?)",
-                          (dataset, run_id, int(rows), now.timestamp()))
+    def add_row_count(self, pipeline: str, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None:
+        self.conn.execute("INSERT INTO row_counts (pipeline, dataset, run_id, rows, created_at) VALUES (?,?,?,?,?)",
+                          (pipeline, dataset, run_id, int(rows), now.timestamp()))
+
+
+def _utc(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.UTC)
 
 
 def _sorted_unique(a: Any) -> Any:

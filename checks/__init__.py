@@ -20,6 +20,8 @@ import types
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "Acceptance",
+    "BaselineError",
     "Check",
     "CheckConfigError",
     "CheckContext",
@@ -44,9 +46,11 @@ __all__ = [
     "Schema",
     "Severity",
     "Status",
+    "StoredProfile",
     "Unique",
     "UniqueAcrossRuns",
     "Volume",
+    "accept_baseline",
     "completeness",
     "drift",
     "freshness",
@@ -66,6 +70,10 @@ __all__ = [
 ]
 
 _WHERE = {
+    "accept_baseline": "checks.baseline",
+    "Acceptance": "checks.base",
+    "StoredProfile": "checks.base",
+    "BaselineError": "checks.errors",
     "Check": "checks.base",
     "CheckContext": "checks.base",
     "CheckStore": "checks.base",
@@ -112,7 +120,8 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from checks.base import Check, CheckContext, CheckStore, run_check
+    from checks.base import Acceptance, Check, CheckContext, CheckStore, StoredProfile, run_check
+    from checks.baseline import accept_baseline
     from checks.completeness import NotNull, completeness, not_null
     from checks.config import from_config
     from checks.drift import DEFAULT_THRESHOLDS, METHODS, Drift, drift
@@ -124,7 +133,7 @@ if TYPE_CHECKING:
         unique,
         unique_across_runs,
     )
-    from checks.errors import CheckConfigError, CheckError, CheckInputError
+    from checks.errors import BaselineError, CheckConfigError, CheckError, CheckInputError
     from checks.freshness import Freshness, freshness
     from checks.gx import GxSuite, gx_suite
     from checks.loss import Loss, Reconcile, RowCount, loss, reconcile, row_count

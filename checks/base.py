@@ -17,38 +17,123 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from checks.errors import CheckInputError
 from checks.result import CheckResult, Kind, Severity, Status
 
-__all__ = ["Check", "CheckContext", "CheckStore", "run_check"]
+__all__ = ["Acceptance", "Check", "CheckContext", "CheckStore", "StoredProfile", "run_check"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    """One run's profile of a dataset, as a :class:`CheckStore` keeps it for a check's baseline.
+
+    ``accepted`` profiles are baselines: a run's profile is accepted when its
+    check did not fail, or later by :func:`checks.accept_baseline`. ``pinned``
+    is the time of an explicit acceptance (None when accepted automatically);
+    the ``fixed`` baseline follows the latest pin.
+    """
+
+    run_id: str
+    check: str
+    created_at: dt.datetime
+    accepted: bool
+    pinned: dt.datetime | None
+    profile: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """A record that someone accepted a run's profiles as the new baseline of a dataset."""
+
+    pipeline: str
+    dataset: str
+    run_id: str
+    accepted_at: dt.datetime
+    by: str
+    note: str
+    profiles: int
 
 
 @runtime_checkable
 class CheckStore(Protocol):
     """History that cross-run checks need; the agent's run store implements it.
 
-    Keys are passed as 64-bit hashes (``numpy.uint64`` arrays), never raw values.
-    Profiles are JSON-ready dicts. Times are timezone-aware UTC (as
-    :class:`CheckContext` gives them). How long keys are kept is the check's
-    decision, not the store's: ``unique_across_runs`` calls :meth:`prune_keys`.
+    Every history call is keyed by ``pipeline`` and ``dataset``: two pipelines
+    that both have a dataset ``transform`` never share a baseline, keys or row
+    counts. ``pipeline`` is ``context.pipeline`` (empty for checks called with
+    no pipeline). Keys are passed as 64-bit hashes (``numpy.uint64`` arrays),
+    never raw values. Profiles are JSON-ready dicts. Times are timezone-aware
+    UTC (as :class:`CheckContext` gives them), and come back so.
+
+    Keys: :meth:`add_keys` records a *sighting* of each key at ``now``;
+    :meth:`seen_keys` tells which keys have a sighting on record;
+    :meth:`prune_keys` forgets sightings before ``before``. A reload is a
+    sighting, so a key is forgotten only when its *last* sighting is older
+    than the cut-off. How long keys are kept is the check's decision
+    (``unique_across_runs(retention_days=)``), not the store's.
+
+    ``tests/checks/test_store_conformance.py`` holds the behaviour every
+    implementation must show.
     """
 
-    def save_profile(self, name: str, profile: dict[str, Any]) -> None: ...
+    # -- named reference profiles (profile(df).save(store, name, pipeline=...)) -------------
+    def save_profile(self, pipeline: str, name: str, profile: dict[str, Any]) -> None: ...
 
-    def load_profile(self, name: str) -> dict[str, Any] | None: ...
+    def load_profile(self, pipeline: str, name: str) -> dict[str, Any] | None: ...
 
-    def seen_keys(self, dataset: str, hashes: Any) -> Any:
-        """Return a boolean array: which of ``hashes`` were recorded for ``dataset`` before."""
+    # -- run profiles: the baselines of drift -------------------------------------------------
+    def add_profile(
+        self,
+        pipeline: str,
+        dataset: str,
+        check: str,
+        profile: dict[str, Any],
+        *,
+        run_id: str,
+        now: dt.datetime,
+        accepted: bool,
+        pinned: bool = False,
+        keep: int = 100,
+    ) -> None:
+        """Record a run's profile; keep the newest ``keep`` of this check's profiles plus every pinned one."""
         ...
 
-    def add_keys(self, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None: ...
-
-    def prune_keys(self, dataset: str, before: dt.datetime) -> int:
-        """Forget the keys of ``dataset`` recorded before ``before``; return how many were dropped."""
+    def profiles(
+        self, pipeline: str, dataset: str, check: str, *, limit: int, accepted_only: bool = True
+    ) -> list[StoredProfile]:
+        """This check's recorded profiles of ``dataset``, newest first."""
         ...
 
-    def row_count_history(self, dataset: str, limit: int) -> list[int]:
-        """Row counts of earlier runs for ``dataset``, newest first."""
+    def accept_profiles(
+        self, pipeline: str, dataset: str, run_id: str | None, *, now: dt.datetime, by: str, note: str
+    ) -> int:
+        """Accept and pin the profiles of run ``run_id`` (None: each check's newest), record who did it.
+
+        Returns how many profiles were accepted; 0 (and nothing recorded) when
+        there is no such profile.
+        """
         ...
 
-    def add_row_count(self, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None: ...
+    def acceptances(self, pipeline: str, dataset: str, *, limit: int = 50) -> list[Acceptance]:
+        """Acceptances of ``dataset``'s baselines, newest first."""
+        ...
+
+    # -- key hashes ---------------------------------------------------------------------------
+    def seen_keys(self, pipeline: str, dataset: str, hashes: Any) -> Any:
+        """Return a boolean array: which of ``hashes`` have a sighting on record."""
+        ...
+
+    def add_keys(self, pipeline: str, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None:
+        """Record a sighting at ``now`` of each of ``hashes`` (keys seen before included)."""
+        ...
+
+    def prune_keys(self, pipeline: str, dataset: str, before: dt.datetime) -> int:
+        """Forget sightings before ``before``; return how many distinct keys are no longer remembered."""
+        ...
+
+    # -- row counts ---------------------------------------------------------------------------
+    def row_count_history(self, pipeline: str, dataset: str, limit: int) -> list[tuple[dt.datetime, int]]:
+        """``(time, rows)`` of earlier runs, newest first."""
+        ...
+
+    def add_row_count(self, pipeline: str, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +144,10 @@ class CheckContext:
     across a step); ``store`` is the history for cross-run checks (None when
     no store is configured: such checks then return status ``error`` saying so).
     ``now`` is timezone-aware UTC: a naive time is taken as UTC, an aware one
-    converted, once here so that no check or store has to.
+    converted, once here so that no check or store has to. ``logical_date`` is
+    the time the data is for (a scheduled or backfilled run's date), when the
+    caller knows it; ``volume`` files its row count under it. ``pipeline`` and
+    ``dataset`` key every piece of history a check keeps.
 
     >>> CheckContext(now=dt.datetime(2024, 1, 1, 12)).now.isoformat()
     '2024-01-01T12:00:00+00:00'
@@ -72,11 +160,21 @@ class CheckContext:
     inputs: Sequence[Any] = ()
     store: CheckStore | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    logical_date: dt.datetime | None = None
 
     def __post_init__(self) -> None:
-        now = self.now
-        utc = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
-        object.__setattr__(self, "now", utc)  # frozen: set once, before anyone reads it
+        object.__setattr__(self, "now", _utc(self.now))  # frozen: set once, before anyone reads it
+        if self.logical_date is not None:
+            object.__setattr__(self, "logical_date", _utc(self.logical_date))
+
+    @property
+    def data_time(self) -> dt.datetime:
+        """The time the data is for: ``logical_date`` when the run has one, else ``now``."""
+        return self.logical_date if self.logical_date is not None else self.now
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
 class Check:
@@ -158,8 +256,9 @@ def _plain_results(check: Any, df: Any) -> list[CheckResult]:
     try:
         results = list(out)
     except TypeError:
-        return error(f"{name} returned {type(out).__name__}; a check must return a CheckResult, "
-                     "a list of them, or a bool")
+        return error(
+            f"{name} returned {type(out).__name__}; a check must return a CheckResult, a list of them, or a bool"
+        )
     if not all(isinstance(r, CheckResult) for r in results):
         return error(f"{name} returned a list with non-CheckResult items")
     return results

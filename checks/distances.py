@@ -12,9 +12,10 @@ pass), which gives both empirical CDFs exactly at ~1000 points. From those:
 * ``wasserstein``: the area between the CDFs, trapezoids over the grid plus the
   exact area outside the reference's range.
 
-A categorical column is compared through aligned category counts (the
-reference's top-k plus its "other" bucket): ``psi``, ``js`` and the ``chi2``
-statistic of the 2 x k contingency table.
+A categorical column is compared through aligned category counts (every
+category of the reference, or, beyond ``top_k`` distinct categories, buckets
+of a fixed hash of the label that both sides share): ``psi``, ``js`` and the
+``chi2`` statistic of the 2 x k contingency table.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from checks.profile import ColumnProfile, _merge_labels
+from checks.profile import ColumnProfile, _merge_labels, bucket_counts
 
 __all__ = [
     "CategoricalComparison",
@@ -131,9 +132,7 @@ class NumericComparison:
     ref_at: np.ndarray
     probs: np.ndarray = field(default_factory=lambda: np.empty(0))
     knot_of_grid: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    cur_sums: np.ndarray = field(
-        default_factory=lambda: np.empty(0)
-    )  # sum of (x - offset) below each knot
+    cur_sums: np.ndarray = field(default_factory=lambda: np.empty(0))  # sum of (x - offset) below each knot
     ref_sums: np.ndarray = field(default_factory=lambda: np.empty(0))
     offset: float = 0.0
     tail_below: float = 0.0  # sum of (min_ref - x) over current values below the reference's min
@@ -151,9 +150,7 @@ class NumericComparison:
         targets = np.arange(1, bins) / bins
         pos = np.clip(np.searchsorted(self.probs, targets), 0, len(self.probs) - 1)
         prev = np.clip(pos - 1, 0, len(self.probs) - 1)
-        pos = np.where(
-            np.abs(self.probs[prev] - targets) < np.abs(self.probs[pos] - targets), prev, pos
-        )
+        pos = np.where(np.abs(self.probs[prev] - targets) < np.abs(self.probs[pos] - targets), prev, pos)
         k = self.knot_of_grid[pos]
         cur_cum = np.concatenate([[0.0], self.cur_below[k], [1.0]]) * self.n_cur
         ref_cum = np.concatenate([[0.0], self.ref_below[k], [1.0]]) * self.n_ref
@@ -169,12 +166,8 @@ class NumericComparison:
         """
         if len(self.knots) < 2:
             return (self.tail_below + self.tail_above) / max(self.n_cur, 1)
-        area_c = _interval_areas(
-            self.knots, self.cur_below, self.cur_at, self.cur_sums, self.n_cur, self.offset
-        )
-        area_r = _interval_areas(
-            self.knots, self.ref_below, self.ref_at, self.ref_sums, self.n_ref, self.offset
-        )
+        area_c = _interval_areas(self.knots, self.cur_below, self.cur_at, self.cur_sums, self.n_cur, self.offset)
+        area_r = _interval_areas(self.knots, self.ref_below, self.ref_at, self.ref_sums, self.n_ref, self.offset)
         inner = float(np.sum(np.abs(area_c - area_r)))
         return inner + (self.tail_below + self.tail_above) / max(self.n_cur, 1)
 
@@ -246,6 +239,7 @@ class CategoricalComparison:
     ref: np.ndarray
     new: list[str]
     vanished: list[str]
+    hashed: int = 0  # the number of hashed buckets compared, when categories were too many to keep
 
     @property
     def n_cur(self) -> int:
@@ -276,12 +270,28 @@ class CategoricalComparison:
         return float(np.sum((table - expected) ** 2 / expected))
 
 
-def compare_categorical(
-    ref: ColumnProfile, labels: list[str], counts: np.ndarray
-) -> CategoricalComparison:
-    """Align current category counts with the reference's top-k and its "other" bucket."""
-    ref_counts = dict(ref.top)
+def compare_categorical(ref: ColumnProfile, labels: list[str], counts: np.ndarray) -> CategoricalComparison:
+    """Align current category counts with the reference's categories, or with its hashed buckets.
+
+    A reference with more distinct categories than its ``top_k`` is compared
+    through buckets that both sides fill by the same hash of the label: an
+    unbiased comparison whatever the cardinality. (Keeping the reference's
+    top-k and lumping the rest is biased: categories chosen for being frequent
+    in the reference sample are rarer in any fresh sample.)
+    """
     cur_counts = {k: v for k, v in _merge_labels(labels, counts).items() if v}
+    if ref.buckets:
+        cur_b = bucket_counts(list(cur_counts), list(cur_counts.values()), len(ref.buckets))
+        names = [f"#{i}" for i in range(len(ref.buckets))]
+        return CategoricalComparison(
+            labels=names,
+            cur=cur_b.astype(np.float64),
+            ref=np.asarray(ref.buckets, dtype=np.float64),
+            new=[],
+            vanished=[],
+            hashed=len(ref.buckets),
+        )
+    ref_counts = dict(ref.top)
     names = list(ref_counts)
     other_cur = 0
     new: list[str] = []

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from checks.base import Check, CheckContext
+from checks.base import Check, CheckContext, CheckStore
 from checks.distances import (
     CategoricalComparison,
     NumericComparison,
@@ -33,30 +33,77 @@ from checks.distances import (
     psi,
 )
 from checks.errors import CheckInputError
-from checks.frame import as_columns, column_kind, numeric_values, require_column, require_frame
-from checks.profile import ColumnProfile, Profile, category_counts, profile
+from checks.frame import (
+    as_columns,
+    column_kind,
+    null_count,
+    numeric_values,
+    require_column,
+    require_frame,
+    text_timestamps,
+)
+from checks.merge import merge_profiles
+from checks.profile import DEFAULT_TOP_K, ColumnProfile, Profile, category_counts, profile
 from checks.result import CheckResult, Kind, Status
 from checks.thresholds import (
     CATEGORICAL_METHODS,
     DEFAULT_THRESHOLDS,
     METHODS,
+    NOISE_TAIL,
     NUMERIC_METHODS,
+    apply_min_effect,
     limits,
     parse_methods,
     parse_thresholds,
 )
 
-__all__ = ["DEFAULT_THRESHOLDS", "Drift", "METHODS", "drift"]
+__all__ = ["BASELINES", "DEFAULT_THRESHOLDS", "Drift", "METHODS", "drift"]
+
+#: How a moving baseline is chosen among the accepted profiles of earlier runs.
+BASELINES = ("previous", "window", "fixed")
+#: A column whose values are at least this share distinct is identifier-like.
+IDENTIFIER_SHARE = 0.95
+_IDENTIFIER_MIN_VALUES = 50
+#: Run profiles a store keeps per check (pinned ones are kept besides).
+PROFILES_KEPT = 100
+
+
+class _Score(NamedTuple):
+    """A score waiting for its limits, which depend on how many comparisons the check makes."""
+
+    column: str
+    method: str
+    score: float
+    n: int
+    m: int
+    dof: int
+    details: dict[str, Any]
+
 
 class Drift(Check):
     """Per-column drift scores against a reference; one result per column and method.
 
     ``reference`` is a :class:`Profile`, a DataFrame (profiled once), the name of
-    a profile in the store, or None: the profile of the previous run, stored
-    under the dataset's name (a moving baseline; the first run passes with
-    "no reference yet"). ``method`` is one name or a list; the default is
-    ``ks`` for numeric and datetime columns and ``chi2`` for categorical ones.
-    Methods that do not apply to a column's kind are skipped for it.
+    a profile in the store (saved for this pipeline, else for every pipeline),
+    or None: a baseline made of earlier runs of this check on the dataset, kept
+    in the store under the context's pipeline and the dataset. Each run's
+    profile is recorded, and accepted as a baseline unless the run breached a
+    fail limit or a column could not be checked; :func:`checks.accept_baseline`
+    accepts a run after the fact (a new normal). ``baseline`` chooses which
+    accepted profiles are the reference: ``previous`` (the newest), ``window``
+    (the newest ``window`` ones, merged) or ``fixed`` (the latest one accepted
+    by hand, else the first run's). The first run passes with "no reference
+    yet" for each column it can check, and is an error for a column it cannot.
+
+    ``method`` is one name or a list; the default is ``ks`` for numeric and
+    datetime columns (text holding ISO 8601 timestamps counts as datetime) and
+    ``chi2`` for categorical ones. Methods that do not apply to a column's kind
+    are skipped for it. ``top_k`` is the profile's cardinality: up to that many
+    categories are compared one by one, beyond it every category is hashed into
+    ``top_k`` buckets shared by both sides. ``min_effect`` raises the effect
+    floors: no score below it is flagged. With ``columns=None`` every column is
+    compared except identifier-like ones (at least 95% distinct text or
+    integers), each reported as skipped.
     """
 
     kind = Kind.DRIFT
@@ -69,8 +116,12 @@ class Drift(Check):
         method: str | Sequence[str] | None = None,
         *,
         dataset: str | None = None,
+        baseline: str = "previous",
+        window: int = 5,
+        top_k: int = DEFAULT_TOP_K,
         bins: int = 10,
         thresholds: Mapping[str, Any] | None = None,
+        min_effect: float | Mapping[str, float] | None = None,
         p_values: bool = False,
         name: str | None = None,
         severity: str = "fail",
@@ -83,13 +134,27 @@ class Drift(Check):
                 "drift reference must be a Profile, a DataFrame, a stored profile's name "
                 f"or None — got {type(reference).__name__}"
             )
+        if baseline not in BASELINES:
+            raise ValueError(f"drift baseline must be one of {', '.join(BASELINES)} — got {baseline!r}")
+        if baseline != "previous" and reference is not None:
+            raise ValueError(
+                f"drift baseline={baseline!r} chooses among earlier runs' profiles, so it needs "
+                "reference=None — got a reference as well"
+            )
+        if int(window) < 1:
+            raise ValueError(f"drift window must be at least 1 — got {window}")
+        if int(top_k) < 1:
+            raise ValueError(f"drift top_k must be at least 1 — got {top_k}")
         if int(bins) < 2:
             raise ValueError(f"drift bins must be at least 2 — got {bins}")
         self.reference = reference
         self.methods = parse_methods(method)
         self.dataset = dataset
+        self.baseline = baseline
+        self.window = int(window)
+        self.top_k = int(top_k)
         self.bins = int(bins)
-        self.thresholds = parse_thresholds(thresholds)
+        self.thresholds = apply_min_effect(parse_thresholds(thresholds), min_effect)
         self.p_values = p_values
         self._ref_profile: Profile | None = reference if isinstance(reference, Profile) else None
         # a Profile or DataFrame reference needs no store: say so per instance, so a runner
@@ -97,84 +162,179 @@ class Drift(Check):
         vars(self)["needs_store"] = reference is None or isinstance(reference, str)
 
     # -- reference -------------------------------------------------------------------------
-    def _stored_name(self, ctx: CheckContext) -> str:
-        if isinstance(self.reference, str):
-            return self.reference
+    def _dataset(self, ctx: CheckContext) -> str:
         dataset = self.dataset or ctx.dataset
         if not dataset:
             raise CheckInputError(
-                "reference=None keeps the previous run's profile under the dataset's "
+                "reference=None keeps earlier runs' profiles under the dataset's "
                 "name, but no dataset is named: pass dataset= or set context.dataset"
             )
         return dataset
 
-    def _resolve(self, ctx: CheckContext) -> Profile | None:
-        if self._ref_profile is not None:
-            return self._ref_profile
-        if isinstance(self.reference, pd.DataFrame):
-            cols = self.columns or [str(c) for c in self.reference.columns]
-            present = [c for c in cols if c in self.reference.columns]
-            self._ref_profile = profile(self.reference, present)
-            return self._ref_profile
+    def _store(self, ctx: CheckContext) -> CheckStore:
         if ctx.store is None:
             raise CheckInputError(
                 "needs a CheckStore for a stored reference profile; pass context.store "
                 "(checks.MemoryStore or the agent's run store)"
             )
-        name = self._stored_name(ctx)
-        d = ctx.store.load_profile(name)
-        if d is None:
-            if isinstance(self.reference, str):
+        return ctx.store
+
+    def _resolve(self, ctx: CheckContext) -> tuple[Profile | None, dict[str, Any]]:
+        """The reference profile (None: no baseline yet) and what it is, for the details."""
+        if self._ref_profile is not None:
+            return self._ref_profile, {"reference": "profile"}
+        if isinstance(self.reference, pd.DataFrame):
+            cols = self.columns or [str(c) for c in self.reference.columns]
+            present = [c for c in cols if c in self.reference.columns]
+            self._ref_profile = profile(self.reference, present, top_k=self.top_k)
+            return self._ref_profile, {"reference": "profile"}
+        store = self._store(ctx)
+        if isinstance(self.reference, str):
+            name = self.reference
+            d = store.load_profile(ctx.pipeline, name)
+            if d is None and ctx.pipeline:
+                d = store.load_profile("", name)  # saved for every pipeline
+            if d is None:
                 raise CheckInputError(
-                    f"no profile named {name!r} in the store; save one with "
-                    f"checks.profile(df).save(store, {name!r})"
+                    f"no profile named {name!r} in the store for pipeline {ctx.pipeline!r} or for every "
+                    f"pipeline; save one with checks.profile(df).save(store, {name!r})"
                 )
-            return None
-        return Profile.from_dict(d)
+            return Profile.from_dict(d), {"reference": name}
+        dataset = self._dataset(ctx)
+        limit = self.window if self.baseline == "window" else 1 if self.baseline == "previous" else 1_000_000
+        rows = store.profiles(ctx.pipeline, dataset, self.name, limit=limit)
+        if not rows:
+            return None, {"baseline": self.baseline}
+        if self.baseline == "fixed":
+            pinned = [r for r in rows if r.pinned is not None]
+            rows = [max(pinned, key=lambda r: r.pinned or r.created_at)] if pinned else [rows[-1]]
+        ref = merge_profiles([Profile.from_dict(r.profile) for r in rows])
+        return ref, {"baseline": self.baseline, "baseline_runs": [r.run_id for r in rows]}
 
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self, df: Any, context: CheckContext) -> Iterator[CheckResult]:
         frame = require_frame(df)
-        ref = self._resolve(context)
-        columns = self.columns or [c for c in (ref.columns if ref else map(str, frame.columns))]
-        if ref is None:  # first run of a moving baseline
-            current = profile(frame, [c for c in columns if c in frame.columns], now=context.now)
-            assert context.store is not None
-            current.save(context.store, self._stored_name(context))
-            for c in columns:
-                yield self.result(
+        history = self.reference is None
+        if history:
+            self._store(context)
+            self._dataset(context)
+        ref, about = self._resolve(context)
+        results: list[CheckResult] = []
+        columns = self._columns(frame, ref, results)
+        if ref is None:
+            results += self._first_run(frame, columns, context)
+        else:
+            found: list[CheckResult | _Score] = []
+            for col in columns:
+                if self.columns is None and col not in ref.columns:
+                    found.append(
+                        self.result(
+                            Status.PASS,
+                            column=col,
+                            message=f"{self.name}: {col} is new since the reference; no reference yet",
+                        )
+                    )
+                    continue
+                found.extend(self._column(frame, ref, col, about))
+            # one false alarm in a thousand runs for the check as a whole: the tail is shared out
+            tail = NOISE_TAIL / max(sum(isinstance(f, _Score) for f in found), 1)
+            results += [self._judge(f, tail) if isinstance(f, _Score) else f for f in found]
+        if history:
+            self._record(frame, columns, results, context)
+        yield from results
+
+    def _columns(self, frame: pd.DataFrame, ref: Profile | None, out: list[CheckResult]) -> list[str]:
+        """The columns to compare; with columns=None, identifier-like ones are reported as skipped."""
+        if self.columns is not None:
+            return list(self.columns)
+        names = [str(c) for c in frame.columns]
+        if ref is not None:
+            names += [c for c in ref.columns if c not in names]
+        keep = []
+        for c in names:
+            cref = ref.columns.get(c) if ref is not None else None
+            share = None if c not in frame.columns else _identifier_share(frame[c], cref)
+            if share is None:
+                keep.append(c)
+                continue
+            out.append(
+                self.result(
                     Status.PASS,
                     column=c,
-                    message=f"{self.name}: no reference yet; "
-                    "saved this frame's profile as the reference",
+                    details={"skipped": "identifier-like", "distinct_share": share},
+                    message=f"{self.name}: {c} skipped: identifier-like ({share:.1%} of its values are "
+                    "distinct), so its distribution says nothing; name it in columns= to compare it anyway, "
+                    "or check it with unique()",
                 )
-            return
-        results: list[CheckResult] = []
+            )
+        return keep
+
+    def _first_run(self, frame: pd.DataFrame, columns: list[str], ctx: CheckContext) -> list[CheckResult]:
+        """ "no reference yet" for each column that can be checked, an error for each that cannot."""
+        store, dataset = self._store(ctx), self._dataset(ctx)
+        legacy = store.load_profile("", dataset) is not None
+        out = []
         for col in columns:
-            results.extend(self._column(frame, ref, col))
-        yield from results
-        if self.reference is None:  # move the baseline, unless this frame failed
-            assert context.store is not None
-            if not any(r.details.get("verdict") == "fail" for r in results):
-                profile(frame, [c for c in columns if c in frame.columns], now=context.now).save(
-                    context.store, self._stored_name(context)
+            problem = _uncheckable(frame, col)
+            if problem:
+                out.append(self._error(col, problem))
+                continue
+            message = f"{self.name}: no reference yet; this frame's profile is the baseline from now on"
+            status = Status.PASS
+            if legacy:
+                status = Status.WARN
+                message = (
+                    f"{self.name}: no reference yet for pipeline {ctx.pipeline!r}; a profile named "
+                    f"{dataset!r} kept before history was kept per pipeline was not used, because it "
+                    "cannot be told which pipeline it belongs to; this frame's profile is the baseline now"
                 )
+            out.append(self.result(status, column=col, details={"baseline": self.baseline}, message=message))
+        return out
+
+    def _record(self, frame: pd.DataFrame, columns: list[str], results: list[CheckResult], ctx: CheckContext) -> None:
+        """Keep this run's profile; it is a baseline unless a limit was breached or a column was unusable."""
+        store, dataset = self._store(ctx), self._dataset(ctx)
+        bad = {r.column for r in results if r.status is Status.ERROR}
+        present = [c for c in columns if c in frame.columns and c not in bad]
+        failed = any(r.details.get("verdict") == "fail" or r.status is Status.ERROR for r in results)
+        first = not store.profiles(ctx.pipeline, dataset, self.name, limit=1, accepted_only=False)
+        store.add_profile(
+            ctx.pipeline,
+            dataset,
+            self.name,
+            profile(frame, present, top_k=self.top_k, now=ctx.now).to_dict(),
+            run_id=ctx.run_id,
+            now=ctx.now,
+            accepted=not failed,
+            pinned=first and not failed,
+            keep=PROFILES_KEPT,
+        )
 
     def _error(self, col: str, message: str) -> CheckResult:
         return self.result(Status.ERROR, column=col, message=f"{self.name}: {message}")
 
-    def _column(self, frame: pd.DataFrame, ref: Profile, col: str) -> list[CheckResult]:
+    def _column(self, frame: pd.DataFrame, ref: Profile, col: str, about: dict[str, Any]) -> list[CheckResult | _Score]:
         cref = ref.columns.get(col)
         if cref is None:
             have = ", ".join(ref.columns) or "none"
-            return [
-                self._error(col, f"column {col!r} is not in the reference profile; it has: {have}")
-            ]
+            return [self._error(col, f"column {col!r} is not in the reference profile; it has: {have}")]
         try:
             s = require_column(frame, col)
         except CheckInputError as exc:
             return [self._error(col, str(exc))]
         kind = column_kind(s.dtype)
+        stamps = None
+        if cref.kind == "datetime" and cref.text and kind == "categorical":
+            stamps = text_timestamps(s)
+            if stamps is None:
+                return [
+                    self._error(
+                        col,
+                        f"column {col!r} held ISO 8601 timestamps as text in the reference, "
+                        f"but not every value of it ({s.dtype}) is one now",
+                    )
+                ]
+            kind = "datetime"
         ref_kind = "numeric" if cref.kind == "datetime" else cref.kind
         cur_kind = "numeric" if kind == "datetime" else kind
         if cref.kind == "other" or kind == "other":
@@ -189,8 +349,7 @@ class Drift(Check):
             return [
                 self._error(
                     col,
-                    f"column {col!r} is {kind} ({s.dtype}) but {cref.kind} in the "
-                    f"reference ({cref.dtype})",
+                    f"column {col!r} is {kind} ({s.dtype}) but {cref.kind} in the reference ({cref.dtype})",
                 )
             ]
         applicable = NUMERIC_METHODS if ref_kind == "numeric" else CATEGORICAL_METHODS
@@ -205,18 +364,22 @@ class Drift(Check):
                 )
             ]
         if ref_kind == "numeric":
-            return self._numeric(s, cref, col, methods)
-        return self._categorical(s, cref, col, methods)
+            return self._numeric(s, cref, col, methods, about, stamps)
+        return self._categorical(s, cref, col, methods, about)
 
     def _numeric(
-        self, s: pd.Series, cref: ColumnProfile, col: str, methods: list[str]
-    ) -> list[CheckResult]:
+        self,
+        s: pd.Series,
+        cref: ColumnProfile,
+        col: str,
+        methods: list[str],
+        about: dict[str, Any],
+        stamps: np.ndarray | None = None,
+    ) -> list[CheckResult | _Score]:
         try:
-            x = numeric_values(s)
+            x = numeric_values(s) if stamps is None else stamps
         except (TypeError, ValueError) as exc:
-            return [
-                self._error(col, f"column {col!r} ({s.dtype}) cannot be read as numbers: {exc}")
-            ]
+            return [self._error(col, f"column {col!r} ({s.dtype}) cannot be read as numbers: {exc}")]
         finite = np.isfinite(x)
         n_finite = int(np.count_nonzero(finite))
         if n_finite < len(x):
@@ -226,15 +389,18 @@ class Drift(Check):
             return [self._error(col, f"column {col!r} has no finite values in the {which}")]
         cmp = compare_numeric(cref, x, tails="wasserstein" in methods)
         base = {
+            **about,
             "n_current": n_finite,
             "n_reference": cref.finite,
             "nulls_current": int(len(s) - n_finite),
             "nulls_reference": cref.nulls,
         }
-        out = []
+        if stamps is not None:
+            base["parsed"] = "ISO 8601 text as timestamps"
+        out: list[CheckResult | _Score] = []
         for m in methods:
             score, dof, extra = self._numeric_score(cmp, m)
-            out.append(self._judge(col, m, score, cmp.n_cur, cmp.n_ref, dof, {**base, **extra}))
+            out.append(_Score(col, m, score, cmp.n_cur, cmp.n_ref, dof, {**base, **extra}))
         return out
 
     def _numeric_score(self, cmp: NumericComparison, m: str) -> tuple[float, int, dict[str, Any]]:
@@ -255,8 +421,8 @@ class Drift(Check):
         return score, _dof(cur, ref), {"bins": self.bins}
 
     def _categorical(
-        self, s: pd.Series, cref: ColumnProfile, col: str, methods: list[str]
-    ) -> list[CheckResult]:
+        self, s: pd.Series, cref: ColumnProfile, col: str, methods: list[str], about: dict[str, Any]
+    ) -> list[CheckResult | _Score]:
         try:
             labels, counts = category_counts(s)
         except TypeError as exc:
@@ -266,26 +432,28 @@ class Drift(Check):
             which = "current frame" if cmp.n_cur == 0 else "reference"
             return [self._error(col, f"column {col!r} has no non-null values in the {which}")]
         base: dict[str, Any] = {
+            **about,
             "n_current": cmp.n_cur,
             "n_reference": cmp.n_ref,
             "new_categories": cmp.new[:20],
             "vanished_categories": cmp.vanished[:20],
             "categories": len(cmp.labels),
         }
-        out = []
+        if cmp.hashed:
+            base["hashed_buckets"] = cmp.hashed  # more categories than top_k: new ones cannot be named
+        out: list[CheckResult | _Score] = []
         for m in methods:
             score = cmp.psi() if m == "psi" else cmp.js() if m == "js" else cmp.chi2()
             extra = dict(base)
             if m == "chi2":
                 inv = 1 / cmp.n_cur + 1 / cmp.n_ref
                 extra["effect_size_w"] = math.sqrt(score * inv)
-            out.append(self._judge(col, m, score, cmp.n_cur, cmp.n_ref, cmp.dof, extra))
+            out.append(_Score(col, m, score, cmp.n_cur, cmp.n_ref, cmp.dof, extra))
         return out
 
-    def _judge(
-        self, col: str, method: str, score: float, n: int, m: int, dof: int, details: dict[str, Any]
-    ) -> CheckResult:
-        lim = limits(method, n, m, dof, self.thresholds[method], details.get("spread", 1.0))
+    def _judge(self, sc: _Score, tail: float) -> CheckResult:
+        col, method, score, n, m, dof, details = sc
+        lim = limits(method, n, m, dof, self.thresholds[method], details.get("spread", 1.0), tail)
         if score >= lim.fail:
             verdict, status, thr = "fail", Status.FAIL, lim.fail
         elif score >= lim.warn:
@@ -299,6 +467,7 @@ class Drift(Check):
             "warn_limit": lim.warn,
             "fail_limit": lim.fail,
             "noise_floor": lim.noise,
+            "noise_tail": tail,
             "effect_floor": {"warn": lim.effect[0], "fail": lim.effect[1]},
         }
         if self.p_values and method in ("ks", "chi2"):
@@ -336,3 +505,53 @@ def drift(
 ) -> Drift:
     """Drift of ``columns`` against ``reference`` (see :class:`Drift`)."""
     return Drift(columns, reference, method, **kwargs)
+
+
+def _identifier_share(s: pd.Series, cref: ColumnProfile | None) -> float | None:
+    """The distinct share of an identifier-like column (text or integers, nearly all distinct), else None."""
+    dtype = s.dtype
+    kind = column_kind(dtype)
+    integer = pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    if not (integer or (kind == "categorical" and not pd.api.types.is_bool_dtype(dtype))):
+        return None
+    if cref is not None and cref.kind == "datetime":
+        return None
+    n = len(s) - null_count(s)
+    if n < _IDENTIFIER_MIN_VALUES:
+        return None
+    try:
+        distinct = int(s.nunique(dropna=True))
+    except TypeError:  # unhashable values: not an identifier
+        return None
+    share = distinct / n
+    if share < IDENTIFIER_SHARE:
+        return None
+    if kind == "categorical" and text_timestamps(s) is not None:
+        return None  # timestamps as text are compared as time
+    return share
+
+
+def _uncheckable(frame: pd.DataFrame, col: str) -> str | None:
+    """Why ``col`` of ``frame`` cannot be profiled for drift, or None when it can."""
+    try:
+        s = require_column(frame, col)
+    except CheckInputError as exc:
+        return str(exc)
+    kind = column_kind(s.dtype)
+    if kind == "other":
+        return f"column {col!r} has dtype {s.dtype}; drift needs numbers, timestamps or categories"
+    if kind == "categorical":
+        try:
+            labels, _ = category_counts(s)
+        except TypeError as exc:
+            return f"column {col!r} ({s.dtype}) holds unhashable values: {exc}"
+        if not labels:
+            return f"column {col!r} has no non-null values in the current frame"
+        return None
+    try:
+        x = numeric_values(s)
+    except (TypeError, ValueError) as exc:
+        return f"column {col!r} ({s.dtype}) cannot be read as numbers: {exc}"
+    if not np.isfinite(x).any():
+        return f"column {col!r} has no finite values in the current frame"
+    return None

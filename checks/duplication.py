@@ -119,8 +119,7 @@ class NoDuplicateRows(Check):
         status = Status.FAIL if st.extra > self.max_duplicates else Status.PASS
         index = [jsonable(v) for v in frame.index[st.positions[:10]]]
         msg = (
-            f"{self.name}: {st.extra} duplicate row(s) ({st.involved} rows involved); "
-            f"e.g. rows at index {index[:5]}"
+            f"{self.name}: {st.extra} duplicate row(s) ({st.involved} rows involved); e.g. rows at index {index[:5]}"
             if st.extra
             else f"{self.name}: no duplicate rows"
         )
@@ -144,10 +143,12 @@ class NoDuplicateRows(Check):
 class UniqueAcrossRuns(Check):
     """Keys loaded in an earlier run and again now (a reloaded batch, a replayed file).
 
-    Keys are kept in the store as 64-bit hashes. This check decides how long:
-    before each lookup it has the store forget keys older than
-    ``retention_days`` (30 by default) through ``prune_keys``. Within-frame
-    repeats are :class:`Unique`'s business, not this one's.
+    Keys are kept in the store as 64-bit hashes, under the context's pipeline
+    and the dataset. This check decides how long: before each lookup it has
+    the store forget sightings older than ``retention_days`` (30 by default)
+    through ``prune_keys``. Every load is a sighting, so a key reloaded within
+    the retention is remembered for another ``retention_days`` from then.
+    Within-frame repeats are :class:`Unique`'s business, not this one's.
 
     >>> import datetime as dt, pandas as pd
     >>> from checks.base import CheckContext
@@ -172,9 +173,7 @@ class UniqueAcrossRuns(Check):
         severity: str = "fail",
     ) -> None:
         self.key = _key_list(key)
-        super().__init__(
-            name=name or f"unique_across_runs({','.join(self.key)})", severity=severity
-        )
+        super().__init__(name=name or f"unique_across_runs({','.join(self.key)})", severity=severity)
         if retention_days <= 0:
             raise ValueError(f"retention_days must be positive — got {retention_days}")
         self.dataset = dataset
@@ -192,13 +191,12 @@ class UniqueAcrossRuns(Check):
             )
         dataset = self.dataset or context.dataset
         if not dataset:
-            raise CheckInputError(
-                "needs a dataset name to keep keys under: pass dataset= or set context.dataset"
-            )
-        store.prune_keys(dataset, context.now - self.retention)
+            raise CheckInputError("needs a dataset name to keep keys under: pass dataset= or set context.dataset")
+        pipeline = context.pipeline
+        store.prune_keys(pipeline, dataset, context.now - self.retention)
         hashes = key_hashes(frame, self.key)
         distinct = pd.unique(hashes)
-        seen = np.asarray(store.seen_keys(dataset, distinct), dtype=bool)
+        seen = np.asarray(store.seen_keys(pipeline, dataset, distinct), dtype=bool)
         repeated = distinct[seen]
         rows = 0
         examples: list[Any] = []
@@ -206,12 +204,11 @@ class UniqueAcrossRuns(Check):
             row_mask = np.isin(hashes, repeated)
             rows = int(np.count_nonzero(row_mask))
             examples = example_keys(frame, self.key, np.flatnonzero(row_mask))
-        store.add_keys(dataset, distinct, run_id=context.run_id, now=context.now)
+        store.add_keys(pipeline, dataset, distinct, run_id=context.run_id, now=context.now)
         n_rep = len(repeated)
         status = Status.FAIL if n_rep > self.max_duplicates else Status.PASS
         msg = (
-            f"{self.name}: {n_rep} key(s) ({rows} rows) were loaded in an earlier run; "
-            f"e.g. {examples[:3]}"
+            f"{self.name}: {n_rep} key(s) ({rows} rows) were loaded in an earlier run; e.g. {examples[:3]}"
             if n_rep
             else f"{self.name}: no key was loaded before"
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["CheckConfigError", "CheckError", "CheckInputError"]
+__all__ = ["BaselineError", "CheckConfigError", "CheckError", "CheckInputError"]
 
 
 class CheckError(Exception):
@@ -46,3 +46,16 @@ class CheckInputError(CheckError, ValueError):
     def __init__(self, message: str, *, column: str | None = None) -> None:
         super().__init__(message)
         self.column = column
+
+
+class BaselineError(CheckError, LookupError):
+    """A baseline cannot be accepted: there is no profile of that dataset (or run) to accept.
+
+    ``pipeline``, ``dataset`` and ``run_id`` name what was asked for.
+    """
+
+    def __init__(self, message: str, *, pipeline: str, dataset: str, run_id: str | None) -> None:
+        super().__init__(message)
+        self.pipeline = pipeline
+        self.dataset = dataset
+        self.run_id = run_id

@@ -9,6 +9,7 @@ the :class:`~checks.base.Check` base turns into a result of status ``error``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ __all__ = [
     "numeric_values",
     "require_frame",
     "require_column",
+    "text_timestamps",
 ]
 
 ColumnKind = Literal["numeric", "datetime", "categorical", "other"]
@@ -144,11 +146,38 @@ def numeric_values(s: pd.Series) -> np.ndarray:
             out = ns.view(np.int64).astype(np.float64)
             out[np.isnat(ns)] = np.nan
             return out
-        return pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
+        return pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     if kind != "numeric":
-        raise CheckInputError(
-            f"column {s.name!r} has dtype {dtype}, not a number or timestamp", column=str(s.name)
-        )
+        raise CheckInputError(f"column {s.name!r} has dtype {dtype}, not a number or timestamp", column=str(s.name))
     return s.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+_SNIFF = 200
+
+
+def text_timestamps(s: pd.Series) -> np.ndarray | None:
+    """A text column whose every value is an ISO 8601 date or time, as nanoseconds (UTC); else None.
+
+    Naive times are taken as UTC, as ``freshness`` takes them; nulls become NaN.
+    The first values are sniffed before anything is parsed, and only distinct
+    values are parsed, so a text column that is not timestamps costs almost
+    nothing.
+    """
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype):
+        return None
+    if column_kind(dtype) != "categorical":
+        return None
+    head = s.head(4 * _SNIFF).dropna().head(_SNIFF)
+    if head.empty or not all(isinstance(v, str) and _ISO.fullmatch(v.strip()) for v in head):
+        return None
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if not all(isinstance(v, str) for v in uniques):
+        return None
+    parsed = pd.to_datetime(pd.Index(uniques, dtype=object), utc=True, errors="coerce", format="ISO8601")
+    if parsed.isna().any():
+        return None
+    ns = parsed.as_unit("ns").asi8.astype(np.float64)
+    out = np.append(ns, np.nan)[codes]  # code -1 (null) picks the NaN at the end
+    return out

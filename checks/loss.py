@@ -45,13 +45,7 @@ class RowCount(Check):
         n = len(require_frame(df))
         low = self.min is not None and n < self.min
         high = self.max is not None and n > self.max
-        bound = (
-            self.min
-            if low
-            else self.max
-            if high
-            else (self.min if self.min is not None else self.max)
-        )
+        bound = self.min if low else self.max if high else (self.min if self.min is not None else self.max)
         msg = (
             f"{self.name}: {n} rows, below the minimum {self.min}"
             if low
@@ -82,17 +76,28 @@ def _input_frame(context: CheckContext, which: int) -> pd.DataFrame:
 
 
 class Loss(Check):
-    """Rows lost across the monitored step: input rows minus output rows.
+    """Rows lost across the monitored step, counted apart from rows gained.
 
     ``max_loss`` is a fraction of the input rows, ``max_rows`` an absolute
     count; give either or both (both must hold). ``input`` picks which
     DataFrame argument of the call is the input (the first by default).
+
+    With ``key`` (one column or several), a row is lost when its key is absent
+    from the output, and every other output row beyond the matched input rows
+    is gained, so a fan-out join that multiplies some rows cannot hide others
+    that were dropped. Without ``key`` only row counts are known: the loss is
+    input minus output rows, and when the output has more rows than the input
+    the result says that a loss behind them cannot be seen.
 
     >>> import pandas as pd
     >>> from checks.base import CheckContext
     >>> ctx = CheckContext(inputs=[pd.DataFrame({"a": range(100)})])
     >>> loss(max_loss=0.01)(pd.DataFrame({"a": range(98)}), ctx)[0].observed
     2.0
+    >>> fan_out = pd.DataFrame({"a": [*range(50), *range(50), *range(50)]})  # rows 50..99 dropped
+    >>> r = loss(key="a")(fan_out, ctx)[0]
+    >>> r.observed, r.details["rows_gained"], r.details["rows_out"]
+    (50.0, 100, 150)
     """
 
     kind = Kind.LOSS
@@ -102,6 +107,7 @@ class Loss(Check):
         max_loss: float | None = 0.0,
         *,
         max_rows: int | None = None,
+        key: str | Sequence[str] | None = None,
         input: int = 0,
         name: str | None = None,
         severity: str = "fail",
@@ -109,19 +115,33 @@ class Loss(Check):
         super().__init__(name=name or "loss", severity=severity)
         if max_loss is not None and not 0.0 <= float(max_loss) <= 1.0:
             raise ValueError(
-                f"loss max_loss is a fraction between 0 and 1 — got {max_loss}; "
-                "use max_rows= for an absolute count"
+                f"loss max_loss is a fraction between 0 and 1 — got {max_loss}; use max_rows= for an absolute count"
             )
         if max_rows is not None and int(max_rows) < 0:
             raise ValueError(f"loss max_rows must be >= 0 — got {max_rows}")
         self.max_loss = None if max_loss is None else float(max_loss)
         self.max_rows = None if max_rows is None else int(max_rows)
+        self.key = as_columns(key)
         self.input = int(input)
 
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
-        rows_out = len(require_frame(df))
-        rows_in = len(_input_frame(context, self.input))
-        lost = max(rows_in - rows_out, 0)
+        out = require_frame(df)
+        inp = _input_frame(context, self.input)
+        rows_out, rows_in = len(out), len(inp)
+        if self.key:
+            try:
+                require_columns(inp, self.key)
+            except CheckInputError as exc:
+                raise CheckInputError(f"input: {exc}", column=exc.column) from exc
+            require_columns(out, self.key)
+            src, tgt, width = shared_key_codes(inp, out, self.key)
+            present = np.zeros(width, dtype=bool)
+            present[tgt] = True
+            lost = int(np.count_nonzero(~present[src]))
+            gained = rows_out - (rows_in - lost)
+        else:
+            lost = max(rows_in - rows_out, 0)
+            gained = max(rows_out - rows_in, 0)
         fraction = lost / rows_in if rows_in else 0.0
         allowed = math.inf
         if self.max_loss is not None:
@@ -129,18 +149,25 @@ class Loss(Check):
         if self.max_rows is not None:
             allowed = min(allowed, self.max_rows)
         status = Status.FAIL if lost > allowed else Status.PASS
+        message = f"{self.name}: {lost} of {rows_in} rows lost ({fraction:.2%}), {gained} gained"
+        if not self.key and gained:
+            message += (
+                "; the output has more rows than the input, so rows lost behind them cannot be "
+                "seen: pass key= to count lost rows apart from gained ones"
+            )
         return self.result(
             status,
             observed=float(lost),
             threshold=None if math.isinf(allowed) else float(allowed),
             measure="rows_lost",
-            message=f"{self.name}: {lost} of {rows_in} rows lost ({fraction:.2%})",
+            message=message,
             details={
                 "rows_in": rows_in,
                 "rows_out": rows_out,
                 "rows_lost": lost,
+                "rows_gained": gained,
                 "fraction": fraction,
-                "rows_gained": max(rows_out - rows_in, 0),
+                "key": self.key,
                 "max_loss": self.max_loss,
                 "max_rows": self.max_rows,
             },
@@ -180,10 +207,7 @@ class Reconcile(Check):
         self.key = keys
         super().__init__(name=name or f"reconcile({','.join(keys)})", severity=severity)
         if not isinstance(source, pd.DataFrame | int):
-            raise TypeError(
-                "reconcile source must be a DataFrame or an input index — got "
-                f"{type(source).__name__}"
-            )
+            raise TypeError(f"reconcile source must be a DataFrame or an input index — got {type(source).__name__}")
         self.source = source
         self.sum_column = sum_column
         self.max_missing = float(max_missing)  # < 1: fraction of source rows; >= 1: row count
@@ -191,11 +215,7 @@ class Reconcile(Check):
 
     def evaluate(self, df: Any, context: CheckContext) -> list[CheckResult]:
         target = require_frame(df)
-        source = (
-            self.source
-            if isinstance(self.source, pd.DataFrame)
-            else _input_frame(context, self.source)
-        )
+        source = self.source if isinstance(self.source, pd.DataFrame) else _input_frame(context, self.source)
         try:
             require_columns(source, self.key)
         except CheckInputError as exc:
@@ -279,8 +299,6 @@ def loss(max_loss: float | None = 0.0, **kwargs: Any) -> Loss:
     return Loss(max_loss, **kwargs)
 
 
-def reconcile(
-    source: pd.DataFrame | int = 0, *, key: str | Sequence[str], **kwargs: Any
-) -> Reconcile:
+def reconcile(source: pd.DataFrame | int = 0, *, key: str | Sequence[str], **kwargs: Any) -> Reconcile:
     """Source keys missing from the output (see :class:`Reconcile`)."""
     return Reconcile(source, key=key, **kwargs)

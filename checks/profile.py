@@ -33,11 +33,12 @@ from checks.frame import (
     numeric_values,
     require_columns,
     require_frame,
+    text_timestamps,
 )
 
 __all__ = ["ColumnProfile", "Profile", "PROFILE_VERSION", "profile", "quantile_grid"]
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 DEFAULT_TOP_K = 1000
 _TAILS = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4)
 
@@ -84,10 +85,13 @@ class ColumnProfile:
     below: tuple[int, ...] = ()
     at_or_below: tuple[int, ...] = ()
     sum_below: tuple[float, ...] = ()  # sum of (x - min) over values below each quantile
+    text: bool = False  # datetime parsed from ISO 8601 text
     # categorical columns: labels are compared as strings
     top: tuple[tuple[str, int], ...] = ()
     other: int = 0
     distinct: int = 0
+    top_k: int = 0
+    buckets: tuple[int, ...] = ()  # every category's count hashed into top_k buckets, when distinct > top_k
 
     @property
     def null_fraction(self) -> float:
@@ -137,8 +141,12 @@ class ColumnProfile:
                 at_or_below=list(self.at_or_below),
                 sum_below=list(self.sum_below),
             )
+            if self.text:
+                d["text"] = True
         elif self.kind == "categorical":
-            d.update(top=[[k, v] for k, v in self.top], other=self.other, distinct=self.distinct)
+            d.update(top=[[k, v] for k, v in self.top], other=self.other, distinct=self.distinct, top_k=self.top_k)
+            if self.buckets:
+                d["buckets"] = list(self.buckets)
         return d
 
     @classmethod
@@ -161,9 +169,12 @@ class ColumnProfile:
             below=tuple(int(x) for x in d.get("below", ())),
             at_or_below=tuple(int(x) for x in d.get("at_or_below", ())),
             sum_below=tuple(float(x) for x in d.get("sum_below", ())),
+            text=bool(d.get("text", False)),
             top=tuple((str(k), int(v)) for k, v in d.get("top", ())),
             other=int(d.get("other", 0)),
             distinct=int(d.get("distinct", 0)),
+            top_k=int(d.get("top_k", 0)),
+            buckets=tuple(int(x) for x in d.get("buckets", ())),
         )
 
 
@@ -206,19 +217,23 @@ class Profile:
             version=int(d.get("version", 1)),
         )
 
-    def save(self, store: Any, name: str) -> None:
-        """Store under ``name`` in a :class:`~checks.base.CheckStore`."""
-        store.save_profile(name, self.to_dict())
+    def save(self, store: Any, name: str, *, pipeline: str = "") -> None:
+        """Store under ``name`` in a :class:`~checks.base.CheckStore`, for ``pipeline`` (default: every pipeline)."""
+        store.save_profile(pipeline, name, self.to_dict())
 
     @classmethod
-    def load(cls, store: Any, name: str) -> Profile | None:
-        """The profile stored under ``name``, or None."""
-        d = store.load_profile(name)
+    def load(cls, store: Any, name: str, *, pipeline: str = "") -> Profile | None:
+        """The profile stored under ``name`` for ``pipeline``, or None."""
+        d = store.load_profile(pipeline, name)
         return None if d is None else cls.from_dict(d)
 
 
-def _numeric_profile(name: str, s: pd.Series, nulls: int, probs: np.ndarray) -> ColumnProfile:
-    x = numeric_values(s)
+def _numeric_profile(
+    name: str, s: pd.Series, nulls: int, probs: np.ndarray, x: np.ndarray | None = None
+) -> ColumnProfile:
+    text = x is not None
+    if x is None:
+        x = numeric_values(s)
     finite_mask = np.isfinite(x)
     n_finite = int(np.count_nonzero(finite_mask))
     pos_inf = int(np.count_nonzero(x == np.inf))
@@ -226,12 +241,13 @@ def _numeric_profile(name: str, s: pd.Series, nulls: int, probs: np.ndarray) -> 
     base = dict(
         name=name,
         dtype=str(s.dtype),
-        kind=column_kind(s.dtype),
+        kind="datetime" if text else column_kind(s.dtype),
         count=len(s),
         nulls=nulls,
         finite=n_finite,
         pos_inf=pos_inf,
         neg_inf=neg_inf,
+        text=text,
     )
     if n_finite == 0:
         return ColumnProfile(**base)  # type: ignore[arg-type]
@@ -271,11 +287,29 @@ def _merge_labels(labels: list[str], counts: np.ndarray) -> dict[str, int]:
     return out
 
 
+def bucket_counts(labels: Sequence[str], counts: Any, buckets: int) -> np.ndarray:
+    """Counts of ``labels`` summed into ``buckets`` cells by a fixed hash of the label text.
+
+    The cell of a label depends on the label alone (pandas' fixed-key hash), so
+    a reference and a current frame share cells whatever their counts: no
+    category is favoured for having been frequent in one of them.
+    """
+    if not len(labels):
+        return np.zeros(buckets, dtype=np.int64)
+    h = pd.util.hash_pandas_object(pd.Series(list(labels), dtype=object), index=False).to_numpy()
+    cells = (h % np.uint64(buckets)).astype(np.int64)
+    return np.bincount(cells, weights=np.asarray(counts, dtype=np.float64), minlength=buckets).astype(np.int64)
+
+
 def _categorical_profile(name: str, s: pd.Series, nulls: int, top_k: int) -> ColumnProfile:
     merged = _merge_labels(*category_counts(s))
     items = sorted(((k, v) for k, v in merged.items() if v > 0), key=lambda kv: (-kv[1], kv[0]))
     top = tuple(items[:top_k])
     other = sum(v for _, v in items[top_k:])
+    buckets: tuple[int, ...] = ()
+    if other:
+        labels, counts = zip(*items, strict=True)
+        buckets = tuple(bucket_counts(labels, counts, top_k).tolist())
     return ColumnProfile(
         name=name,
         dtype=str(s.dtype),
@@ -285,6 +319,8 @@ def _categorical_profile(name: str, s: pd.Series, nulls: int, top_k: int) -> Col
         top=top,
         other=other,
         distinct=len(items),
+        top_k=top_k,
+        buckets=buckets,
     )
 
 
@@ -294,9 +330,13 @@ def profile_column(
     """The profile of one column (one sort for numerics, one count for categoricals)."""
     nulls = null_count(s)
     kind = column_kind(s.dtype)
+    grid = quantile_grid() if probs is None else probs
     if kind in ("numeric", "datetime"):
-        return _numeric_profile(name, s, nulls, quantile_grid() if probs is None else probs)
+        return _numeric_profile(name, s, nulls, grid)
     if kind == "categorical":
+        stamps = text_timestamps(s)
+        if stamps is not None:
+            return _numeric_profile(name, s, nulls, grid, stamps)
         try:
             return _categorical_profile(name, s, nulls, top_k)
         except TypeError:  # unhashable objects (lists, dicts): only counts
@@ -317,6 +357,8 @@ def profile(
     >>> profile(pd.DataFrame({"a": range(5)})).columns["a"].quantile(0.5)
     2.0
     """
+    if int(top_k) < 1:
+        raise ValueError(f"profile top_k must be at least 1 — got {top_k}")
     df = require_frame(df)
     names = as_columns(columns)
     if names is None:

@@ -44,6 +44,20 @@ def _matches(expected: str, dtype: Any) -> bool:
     return str(dtype) == expected
 
 
+def _dtype_name(column: str, dtype: Any) -> str:
+    """A family name as is, else pandas' own name of the dtype; ValueError naming what is allowed."""
+    text = str(dtype)
+    if text in DTYPE_FAMILIES:
+        return text
+    try:
+        return str(pd.api.types.pandas_dtype(text))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"schema expected[{column!r}] is {text!r}, which is not a pandas dtype; use an exact dtype "
+            f"(int64, float64, object, datetime64[ns, UTC], ...) or a family: {', '.join(DTYPE_FAMILIES)}"
+        ) from None
+
+
 class Schema(Check):
     """Columns added, removed, or with a dtype other than expected; one result.
 
@@ -80,7 +94,7 @@ class Schema(Check):
                 f"schema expected must be a mapping of column -> dtype, a Profile or None — "
                 f"got {type(expected).__name__}"
             )
-        self.expected = None if expected is None else {str(k): str(v) for k, v in expected.items()}
+        self.expected = None if expected is None else {str(k): _dtype_name(str(k), v) for k, v in expected.items()}
         self.allow_extra = allow_extra
         vars(self)["needs_store"] = self.expected is None  # a given schema needs no store
         self.dataset = dataset
@@ -96,8 +110,9 @@ class Schema(Check):
                     "context.store and a dataset name (dataset= or context.dataset)"
                 )
             key = f"{dataset}:schema"
-            stored = store.load_profile(key)
+            stored = store.load_profile(context.pipeline, key)
             store.save_profile(
+                context.pipeline,
                 key,
                 {
                     "schema": {str(c): str(t) for c, t in frame.dtypes.items()},
@@ -111,9 +126,7 @@ class Schema(Check):
                     measure="schema_changes",
                     message=f"{self.name}: no reference yet; saved this frame's schema",
                 )
-            expected = (
-                dict(stored["schema"]) if "schema" in stored else Profile.from_dict(stored).schema()
-            )
+            expected = dict(stored["schema"]) if "schema" in stored else Profile.from_dict(stored).schema()
         found = {str(c): t for c, t in frame.dtypes.items()}
         removed = [c for c in expected if c not in found]
         added = [c for c in found if c not in expected]
@@ -126,9 +139,7 @@ class Schema(Check):
         parts = [
             f"removed {', '.join(removed)}" if removed else "",
             f"added {', '.join(added)}" if added else "",
-            "changed " + ", ".join(f"{c} {v['expected']}->{v['found']}" for c, v in changed.items())
-            if changed
-            else "",
+            "changed " + ", ".join(f"{c} {v['expected']}->{v['found']}" for c, v in changed.items()) if changed else "",
         ]
         text = "; ".join(p for p in parts if p) or "as expected"
         return self.result(

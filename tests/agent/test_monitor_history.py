@@ -80,4 +80,5 @@ def test_default_store_lives_under_pipewarden_home(tel: Telemetry, tmp_path: Pat
     extract()
     extract()
     assert (tmp_path / "home" / "pipewarden.db").is_file()
-    assert RunStore.default(tmp_path / "home").row_count_history("extract", 10) == [100, 100]
+    history = RunStore.default(tmp_path / "home").row_count_history("orders", "extract", 10)
+    assert [n for _, n in history] == [100, 100]

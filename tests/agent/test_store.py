@@ -142,70 +142,24 @@ def test_idempotency_key_allows_one_run(store: SQLiteRunStore) -> None:
     assert store.get_run("b") is None and store.has_key("p@t")
 
 
-def test_store_implements_the_check_store_protocol(store: SQLiteRunStore) -> None:
-    """Profiles, row counts and key history round-trip through the store."""
-    assert isinstance(store, CheckStore)
-    store.save_profile("orders.amount", {"bins": [1, 2, 3]})
-    store.save_profile("orders.amount", {"bins": [4]})
-    assert store.load_profile("orders.amount") == {"bins": [4]}
-    assert store.load_profile("missing") is None
-    for i, n in enumerate([10, 20, 30]):
-        store.add_row_count("orders", n, run_id=f"r{i}", now=NOW)
-    assert store.row_count_history("orders", 2) == [30, 20]
-
-
 def test_seen_keys_over_millions_of_keys(store: SQLiteRunStore) -> None:
-    """seen_keys answers for a million keys against a million stored, exactly."""
+    """seen_keys answers for a million keys against a million stored, exactly; each run's keys are one sighting.
+
+    The behaviour every CheckStore shares is in tests/checks/test_store_conformance.py.
+    """
+    assert isinstance(store, CheckStore)
     rng = np.random.default_rng(0)
     first = rng.integers(0, 2**63, 1_000_000, dtype=np.uint64)
-    store.add_keys("orders", first, run_id="r1", now=NOW)
+    store.add_keys("p", "orders", first, run_id="r1", now=NOW)
     probe = np.concatenate([first[:500_000], rng.integers(0, 2**63, 500_000, dtype=np.uint64)])
-    seen = store.seen_keys("orders", probe)
+    seen = store.seen_keys("p", "orders", probe)
     assert seen.dtype == bool and seen.shape == (1_000_000,)
     assert seen[:500_000].all() and not seen[500_000:].any()  # 63-bit random keys: no collision (seed 0)
-    store.add_keys("orders", probe, run_id="r2", now=NOW)  # only new keys are stored again
+    store.add_keys("p", "orders", probe, run_id="r2", now=NOW)  # a reload is a sighting: stored again
     total = store.conn.execute("SELECT sum(n) FROM key_sets WHERE dataset='orders'").fetchone()[0]
-    assert total == 1_500_000
-    assert store.seen_keys("orders", probe).all()
-    assert not store.seen_keys("customers", probe[:10]).any()
-
-
-def test_prune_keys_forgets_keys_first_seen_before_the_cutoff(store: SQLiteRunStore) -> None:
-    """prune_keys drops a dataset's keys first seen before `before` and counts them; newer keys stay."""
-    old, new = np.array([1, 2, 3], dtype=np.uint64), np.array([9], dtype=np.uint64)
-    store.add_keys("d", old, run_id="r1", now=NOW)
-    store.add_keys("d", np.array([3, 9], dtype=np.uint64), run_id="r2", now=NOW + dt.timedelta(days=31))
-    store.add_keys("other", old, run_id="r1", now=NOW)
-    assert store.seen_keys("d", old).all()  # cached before the prune: the prune must drop the cache too
-    assert store.prune_keys("d", before=NOW + dt.timedelta(days=1)) == 3
-    assert store.seen_keys("d", old).tolist() == [False, False, False]  # 3 was first seen in r1
-    assert store.seen_keys("d", new).tolist() == [True]
-    assert store.seen_keys("other", old).all()
-    assert store.prune_keys("d", before=NOW + dt.timedelta(days=1)) == 0
-
-
-def test_the_store_keeps_keys_until_told_to_prune(store: SQLiteRunStore) -> None:
-    """Adding keys never drops old ones: the duplicate check's retention is the only one."""
-    old = np.array([1, 2], dtype=np.uint64)
-    store.add_keys("d", old, run_id="r1", now=NOW)
-    store.add_keys("d", np.array([9], dtype=np.uint64), run_id="r2", now=NOW + dt.timedelta(days=3650))
-    assert store.seen_keys("d", old).all()
-
-
-def test_unique_across_runs_retention_prunes_the_run_store(store: SQLiteRunStore) -> None:
-    """unique_across_runs(retention_days=N) makes the store forget keys older than N days."""
-    import pandas as pd
-
-    from checks import unique_across_runs
-    from checks.base import CheckContext
-
-    check = unique_across_runs("id", dataset="orders", retention_days=7)
-    frame = pd.DataFrame({"id": [1, 2]})
-    check(frame, CheckContext(store=store, run_id="r1", now=NOW))
-    again = check(frame, CheckContext(store=store, run_id="r2", now=NOW + dt.timedelta(days=1)))
-    assert again[0].observed == 2.0
-    later = check(frame, CheckContext(store=store, run_id="r3", now=NOW + dt.timedelta(days=8)))
-    assert later[0].observed == 0.0
+    assert total == 2_000_000
+    assert store.seen_keys("p", "orders", probe).all()
+    assert not store.seen_keys("p", "customers", probe[:10]).any()
 
 
 def _finished(store: SQLiteRunStore, run_id: str, status: RunStatus, end: float, version: str = "v1") -> None:

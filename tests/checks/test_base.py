@@ -32,9 +32,9 @@ def test_volume_gives_the_store_an_aware_now() -> None:
     seen: list[dt.datetime] = []
 
     class Recording(MemoryStore):
-        def add_row_count(self, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None:
+        def add_row_count(self, pipeline: str, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None:
             seen.append(now)
-            super().add_row_count(dataset, rows, run_id=run_id, now=now)
+            super().add_row_count(pipeline, dataset, rows, run_id=run_id, now=now)
 
     ctx = CheckContext(store=Recording(), dataset="d", now=dt.datetime(2024, 1, 1, 12))
     volume()(pd.DataFrame({"a": [1]}), ctx)

@@ -72,9 +72,7 @@ def test_large_frame_counts_and_examples() -> None:
     """On 300k rows with injected repeats, counts match pandas and examples are repeated keys."""
     rng = np.random.default_rng(0)
     n = 300_000
-    df = pd.DataFrame(
-        {"id": rng.permutation(n), "v": rng.normal(size=n), "c": rng.choice(["a", "b"], n)}
-    )
+    df = pd.DataFrame({"id": rng.permutation(n), "v": rng.normal(size=n), "c": rng.choice(["a", "b"], n)})
     df.loc[10:19, "id"] = df.loc[100:109, "id"].to_numpy()
     df.iloc[200:205] = df.iloc[300:305].to_numpy()
     df = df.astype({"id": "int64", "v": "float64"})
@@ -93,9 +91,7 @@ def test_unhashable_values_are_an_error_result() -> None:
 
 
 def _ctx(store: MemoryStore, run: str, day: int) -> CheckContext:
-    return CheckContext(
-        store=store, dataset="orders", run_id=run, now=dt.datetime(2024, 1, day, tzinfo=dt.UTC)
-    )
+    return CheckContext(store=store, dataset="orders", run_id=run, now=dt.datetime(2024, 1, day, tzinfo=dt.UTC))
 
 
 def test_unique_across_runs_reports_reloaded_keys() -> None:
@@ -142,7 +138,7 @@ def test_unique_across_runs_millions_of_keys() -> None:
     check(first, _ctx(store, "r1", 1))
     (r,) = check(second, _ctx(store, "r2", 2))
     assert r.observed == 1000
-    assert store.key_count("orders") == 1_999_000
+    assert store.key_count("", "orders") == 1_999_000
 
 
 @pytest.mark.parametrize(
@@ -158,22 +154,13 @@ def test_unique_across_runs_needs_store_and_dataset(context: CheckContext, needl
     assert r.status is Status.ERROR and needle in r.message
 
 
-def test_memory_store_bounds_and_history() -> None:
-    """MemoryStore drops the oldest key batches past max_keys; row counts come newest first."""
+def test_memory_store_max_keys_drops_the_oldest_batches() -> None:
+    """MemoryStore(max_keys=) bounds a dataset's hashes by dropping the oldest batches first."""
     store = MemoryStore(max_keys=3, key_retention=None)
     now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    store.add_keys("d", np.array([1, 2], dtype=np.uint64), run_id="a", now=now)
-    store.add_keys("d", np.array([3, 4], dtype=np.uint64), run_id="b", now=now)
-    assert store.seen_keys("d", np.array([1, 3], dtype=np.uint64)).tolist() == [False, True]
-    assert store.prune_keys("d", before=now + dt.timedelta(seconds=1)) == 2
-    for i in range(5):
-        store.add_row_count("d", 100 + i, run_id=str(i), now=now)
-    assert store.row_count_history("d", 3) == [104, 103, 102]
-    store.save_profile("p", {"rows": 1})
-    loaded = store.load_profile("p")
-    assert loaded == {"rows": 1}
-    loaded["rows"] = 2  # a copy: the stored profile is unchanged
-    assert store.load_profile("p") == {"rows": 1}
+    store.add_keys("p", "d", np.array([1, 2], dtype=np.uint64), run_id="a", now=now)
+    store.add_keys("p", "d", np.array([3, 4], dtype=np.uint64), run_id="b", now=now)
+    assert store.seen_keys("p", "d", np.array([1, 3], dtype=np.uint64)).tolist() == [False, True]
 
 
 def test_memory_store_satisfies_protocol() -> None:

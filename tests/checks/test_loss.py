@@ -39,9 +39,7 @@ def test_row_count_bounds(rows: int, bounds: dict, status: Status) -> None:
         (0, 0, {}, Status.PASS, 0),
     ],
 )
-def test_loss_fraction_and_count(
-    rows_in: int, rows_out: int, kwargs: dict, status: Status, lost: int
-) -> None:
+def test_loss_fraction_and_count(rows_in: int, rows_out: int, kwargs: dict, status: Status, lost: int) -> None:
     """loss compares the call's input rows with the output rows, as a fraction or a count."""
     ctx = CheckContext(inputs=[pd.DataFrame({"a": range(rows_in)})])
     (r,) = loss(**kwargs)(pd.DataFrame({"a": range(rows_out)}), ctx)
@@ -56,9 +54,7 @@ def test_loss_without_inputs_is_an_error() -> None:
 
 def test_loss_picks_the_input_frame() -> None:
     """input= picks among the DataFrame arguments, skipping non-frames."""
-    ctx = CheckContext(
-        inputs=["config", pd.DataFrame({"a": range(5)}), pd.DataFrame({"a": range(50)})]
-    )
+    ctx = CheckContext(inputs=["config", pd.DataFrame({"a": range(5)}), pd.DataFrame({"a": range(50)})])
     (r,) = loss(max_loss=0.5, input=1)(pd.DataFrame({"a": range(10)}), ctx)
     assert r.details["rows_in"] == 50 and r.status is Status.FAIL
 
@@ -107,3 +103,22 @@ def test_reconcile_missing_key_in_source_names_it() -> None:
     """A key column absent from the source is an error that says so."""
     (r,) = reconcile(pd.DataFrame({"x": [1]}), key="id")(pd.DataFrame({"id": [1]}))
     assert r.status is Status.ERROR and "source" in r.message and "'id'" in r.message
+
+
+def test_loss_with_key_counts_lost_rows_behind_a_fan_out() -> None:
+    """With key=, rows dropped behind a fan-out join are lost even though the output has more rows."""
+    src = pd.DataFrame({"id": np.arange(23_000)})
+    kept = src[src["id"] >= 12_258]  # 12,258 rows lost
+    out = pd.concat([kept, kept, kept], ignore_index=True)  # and every kept row tripled by a join
+    (plain,) = loss()(out, CheckContext(inputs=[src]))
+    (keyed,) = loss(key="id")(out, CheckContext(inputs=[src]))
+    assert plain.status is Status.PASS and "pass key=" in plain.message
+    assert keyed.status is Status.FAIL and keyed.observed == 12_258
+    assert keyed.details["rows_gained"] == 2 * len(kept) and keyed.details["rows_out"] == len(out)
+
+
+def test_loss_key_missing_from_the_input_names_it() -> None:
+    """A key column absent from the input frame is an error that says which side lacks it."""
+    ctx = CheckContext(inputs=[pd.DataFrame({"x": [1]})])
+    (r,) = loss(key="id")(pd.DataFrame({"id": [1]}), ctx)
+    assert r.status is Status.ERROR and "input" in r.message and "'id'" in r.message

@@ -7,9 +7,7 @@ import pytest
 
 from checks import CheckContext, MemoryStore, Status, profile, schema
 
-FRAME = pd.DataFrame(
-    {"id": [1], "amount": [1.5], "name": ["x"], "ts": pd.to_datetime(["2024-01-01"])}
-)
+FRAME = pd.DataFrame({"id": [1], "amount": [1.5], "name": ["x"], "ts": pd.to_datetime(["2024-01-01"])})
 
 
 @pytest.mark.parametrize(
@@ -49,3 +47,16 @@ def test_schema_against_previous_run() -> None:
     assert "no reference yet" in check(FRAME, ctx)[0].message
     assert check(FRAME, ctx)[0].status is Status.PASS
     assert check(FRAME.drop(columns="ts"), ctx)[0].status is Status.FAIL
+
+
+def test_unknown_dtype_is_refused_at_construction() -> None:
+    """schema({'x': 'bigint'}) raises one clear line naming the type and what is allowed."""
+    with pytest.raises(ValueError, match=r"'bigint', which is not a pandas dtype; use an exact dtype") as info:
+        schema({"x": "bigint"})
+    assert "\n" not in str(info.value) and "integer" in str(info.value)
+
+
+def test_dtype_aliases_are_read_as_pandas_names_them() -> None:
+    """An alias such as 'int' is compared as the dtype pandas makes of it, so int64 columns pass."""
+    (r,) = schema({"x": "int"})(pd.DataFrame({"x": [1, 2]}))
+    assert r.status is Status.PASS
