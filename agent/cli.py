@@ -288,6 +288,57 @@ def runs_show(run_id: str, as_json: bool, home: str | None) -> None:
             click.echo(f"  {task}: {c.check}{col} {c.status}{obs} {c.detail}".rstrip())
 
 
+@cli.command("kpis")
+@click.option("--pipeline", default=None, help="Only this pipeline.")
+@click.option("--last", type=click.IntRange(min=1), default=None, help="Only the last N finished runs.")
+@click.option("--json", "as_json", is_flag=True)
+@_HOME
+def kpis_cmd(pipeline: str | None, last: int | None, as_json: bool, home: str | None) -> None:
+    """Success rate, time to recovery and change failure rate of each pipeline, from the run store."""
+    import datetime as dt
+
+    from agent import kpis
+    from agent.errors import PipewardenError
+    from agent.store import open_store
+
+    try:
+        with open_store(home) as store:
+            _recover(store, home)
+            names = [pipeline] if pipeline else sorted({r.pipeline for r in store.list_runs(limit=10_000)})
+            reports = {name: kpis.report(store.pipeline_history(name, limit=last)) for name in names}
+    except PipewardenError as exc:
+        _fail(exc)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({name: {
+            "runs": r.runs, "verdicts": r.verdicts, "success_rate": r.success_rate,
+            "mean_time_to_recovery_seconds": r.mean_time_to_recovery, "recoveries": len(r.recovery_times),
+            "changes": r.changes, "failed_changes": r.failed_changes, "change_failure_rate": r.change_failure_rate,
+            "up": r.health.up, "last_success_at": r.health.last_success_at} for name, r in reports.items()},
+            indent=2))
+        return
+    if not any(r.runs for r in reports.values()):
+        click.echo("no finished runs recorded", err=True)
+        return
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.0%}"
+
+    def age(at: float | None) -> str:
+        if at is None:
+            return "never"
+        return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    click.echo(f"{'PIPELINE':<20} {'RUNS':>5} {'SUCCESS':>8} {'MTTR':>9} {'CHANGES':>8} {'CFR':>6} {'UP':>4}"
+               "  LAST SUCCESS (UTC)")
+    for name, r in reports.items():
+        mttr = "-" if r.mean_time_to_recovery is None else f"{r.mean_time_to_recovery:.1f}s"
+        up = {True: "yes", False: "no", None: "-"}[r.health.up]
+        click.echo(f"{name:<20} {r.runs:>5} {pct(r.success_rate):>8} {mttr:>9} {r.changes:>8} "
+                   f"{pct(r.change_failure_rate):>6} {up:>4}  {age(r.health.last_success_at)}")
+
+
 @runs.command("resume")
 @click.argument("run_id")
 @click.option("--target", default=None, help="path/to/file.py[:pipeline] (default: the file the run came from).")

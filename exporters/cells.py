@@ -36,10 +36,22 @@ from prometheus_client.registry import Collector
 
 from exporters.catalogue import MetricSpec, by_name
 
-__all__ = ["ALWAYS_EXPORTED", "Histogram", "PipelineCell", "PipelineCollector", "TaskCell", "TaskCollector"]
+__all__ = [
+    "ALWAYS_EXPORTED",
+    "PIPELINE_STATUSES",
+    "Histogram",
+    "PipelineCell",
+    "PipelineCollector",
+    "TaskCell",
+    "TaskCollector",
+]
 
-#: Statuses exported at 0 before they first happen: success rate and error rate divide by them.
+#: Task statuses exported at 0 before they first happen (rates over attempts divide by the duration
+#: histogram's count, which is always there; these are the ones people select).
 ALWAYS_EXPORTED: tuple[str, ...] = ("success", "failed")
+#: Every end state of a pipeline run, exported at 0 from the first run: the success rate divides by
+#: the verdicts (success, failed, interrupted) and nothing may appear mid-window.
+PIPELINE_STATUSES: tuple[str, ...] = ("success", "failed", "cancelled", "interrupted")
 
 
 class Histogram:
@@ -109,7 +121,7 @@ class PipelineCell:
 
     def __init__(self, bounds: Sequence[float], recovery_bounds: Sequence[float]) -> None:
         self.lock = threading.Lock()
-        self.runs: dict[str, float] = dict.fromkeys(ALWAYS_EXPORTED, 0.0)
+        self.runs: dict[str, float] = dict.fromkeys(PIPELINE_STATUSES, 0.0)
         self.duration = Histogram(bounds)
         self.recovery = Histogram(recovery_bounds)
         self.changes = 0.0

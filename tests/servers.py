@@ -219,9 +219,10 @@ class PrometheusServer:
     def url(self) -> str:
         return self.process.url
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """The ``result`` list of an instant query; raises on a query error."""
-        body = self.process.get_json("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    def query(self, expr: str, *, at: float | None = None) -> list[dict[str, Any]]:
+        """The ``result`` list of an instant query (at Unix time ``at``, default now); raises on a query error."""
+        params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+        body = self.process.get_json("/api/v1/query?" + urllib.parse.urlencode(params))
         if body.get("status") != "success":
             raise AssertionError(f"query {expr!r} failed: {body}")
         return list(body["data"]["result"])
@@ -265,12 +266,15 @@ class PrometheusServer:
 
 def prometheus_config(targets: Sequence[str], *, scrape_interval: str = "1s",
                       rule_files: Iterable[str | os.PathLike[str]] = (),
-                      alertmanagers: Sequence[str] = ()) -> str:
-    """A prometheus.yml (JSON is valid YAML) scraping ``targets`` as job ``pipewarden``."""
+                      alertmanagers: Sequence[str] = (), honor_labels: bool = False) -> str:
+    """A prometheus.yml (JSON is valid YAML) scraping ``targets`` as job ``pipewarden``.
+
+    ``honor_labels`` keeps the job and instance labels of the samples, as a Pushgateway's scrape needs.
+    """
     config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval,
                    "scrape_timeout": scrape_interval},
-        "scrape_configs": [{"job_name": "pipewarden", "metrics_path": "/metrics",
+        "scrape_configs": [{"job_name": "pipewarden", "metrics_path": "/metrics", "honor_labels": honor_labels,
                             "static_configs": [{"targets": list(targets)}]}],
     }
     if rules := [str(p) for p in rule_files]:

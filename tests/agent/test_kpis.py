@@ -132,3 +132,31 @@ def test_a_monitored_script_seeds_its_kpis_from_the_store(store: Any) -> None:
     assert last.metrics.sample("pipewarden_pipeline_changes_total", pipeline="cron") == 0  # v1 ran before
     report = kpis.report(store.pipeline_history("cron"))
     assert (report.verdicts, report.successes, len(report.recovery_times)) == (3, 2, 1)
+
+
+def test_the_cli_prints_the_same_kpis(store: Any, tmp_path: Any) -> None:
+    """`pipewarden kpis --json` reports what kpis.report says of the store's history."""
+    import json
+
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+
+    pipe = Pipeline("shown")
+    ok = {"now": False}
+
+    @pipe.task
+    def work() -> None:
+        if not ok["now"]:
+            raise RuntimeError("down")
+
+    for good in (False, True, True):
+        ok["now"] = good
+        run(pipe, store=store, telemetry=Telemetry(metrics=Metrics()))
+    result = CliRunner().invoke(cli, ["kpis", "--json", "--home", str(store.path.parent)])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)["shown"]
+    report = kpis.report(store.pipeline_history("shown"))
+    assert (shown["runs"], shown["success_rate"], shown["recoveries"], shown["changes"]) == (
+        3, report.success_rate, 1, report.changes)
+    assert shown["success_rate"] == 2 / 3 and shown["up"] is True

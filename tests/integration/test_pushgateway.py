@@ -101,7 +101,7 @@ def test_push_sends_only_its_own_pipeline(pushgateway_server: PushgatewayServer)
 
     runs = {dict(labels)["status"]: v for (name, labels), v in gateway_samples(pushgateway_server).items()
             if name == "pipewarden_pipeline_runs_total"}
-    assert runs == {"success": 1.0, "failed": 0.0}
+    assert runs == {"success": 1.0, "failed": 0.0, "cancelled": 0.0, "interrupted": 0.0}
 
 
 def test_push_rejected_by_gateway_raises_for_the_caller_to_count(pushgateway_server: PushgatewayServer) -> None:
