@@ -134,6 +134,7 @@ def _short(text: str, n: int) -> str:
 
 def _rows(record: RunRecord) -> list[tuple[str, str, str, str, str, str]]:
     latest = record.latest()
+    executions = record.execution_counts()
     out = []
     for name in record.tasks or tuple(latest):
         a = latest.get(name)
@@ -147,7 +148,7 @@ def _rows(record: RunRecord) -> list[tuple[str, str, str, str, str, str]]:
         detail = a.error or a.reason or ""
         dur = f"{a.duration:.3f}s" if a.duration is not None and a.attempt else ""
         rows_out = "" if a.rows_out is None else str(a.rows_out)
-        out.append((name, str(a.status), str(record.executions(name) or ""), dur, rows_out,
+        out.append((name, str(a.status), str(executions.get(name) or ""), dur, rows_out,
                     "; ".join(x for x in (checks, _short(detail, 100)) if x)))
     return out
 

@@ -194,7 +194,15 @@ class RunRecord:
 
     def executions(self, task: str) -> int:
         """How many times the task was started in this run (across resumes)."""
-        return sum(1 for a in self.attempts if a.task == task and a.attempt > 0)
+        return self.execution_counts().get(task, 0)
+
+    def execution_counts(self) -> dict[str, int]:
+        """How many times each task was started in this run (one pass over the attempts)."""
+        counts: dict[str, int] = {}
+        for a in self.attempts:
+            if a.attempt > 0:
+                counts[a.task] = counts.get(a.task, 0) + 1
+        return counts
 
     @property
     def check_results(self) -> list[CheckResult]:

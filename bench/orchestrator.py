@@ -1,19 +1,20 @@
-"""Orchestrator overhead per task, with durable history, next to the cost of one SQLite commit.
+"""What `pipewarden run` costs per task, as a user runs it: fresh process, default configuration.
 
-Prints, measured in this one process (only ratios within a run mean much):
-  commit NORMAL / FULL     one single-row INSERT + commit, WAL mode, on the same kind of file
-  chain of N               N no-op tasks, each depending on the one before
-  fan-out 1 -> N -> 1      one root, N independent tasks, one sink depending on all
-  us per task              run wall time / tasks; budget: under 400 us with every state change durable
-  commits per task         what the store wrote (a task: RUNNING insert + end-state update)
-and, in fresh subprocesses, the wall time of ``python -m agent run`` on a one-task
-pipeline next to ``python -c pass`` (budget: under 1 s).
+For each shape and size it writes a pipeline file of no-op tasks, then runs
+``python -m agent run FILE --no-progress --home NEW_DIR`` in a fresh process with
+the environment's defaults (spans to ``traces.jsonl``, every state durable in the
+SQLite store, the first run in a new home), several times, and prints every run:
 
-Each run uses a real SQLite store in a temporary directory (WAL, synchronous
-NORMAL: durable across a killed process, the case resume needs) and telemetry
-on a fresh registry whose spans go to an exporter that drops them.
+  wall        the whole process, from exec to exit
+  peak RSS    the process's high-water resident memory
+  us/task     (wall - wall of the one-task pipeline in the same round) / tasks:
+              what each task adds (budget 250 us; at 10,000 no higher than at 1,000)
 
-Usage: python bench/orchestrator.py [--tasks 1000] [--repeats 3]
+Each round also runs the one-task pipeline (the baseline) and ``python -c pass``,
+so the ratios hold when the machine's speed drifts. Then, in this process, the
+cost of one SQLite commit in WAL mode with synchronous NORMAL and FULL.
+
+Usage: python bench/orchestrator.py [--sizes 1000 10000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -29,24 +30,57 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-BUDGET_US = 400.0
+BUDGET_US = 250.0
+RSS_BUDGET_MIB = 100.0
 
 
-class _Discard:
-    """A span exporter that drops spans: measures the orchestrator, not disk or network."""
+def pipeline_file(directory: Path, shape: str, n: int) -> Path:
+    """A pipeline file of ``n`` no-op tasks: a chain, or fan-out root -> n -> sink."""
+    path = directory / f"{shape}_{n}.py"
+    body = [
+        "from agent import Pipeline",
+        f"pipe = Pipeline('bench_{shape}_{n}')",
+        "def noop():",
+        "    return None",
+    ]
+    if shape == "chain":
+        body.append(f"for i in range({n}):")
+        body.append("    pipe.task(name=f't{i}', depends_on=[f't{i - 1}'] if i else ())(noop)")
+    else:
+        body.append("pipe.task(name='root')(noop)")
+        body.append(f"names = [f't{{i}}' for i in range({n})]")
+        body.append("for name in names:")
+        body.append("    pipe.task(name=name, depends_on=['root'])(noop)")
+        body.append("pipe.task(name='sink', depends_on=names)(noop)")
+    path.write_text("\n".join(body) + "\n")
+    return path
 
-    def export(self, spans):  # type: ignore[no-untyped-def]
-        from opentelemetry.sdk.trace.export import SpanExportResult
 
-        return SpanExportResult.SUCCESS
+def run_measured(target: Path, home: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one `python -m agent run` in a fresh process (RSS from wait4)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", str(target), "--no-progress", "--home", str(home)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{target.name} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    lines = sum(1 for _ in open(home / "traces.jsonl", encoding="utf-8"))
+    if lines < 1:
+        raise SystemExit(f"{target.name}: no spans were written: not the default configuration")
+    return wall, usage.ru_maxrss / 1024
 
-    def shutdown(self) -> None:
-        pass
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+def bare_python() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - t0
 
 
 def commit_cost(directory: str, synchronous: str, n: int = 2000) -> float:
@@ -66,102 +100,48 @@ def commit_cost(directory: str, synchronous: str, n: int = 2000) -> float:
     return elapsed
 
 
-def _noop() -> None:
-    return None
-
-
-def chain(n: int):  # type: ignore[no-untyped-def]
-    from agent.pipeline import Pipeline
-
-    pipe = Pipeline("bench_chain")
-    for i in range(n):
-        pipe.task(name=f"t{i}", depends_on=[f"t{i - 1}"] if i else ())(_noop)
-    return pipe
-
-
-def fan_out(n: int):  # type: ignore[no-untyped-def]
-    from agent.pipeline import Pipeline
-
-    pipe = Pipeline("bench_fan")
-    pipe.task(name="root")(_noop)
-    names = [f"t{i}" for i in range(n)]
-    for name in names:
-        pipe.task(name=name, depends_on=["root"])(_noop)
-    pipe.task(name="sink", depends_on=names)(_noop)
-    return pipe
-
-
-def run_pipeline(pipe, directory: str, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(best seconds per run, commits per task) on a fresh store and fresh telemetry."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
-    from agent.runner import run
-    from agent.store import SQLiteRunStore
-    from agent.telemetry import Telemetry
-    from exporters.metrics import Metrics
-
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(_Discard()))  # type: ignore[arg-type]
-    tel = Telemetry(metrics=Metrics(), tracer_provider=provider)
-    store = SQLiteRunStore(os.path.join(directory, f"{pipe.name}.db"))
-    pipe.version = "bench"  # no git subprocess inside the timing
-    ntasks = len(pipe.tasks)
-    run(pipe, store=store, telemetry=tel)  # warm-up: imports, caches, label children
-    changes0 = store.conn.total_changes
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        rec = run(pipe, store=store, telemetry=tel)
-        best = min(best, time.perf_counter() - t0)
-        assert rec.ok, rec.error
-    writes = (store.conn.total_changes - changes0) / repeats
-    store.close()
-    provider.shutdown()
-    return best, writes / ntasks
-
-
-def cli_wall_time(repeats: int) -> tuple[float, float]:
-    """(median seconds of `python -m agent run one_task.py`, median seconds of `python -c pass`)."""
-    target = str(ROOT / "examples" / "pipelines" / "one_task.py")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "none"}
-    runs, bare = [], []
-    with tempfile.TemporaryDirectory() as home:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "pass"], check=True)
-            bare.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "agent", "run", target, "--home", home, "--no-progress"],
-                           env=env, check=True, capture_output=True)
-            runs.append(time.perf_counter() - t0)
-    return statistics.median(runs), statistics.median(bare)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
+    per_task: dict[tuple[str, int], list[float]] = {}
+    rss: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        files = {(shape, n): pipeline_file(work, shape, n) for shape in ("chain", "fanout") for n in a.sizes}
+        one = pipeline_file(work, "chain", 1)
+        print("`python -m agent run FILE --no-progress --home NEW_HOME`, fresh process, default configuration")
+        print(f"  {'round':>5} {'pipeline':<14} {'tasks':>6} {'wall s':>8} {'peak MiB':>9} {'us/task':>8}"
+              f" {'wall / 1-task wall':>19}")
+        run_no = 0
+        for r in range(1, a.rounds + 1):
+            py = bare_python()
+            run_no += 1
+            base, base_rss = run_measured(one, work / f"home{run_no}")
+            print(f"  {r:>5} {'chain':<14} {1:>6} {base:8.3f} {base_rss:9.1f} {'-':>8} {1.0:19.2f}"
+                  f"   (python -c pass: {py:.3f} s)")
+            for (shape, n), target in files.items():
+                run_no += 1
+                wall, peak = run_measured(target, work / f"home{run_no}")
+                tasks = n if shape == "chain" else n + 2
+                us = (wall - base) / (tasks - 1) * 1e6
+                per_task.setdefault((shape, n), []).append(us)
+                rss.setdefault((shape, n), []).append(peak)
+                print(f"  {r:>5} {shape:<14} {tasks:>6} {wall:8.3f} {peak:9.1f} {us:8.1f} {wall / base:19.2f}")
+        print("per task added (us), every round; budget "
+              f"{BUDGET_US:.0f} us, and no higher at {max(a.sizes)} than at {min(a.sizes)}")
+        for (shape, n), values in per_task.items():
+            ok = max(values) <= BUDGET_US and max(rss[(shape, n)]) < RSS_BUDGET_MIB
+            print(f"  {shape:<7} {n:>6}: {', '.join(f'{v:.0f}' for v in values)}  (median {statistics.median(values):.0f};"
+                  f" peak RSS max {max(rss[(shape, n)]):.0f} MiB, budget {RSS_BUDGET_MIB:.0f}: "
+                  f"{'ok' if ok else 'OVER'})")
         normal = commit_cost(d, "NORMAL")
         full = commit_cost(d, "FULL", n=300)
-        print("SQLite commit, WAL, one small INSERT (same machine, same run)")
+        print("SQLite commit, WAL, one small INSERT (this process)")
         print(f"  synchronous=NORMAL (the store's default)  {normal * 1e6:8.1f} us")
         print(f"  synchronous=FULL   (fsync per commit)     {full * 1e6:8.1f} us")
-        print(f"orchestrator, {a.tasks} no-op tasks, durable history (NORMAL), best of {a.repeats}")
-        for label, pipe in (("chain", chain(a.tasks)), (f"fan-out 1 -> {a.tasks} -> 1", fan_out(a.tasks))):
-            best, per_task_writes = run_pipeline(pipe, d, a.repeats)
-            n = len(pipe.tasks)
-            us = best / n * 1e6
-            verdict = "ok" if us < BUDGET_US else "OVER"
-            print(f"  {label:<22} {best * 1e3:8.1f} ms  {us:7.1f} us/task  = {us / (normal * 1e6):5.1f} commits"
-                  f"  ({per_task_writes:.1f} rows written/task; budget < {BUDGET_US:.0f} us: {verdict})")
-    wall, bare = cli_wall_time(5)
-    print("`python -m agent run examples/pipelines/one_task.py` as a whole process (median of 5)")
-    print(f"  wall time {wall * 1e3:7.1f} ms   (python -c pass: {bare * 1e3:.1f} ms; budget < 1000 ms: "
-          f"{'ok' if wall < 1.0 else 'OVER'})")
 
 
 if __name__ == "__main__":
