@@ -71,8 +71,7 @@ def run_measured(target: Path, home: Path) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{target.name} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    lines = sum(1 for _ in open(home / "traces.jsonl", encoding="utf-8"))
-    if lines < 1:
+    if not (home / "traces.jsonl").read_text(encoding="utf-8").strip():
         raise SystemExit(f"{target.name}: no spans were written: not the default configuration")
     return wall, usage.ru_maxrss / 1024
 
@@ -134,7 +133,8 @@ def main() -> None:
               f"{BUDGET_US:.0f} us, and no higher at {max(a.sizes)} than at {min(a.sizes)}")
         for (shape, n), values in per_task.items():
             ok = max(values) <= BUDGET_US and max(rss[(shape, n)]) < RSS_BUDGET_MIB
-            print(f"  {shape:<7} {n:>6}: {', '.join(f'{v:.0f}' for v in values)}  (median {statistics.median(values):.0f};"
+            each = ", ".join(f"{v:.0f}" for v in values)
+            print(f"  {shape:<7} {n:>6}: {each}  (median {statistics.median(values):.0f};"
                   f" peak RSS max {max(rss[(shape, n)]):.0f} MiB, budget {RSS_BUDGET_MIB:.0f}: "
                   f"{'ok' if ok else 'OVER'})")
         normal = commit_cost(d, "NORMAL")
