@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import functools
@@ -25,12 +26,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from agent.errors import StoreError
-from agent.records import FAILURES, RunRecord, RunStatus, TaskAttempt
+from agent.records import FAILURES, AlertEvent, AlertState, RunRecord, RunStatus, TaskAttempt
+from alerts.store import AlertHistoryEntry, HistoryKind
 from checks.base import Acceptance, StoredProfile
 from checks.result import CheckResult
+
+if TYPE_CHECKING:
+    from alerts.facts import RunHistory
+    from alerts.store import AlertStateStore
 
 __all__ = ["RunStore", "SQLiteRunStore", "open_store", "pid_alive"]
 
@@ -178,6 +184,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at REAL NOT NULL,
             PRIMARY KEY (pipeline, name, labels))""",
         "CREATE INDEX runs_by_pipeline_end ON runs (pipeline, ended_at)",
+    ),
+    (  # 4: alert states (one row per alert fingerprint) and their history: transitions, notifications, actions, acks
+        """CREATE TABLE alert_states (
+            fingerprint TEXT PRIMARY KEY,
+            alert TEXT NOT NULL,
+            state TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            labels TEXT NOT NULL DEFAULT '{}',
+            annotations TEXT NOT NULL DEFAULT '{}',
+            value REAL,
+            active_at REAL,
+            fired_at REAL,
+            resolved_at REAL,
+            last_sent_at REAL,
+            acknowledged_at REAL,
+            acknowledged_by TEXT,
+            run_id TEXT,
+            updated_at REAL NOT NULL)""",
+        "CREATE INDEX alert_states_by_state ON alert_states (state)",
+        "CREATE INDEX alert_states_by_update ON alert_states (updated_at)",
+        """CREATE TABLE alert_history (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            alert TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            outcome TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '',
+            run_id TEXT,
+            at REAL NOT NULL)""",
+        "CREATE INDEX alert_history_by_alert ON alert_history (fingerprint, kind, at)",
+        "CREATE INDEX alert_history_by_time ON alert_history (at)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -922,6 +960,135 @@ class SQLiteRunStore(RunStore):
                           (pipeline, dataset, run_id, int(rows), now.timestamp()))
 
 
+    # --- alert states (alerts.store.AlertStateStore) ------------------------------------------
+
+    @_guarded
+    def save_alert(self, event: AlertEvent) -> None:
+        # An acknowledgement stored for the same incident (same fired_at) survives a save that has none:
+        # `pipewarden alerts ack` may have written it since the evaluator read the alert.
+        self.conn.execute(
+            f"INSERT INTO alert_states ({_ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (fingerprint) DO UPDATE SET alert=excluded.alert, state=excluded.state,"
+            " severity=excluded.severity, labels=excluded.labels, annotations=excluded.annotations,"
+            " value=excluded.value, active_at=excluded.active_at, fired_at=excluded.fired_at,"
+            " resolved_at=excluded.resolved_at, last_sent_at=excluded.last_sent_at, run_id=excluded.run_id,"
+            " updated_at=excluded.updated_at,"
+            " acknowledged_at=CASE WHEN excluded.acknowledged_at IS NULL AND excluded.fired_at IS NOT NULL"
+            "   AND alert_states.fired_at IS excluded.fired_at THEN alert_states.acknowledged_at"
+            "   ELSE excluded.acknowledged_at END,"
+            " acknowledged_by=CASE WHEN excluded.acknowledged_at IS NULL AND excluded.fired_at IS NOT NULL"
+            "   AND alert_states.fired_at IS excluded.fired_at THEN alert_states.acknowledged_by"
+            "   ELSE excluded.acknowledged_by END",
+            _alert_row(event))
+
+    @_guarded
+    def get_alert(self, fingerprint: str) -> AlertEvent | None:
+        row = self.conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alert_states WHERE fingerprint=?",
+                                (fingerprint,)).fetchone()
+        return _alert_event(row) if row else None
+
+    @_guarded
+    def list_alerts(self, *, states: Iterable[str] | None = None, updated_since: float | None = None,
+                    prefix: str | None = None, limit: int | None = None) -> list[AlertEvent]:
+        where: list[str] = []
+        args: list[Any] = []
+        if states is not None:
+            wanted = [str(s) for s in states]
+            if not wanted:
+                return []
+            where.append(f"state IN ({','.join('?' * len(wanted))})")
+            args.extend(wanted)
+        if updated_since is not None:
+            where.append("updated_at >= ?")
+            args.append(updated_since)
+        if prefix is not None:
+            where.append("substr(fingerprint, 1, ?) = ?")  # not LIKE: the prefix is typed by a person
+            args.extend((len(prefix), prefix))
+        sql = f"SELECT {_ALERT_COLUMNS} FROM alert_states"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated_at DESC, fingerprint DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_alert_event(r) for r in self.conn.execute(sql, args)]
+
+    @_guarded
+    def acknowledge_alert(self, fingerprint: str, *, by: str, now: float) -> AlertEvent | None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alert_states WHERE fingerprint=?",
+                               (fingerprint,)).fetchone()
+            current = _alert_event(row) if row else None
+            if current is None or current.state is not AlertState.FIRING or current.acknowledged_at is not None:
+                conn.execute("COMMIT")
+                return current if current is not None and current.state is AlertState.FIRING else None
+            conn.execute("UPDATE alert_states SET acknowledged_at=?, acknowledged_by=?, updated_at=? "
+                         "WHERE fingerprint=?", (now, by, now, fingerprint))
+            conn.execute("INSERT INTO alert_history (fingerprint, alert, kind, name, run_id, at) VALUES (?,?,?,?,?,?)",
+                         (fingerprint, current.alert, str(HistoryKind.ACK), by, current.run_id, now))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return dataclasses.replace(current, acknowledged_at=now, acknowledged_by=by, updated_at=now)
+
+    @_guarded
+    def add_alert_history(self, entry: AlertHistoryEntry) -> None:
+        self.conn.execute(
+            "INSERT INTO alert_history (fingerprint, alert, kind, name, outcome, detail, run_id, at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (entry.fingerprint, entry.alert, str(entry.kind), entry.name, str(entry.outcome), entry.detail,
+             entry.run_id, entry.at))
+
+    @_guarded
+    def alert_history(self, *, fingerprint: str | None = None, kind: str | None = None,
+                      since: float | None = None, limit: int | None = 100) -> list[AlertHistoryEntry]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("fingerprint", fingerprint), ("kind", kind)):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(str(value))
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        sql = "SELECT id, fingerprint, alert, kind, name, outcome, detail, run_id, at FROM alert_history"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [AlertHistoryEntry(fingerprint=r[1], alert=r[2], kind=r[3], at=r[8], name=r[4], outcome=r[5],
+                                  detail=r[6], run_id=r[7], id=r[0]) for r in self.conn.execute(sql, args)]
+
+    @_guarded
+    def count_alert_history(self, *, fingerprint: str, kind: str, since: float, name: str | None = None,
+                            outcome: str | None = None) -> int:
+        sql = "SELECT count(*) FROM alert_history WHERE fingerprint=? AND kind=? AND at >= ?"
+        args: list[Any] = [fingerprint, str(kind), since]
+        for column, value in (("name", name), ("outcome", outcome)):
+            if value is not None:
+                sql += f" AND {column}=?"
+                args.append(str(value))
+        return int(self.conn.execute(sql, args).fetchone()[0])
+
+    @_guarded
+    def prune_alerts(self, before: float) -> int:
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            states = conn.execute("DELETE FROM alert_states WHERE state IN ('resolved', 'inactive') AND updated_at < ?",
+                                  (before,)).rowcount
+            history = conn.execute("DELETE FROM alert_history WHERE at < ?", (before,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(states) + int(history)
+
 def _utc(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.UTC)
 
@@ -958,6 +1125,22 @@ def _run_record(r: Sequence[Any], attempts: tuple[TaskAttempt, ...]) -> RunRecor
                      started_at=r[11], ended_at=r[12], owner_pid=r[13], owner_host=r[14], error=r[15],
                      attempts=attempts)
 
+
+_ALERT_COLUMNS = ("fingerprint, alert, state, severity, labels, annotations, value, active_at, fired_at, resolved_at,"
+                  " last_sent_at, acknowledged_at, acknowledged_by, run_id, updated_at")
+
+
+def _alert_row(e: AlertEvent) -> tuple[Any, ...]:
+    return (e.fingerprint, e.alert, str(e.state), e.severity, _dumps(dict(e.labels)), _dumps(dict(e.annotations)),
+            e.value, e.active_at, e.fired_at, e.resolved_at, e.last_sent_at, e.acknowledged_at, e.acknowledged_by,
+            e.run_id, e.updated_at if e.updated_at is not None else time.time())
+
+
+def _alert_event(r: Sequence[Any]) -> AlertEvent:
+    return AlertEvent(fingerprint=r[0], alert=r[1], state=AlertState(r[2]), severity=r[3], labels=json.loads(r[4]),
+                      annotations=json.loads(r[5]), value=r[6], active_at=r[7], fired_at=r[8], resolved_at=r[9],
+                      last_sent_at=r[10], acknowledged_at=r[11], acknowledged_by=r[12], run_id=r[13],
+                      updated_at=r[14])
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=_json_default, separators=(",", ":"))
@@ -1005,3 +1188,9 @@ def open_store(home: str | os.PathLike[str] | None = None, **options: Any) -> SQ
     from agent.settings import home as home_dir
 
     return SQLiteRunStore(home_dir(home) / DB_NAME, **options)
+
+
+if TYPE_CHECKING:  # mypy proves the run store is an alert state store and a run history for the evaluator
+
+    def _alert_protocols(store: SQLiteRunStore) -> tuple[AlertStateStore, RunHistory]:
+        return store, store

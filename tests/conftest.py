@@ -25,6 +25,8 @@ from servers import (
     OtlpReceiver,
     PrometheusServer,
     PushgatewayServer,
+    RecordingReceiver,
+    TricklingServer,
     WebhookReceiver,
 )
 
@@ -127,3 +129,20 @@ def restore_logging() -> Iterator[None]:
 def closed_port() -> int:
     """A loopback port nothing listens on (a backend that is down)."""
     return servers.free_port()
+
+
+@pytest.fixture
+def recording_receiver() -> Iterator[RecordingReceiver]:
+    """An HTTP receiver keeping each POST's headers and raw body; scripted status codes; a gate to hang it."""
+    receiver = RecordingReceiver()
+    yield receiver
+    receiver.gate.set()
+    receiver.close()
+
+
+@pytest.fixture
+def trickling_server() -> Iterator[TricklingServer]:
+    """A server that answers one byte every 50 ms (a slow-loris answer), counting what it sent."""
+    server = TricklingServer()
+    yield server
+    server.close()

@@ -8,6 +8,7 @@ never pass by skipping. The fixtures in ``tests/conftest.py`` wrap these classes
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -35,7 +36,10 @@ __all__ = [
     "PrometheusServer",
     "PushgatewayServer",
     "ReceivedSpan",
+    "RecordedRequest",
+    "RecordingReceiver",
     "StartError",
+    "TricklingServer",
     "WebhookReceiver",
     "free_port",
     "http_get",
@@ -398,6 +402,124 @@ class _WebhookHandler(_QuietHandler):
         with receiver.lock:
             receiver.payloads.append(payload)
         self._reply(200)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request a :class:`RecordingReceiver` answered: path, headers and the raw body bytes."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class RecordingReceiver(_Receiver):
+    """Records every POST with its headers and raw body (to check signatures); answers ``statuses`` in turn.
+
+    ``statuses`` is a list of HTTP codes used one per request (then 200);
+    while ``gate`` is cleared, requests wait for it (a receiver that hangs).
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.statuses: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.waiting = threading.Event()  # set when a request is held at the gate
+        super().__init__(_RecordingHandler)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def received(self) -> list[RecordedRequest]:
+        with self.lock:
+            return list(self.requests)
+
+    def wait_for(self, count: int, *, timeout: float = 10.0) -> list[RecordedRequest]:
+        """Poll until at least ``count`` requests arrived; return them all."""
+        return wait_until(lambda: (r if len(r := self.received()) >= count else None),
+                          timeout=timeout, what=f"{count} requests at {self.url('')}")
+
+    def close(self) -> None:
+        """Stop at once: a connection wakes the server loop instead of waiting out its 0.5 s poll."""
+        self.gate.set()
+        stopper = threading.Thread(target=self._server.shutdown)
+        stopper.start()
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        stopper.join()
+        self._server.server_close()
+        self._thread.join()
+
+
+class _RecordingHandler(_QuietHandler):
+    def do_POST(self) -> None:
+        receiver: RecordingReceiver = self.server.receiver  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not receiver.gate.is_set():
+            receiver.waiting.set()
+            receiver.gate.wait(30)
+        with receiver.lock:
+            receiver.requests.append(RecordedRequest(self.path, dict(self.headers.items()), body))
+            status = receiver.statuses.pop(0) if receiver.statuses else 200
+        self._reply(status, b"ok" if status < 300 else b"told to fail")
+
+
+class TricklingServer:
+    """Accepts connections, reads the request, then answers one byte every ``interval`` seconds.
+
+    ``sent`` counts the bytes it managed to send before the client went away;
+    the answer is a valid 200 response whose body is ``length`` bytes long.
+    """
+
+    def __init__(self, *, interval: float = 0.05, length: int = 2000) -> None:
+        self.interval = interval
+        self.answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                       + f"Content-Length: {length}\r\n\r\n".encode() + b"x" * length)
+        self.sent = 0
+        self.closed_by_client = threading.Event()
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen()
+        self.port = int(self._sock.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True, name=f"trickle:{self.port}")
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)
+                for byte in self.answer:
+                    if self._stop.is_set():
+                        return
+                    conn.sendall(bytes([byte]))
+                    self.sent += 1
+                    time.sleep(self.interval)
+            except OSError:
+                self.closed_by_client.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(2)
 
 
 @dataclass

@@ -1,0 +1,93 @@
+"""The alerting sink (``alerts.metrics.AlertMetrics``) on the catalogue's alert metrics.
+
+>>> from prometheus_client import CollectorRegistry
+>>> registry = CollectorRegistry()
+>>> sink = PrometheusAlertMetrics(registry=registry)
+>>> sink.notification("ops-webhook", "sent")
+>>> registry.get_sample_value("pipewarden_notifications_total", {"receiver": "ops-webhook", "outcome": "sent"})
+1.0
+
+Give it the process's ``exporters.metrics.Metrics`` (``metrics=``) so the
+alert metrics are served with every other metric, or a registry of its own
+(``registry=``): then only the six alert metrics are built on it, from their
+catalogue specs. Names, labels, help and buckets come from the catalogue only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from exporters.catalogue import MetricSpec, MetricType, by_name
+
+__all__ = ["ALERT_METRICS", "PrometheusAlertMetrics"]
+
+#: The catalogue metrics the alerting parts update.
+ALERT_METRICS = (
+    "pipewarden_alerts_firing",
+    "pipewarden_alert_transitions_total",
+    "pipewarden_alert_response_seconds",
+    "pipewarden_incident_response_seconds",
+    "pipewarden_notifications_total",
+    "pipewarden_alert_actions_total",
+)
+
+
+class _Lookup(Protocol):
+    def __getitem__(self, name: str) -> Any: ...
+
+
+def _build(spec: MetricSpec, registry: CollectorRegistry) -> Any:
+    if spec.type is MetricType.COUNTER:
+        return Counter(spec.base_name, spec.help, spec.labels, registry=registry)
+    if spec.type is MetricType.GAUGE:
+        return Gauge(spec.base_name, spec.help, spec.labels, registry=registry)
+    if spec.type is MetricType.HISTOGRAM:
+        return Histogram(spec.base_name, spec.help, spec.labels, buckets=spec.buckets, registry=registry)
+    raise TypeError(f"{spec.name} is a {spec.type}; the alert metrics are counters, gauges and histograms")
+
+
+class PrometheusAlertMetrics:
+    """Updates ``pipewarden_alerts_firing``, ``..._alert_transitions_total``, ``..._alert_response_seconds``,
+    ``..._incident_response_seconds``, ``..._notifications_total`` and ``..._alert_actions_total``.
+
+    Never raises: a metrics failure must not stop an alert (the same rule as every exporter).
+    """
+
+    def __init__(self, metrics: _Lookup | None = None, *, registry: CollectorRegistry | None = None) -> None:
+        if metrics is not None and registry is not None:
+            raise TypeError("give metrics= (an exporters.metrics.Metrics) or registry=, not both")
+        self.registry: CollectorRegistry | None
+        if metrics is None:
+            self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+            built = {name: _build(by_name(name), self.registry) for name in ALERT_METRICS}
+            self._m: dict[str, Any] = built
+        else:
+            self.registry = getattr(metrics, "registry", None)
+            self._m = {name: metrics[name] for name in ALERT_METRICS}
+
+    def transition(self, alert: str, severity: str, pipeline: str, state: str) -> None:
+        with contextlib.suppress(Exception):
+            self._m["pipewarden_alert_transitions_total"].labels(alert, severity, pipeline, str(state)).inc()
+
+    def firing(self, alert: str, severity: str, pipeline: str, count: int) -> None:
+        with contextlib.suppress(Exception):
+            self._m["pipewarden_alerts_firing"].labels(alert, severity, pipeline).set(count)
+
+    def response(self, alert: str, severity: str, pipeline: str, seconds: float) -> None:
+        with contextlib.suppress(Exception):
+            self._m["pipewarden_alert_response_seconds"].labels(alert, severity, pipeline).observe(seconds)
+
+    def incident_response(self, alert: str, severity: str, pipeline: str, seconds: float) -> None:
+        with contextlib.suppress(Exception):
+            self._m["pipewarden_incident_response_seconds"].labels(alert, severity, pipeline).observe(seconds)
+
+    def notification(self, receiver: str, outcome: str) -> None:
+        with contextlib.suppress(Exception):
+            self._m["pipewarden_notifications_total"].labels(receiver, str(outcome)).inc()
+
+    def action(self, alert: str, action: str, outcome: str) -> None:
+        with contextlib.suppress(Exception):
+            self._m["pipewarden_alert_actions_total"].labels(alert, action, str(outcome)).inc()
