@@ -432,6 +432,116 @@ def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, 
     sys.exit(_orchestrate(home, executor, address, max_workers, progress, work))
 
 
+# --- the daemon: daemon, validate, trigger ------------------------------------------------------------
+
+_CONFIG = click.argument("config", default="pipewarden.yml", type=click.Path(dir_okay=False))
+
+
+@cli.command("daemon")
+@click.option("--config", "config_path", default="pipewarden.yml", show_default=True,
+              type=click.Path(dir_okay=False), help="The configuration file.")
+@_HOME
+def daemon_cmd(config_path: str, home: str | None) -> None:
+    """Run the agent as one long-lived process: schedules, file triggers, /metrics, API, status page, alerts.
+
+    SIGTERM or SIGINT: start nothing new, let running tasks finish for agent.grace_period, cancel the rest,
+    exit 0. SIGHUP, or an edit of the file: reload (a bad file keeps the running configuration).
+    """
+    import logging
+
+    from agent.daemon import Daemon
+    from agent.errors import PipewardenError
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    daemon = Daemon(config_path, home=home)
+    try:
+        daemon.start()
+    except PipewardenError as exc:
+        _fail(exc)
+    sys.exit(daemon.run_forever())
+
+
+@cli.command("validate")
+@_CONFIG
+def validate_cmd(config: str) -> None:
+    """Check CONFIG (default pipewarden.yml) whole: every problem with its line; exit 0 if valid, 2 if not."""
+    from agent.config import load_pipelines_from
+    from agent.errors import PipewardenError
+
+    try:
+        loaded = load_pipelines_from(config)
+    except PipewardenError as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+    alerts = loaded.config.alerts
+    click.echo(f"{config}: valid; {len(loaded.pipelines)} pipeline(s): {', '.join(loaded.pipelines) or 'none'}; "
+               f"{len(alerts.rules) if alerts else 0} alert rule(s) of your own, "
+               f"{len(alerts.receivers) if alerts else 0} receiver(s)")
+
+
+@cli.command("trigger")
+@click.argument("pipeline")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A run parameter (repeatable).")
+@click.option("--url", default=None, help="The daemon's address (default: agent.listen of --config).")
+@click.option("--config", "config_path", default="pipewarden.yml", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to read agent.listen when --url is not given.")
+@click.option("--wait/--no-wait", default=False, help="Wait for the run to end; exit 1 if it failed.")
+def trigger_cmd(pipeline: str, params: tuple[str, ...], url: str | None, config_path: str, wait: bool) -> None:
+    """Ask a running daemon to run PIPELINE now (the token comes from $PIPEWARDEN_API_TOKEN)."""
+    import contextlib
+    import json
+    import os
+    import time
+    import urllib.error
+    import urllib.request
+
+    from agent.errors import PipewardenError
+
+    if url is None:
+        from agent.config import load_config
+
+        try:
+            agent = load_config(config_path).agent
+        except PipewardenError as exc:
+            _fail(exc)
+        url = f"http://{agent.listen}"
+        token = os.environ.get(agent.api_token_env, "")
+    else:
+        token = os.environ.get("PIPEWARDEN_API_TOKEN", "")
+    base = url.rstrip("/")
+    body = json.dumps({"params": _params(params)}).encode()
+    request = urllib.request.Request(f"{base}/api/v1/pipelines/{pipeline}/runs", data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        with contextlib.suppress(ValueError):
+            detail = json.loads(detail).get("error", detail)
+        click.echo(f"error: the daemon at {base} answered {exc.code}: {detail}", err=True)
+        sys.exit(2)
+    except (urllib.error.URLError, OSError) as exc:
+        click.echo(f"error: no pipewarden daemon answers at {base} ({getattr(exc, 'reason', exc)}); start one with "
+                   "`pipewarden daemon`", err=True)
+        sys.exit(2)
+    run_id = answer["run_id"]
+    click.echo(run_id)
+    if not wait:
+        return
+    while True:
+        with urllib.request.urlopen(f"{base}/api/v1/runs/{run_id}", timeout=30) as resp:
+            status = json.loads(resp.read())["status"]
+        if status not in ("queued", "running"):
+            click.echo(f"{run_id} {status}", err=True)
+            sys.exit(0 if status == "success" else 1)
+        time.sleep(0.5)
+
+
 @cli.group()
 def baseline() -> None:
     """Drift baselines: accept a run as the new normal."""
@@ -575,24 +685,11 @@ def alerts_ack(alert_id: str, by: str | None, home: str | None) -> None:
 
 
 def _alerts_config(path: str) -> Any:
-    """The ``alerts:`` section of ``path``, validated (until the shared pipewarden.yml loader takes this over)."""
-    from pathlib import Path
-
-    import yaml
-
-    from agent.errors import ConfigError
+    """The ``alerts:`` section of ``path``, validated with the rest of pipewarden.yml."""
+    from agent.config import load_config
     from alerts.config import parse_config
 
-    file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path} not found; pass --config PATH to your pipewarden.yml", path=path) from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path} cannot be read as YAML: {exc}", path=path) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the file must hold a mapping (alerts:, pipelines:, ...)", path=path)
-    return parse_config(data.get("alerts"), where=f"{path}: alerts")
+    return parse_config(load_config(path).alerts)
 
 
 @alerts_group.command("test")

@@ -38,7 +38,9 @@ def load_pipelines(path: str | os.PathLike[str]) -> dict[str, Pipeline]:
     digest = hashlib.sha256(str(file).encode()).hexdigest()[:8]
     modname = f"{LOADED_PREFIX}{_identifier(file.stem)}_{digest}"
     module = sys.modules.get(modname)
-    if module is None or getattr(module, "__file__", None) != str(file):
+    mtime = file.stat().st_mtime_ns
+    if (module is None or getattr(module, "__file__", None) != str(file)
+            or getattr(module, "__pipewarden_mtime__", mtime) != mtime):  # edited since: import it again
         spec = importlib.util.spec_from_file_location(modname, file)
         if spec is None or spec.loader is None:
             raise ConfigError(f"cannot import {path}: not a Python file", path=str(path))
@@ -47,6 +49,7 @@ def load_pipelines(path: str | os.PathLike[str]) -> dict[str, Pipeline]:
         sys.modules[modname] = module
         if str(file.parent) not in sys.path:  # sibling modules of the pipeline file import as usual
             sys.path.insert(0, str(file.parent))
+        module.__pipewarden_mtime__ = mtime  # type: ignore[attr-defined]
         try:
             spec.loader.exec_module(module)
         except Exception as exc:

@@ -97,6 +97,38 @@ class Scheduler:
         for trig in self._files.values():
             trig.stop()
 
+    def on_file_event(self, callback: Any) -> None:
+        """Call ``callback()`` (from a watcher thread) whenever a watched file changes."""
+        for trig in self._files.values():
+            trig.on_event = callback
+
+    def next_due(self, now: dt.datetime, *, horizon: dt.timedelta = dt.timedelta(days=1)) -> dt.datetime | None:
+        """The earliest time after ``now`` something is due: a schedule tick, or a file becoming stable."""
+        best: dt.datetime | None = None
+        for name, pipe in self.pipelines.items():
+            sched = pipe.schedule
+            if sched is None or sched.kind not in TIMED:
+                continue
+            anchor = max(self._anchor.get(name, now), now)
+            nxt = next(iter(sched.ticks(anchor, now + horizon)), None)
+            if nxt is not None and (best is None or nxt < best):
+                best = nxt
+        for trig in self._files.values():
+            due = trig.next_due()
+            if due is not None:
+                at = dt.datetime.fromtimestamp(due, UTC)
+                if best is None or at < best:
+                    best = at
+        return best
+
+    def remove(self, name: str) -> None:
+        """Stop scheduling ``name`` (its runs in progress go on)."""
+        self.pipelines.pop(name, None)
+        self._anchor.pop(name, None)
+        trig = self._files.pop(name, None)
+        if trig is not None:
+            trig.stop()
+
     # --- stepping ------------------------------------------------------------------------
 
     def tick(self, now: dt.datetime) -> list[DueRun]:
@@ -191,11 +223,14 @@ class Scheduler:
     # --- on demand -------------------------------------------------------------------------
 
     def trigger(self, pipeline: str, params: Mapping[str, Any] | None = None, *,
-                now: dt.datetime | None = None) -> DueRun:
-        """A manual run, recorded QUEUED now (no idempotency key: every call is a new run)."""
+                now: dt.datetime | None = None, trigger: str = "manual") -> DueRun:
+        """A run on demand (``trigger``: manual, or alert for an alert's action), recorded QUEUED now.
+
+        No idempotency key: every call is a new run.
+        """
         pipe = self._pipeline(pipeline)
         now = now or dt.datetime.now(UTC)
-        d = self._new_run(pipe, trigger="manual", key=None, logical_date=now, scheduled_for=None,
+        d = self._new_run(pipe, trigger=trigger, key=None, logical_date=now, scheduled_for=None,
                           params=dict(params or {}), now=now)
         assert d is not None
         return d

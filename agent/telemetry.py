@@ -77,6 +77,8 @@ class Telemetry:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        #: Called with (exporter, pipeline) after each counted export failure (the alert evaluator listens).
+        self.on_export_error: list[Callable[[str, str], None]] = []
         self._templates: dict[tuple[str, str | None, bool], tuple[str, dict[str, Any]]] = {}
         self._peaked: set[tuple[str, str]] = set()
         self._id_prefix = new_run_id()
@@ -255,6 +257,8 @@ class Telemetry:
             names = (*pipelines, *([pipeline] if pipeline is not None else [])) or ("",)
             for p in names:
                 self.run_metrics.export_error(p, exporter)
+                for hook in self.on_export_error:
+                    hook(exporter, p)
             self._warn_once(exporter, "pipewarden could not export to %s (%s); the pipeline goes on, further "
                             "failures are only counted in pipewarden_export_errors_total", exporter,
                             exc or "export failed")

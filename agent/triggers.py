@@ -64,6 +64,8 @@ class FileTrigger:
         self._events_lock = threading.Lock()
         self._observer: Any = None
         self._scanned = False
+        #: Called (from the watcher thread) when a matching file changes: the daemon wakes up.
+        self.on_event: Any = None
 
     # --- watchdog -------------------------------------------------------------------------
 
@@ -101,6 +103,14 @@ class FileTrigger:
         if self._matches(path):
             with self._events_lock:
                 self._events.add(path)
+            if self.on_event is not None:
+                self.on_event()
+
+    def next_due(self) -> float | None:
+        """When a file seen changing will have been stable long enough (None: nothing is waiting)."""
+        if not self._watch:
+            return None
+        return min(first for _, _, first in self._watch.values()) + self.stable_seconds
 
     def pending_events(self) -> int:
         """Files reported by watchdog since the last poll (for tests waiting on the watcher)."""
