@@ -19,7 +19,6 @@ failing exporter is counted and logged once, never raised.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -77,8 +76,7 @@ class JsonLinesSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        lines = "".join(json.dumps(json.loads(s.to_json(indent=None)), separators=(",", ":")) + "\n"
-                        for s in spans)
+        lines = "".join(s.to_json(indent=None) + "\n" for s in spans)  # one line each: no indent, no newline
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:
