@@ -448,6 +448,7 @@ def daemon_cmd(config_path: str, home: str | None) -> None:
     exit 0. SIGHUP, or an edit of the file: reload (a bad file keeps the running configuration).
     """
     import logging
+    import os
 
     from agent.daemon import Daemon
     from agent.errors import PipewardenError
@@ -459,7 +460,15 @@ def daemon_cmd(config_path: str, home: str | None) -> None:
         daemon.start()
     except PipewardenError as exc:
         _fail(exc)
-    sys.exit(daemon.run_forever())
+    code = daemon.run_forever()
+    if daemon.abandoned:
+        # Tasks past the grace period are recorded interrupted; their threads cannot be stopped, and the
+        # interpreter would wait for them at exit: leave now, everything is written.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @cli.command("validate")

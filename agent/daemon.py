@@ -56,6 +56,7 @@ class _Active:
     pipeline: str
     thread: threading.Thread
     cancel: threading.Event = field(default_factory=threading.Event)
+    abandon: threading.Event = field(default_factory=threading.Event)
 
 
 class Daemon:
@@ -95,6 +96,8 @@ class Daemon:
         self._state = threading.Lock()
         self._watcher: Any = None
         self._config_mtime: float | None = None
+        #: Runs whose tasks were still running when the daemon stopped waiting (their threads live on).
+        self.abandoned = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -178,12 +181,15 @@ class Daemon:
         for active in self._running():
             active.thread.join(max(0.0, deadline - time.monotonic()))
         left = self._running()
-        for active in left:  # past the grace period: the runner records what did not finish as cancelled
-            log.warning("run %s of %s did not finish within the %.0fs grace period; cancelling it",
-                        active.run_id, active.pipeline, grace)
+        for active in left:  # past the grace period: the runner records what did not finish as interrupted
+            log.warning("run %s of %s did not finish within the %gs grace period; recording it interrupted "
+                        "(resume it with pipewarden runs resume %s)", active.run_id, active.pipeline, grace,
+                        active.run_id)
             active.cancel.set()
+            active.abandon.set()
         for active in left:
             active.thread.join(10.0)
+        self.abandoned = len(left)
         if self.evaluator is not None:
             self.evaluator.stop(5.0)
             self.evaluator = None
@@ -244,7 +250,7 @@ class Daemon:
                     executor = ProcessExecutor()
                 try:
                     Runner(store=self.store, telemetry=self.telemetry, executor=executor,
-                           clock=self.clock).run(pipe, run_id=run_id, cancel=active.cancel)
+                           clock=self.clock).run(pipe, run_id=run_id, cancel=active.cancel, abandon=active.abandon)
                 finally:
                     if executor is not None:
                         executor.shutdown()
@@ -325,7 +331,7 @@ class Daemon:
         def work() -> None:
             try:
                 Runner(store=self.store, telemetry=self.telemetry, clock=self.clock).resume(
-                    pipe, run_id, cancel=active.cancel)
+                    pipe, run_id, cancel=active.cancel, abandon=active.abandon)
             except Exception:
                 log.exception("resuming run %s failed", run_id)
             finally:

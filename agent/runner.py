@@ -209,12 +209,15 @@ class Runner:
     # --- public ---------------------------------------------------------------------------
 
     def run(self, pipeline: Pipeline, params: Mapping[str, Any] | None = None, *, logical_date: Any = None,
-            trigger: str = "manual", run_id: str | None = None, cancel: threading.Event | None = None) -> RunRecord:
+            trigger: str = "manual", run_id: str | None = None, cancel: threading.Event | None = None,
+            abandon: threading.Event | None = None) -> RunRecord:
         """Run every task of ``pipeline`` once; returns the run record (task failures do not raise).
 
         ``run_id`` of a run already recorded QUEUED (by the scheduler) starts that run.
         Raises ConfigError for an invalid graph or unknown parameter, StoreError when
-        the store cannot be written.
+        the store cannot be written. ``cancel`` starts no further task; ``abandon``
+        stops waiting for the tasks still running and records them, and the run,
+        interrupted (a daemon that shuts down after its grace period).
         """
         graph = pipeline.graph()
         store, owned = self._open_store()
@@ -240,13 +243,14 @@ class Runner:
                                  params=stored, logical_date=ld, version=pipeline.version,
                                  target=pipeline.target, now=now)
             job = _Job(self, pipeline, store, tel, run_id, values, to_run=list(graph.order), preloaded={},
-                       attempts={}, trigger=trigger, resumed=False, cancel=cancel)
+                       attempts={}, trigger=trigger, resumed=False, cancel=cancel, abandon=abandon)
             return job.execute()
         finally:
             if owned:
                 store.close()
 
-    def resume(self, pipeline: Pipeline, run_id: str, *, cancel: threading.Event | None = None) -> RunRecord:
+    def resume(self, pipeline: Pipeline, run_id: str, *, cancel: threading.Event | None = None,
+               abandon: threading.Event | None = None) -> RunRecord:
         """Run again the tasks of ``run_id`` that did not succeed.
 
         A task that succeeded is not run again when its output was kept
@@ -285,7 +289,8 @@ class Runner:
             values, _, _ = run_values(pipeline, rec.params, run_id=run_id, trigger=rec.trigger,
                                       logical_date=rec.logical_date, now=self.clock())
             job = _Job(self, pipeline, store, tel, run_id, values, to_run=[t for t in graph.order if t in to_run],
-                       preloaded=preloaded, attempts=attempts, trigger=rec.trigger, resumed=True, cancel=cancel)
+                       preloaded=preloaded, attempts=attempts, trigger=rec.trigger, resumed=True, cancel=cancel,
+                       abandon=abandon)
             return job.execute()
         finally:
             if owned:
@@ -324,7 +329,8 @@ class _Job:
 
     def __init__(self, runner: Runner, pipeline: Pipeline, store: RunStore, tel: Any, run_id: str,
                  values: dict[str, Any], *, to_run: list[str], preloaded: dict[str, str | None],
-                 attempts: dict[str, int], trigger: str, resumed: bool, cancel: threading.Event | None) -> None:
+                 attempts: dict[str, int], trigger: str, resumed: bool, cancel: threading.Event | None,
+                 abandon: threading.Event | None = None) -> None:
         self.r = runner
         self.pipeline = pipeline
         self.name = pipeline.name
@@ -339,6 +345,7 @@ class _Job:
         self.trigger = trigger
         self.resumed = resumed
         self.user_cancel = cancel
+        self.abandon = abandon or threading.Event()
         self.cancelled = threading.Event()
         self.done = threading.Event()
         self.lock = threading.Lock()
@@ -384,6 +391,9 @@ class _Job:
             try:
                 self._start()
                 self._wait()
+                if not self.done.is_set():  # abandoned: record what still runs as interrupted
+                    self.cancelled.set()
+                    self._abandon(RunStatus.INTERRUPTED)
             except BaseException as exc:  # KeyboardInterrupt in the caller's thread: cancel, then re-raise
                 interrupted = exc
                 again = self.cancelled.is_set() or (self.user_cancel is not None and self.user_cancel.is_set())
@@ -406,10 +416,11 @@ class _Job:
             _, run_event = ps.end(failure)
             if run_event is not None:
                 tel.bus.emit(run_event)
+            settled = interrupted is None and not self.abandon.is_set()
             if self.drivers is not executor:
-                self.drivers.shutdown(wait=interrupted is None)
+                self.drivers.shutdown(wait=settled)
             if owns_executor:
-                executor.shutdown(wait=interrupted is None)
+                executor.shutdown(wait=settled)
         record = store.get_run(self.run_id)
         assert record is not None
         record = replace(record, outputs=dict(self.outputs))
@@ -426,6 +437,8 @@ class _Job:
     def _wait(self) -> None:
         next_lease = time.monotonic() + self.r.lease_seconds / 3
         while not self.done.wait(0.1):
+            if self.abandon.is_set():
+                return
             if self.user_cancel is not None and self.user_cancel.is_set():
                 self.cancelled.set()
             if time.monotonic() >= next_lease:
@@ -435,22 +448,24 @@ class _Job:
                 except Exception:
                     log.warning("could not renew the lease of run %s", self.run_id, exc_info=True)
 
-    def _abandon(self) -> None:
-        """Record tasks still running or never reached as cancelled (the caller stops waiting for them)."""
+    def _abandon(self, status: RunStatus = RunStatus.CANCELLED) -> None:
+        """Record tasks still running or never reached as ``status`` (the caller stops waiting for them)."""
         now = self.r.clock()
         with self.lock:
             left = [t for t in self.to_run if t not in self.states]
             for t in left:
-                self.states[t] = RunStatus.CANCELLED
-        running = set(self.store.cancel_running_tasks(self.run_id, now=now,
+                self.states[t] = status
+        running = set(self.store.cancel_running_tasks(self.run_id, now=now, status=status,
                                                       reason="the run was interrupted while the task ran"))
-        self.store.record_task_states(self.run_id, [(t, RunStatus.CANCELLED, "the run was interrupted")
+        self.store.record_task_states(self.run_id, [(t, status, "the run was interrupted")
                                                     for t in left if t not in running], now=now)
         for t in left:
-            self.tel.task_state(self.name, t, RunStatus.CANCELLED, reason="the run was interrupted",
-                                run_id=self.run_id, durable=True)
+            self.tel.task_state(self.name, t, status, reason="the run was interrupted", run_id=self.run_id,
+                                durable=True)
 
     def _outcome(self) -> tuple[RunStatus, str | None]:
+        if self.abandon.is_set() and any(s is RunStatus.INTERRUPTED for s in self.states.values()):
+            return RunStatus.INTERRUPTED, "stopped before the run finished (the daemon shut down); resume it"
         if self.cancelled.is_set() and any(s is RunStatus.CANCELLED for s in self.states.values()):
             return RunStatus.CANCELLED, "the run was cancelled"
         bad = {t: s for t, s in self.states.items() if s is not RunStatus.SUCCESS}
@@ -654,6 +669,8 @@ class _Job:
             end = clock()
             ts.ended_at = end
             event, _ = ts.end(failure)
+            if self.abandon.is_set():  # recorded interrupted when the run stopped waiting for it
+                return RunStatus.INTERRUPTED, "the run stopped waiting for the task", False
             status = ts.status or RunStatus.FAILED
             error = reason if reason is not None else ts.error
             store.finish_task(tr_id, status, now=end, rows_in=rows_in, rows_out=rows_out, error=error,

@@ -337,8 +337,9 @@ class RunStore(abc.ABC):
                     output_ref: str | None = None, checks: Sequence[CheckResult] = ()) -> None: ...
 
     @abc.abstractmethod
-    def cancel_running_tasks(self, run_id: str, *, now: float, reason: str) -> list[str]:
-        """Mark the RUNNING task attempts of a run cancelled (the runner gave up waiting); return their tasks."""
+    def cancel_running_tasks(self, run_id: str, *, now: float, reason: str,
+                             status: RunStatus = RunStatus.CANCELLED) -> list[str]:
+        """Mark the RUNNING task attempts of a run ``status`` (the runner gave up waiting); return their tasks."""
 
     @abc.abstractmethod
     def record_task_state(self, run_id: str, task: str, status: RunStatus, *, now: float,
@@ -773,9 +774,11 @@ class SQLiteRunStore(RunStore):
             raise
 
     @_guarded
-    def cancel_running_tasks(self, run_id: str, *, now: float, reason: str) -> list[str]:
-        rows = self.conn.execute("UPDATE task_runs SET status='cancelled', ended_at=?, reason=? "
-                                 "WHERE run_id=? AND status='running' RETURNING task", (now, reason, run_id)).fetchall()
+    def cancel_running_tasks(self, run_id: str, *, now: float, reason: str,
+                             status: RunStatus = RunStatus.CANCELLED) -> list[str]:
+        rows = self.conn.execute("UPDATE task_runs SET status=?, ended_at=?, reason=? "
+                                 "WHERE run_id=? AND status='running' RETURNING task",
+                                 (str(status), now, reason, run_id)).fetchall()
         return [r[0] for r in rows]
 
     @_guarded
