@@ -23,20 +23,37 @@ import pandas as pd
 from agent.pipeline import Pipeline
 from checks import drift, freshness, loss, not_null, unique, volume
 
-pipe = Pipeline("payments", params={"rows": 400, "seed": 1, "null_share": 0.02, "dupe_share": 0.03,
-                                    "shift": 0.0, "flaky": False, "fail_load": False})
+pipe = Pipeline(
+    "payments",
+    schedule="every 15m",
+    params={
+        "rows": 400,
+        "seed": 1,
+        "null_share": 0.02,
+        "dupe_share": 0.03,
+        "shift": 0.0,
+        "flaky": False,
+        "fail_load": False,
+    },
+)
 
 _attempts = itertools.count()  # per process: with flaky, every other call of extract fails
 
 
-@pipe.task(retries=1, retry_delay=0.05, retry_on=(ConnectionError,), checks=[
-    not_null("amount", max_fraction=0.1),                   # blocking: a run with more nulls stops here
-    unique("payment_id", severity="warn"),                   # re-sent payments: counted, not blocking
-    freshness("paid_at", max_age=dt.timedelta(hours=6)),
-    drift("amount", severity="warn"),                        # against the previous run's profile
-])
-def extract(rows: int, seed: int, null_share: float, dupe_share: float, shift: float, flaky: bool,
-            logical_date: dt.datetime) -> pd.DataFrame:
+@pipe.task(
+    retries=1,
+    retry_delay=0.05,
+    retry_on=(ConnectionError,),
+    checks=[
+        not_null("amount", max_fraction=0.1),  # blocking: a run with more nulls stops here
+        unique("payment_id", severity="warn"),  # re-sent payments: counted, not blocking
+        freshness("paid_at", max_age=dt.timedelta(hours=6)),
+        drift("amount", severity="warn"),  # against the previous run's profile
+    ],
+)
+def extract(
+    rows: int, seed: int, null_share: float, dupe_share: float, shift: float, flaky: bool, logical_date: dt.datetime
+) -> pd.DataFrame:
     """Payments of the logical date as the source sends them: some without an amount, some twice."""
     if flaky and next(_attempts) % 2 == 0:
         raise ConnectionError("the payments API dropped the connection")
