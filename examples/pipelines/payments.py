@@ -9,7 +9,7 @@
 Every run exercises each kind of check: ``extract``'s output is judged for
 nulls (a blocking gate), duplicate ids, freshness and drift of the amounts
 against the previous run; ``transform``'s for the rows it lost and for its
-volume against earlier runs.
+volume against earlier runs, and its row count.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from agent.pipeline import Pipeline
-from checks import drift, freshness, loss, not_null, unique, volume
+from checks import drift, freshness, loss, not_null, row_count, unique, volume
 
 pipe = Pipeline(
     "payments",
@@ -67,7 +67,13 @@ def extract(
     return pd.DataFrame({"payment_id": ids, "amount": amount, "paid_at": paid_at})
 
 
-@pipe.task(checks=[loss(max_loss=0.2), volume(min_history=3, seasonality="none", severity="warn")])
+@pipe.task(
+    checks=[
+        row_count(min=1),
+        loss(max_loss=0.2),  # rows dropped for a missing amount or a re-sent id
+        volume(min_history=3, seasonality="none", severity="warn"),  # against earlier runs' row counts
+    ]
+)
 def transform(extract: pd.DataFrame) -> pd.DataFrame:
     """One row per payment, with an amount."""
     return extract.dropna(subset=["amount"]).drop_duplicates("payment_id").reset_index(drop=True)
