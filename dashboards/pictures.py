@@ -108,7 +108,7 @@ def _timeseries(ax: Axes, panel: dict[str, Any], prom: Prometheus, unit: str) ->
     shown = 0
     for t in panel["targets"]:
         for labels, points in prom.series(t["expr"], instant=False):
-            xs = [dt.datetime.fromtimestamp(ts, dt.UTC) for ts, _ in points]
+            xs = mdates.date2num([dt.datetime.fromtimestamp(ts, dt.UTC) for ts, _ in points])
             ys = [v if math.isfinite(v) else float("nan") for _, v in points]
             label = _legend(t.get("legendFormat", ""), labels) if shown < 8 else None
             if bars:
@@ -196,7 +196,7 @@ def _bargauge(ax: Axes, panel: dict[str, Any], prom: Prometheus, unit: str) -> N
 
 
 def _table(ax: Axes, panel: dict[str, Any], prom: Prometheus) -> None:
-    renames = next(
+    renames: dict[str, str] = next(
         (t["options"]["renameByName"] for t in panel.get("transformations", []) if t["id"] == "organize"), {}
     )
     units = {

@@ -251,13 +251,17 @@ def build() -> Dashboard:
     b = b.with_panel(
         timeseries(
             "Throughput",
-            "How many rows per second do tasks return?",
+            "How many rows per second do tasks return (out), and receive (in)?",
             "rowsps",
             [
                 query(
                     f"sum by (pipeline, task) (rate(pipewarden_task_rows_out_total{{{PT}}}[$__rate_interval]))",
-                    "{{pipeline}}/{{task}}",
-                )
+                    "out {{pipeline}}/{{task}}",
+                ),
+                query(
+                    f"sum by (pipeline, task) (rate(pipewarden_task_rows_in_total{{{PT}}}[$__rate_interval]))",
+                    "in {{pipeline}}/{{task}}",
+                ),
             ],
             link=True,
             min_value=0,
