@@ -722,3 +722,34 @@ def alerts_test(config_path: str) -> None:
         failed += not result.ok
         click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.receiver} ({result.kind}): {result.answer}")
     sys.exit(1 if failed else 0)
+
+
+# --- dashboards: export the Grafana dashboards and provisioning files -----------------------------
+
+
+@cli.group()
+def dashboards() -> None:
+    """Grafana dashboards: write them, with provisioning files, for a Grafana to load."""
+
+
+@dashboards.command("export")
+@click.argument("directory", type=click.Path(path_type=str))
+@click.option("--prometheus-url", default="http://127.0.0.1:9090", show_default=True,
+              help="URL of the Prometheus the provisioned data source points at.")
+def dashboards_export(directory: str, prometheus_url: str) -> None:
+    """Write the dashboards to DIRECTORY/dashboards and Grafana provisioning files to DIRECTORY/provisioning.
+
+    Start Grafana with GF_PATHS_PROVISIONING=DIRECTORY/provisioning, or import the JSON files in its UI.
+    """
+    import dashboards as package
+
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        click.echo(f"error: {directory} is a file; give a directory to write the dashboards into", err=True)
+        sys.exit(2)
+    try:
+        written = package.export(directory, prometheus_url=prometheus_url)
+    except OSError as exc:
+        click.echo(f"error: cannot write the dashboards to {directory}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
+    for path in written:
+        click.echo(str(path))

@@ -16,6 +16,8 @@ from agent.daemon import Daemon, DaemonLockedError
 from agent.errors import ConfigError
 from agent.records import RunStatus
 
+pytestmark = pytest.mark.usefixtures("restore_logging")  # the daemon's telemetry installs the log-record factory
+
 T0 = dt.datetime(2026, 3, 2, 9, 59, 30, tzinfo=dt.UTC).timestamp()
 
 PIPES = textwrap.dedent("""
@@ -72,6 +74,14 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def pipeline_module(tmp_path: Path) -> Any:
+    """The module the daemon imported ``tmp_path/pipes.py`` as."""
+    import sys
+
+    path = str((tmp_path / "pipes.py").resolve())
+    return next(m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == path)
 
 
 def settle(daemon: Daemon, timeout: float = 20.0) -> None:
@@ -169,10 +179,7 @@ def test_a_hanging_pipeline_does_not_delay_the_others(tmp_path: Path) -> None:
         assert slow.status is RunStatus.RUNNING
         assert [r.status for r in runs(d, "quarter")] == [RunStatus.SUCCESS]
     finally:
-        import sys
-
-        gate = next(m for name, m in sys.modules.items() if name.startswith("pipewarden_pipelines.pipes_"))
-        gate.GATE.set()
+        pipeline_module(tmp_path).GATE.set()
         d.stop(grace=5)
 
 
@@ -279,10 +286,7 @@ def test_stop_records_interrupted_what_outlives_the_grace_period(tmp_path: Path)
     t0 = time.monotonic()
     d.stop()
     stopped_in = time.monotonic() - t0
-    import sys
-
-    gate = next(m for name, m in sys.modules.items() if name.startswith("pipewarden_pipelines.pipes_"))
-    gate.GATE.set()
+    pipeline_module(tmp_path).GATE.set()
     assert stopped_in < 15  # generous: the task would wait 30 s
     from agent.store import SQLiteRunStore
 

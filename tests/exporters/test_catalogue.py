@@ -263,10 +263,18 @@ def test_catalogue_series_pass_and_unknown_names_fail_the_reference_check() -> N
     assert unknown_metrics(["rate(pipewarden_tasks_total[5m])"], set()) == {"pipewarden_tasks_total"}
 
 
+#: Grafana template variables whose ``query`` is not PromQL: a plugin id (datasource), the default
+#: text (textbox, constant), a comma-separated list (custom) or intervals (interval).
+NOT_PROMQL_VARIABLES = frozenset({"datasource", "textbox", "constant", "custom", "interval"})
+
+
 def walk_queries(node: Any) -> Iterator[str]:
-    """Every string under an ``expr`` or ``query`` key, at any depth."""
+    """Every string under an ``expr`` or ``query`` key, at any depth (but a non-PromQL variable's query)."""
     if isinstance(node, dict):
+        literal = "name" in node and node.get("type") in NOT_PROMQL_VARIABLES
         for key, value in node.items():
+            if key == "query" and literal:
+                continue
             if key in ("expr", "query") and isinstance(value, str):
                 yield value
             else:
