@@ -130,7 +130,10 @@ class Daemon:
         try:
             self.store = RunStore.default(home)
             env = {**self.env, **self.loaded.agent.env}
-            self.telemetry = Telemetry.from_env(env, home=home, store=self.store, history=False)
+            from exporters.metrics import Metrics
+
+            self.telemetry = Telemetry.from_env(env, home=home, store=self.store, history=False,
+                                                metrics=Metrics(daemon=True))
             recover_interrupted(self.store, self.telemetry, now=self.clock())
             self.scheduler = Scheduler(self.store, [p.pipeline for p in self.loaded.pipelines.values()],
                                        telemetry=self.telemetry)

@@ -11,11 +11,16 @@ from prometheus_client.metrics import MetricWrapperBase
 from exporters.catalogue import CATALOGUE, MetricSpec, MetricType
 from exporters.cells import PipelineCollector, TaskCollector
 
-__all__ = ["CELL_FAMILIES", "Metrics"]
+__all__ = ["CELL_FAMILIES", "DAEMON_FAMILIES", "Metrics"]
 
 #: Families kept in cells (``exporters.cells``): one lock per task or pipeline on the hot path.
 CELL_FAMILIES: frozenset[str] = frozenset(
     m.name for m in CATALOGUE if m.name.startswith(("pipewarden_task_", "pipewarden_pipeline_")))
+#: Families only the daemon has: a script or `pipewarden run` has no configuration to reload, no API and
+#: no schedule loop, and a gauge without labels would read 0 ("reload failed") in every such process.
+DAEMON_FAMILIES: frozenset[str] = frozenset({
+    "pipewarden_config_last_reload_successful", "pipewarden_config_last_reload_success_timestamp_seconds",
+    "pipewarden_api_requests_total", "pipewarden_scheduler_lateness_seconds"})
 
 
 class Metrics:
@@ -29,16 +34,17 @@ class Metrics:
 
     The task and pipeline families live in :attr:`tasks` and :attr:`pipelines`
     (cells); the others are prometheus_client objects, ``metrics[name]``.
+    ``daemon=True`` adds the families only the daemon exports (:data:`DAEMON_FAMILIES`).
     A fresh ``Metrics()`` gets a fresh registry, so tests never share state.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, daemon: bool = False) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.tasks = TaskCollector(self.registry)
         self.pipelines = PipelineCollector(self.registry)
         self._metrics: dict[str, Any] = {}
         for spec in CATALOGUE:
-            if spec.name not in CELL_FAMILIES:
+            if spec.name not in CELL_FAMILIES and (daemon or spec.name not in DAEMON_FAMILIES):
                 self._metrics[spec.name] = _build(spec, self.registry)
         self["pipewarden_agent_start_time_seconds"].set(time.time())
 
@@ -48,6 +54,8 @@ class Metrics:
         except KeyError:
             if name in CELL_FAMILIES:
                 raise KeyError(f"{name!r} is kept in cells: use Metrics.tasks or Metrics.pipelines") from None
+            if name in DAEMON_FAMILIES:
+                raise KeyError(f"{name!r} is the daemon's: build Metrics(daemon=True)") from None
             raise KeyError(f"{name!r} is not in the pipewarden metric catalogue") from None
 
     def __contains__(self, name: object) -> bool:

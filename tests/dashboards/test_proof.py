@@ -151,7 +151,7 @@ class AlertActivity:
 def alert_activity() -> Iterator[AlertActivity]:
     """Stands in for the alert evaluator and the daemon (config reloads, API, schedule lateness) until they
     are wired: their catalogue metrics, set here and served on /metrics. Replace with the real ones then."""
-    metrics = Metrics()
+    metrics = Metrics(daemon=True)
     labels = ("payments_failed", "critical", "payments")
     # Series exist at zero before anything happens, so increase() over the range sees what does.
     for state in ("pending", "firing", "resolved"):

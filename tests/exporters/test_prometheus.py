@@ -76,7 +76,7 @@ def test_exposition_parses_with_recorded_values() -> None:
     """The text exposition of a Metrics registry parses back into the values recorded."""
     from agent.events import TaskEnded
 
-    m = Metrics()
+    m = Metrics(daemon=True)
     for seconds in (0.3, 2.0):
         m.tasks.cell("orders", "load").record(TaskEnded("r1", "orders", "load", 1, "success", 0.0, seconds, seconds))
     m["pipewarden_dq_null_fraction"].labels("orders", "raw", "amount").set(0.25)
@@ -100,7 +100,7 @@ def test_exposition_parses_with_recorded_values() -> None:
 
 def test_every_catalogue_metric_is_exposed() -> None:
     """With every metric populated, the exposition holds every series name the catalogue lists."""
-    m = Metrics()
+    m = Metrics(daemon=True)
     populate(m)
     names = {name for name, _ in samples_of(generate_latest(m.registry).decode())}
     expected = {series for spec in CATALOGUE for series in spec.series_names}
@@ -109,7 +109,7 @@ def test_every_catalogue_metric_is_exposed() -> None:
 
 def test_promtool_finds_no_problem(promtool: str) -> None:
     """`promtool check metrics` reports nothing on an exposition with every metric populated."""
-    m = Metrics()
+    m = Metrics(daemon=True)
     populate(m)
     result = subprocess.run([promtool, "check", "metrics"], input=generate_latest(m.registry),
                             capture_output=True, timeout=60)
@@ -179,7 +179,7 @@ def test_every_invalid_setting_is_reported_at_once() -> None:
 
 def test_endpoint_on_port_zero_serves_registry_over_http() -> None:
     """serve_metrics on port 0 binds a free port whose /metrics returns the registry's samples."""
-    m = Metrics()
+    m = Metrics(daemon=True)
     m["pipewarden_dq_rows"].labels("orders", "raw").set(5)
     with serve_metrics(m, port=0) as endpoint:
         assert endpoint.port > 0
@@ -211,7 +211,7 @@ def test_endpoint_rejects_invalid_port(port: object) -> None:
 
 def test_view_drops_families_by_suffix_and_other_pipelines() -> None:
     """A view leaves out families by suffix, other pipelines' samples and agent-wide samples."""
-    m = Metrics()
+    m = Metrics(daemon=True)
     populate(m, "orders")
     populate(m, "billing")
     view = CollectorRegistry()
@@ -232,7 +232,7 @@ def test_view_drops_families_by_suffix_and_other_pipelines() -> None:
 
 def test_textfile_holds_only_its_pipeline(tmp_path: Path) -> None:
     """The file is pipewarden_<pipeline>.prom and parses to that pipeline's samples only."""
-    m = Metrics()
+    m = Metrics(daemon=True)
     populate(m, "orders")
     populate(m, "billing")
 
@@ -247,7 +247,7 @@ def test_textfile_holds_only_its_pipeline(tmp_path: Path) -> None:
 
 def test_textfile_rewrite_replaces_content_and_leaves_no_temp_file(tmp_path: Path) -> None:
     """A second write replaces the first file's content; only the .prom file remains."""
-    m = Metrics()
+    m = Metrics(daemon=True)
     gauge = m["pipewarden_dq_rows"].labels("orders", "raw")
     gauge.set(1)
     write_textfile(m, tmp_path, pipeline="orders")
@@ -261,7 +261,7 @@ def test_textfile_rewrite_replaces_content_and_leaves_no_temp_file(tmp_path: Pat
 
 def test_textfile_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
     """While one thread rewrites the file, every read of it parses to a complete sample set."""
-    m = Metrics()
+    m = Metrics(daemon=True)
     populate(m)
     path = write_textfile(m, tmp_path, pipeline="orders")
     expected = len(samples_of(path.read_text()))
@@ -296,3 +296,10 @@ def test_textfile_names_of_unsafe_pipelines_never_collide() -> None:
     """Two pipelines that sanitise to the same text still get different file names."""
     assert textfile_name("a/b") != textfile_name("a_b")
     assert "/" not in textfile_name("../../etc/passwd")
+
+
+def test_only_the_daemon_exports_its_families() -> None:
+    """A script's metrics have no configuration-reload gauge (it would read 0, "refused"); the daemon's do."""
+    script, daemon = (generate_latest(Metrics(daemon=d).registry).decode() for d in (False, True))
+    assert "pipewarden_config_last_reload_successful" not in script
+    assert "pipewarden_config_last_reload_successful 0.0" in daemon
