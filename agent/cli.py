@@ -63,7 +63,7 @@ def _params(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _orchestrate(home: str | None, executor: str, address: str | None, max_workers: int | None,
-                 progress: bool | None, work: Any) -> int:
+                 progress: bool | None, work: Any, config: str | None = None) -> int:
     """Open the store, build the runner (with a live display on a terminal), run ``work(runner)``."""
     import threading
 
@@ -78,7 +78,7 @@ def _orchestrate(home: str | None, executor: str, address: str | None, max_worke
     tel = None
     try:
         with open_store(home) as store:
-            tel = _telemetry(home)
+            tel = _telemetry(home, config)
             ex = get_executor(executor, max_workers=max_workers, address=address) if executor != "threads" else None
             live = progress if progress is not None else sys.stderr.isatty()
             runner = Runner(store=store, executor=ex, max_workers=max_workers, home=home, telemetry=tel)
@@ -110,11 +110,11 @@ def _orchestrate(home: str | None, executor: str, address: str | None, max_worke
         _restore_signals(previous)
 
 
-def _telemetry(home: str | None) -> Any:
-    """Telemetry from the environment, with spans under ``--home`` when given."""
+def _telemetry(home: str | None, config: str | None = None) -> Any:
+    """Telemetry from the environment (and pipewarden.yml's alert rules), with spans under ``--home`` when given."""
     from agent.telemetry import Telemetry
 
-    return Telemetry.from_env(home=home, history=False)
+    return Telemetry.from_env(home=home, history=False, config=config)
 
 
 def _recover(store: Any, home: str | None) -> None:
@@ -172,16 +172,28 @@ def _summary(record: Any) -> None:
 @_WORKERS
 @_PROGRESS
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON instead of a table.")
+@click.option("--config", "config_path", default=None, envvar="PIPEWARDEN_CONFIG", type=click.Path(dir_okay=False),
+              help="A pipewarden.yml: TARGET may name one of its pipelines (with its overrides and checks), and "
+                   "its alert rules are evaluated (default $PIPEWARDEN_CONFIG).")
 @_HOME
 def run_cmd(target: str, params: tuple[str, ...], logical_date: str | None, executor: str, address: str | None,
-            max_workers: int | None, progress: bool | None, as_json: bool, home: str | None) -> None:
-    """Run a pipeline from a file: TARGET is path/to/file.py[:pipeline]. Exit 1 when the run fails."""
+            max_workers: int | None, progress: bool | None, as_json: bool, config_path: str | None,
+            home: str | None) -> None:
+    """Run a pipeline: TARGET is path/to/file.py[:pipeline], or a pipeline of --config. Exit 1 when the run fails."""
     from agent.errors import PipewardenError
     from agent.loader import load_pipeline
 
     values = _params(params)
     try:
-        pipe = load_pipeline(target)
+        pipe = None
+        if config_path is not None:
+            from agent.config import load_pipelines_from
+
+            configured = load_pipelines_from(config_path).pipelines
+            if target in configured:
+                pipe = configured[target].pipeline
+        if pipe is None:
+            pipe = load_pipeline(target)
     except PipewardenError as exc:
         _fail(exc)
 
@@ -190,7 +202,7 @@ def run_cmd(target: str, params: tuple[str, ...], logical_date: str | None, exec
         _report(record, as_json)
         return 0 if record.ok else 1
 
-    sys.exit(_orchestrate(home, executor, address, max_workers, progress, work))
+    sys.exit(_orchestrate(home, executor, address, max_workers, progress, work, config=config_path))
 
 
 def _report(record: Any, as_json: bool) -> None:

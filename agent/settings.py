@@ -11,6 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_HOME",
+    "PIPEWARDEN_CONFIG",
     "PIPEWARDEN_HOME",
     "PIPEWARDEN_LOG_FORMAT",
     "PIPEWARDEN_METRICS_ADDR",
@@ -36,6 +37,9 @@ PIPEWARDEN_PUSH_TIMEOUT = "PIPEWARDEN_PUSH_TIMEOUT"
 PIPEWARDEN_TEXTFILE_DIR = "PIPEWARDEN_TEXTFILE_DIR"
 #: ``text`` (default) or ``json``: JSON log lines carry trace_id and span_id.
 PIPEWARDEN_LOG_FORMAT = "PIPEWARDEN_LOG_FORMAT"
+#: A pipewarden.yml whose alert rules scripts and ``pipewarden run`` evaluate (and whose pipelines
+#: ``pipewarden run NAME`` runs); the daemon takes ``--config`` instead.
+PIPEWARDEN_CONFIG = "PIPEWARDEN_CONFIG"
 
 
 def home(path: str | os.PathLike[str] | None = None) -> Path:

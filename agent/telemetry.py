@@ -74,6 +74,8 @@ class Telemetry:
         self.bus.add(self.run_metrics, inline=True)
         self.outputs: Any = None
         self.server: Any = None
+        #: The alert evaluator of a pipewarden.yml (see :meth:`add_alerts`), or None.
+        self.alerts: Any = None
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -97,20 +99,53 @@ class Telemetry:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, home: str | os.PathLike[str] | None = None,
-                 metrics: Metrics | None = None, store: Any = None, history: bool = True) -> Telemetry:
+                 metrics: Metrics | None = None, store: Any = None, history: bool = True,
+                 config: str | os.PathLike[str] | None = None) -> Telemetry:
         """Telemetry as the environment configures it (``OTEL_*`` and ``PIPEWARDEN_*``).
 
         Opens the run store under ``home`` (argument > ``$PIPEWARDEN_HOME`` > default)
         unless one is given; a store that cannot be opened costs the history and
         the cumulative totals, with one warning, never the pipeline. Starts the
-        scrape endpoint only when ``PIPEWARDEN_METRICS_PORT`` is set.
+        scrape endpoint only when ``PIPEWARDEN_METRICS_PORT`` is set. With a
+        pipewarden.yml (``config``, else ``$PIPEWARDEN_CONFIG``), its ``agent.env``
+        settings apply under the environment's and its alert rules that follow
+        run events are evaluated (the timed ones are the daemon's).
         """
+        from agent.settings import PIPEWARDEN_CONFIG
+
+        env = os.environ if env is None else env
+        config = config or env.get(PIPEWARDEN_CONFIG) or None
+        loaded = None
+        if config is not None:
+            from agent.config import load_config
+
+            loaded = load_config(config, env=env)
+            env = {**loaded.agent.env, **env}
+        tel = cls._from_env(env, home=home, metrics=metrics, store=store, history=history)
+        if loaded is not None:
+            tel.add_alerts(loaded.alerts)
+        return tel
+
+    def add_alerts(self, alerts: Any) -> None:
+        """Evaluate the event-driven alert rules of an ``alerts:`` section (None: the default rules)."""
+        from alerts.config import evaluator_from_config
+        from exporters.alert_metrics import PrometheusAlertMetrics
+
+        self.alerts = evaluator_from_config(alerts, store=self.store, metrics=PrometheusAlertMetrics(self.metrics),
+                                            clock=self.clock, tick_interval=None)
+        self.bus.add(self.alerts)
+        self.on_export_error.append(lambda exporter, pipeline: self.alerts.export_failed(
+            exporter, pipeline=pipeline or None))
+        self.alerts.start()
+
+    @classmethod
+    def _from_env(cls, env: Mapping[str, str], *, home: str | os.PathLike[str] | None, metrics: Metrics | None,
+                  store: Any, history: bool) -> Telemetry:
         from exporters.logs import configure_logging, install_trace_context
         from exporters.outputs import PushgatewayExporter, TextfileExporter
         from exporters.prometheus import PrometheusSettings
         from exporters.tracing import build_tracer_provider
 
-        env = os.environ if env is None else env
         made: list[Telemetry] = []
 
         def span_export_failed(name: str, exc: BaseException | None, pipelines: Sequence[str] = ()) -> None:
@@ -297,6 +332,9 @@ class Telemetry:
     def shutdown(self, timeout: float = DEFAULT_EXIT_TIMEOUT) -> None:
         """Flush, then stop the listeners, the span processors and the scrape endpoint; idempotent."""
         self.flush(timeout)
+        if self.alerts is not None:  # its notifications go out before the process leaves
+            self.alerts.stop(min(timeout, 5.0))
+            self.alerts = None
         self.bus.close(0.0)
         try:
             self.tracer_provider.shutdown()
