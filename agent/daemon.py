@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, PipewardenError
 
@@ -536,3 +536,12 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime
     except OSError:
         return None
+
+
+if TYPE_CHECKING:  # mypy proves the run store is what the alert evaluator needs: an alert state store, a run history
+    from agent.store import SQLiteRunStore
+    from alerts.facts import RunHistory
+    from alerts.store import AlertStateStore
+
+    def _alert_protocols(store: SQLiteRunStore) -> tuple[AlertStateStore, RunHistory]:
+        return store, store

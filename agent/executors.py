@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.errors import ConfigError, TaskCancelledError, TaskTimeoutError
+from agent.loader import LOADED_PREFIX
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -48,8 +49,6 @@ __all__ = [
 
 log = logging.getLogger("pipewarden.executors")
 
-#: Prefix of module names the loader gives pipeline files (shipped by value to Dask workers).
-LOADED_PREFIX = "pipewarden_pipelines."
 
 
 @runtime_checkable

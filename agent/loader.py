@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError
-from agent.executors import LOADED_PREFIX
 from agent.pipeline import Pipeline
 
-__all__ = ["load_pipeline", "load_pipelines", "split_target"]
+__all__ = ["LOADED_PREFIX", "load_pipeline", "load_pipelines", "split_target"]
+
+#: Prefix of the module names pipeline files are imported under (their functions travel by value to Dask workers).
+LOADED_PREFIX = "pipewarden_pipelines."
 
 
 def split_target(target: str) -> tuple[Path, str | None]:

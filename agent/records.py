@@ -26,7 +26,9 @@ __all__ = [
     "ACTIVE",
     "FAILURES",
     "AlertEvent",
+    "AlertHistoryEntry",
     "AlertState",
+    "HistoryKind",
     "RunRecord",
     "RunStatus",
     "TaskAttempt",
@@ -276,3 +278,33 @@ class AlertEvent:
     @property
     def pipeline(self) -> str | None:
         return self.labels.get("pipeline")
+
+
+class HistoryKind(enum.StrEnum):
+    """What a history entry records: a state entered, a notification's outcome, an automated response, an ack."""
+
+    TRANSITION = "transition"
+    NOTIFICATION = "notification"
+    ACTION = "action"
+    ACK = "ack"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertHistoryEntry:
+    """One thing that happened to one alert.
+
+    ``name`` is the state entered (transition), the receiver (notification),
+    the action (``resume``, ``trigger``) or the person (ack); ``outcome`` what
+    came of it (``sent``, ``failed``, ``started``, ``limited``, ...); ``detail``
+    the answer, the new run id or the error; ``run_id`` the run involved.
+    """
+
+    fingerprint: str
+    alert: str
+    kind: str
+    at: float
+    name: str = ""
+    outcome: str = ""
+    detail: str = ""
+    run_id: str | None = None
+    id: int = 0

@@ -26,17 +26,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from agent.errors import StoreError
-from agent.records import FAILURES, AlertEvent, AlertState, RunRecord, RunStatus, TaskAttempt
-from alerts.store import AlertHistoryEntry, HistoryKind
+from agent.records import (
+    FAILURES,
+    AlertEvent,
+    AlertHistoryEntry,
+    AlertState,
+    HistoryKind,
+    RunRecord,
+    RunStatus,
+    TaskAttempt,
+)
 from checks.base import Acceptance, StoredProfile
 from checks.result import CheckResult
-
-if TYPE_CHECKING:
-    from alerts.facts import RunHistory
-    from alerts.store import AlertStateStore
 
 __all__ = ["RunStore", "SQLiteRunStore", "open_store", "pid_alive"]
 
@@ -1191,9 +1195,3 @@ def open_store(home: str | os.PathLike[str] | None = None, **options: Any) -> SQ
     from agent.settings import home as home_dir
 
     return SQLiteRunStore(home_dir(home) / DB_NAME, **options)
-
-
-if TYPE_CHECKING:  # mypy proves the run store is an alert state store and a run history for the evaluator
-
-    def _alert_protocols(store: SQLiteRunStore) -> tuple[AlertStateStore, RunHistory]:
-        return store, store

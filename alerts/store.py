@@ -8,7 +8,7 @@ implements the protocol in the run store's file; :class:`MemoryAlertStore` is
 for tests and for processes that keep no history.
 
 >>> from agent.errors import PipewardenError
-from agent.records import AlertEvent, AlertState
+from agent.records import AlertEvent, AlertHistoryEntry, AlertState, HistoryKind
 >>> store = MemoryAlertStore()
 >>> store.save_alert(AlertEvent("ab12", "PipelineRunFailed", AlertState.FIRING, fired_at=10.0, updated_at=10.0))
 >>> store.acknowledge_alert("ab12", by="alice", now=70.0).acknowledged_by
@@ -18,14 +18,12 @@ from agent.records import AlertEvent, AlertState
 from __future__ import annotations
 
 import dataclasses
-import enum
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from agent.errors import PipewardenError
-from agent.records import AlertEvent, AlertState
+from agent.records import AlertEvent, AlertHistoryEntry, AlertState, HistoryKind
 
 __all__ = [
     "AlertHistoryEntry",
@@ -36,36 +34,6 @@ __all__ = [
     "find_alert",
     "merge_acknowledgement",
 ]
-
-
-class HistoryKind(enum.StrEnum):
-    """What a history entry records: a state entered, a notification's outcome, an automated response, an ack."""
-
-    TRANSITION = "transition"
-    NOTIFICATION = "notification"
-    ACTION = "action"
-    ACK = "ack"
-
-
-@dataclass(frozen=True, slots=True)
-class AlertHistoryEntry:
-    """One thing that happened to one alert.
-
-    ``name`` is the state entered (transition), the receiver (notification),
-    the action (``resume``, ``trigger``) or the person (ack); ``outcome`` what
-    came of it (``sent``, ``failed``, ``started``, ``limited``, ...); ``detail``
-    the answer, the new run id or the error; ``run_id`` the run involved.
-    """
-
-    fingerprint: str
-    alert: str
-    kind: str
-    at: float
-    name: str = ""
-    outcome: str = ""
-    detail: str = ""
-    run_id: str | None = None
-    id: int = 0
 
 
 @runtime_checkable
