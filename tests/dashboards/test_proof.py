@@ -9,8 +9,13 @@ scheduler that comes back late. It runs twice, the way people deploy pipewarden:
   totals to a real Pushgateway (scraped with ``honor_labels``).
 
 Each path has its own Prometheus (scraping every second), so each proves on its own that
-the dashboards work with it. Both also scrape :func:`alert_activity`, which stands in for
-the alert evaluator and the daemon until they are wired.
+the dashboards work with it. Both also scrape a real ``python -m agent daemon`` (see
+:func:`daemon_activity`): payments fails in it and recovers twice, then fails for good; the
+default alert rules and one that resumes the failed load fire, resolve and notify a receiver
+that answers and one nobody listens to; each incident is acknowledged through the API; the
+configuration is edited, once badly; a pipeline runs every second. Of the daemon's metrics
+Prometheus keeps what only a daemon exports (``DAEMON_KEEPS``): the panels its pipelines'
+runs would also feed are each path's own.
 
 Variables are substituted as Grafana does (``dashboards.variables``): the dashboard's time
 range is the scenario's, ``$__interval`` is the scrape interval (1s), ``$__rate_interval``
@@ -25,25 +30,32 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import servers
-from servers import PrometheusServer, wait_until
+from prometheus_client.parser import text_string_to_metric_families
+from servers import PrometheusServer, RecordingReceiver, wait_until
 
 from dashboards import DASHBOARD_FILES, PACKAGE_DIR
 from dashboards.variables import builtin_intervals, interpolate, label_values_call, regex_value
-from exporters.metrics import Metrics
-from exporters.prometheus import MetricsEndpoint, serve_metrics
+from exporters.alert_metrics import ALERT_METRICS
+from exporters.catalogue import CATALOGUE
+from exporters.metrics import DAEMON_FAMILIES
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +77,8 @@ LIVE_RUNS = 7
 #: What a specific selection of each variable is (the tests also run every query with All).
 #: Two datasets: a multi-value selection, as Grafana writes it, `(extract|transform)`.
 SELECTED = {"pipeline": ["payments"], "task": ["extract"], "dataset": ["extract", "transform"], "job": ["pipewarden"]}
-#: Panels only a long-lived agent feeds: the scheduler and run-event listeners live in the daemon,
-#: and a `pipewarden run` process neither schedules nor has listeners of its own that fail.
+#: Panels only the live path's agent feeds: a `pipewarden run` process neither schedules nor has listeners
+#: of its own that fail (and Prometheus drops the daemon's scheduler counts: see DAEMON_KEEPS).
 LIVE_ONLY = {("alerts.json", "Scheduled runs"), ("alerts.json", "Listener errors")}
 
 
@@ -115,68 +127,207 @@ TARGETS = targets()
 VARIABLES = variables()
 
 
-# --- the scenario -------------------------------------------------------------------------------
+# --- the daemon: alert evaluator, configuration reloads, API, schedule lateness ----------------------------
+
+TOKEN = "proof-token"
+#: How many times payments fails in the daemon, is acknowledged and recovers, before it fails for good.
+INCIDENTS = 2
+TICK_PIPELINE = """\
+from agent import Pipeline
+
+tick = Pipeline("tick")
 
 
-@dataclass
-class AlertActivity:
-    """Catalogue metrics of the alert evaluator and the daemon, served on /metrics from this process."""
+@tick.task
+def work() -> int:
+    return 1
+"""
+#: What Prometheus keeps of the daemon's /metrics: what only a daemon exports (alerts, configuration reloads, API
+#: requests, schedule lateness) and its start time. Its pipelines' run metrics are dropped at the scrape, so every
+#: panel that runs feed is proven by each path's own agents.
+DAEMON_KEEPS = frozenset({*ALERT_METRICS, *DAEMON_FAMILIES, "pipewarden_agent_start_time_seconds"})
+DAEMON_DROPS = "|".join(sorted(m.base_name for m in CATALOGUE if m.name not in DAEMON_KEEPS))
 
-    metrics: Metrics
-    endpoint: MetricsEndpoint
+
+def daemon_config(port: int, ops: str, pager: str) -> str:
+    """pipewarden.yml: payments on demand, a pipeline every second, the default rules and one that resumes payments'
+    failed load, a receiver that answers and one nobody listens to."""
+    return textwrap.dedent(f"""\
+        agent:
+          listen: 127.0.0.1:{port}
+          grace_period: 2s
+        pipelines:
+          - target: {PIPELINE_FILE}
+            schedule: manual
+          - target: tick.py:tick
+            schedule: every 1s
+        alerts:
+          rules:
+            - name: PaymentsLoadFailed
+              condition: {{kind: task_failed, pipelines: [payments], tasks: [load]}}
+              for: 1s
+              severity: critical
+              actions: [{{kind: resume, max: {INCIDENTS}, per: 1h}}]
+          receivers:
+            - {{name: ops, kind: webhook, url: "{ops}"}}
+            - {{name: pager, kind: webhook, url: "{pager}", retries: 1, backoff: 50ms, timeout: 1s}}
+        """)
+
+
+class AlertingDaemon:
+    """`python -m agent daemon` on a free port with its own home, its API, and the receivers its alerts go to."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True)
+        self.port = servers.free_port()
+        self.ops = RecordingReceiver()
+        self.nobody = socket.socket()  # bound, never listening: connections are refused and no one takes the port
+        self.nobody.bind(("127.0.0.1", 0))
+        pager = f"http://127.0.0.1:{self.nobody.getsockname()[1]}/hook"
+        (workdir / "tick.py").write_text(TICK_PIPELINE)
+        self.config = workdir / "pipewarden.yml"
+        self.config.write_text(daemon_config(self.port, self.ops.url(), pager))
+        self.home = workdir / "home"
+        self.log = workdir / "daemon.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
+        self.env.update(PYTHONPATH=str(ROOT), OTEL_TRACES_EXPORTER="none", PIPEWARDEN_API_TOKEN=TOKEN)
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.endpoint.port}"
+        return f"127.0.0.1:{self.port}"
 
-    def happen(self) -> None:
-        """An alert fires, is acknowledged and resolves; notifications go out; the daemon reloads and serves."""
-        m = self.metrics
-        labels = ("payments_failed", "critical", "payments")
-        m["pipewarden_alerts_firing"].labels(*labels).set(1)
-        for state in ("pending", "firing", "resolved", "firing"):
-            m["pipewarden_alert_transitions_total"].labels(*labels, state).inc()
-        m["pipewarden_alert_response_seconds"].labels(*labels).observe(95.0)
-        m["pipewarden_incident_response_seconds"].labels(*labels).observe(40.0)
-        m["pipewarden_notifications_total"].labels("alertmanager", "sent").inc(3)
-        m["pipewarden_notifications_total"].labels("slack", "failed").inc()
-        m["pipewarden_alert_actions_total"].labels("payments_failed", "resume", "started").inc()
-        m["pipewarden_config_last_reload_successful"].set(1)
-        m["pipewarden_config_last_reload_success_timestamp_seconds"].set(time.time())
-        m["pipewarden_api_requests_total"].labels("/runs", "200").inc(5)
-        m["pipewarden_scheduler_lateness_seconds"].observe(0.004)
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "agent", "daemon", "--config", str(self.config), "--home", str(self.home)]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._ready, timeout=60, what=f"the daemon at {self.address}")
+
+    def _ready(self) -> bool | None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"the daemon exited {self.process.returncode}: {self.log_tail()}")
+        return self.call("GET", "/readyz")[0] == 200 or None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.ops.close()
+        self.nobody.close()
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:
+        """(HTTP code, the answer: JSON from the API, text otherwise)."""
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://{self.address}{path}", data, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                code, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            code, raw = exc.code, exc.read()
+        return code, json.loads(raw) if path.startswith("/api/") else raw.decode()
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        """One sample of the daemon's /metrics (None when it has none)."""
+        for family in text_string_to_metric_families(self.call("GET", "/metrics")[1]):
+            for s in family.samples:
+                if s.name == name and labels.items() <= s.labels.items():
+                    return float(s.value)
+        return None
+
+    def trigger(self, **params: Any) -> str:
+        """Run payments now through the API; its run id."""
+        code, answer = self.call("POST", "/api/v1/pipelines/payments/runs", {"params": params}, token=TOKEN)
+        assert code == 201, answer
+        return str(answer["run_id"])
+
+    def firing(self, alert: str | None = None) -> list[dict[str, Any]] | None:
+        """The firing alerts about payments (of rule ``alert``), or None."""
+        alerts = self.call("GET", "/api/v1/alerts?state=firing")[1]["alerts"]
+        return [a for a in alerts if a["labels"].get("pipeline") == "payments" and alert in (None, a["alert"])] or None
+
+    def resumed(self, run_id: str) -> bool | None:
+        """Whether the run's load ran again (resumed) and failed again."""
+        run = self.call("GET", f"/api/v1/runs/{run_id}")[1]
+        loads = [a for a in run["attempts"] if a["task"] == "load"]
+        return (run["status"] == "failed" and len(loads) >= 2) or None
 
 
-@pytest.fixture(scope="module")
-def alert_activity() -> Iterator[AlertActivity]:
-    """Stands in for the alert evaluator and the daemon (config reloads, API, schedule lateness) until they
-    are wired: their catalogue metrics, set here and served on /metrics. Replace with the real ones then."""
-    metrics = Metrics(daemon=True)
-    labels = ("payments_failed", "critical", "payments")
-    # Series exist at zero before anything happens, so increase() over the range sees what does.
-    for state in ("pending", "firing", "resolved"):
-        metrics["pipewarden_alert_transitions_total"].labels(*labels, state)
-    metrics["pipewarden_alerts_firing"].labels(*labels).set(0)
-    metrics["pipewarden_alert_response_seconds"].labels(*labels)
-    metrics["pipewarden_incident_response_seconds"].labels(*labels)
-    for receiver, outcome in (("alertmanager", "sent"), ("slack", "failed")):
-        metrics["pipewarden_notifications_total"].labels(receiver, outcome)
-    metrics["pipewarden_alert_actions_total"].labels("payments_failed", "resume", "started")
-    metrics["pipewarden_api_requests_total"].labels("/runs", "200")
-    with serve_metrics(metrics, port=0) as endpoint:
-        yield AlertActivity(metrics, endpoint)
+def daemon_activity(daemon: AlertingDaemon, proms: list[PrometheusServer]) -> None:
+    """Payments fails and recovers INCIDENTS times in the daemon (a rule resumes the failed load; each alert is
+    acknowledged through the API before it resolves), then fails for good; its configuration is edited, once badly."""
+
+    def seen(expr: str) -> None:
+        # Scraped before the next step, so the panels show each step rather than only their sum.
+        for prom in proms:
+            wait_until(lambda prom=prom: prom.query(expr) or None, what=f"{expr} in Prometheus")
+
+    assert daemon.call("GET", "/api/v1/runs")[0] == 200
+    assert daemon.call("GET", "/")[0] == 200
+    loaded_at = daemon.sample("pipewarden_config_last_reload_success_timestamp_seconds") or 0.0
+    good = daemon.config.read_text().replace("grace_period: 2s", "grace_period: 5s")
+    daemon.config.write_text(good)
+    wait_until(
+        lambda: (daemon.sample("pipewarden_config_last_reload_success_timestamp_seconds") or 0.0) > loaded_at or None,
+        what="the edited configuration to be loaded",
+    )
+    for incident in range(1, INCIDENTS + 1):
+        failed = daemon.trigger(fail_load=True)
+        [alert] = wait_until(lambda: daemon.firing("PipelineRunFailed"), what="PipelineRunFailed to fire")
+        wait_until(lambda run=failed: daemon.resumed(run), what="PaymentsLoadFailed to fire and resume the failed load")
+        seen(f'pipewarden_alert_actions_total{{outcome="started"}} == {incident}')
+        seen('pipewarden_alerts_firing{alert="PipelineRunFailed"} == 1')
+        ack = f"/api/v1/alerts/{alert['id']}/ack"
+        assert daemon.call("POST", ack, {"by": "proof"})[0] == 401
+        assert daemon.call("POST", ack, {"by": "proof"}, token=TOKEN)[0] == 200
+        daemon.trigger()
+        wait_until(lambda: daemon.firing() is None or None, what="payments' alerts to resolve")
+        seen(f'pipewarden_alert_response_seconds_count{{alert="PipelineRunFailed"}} == {incident}')
+    daemon.config.write_text(good.replace("every 1s", "every now and then"))
+    wait_until(lambda: daemon.sample("pipewarden_config_last_reload_successful") == 0 or None, what="a refusal")
+    seen("pipewarden_config_last_reload_successful == 0")
+    daemon.config.write_text(good)
+    wait_until(lambda: daemon.sample("pipewarden_config_last_reload_successful") == 1 or None, what="the fix")
+    daemon.trigger(fail_load=True)  # the rule's resumes are used up: it fires, and stays firing
+    wait_until(lambda: daemon.sample("pipewarden_alert_actions_total", outcome="limited"), what="a limited resume")
+    seen('sum(pipewarden_alerts_firing{pipeline="payments"}) == 2')
+    seen('pipewarden_alert_actions_total{outcome="limited"} == 1')
+    seen("pipewarden_config_last_reload_successful == 1")
+
+
+# --- the scenario -------------------------------------------------------------------------------
 
 
 @dataclass
 class Scenario:
     prometheus: dict[str, PrometheusServer]
+    daemon: AlertingDaemon
     start: float
     end: float = 0.0
     logs: dict[str, str] = field(default_factory=dict)
 
 
-def scrape_config(job_targets: list[str], pushgateway: str | None) -> str:
-    jobs: list[dict[str, Any]] = [{"job_name": "pipewarden", "static_configs": [{"targets": job_targets}]}]
+def scrape_config(job_targets: list[str], daemon: str, pushgateway: str | None) -> str:
+    daemon_runs_dropped = {
+        "source_labels": ["instance", "__name__"],
+        "regex": f"{re.escape(daemon)};({DAEMON_DROPS})(_.*)?",
+        "action": "drop",
+    }
+    jobs: list[dict[str, Any]] = [
+        {
+            "job_name": "pipewarden",
+            "static_configs": [{"targets": job_targets}],
+            "metric_relabel_configs": [daemon_runs_dropped],
+        }
+    ]
     if pushgateway:
         jobs.append({"job_name": "pushgateway", "honor_labels": True, "static_configs": [{"targets": [pushgateway]}]})
     return json.dumps(
@@ -191,9 +342,11 @@ def scrape_config(job_targets: list[str], pushgateway: str | None) -> str:
     )
 
 
-def start_prometheus(workdir: Path, job_targets: list[str], pushgateway: str | None = None) -> PrometheusServer:
+def start_prometheus(
+    workdir: Path, job_targets: list[str], daemon: str, pushgateway: str | None = None
+) -> PrometheusServer:
     server = servers.start_prometheus(workdir, job_targets)
-    server.config_path.write_text(scrape_config(job_targets, pushgateway))
+    server.config_path.write_text(scrape_config(job_targets, daemon, pushgateway))
     urllib.request.urlopen(urllib.request.Request(server.url + "/-/reload", method="POST"), timeout=10).close()
     return server
 
@@ -232,24 +385,26 @@ def push_runs(tmp: Path, gateway: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory, alert_activity: AlertActivity) -> Iterator[Scenario]:
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     tmp = tmp_path_factory.mktemp("proof")
     gateway = servers.start_pushgateway(tmp / "pushgateway")
     live_port = servers.free_port()
     live: subprocess.Popen[str] | None = None
+    daemon = AlertingDaemon(tmp / "daemon")
     started: list[PrometheusServer] = []
     try:
-        started.append(start_prometheus(tmp / "prom-live", [f"127.0.0.1:{live_port}", alert_activity.address]))
+        daemon.start()
+        started.append(start_prometheus(tmp / "prom-live", [f"127.0.0.1:{live_port}", daemon.address], daemon.address))
         started.append(
-            start_prometheus(tmp / "prom-push", [alert_activity.address], gateway.url.removeprefix("http://"))
+            start_prometheus(tmp / "prom-push", [daemon.address], daemon.address, gateway.url.removeprefix("http://"))
         )
         proms = dict(zip(("live", "push"), started, strict=True))
-        for prom in proms.values():  # the stand-in's zeros are scraped before anything happens
+        for prom in proms.values():  # the daemon is scraped before anything happens
             wait_until(
-                lambda p=prom: p.query(f'up{{instance="{alert_activity.address}"}} == 1') or None,
-                what="the first scrape of the alert stand-in",
+                lambda p=prom: p.query(f'up{{instance="{daemon.address}"}} == 1') or None,
+                what="the first scrape of the daemon",
             )
-        run = Scenario(proms, start=time.time() - 2 * SCRAPE)
+        run = Scenario(proms, daemon, start=time.time() - 2 * SCRAPE)
         live = subprocess.Popen(
             [sys.executable, str(LIVE_AGENT), str(PIPELINE_FILE), "--pause", "1.5"],
             cwd=ROOT,
@@ -259,8 +414,13 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, alert_activity: AlertActi
             stderr=subprocess.PIPE,
             text=True,
         )
-        codes = push_runs(tmp, gateway.url)
-        alert_activity.happen()
+        with ThreadPoolExecutor(1) as pool:  # the daemon's activity happens while the pipelines run
+            activity = pool.submit(daemon_activity, daemon, started)
+            codes = push_runs(tmp, gateway.url)
+            try:
+                activity.result(timeout=180)
+            except Exception as exc:
+                raise AssertionError(f"{exc}\n--- the daemon's log ---\n{daemon.log_tail()}") from exc
         assert live.stdout is not None
         done = threading.Event()
         threading.Thread(target=lambda: (live.stdout.readline(), done.set()), daemon=True).start()
@@ -274,6 +434,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, alert_activity: AlertActi
     finally:
         if live is not None:
             live.communicate(input="", timeout=30)
+        daemon.stop()
         for prom in started:
             prom.process.stop()
         gateway.process.stop()
@@ -352,6 +513,41 @@ def test_variable_lists_the_scenarios_values(
     )
     assert body["status"] == "success"
     assert set(SELECTED[name]) <= set(body["data"]), body["data"]
+
+
+@pytest.mark.parametrize("source", ["live", "push"])
+def test_prometheus_holds_what_the_daemon_did(scenario: Scenario, source: str) -> None:
+    """Prometheus holds the daemon's activity as it happened: incidents fired, acknowledged and resolved, resumes
+    started then limited, notifications sent and failed, a refused configuration then a good one, a 401."""
+    prom = scenario.prometheus[source]
+
+    def value(expr: str) -> float:
+        [result] = prom.query(expr, at=scenario.end)
+        return float(result["value"][1])
+
+    run_failed = 'alert="PipelineRunFailed",pipeline="payments"'
+    assert value(f'pipewarden_alert_transitions_total{{{run_failed},state="firing"}}') == INCIDENTS + 1
+    assert value(f'pipewarden_alert_transitions_total{{{run_failed},state="resolved"}}') == INCIDENTS
+    assert value(f"pipewarden_alert_response_seconds_count{{{run_failed}}}") == INCIDENTS
+    assert value(f"pipewarden_incident_response_seconds_count{{{run_failed}}}") == INCIDENTS
+    assert value('pipewarden_alert_transitions_total{alert="PaymentsLoadFailed",state="pending"}') == INCIDENTS + 1
+    assert value('pipewarden_alert_actions_total{alert="PaymentsLoadFailed",outcome="started"}') == INCIDENTS
+    assert value('pipewarden_alert_actions_total{alert="PaymentsLoadFailed",outcome="limited"}') == 1
+    assert value('sum by (alert) (pipewarden_alerts_firing{alert="PaymentsLoadFailed"})') == 1
+    assert value('pipewarden_notifications_total{receiver="ops",outcome="sent"}') > 0
+    assert value('pipewarden_notifications_total{receiver="pager",outcome="retried"}') > 0
+    assert value('pipewarden_notifications_total{receiver="pager",outcome="failed"}') > 0
+    assert not prom.query('pipewarden_notifications_total{receiver="ops",outcome!="sent"}', at=scenario.end)
+    window = f"[{scenario.end - scenario.start:.0f}s]"
+    assert value(f"min_over_time(pipewarden_config_last_reload_successful{window})") == 0
+    assert value("pipewarden_config_last_reload_successful") == 1
+    assert value('sum(pipewarden_api_requests_total{code="401"})') == INCIDENTS
+    statuses = {
+        (a["labels"]["alertname"], a["status"]) for r in scenario.daemon.ops.received() for a in r.json()["alerts"]
+    }
+    assert statuses >= {
+        (alert, status) for alert in ("PipelineRunFailed", "PaymentsLoadFailed") for status in ("firing", "resolved")
+    }
 
 
 def test_pictures_render_from_the_scenario(scenario: Scenario, tmp_path: Path) -> None:
