@@ -40,7 +40,7 @@ from alerts.actions import ActionHandler, ActionRunner
 from alerts.conditions import Observation
 from alerts.delivery import Receiver
 from alerts.facts import ExportError, Facts, RunHistory
-from alerts.metrics import AlertMetrics, NotificationOutcome, NullAlertMetrics
+from alerts.metrics import ActionOutcome, AlertMetrics, NotificationOutcome, NullAlertMetrics
 from alerts.receivers import LogReceiver
 from alerts.routing import Notification, Router, run_url
 from alerts.rules import DEFAULT_RULES, Rule
@@ -115,6 +115,11 @@ class AlertEvaluator:
         self.router = Router(self.receivers, group_by=group_by, group_wait=group_wait, external_url=external_url)
         for receiver in self.receivers:
             receiver.bind(metrics=self.metrics, on_result=self._delivered, external_url=external_url)
+        declare = getattr(self.metrics, "declare", None)  # optional: a sink written before it existed lacks it
+        if declare is not None:
+            declare([(r.name, str(o)) for r in self.receivers for o in NotificationOutcome],
+                    [(rule.name, action.name, str(o)) for rule in self.rules for action in rule.actions
+                     for o in ActionOutcome])
         self.actions = ActionRunner(actions, self.store, self.metrics) if actions is not None else None
         if actions is None and (acting := [r.name for r in self.rules if r.actions]):
             log.info(

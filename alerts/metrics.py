@@ -60,6 +60,10 @@ class AlertMetrics(Protocol):
     def action(self, alert: str, action: str, outcome: str) -> None:
         """An automated response (``resume``, ``trigger``) of rule ``alert`` ended in ``outcome``."""
 
+    def declare(self, notifications: list[tuple[str, str]], actions: list[tuple[str, str, str]]) -> None:
+        """Every (receiver, outcome) and (rule, action, outcome) there can be: their counters exist (at 0)
+        from the start, so a rate over them counts their first outcome too."""
+
 
 class NullAlertMetrics:
     """Reports nothing: the default when no metrics registry is wired in."""
@@ -80,4 +84,7 @@ class NullAlertMetrics:
         pass
 
     def action(self, alert: str, action: str, outcome: str) -> None:
+        pass
+
+    def declare(self, notifications: list[tuple[str, str]], actions: list[tuple[str, str, str]]) -> None:
         pass

@@ -70,6 +70,13 @@ class PrometheusAlertMetrics:
 
     def transition(self, alert: str, severity: str, pipeline: str, state: str) -> None:
         with contextlib.suppress(Exception):
+            if str(state) in ("pending", "firing"):
+                # Every series this alert will move exists (at 0) before its first move, so increase()
+                # counts its first resolution and acknowledgement too.
+                for s in ("pending", "firing", "resolved"):
+                    self._m["pipewarden_alert_transitions_total"].labels(alert, severity, pipeline, s)
+                self._m["pipewarden_alert_response_seconds"].labels(alert, severity, pipeline)
+                self._m["pipewarden_incident_response_seconds"].labels(alert, severity, pipeline)
             self._m["pipewarden_alert_transitions_total"].labels(alert, severity, pipeline, str(state)).inc()
 
     def firing(self, alert: str, severity: str, pipeline: str, count: int) -> None:
@@ -91,3 +98,10 @@ class PrometheusAlertMetrics:
     def action(self, alert: str, action: str, outcome: str) -> None:
         with contextlib.suppress(Exception):
             self._m["pipewarden_alert_actions_total"].labels(alert, action, str(outcome)).inc()
+
+    def declare(self, notifications: list[tuple[str, str]], actions: list[tuple[str, str, str]]) -> None:
+        with contextlib.suppress(Exception):
+            for receiver, outcome in notifications:
+                self._m["pipewarden_notifications_total"].labels(receiver, outcome)
+            for alert, action, result in actions:
+                self._m["pipewarden_alert_actions_total"].labels(alert, action, result)

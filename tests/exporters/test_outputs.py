@@ -192,7 +192,7 @@ def test_a_trickling_gateway_is_abandoned_at_the_deadline(trickle: Trickle) -> N
     one_run(m, RunStatus.SUCCESS)
     exporter = PushgatewayExporter(f"http://127.0.0.1:{trickle.port}", timeout=0.5)
     t0 = time.monotonic()
-    with pytest.raises(TimeoutError, match=r"within 0\.5s"):
+    with pytest.raises(TimeoutError):  # the socket's own timeout, or the deadline, whichever comes first
         exporter.export("orders", CumulativeSamples(m.registry).snapshot("orders"))
     assert time.monotonic() - t0 < 5  # the answer would take 38 s: the deadline ended it
 
