@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from agent.executors import (
     run_in_child,
     timed,
 )
+from agent.gates import blocking, blocking_reason
 from agent.pipeline import Pipeline, Task
 from agent.records import RunRecord, RunStatus, new_run_id
 from agent.scope import rows_of
@@ -635,8 +636,8 @@ class _Job:
                     ctx = ts.context(inputs=frames, store=store, now=dt.datetime.fromtimestamp(clock(), dt.UTC),
                                      logical_date=self.values.get("logical_date"))
                     results = ts.run_checks(task.checks, value, ctx)
-                    blocking = [c for c in results if c.blocking]
-                    reason = _blocking_reason(blocking) if blocking else None
+                    stop = blocking(results, task.on_check_error)
+                    reason = blocking_reason(stop) if stop else None
                 if reason is not None:
                     ts.set_status("failed", reason)
                 elif task.persist:
@@ -690,12 +691,3 @@ class _Job:
                 raise TaskCancelledError(f"task {task.name!r} was abandoned because the run was cancelled",
                                          task=task.name)
         return future.result()
-
-
-def _blocking_reason(results: Iterable[Any]) -> str:
-    parts = []
-    for c in results:
-        where = f" on {c.column}" if c.column else ""
-        msg = f": {c.detail}" if c.message else ""
-        parts.append(f"{c.check}{where}{msg}")
-    return "blocking check failed: " + "; ".join(parts)

@@ -52,6 +52,7 @@ CHECKS: dict[str, type[Check]] = {
 
 _CHOICES: dict[tuple[str, str], Sequence[str]] = {
     ("*", "severity"): ("warn", "fail"),
+    ("*", "on_error"): ("warn", "fail"),
     ("drift", "method"): METHODS,
 }
 

@@ -94,6 +94,35 @@ def test_run_failure_exits_1_then_resume_exits_0(home: Path, tmp_path: Path) -> 
     assert again.exit_code == 0 and "already succeeded" in again.output
 
 
+def test_run_with_a_check_that_cannot_run_exits_1_and_says_why(home: Path, tmp_path: Path) -> None:
+    """A blocking check on a misspelled column fails transform, skips load and exits 1 naming the column."""
+    path = write(tmp_path, "gate.py", """
+        import pandas as pd
+        from agent.pipeline import Pipeline
+        from checks import unique
+
+        pipe = Pipeline("gate")
+
+        @pipe.task
+        def extract() -> pd.DataFrame:
+            return pd.DataFrame({"id": [1, 2, 2]})
+
+        @pipe.task(checks=[unique("idd")])
+        def transform(extract: pd.DataFrame) -> pd.DataFrame:
+            return extract
+
+        @pipe.task
+        def load(transform: pd.DataFrame) -> int:
+            raise AssertionError("load must not run")
+    """)
+    res = invoke(home, "run", str(path), "--no-progress")
+    assert res.exit_code == 1, res.output
+    [transform] = [line for line in res.output.splitlines() if line.strip().startswith("transform")]
+    assert "failed" in transform and "column 'idd' not found" in transform
+    [load] = [line for line in res.output.splitlines() if line.strip().startswith("load")]
+    assert "skipped" in load
+
+
 def test_run_parameters_from_the_command_line(home: Path, tmp_path: Path) -> None:
     """-p KEY=VALUE reaches the task, coerced to the declared default's type."""
     path = write(tmp_path, "params.py", """
