@@ -187,28 +187,40 @@ _FAILED = tuple(sorted(s.value for s in FAILURES))
 
 
 def pid_alive(pid: int, start: str | None = None) -> bool:
-    """True when process ``pid`` exists (and, when ``start`` is given, is the same process, not a reuse)."""
+    """True when process ``pid`` runs (and, when ``start`` is given, is the same process, not a reuse).
+
+    A zombie (dead, not yet reaped by its parent: state ``Z`` or ``X`` in
+    ``/proc/<pid>/stat``) does not run: its run is interrupted.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    if start:
-        current = _process_start(pid)
-        if current is not None and current != start:
-            return False
-    return True
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc (not Linux): the signal said it exists
+    if fields[0] in ("Z", "X", "x"):
+        return False
+    return not (start and fields[19] != start)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name: [0] the state, [19] the start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2:].decode().split()
+        return fields if len(fields) > 19 else None
+    except (OSError, ValueError):
+        return None
 
 
 def _process_start(pid: int) -> str | None:
     # Field 22 of /proc/<pid>/stat: start time in clock ticks since boot; tells a pid reuse apart.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2:].split()[19].decode()
-    except (OSError, ValueError, IndexError):
-        return None
+    fields = _proc_stat(pid)
+    return fields[19] if fields is not None else None
 
 
 class RunStore(abc.ABC):

@@ -6,6 +6,7 @@ import datetime as dt
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from agent import kpis
 from agent.errors import StoreError
 from agent.records import RunStatus
-from agent.store import SCHEMA_VERSION, SQLiteRunStore, open_store
+from agent.store import SCHEMA_VERSION, SQLiteRunStore, _process_start, open_store
 from checks.base import CheckStore
 from checks.result import CheckResult, Kind, Status
 
@@ -133,6 +134,25 @@ def test_runs_of_dead_processes_are_marked_interrupted(store: SQLiteRunStore) ->
     assert rec.status is RunStatus.INTERRUPTED and rec.task_state("a") is RunStatus.INTERRUPTED
     assert store.get_run("alive").status is RunStatus.RUNNING
     assert store.recover_interrupted(now=100.0) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process states are read from /proc")
+def test_a_run_whose_owner_is_an_unreaped_zombie_is_interrupted(store: SQLiteRunStore) -> None:
+    """An owner that died but was not reaped (state Z) counts as dead: its run becomes interrupted."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.01)
+        store.create_run(run_id="zombie", pipeline="p", trigger="manual", now=1.0)
+        store.start_run("zombie", now=1.0)
+        store.conn.execute("UPDATE runs SET owner_pid=?, owner_start=? WHERE run_id='zombie'",
+                           (zombie.pid, _process_start(zombie.pid)))
+        assert store.recover_interrupted(now=2.0) == ["zombie"]
+        assert store.get_run("zombie").status is RunStatus.INTERRUPTED
+    finally:
+        zombie.wait()
 
 
 def test_idempotency_key_allows_one_run(store: SQLiteRunStore) -> None:
