@@ -13,6 +13,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from exporters.files import make_private_dirs, write_atomic
+
 __all__ = ["NONE_REF", "load_output", "save_output"]
 
 log = logging.getLogger("pipewarden.artifacts")
@@ -25,26 +27,18 @@ def save_output(directory: str | os.PathLike[str], run_id: str, task: str, value
     """Write ``value`` and return its reference, or None when it cannot be kept (logged)."""
     if value is None:
         return NONE_REF
-    folder = Path(directory) / run_id
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_private_dirs(Path(directory) / run_id)
     if _is_dataframe(value):
         path = folder / f"{task}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
         try:
-            value.to_parquet(tmp)
-            os.replace(tmp, path)
+            write_atomic(path, value.to_parquet)
             return str(path)
         except Exception as exc:  # non-string column names, exotic dtypes: fall back to pickle
             log.debug("parquet failed for %s/%s (%s); pickling instead", run_id, task, exc)
-            tmp.unlink(missing_ok=True)
     path = folder / f"{task}.pkl"
-    tmp = path.with_suffix(".pkl.tmp")
     try:
-        with open(tmp, "wb") as f:
-            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         log.warning("output of task %r in run %s cannot be saved (%s: %s); a resume will run it again",
                     task, run_id, type(exc).__name__, exc)
         return None

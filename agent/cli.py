@@ -24,7 +24,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--rows", default=50_000, show_default=True, help="Rows of generated orders data.")
 @click.option("--home", type=click.Path(file_okay=False), default=None,
-              help="State directory (default $PIPEWARDEN_HOME or ./.pipewarden).")
+              help="State directory (default $PIPEWARDEN_HOME, else ~/.local/state/pipewarden).")
 def demo(rows: int, home: str | None) -> None:
     """Run the bundled example ETL (extract -> transform -> load) with checks, and summarise."""
     from agent.demo import run_demo
@@ -36,7 +36,7 @@ def demo(rows: int, home: str | None) -> None:
 # Heavy imports stay inside the commands so `import agent.cli` (and `pipewarden --help`) stays light.
 
 _HOME = click.option("--home", type=click.Path(file_okay=False), default=None,
-                     help="State directory (default $PIPEWARDEN_HOME or ./.pipewarden).")
+                     help="State directory (default $PIPEWARDEN_HOME, else ~/.local/state/pipewarden).")
 _EXECUTOR = click.option("--executor", type=click.Choice(["threads", "processes", "dask"]), default="threads",
                          show_default=True, help="Where task functions run.")
 _ADDRESS = click.option("--address", default=None, help="Dask scheduler address (default: a local cluster).")
@@ -316,6 +316,12 @@ def runs_resume(run_id: str, target: str | None, executor: str, address: str | N
             click.echo(f"error: run {run_id} does not say which file it came from; pass --target FILE[:NAME]",
                        err=True)
             return 2
+        if target is None:  # a path read from the store: import it only if nobody else could have put it there
+            from agent.loader import split_target
+            from agent.trust import require_trusted
+
+            require_trusted([store.path.parent, store.path, split_target(where)[0]],
+                            what=f"import the pipeline file run {run_id} names in the run store")
         pipe = load_pipeline(where)
         record = runner.resume(pipe, run_id, cancel=cancel)
         _report(record, as_json)

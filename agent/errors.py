@@ -19,6 +19,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskTimeoutError",
     "UnknownDependencyError",
+    "UntrustedPathError",
 ]
 
 
@@ -93,6 +94,15 @@ class TaskCancelledError(PipewardenError, RuntimeError):
 
 class StoreError(PipewardenError, OSError):
     """The run store cannot be opened or written (locked, read-only, corrupt); ``path`` names it."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class UntrustedPathError(PipewardenError, PermissionError):
+    """A file pipewarden would load or import (a task output, a pipeline file, the state directory)
+    could have been written by another user; ``path`` names it."""
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)

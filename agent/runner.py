@@ -269,6 +269,10 @@ class Runner:
                                   "wait for it, or stop that process first")
             if rec.status is RunStatus.SUCCESS:
                 return rec
+            if isinstance(store, SQLiteRunStore):  # outputs are read back from it and its directory
+                from agent.trust import require_trusted
+
+                require_trusted([store.path.parent, store.path], what=f"resume run {run_id} from {store.path}")
             latest = rec.latest()
             kept = {t: a for t, a in latest.items() if t in graph and a.status is RunStatus.SUCCESS}
             to_run = {t for t in graph.order if t not in kept}

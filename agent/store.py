@@ -31,6 +31,7 @@ from agent.errors import StoreError
 from agent.records import FAILURES, RunRecord, RunStatus, TaskAttempt
 from checks.base import Acceptance, StoredProfile
 from checks.result import CheckResult
+from exporters.files import FILE_MODE, make_private_dirs, tighten
 
 __all__ = ["RunStore", "SQLiteRunStore", "open_store", "pid_alive"]
 
@@ -440,7 +441,8 @@ class SQLiteRunStore(RunStore):
         self._start = _process_start(self._pid)
         self._conn: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
+            _create_private(self.path)
         except OSError as exc:
             raise StoreError(
                 f"run store {self.path} cannot be created: {exc.strerror or exc} at "
@@ -934,6 +936,20 @@ class SQLiteRunStore(RunStore):
                           (pipeline, dataset, run_id, int(rows), now.timestamp()))
 
 
+def _create_private(path: Path) -> None:
+    """Create an empty store file ``0600`` (SQLite gives its -wal and -shm files the same mode);
+    tighten the files of a store written by an older version."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            os.fchmod(fd, FILE_MODE)  # exactly 0600, whatever the umask
+        finally:
+            os.close(fd)
+    else:
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            tighten(p)
+
+
 def _utc(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.UTC)
 
@@ -1013,7 +1029,7 @@ def _store_error(exc: BaseException, path: Path) -> StoreError:
 
 
 def open_store(home: str | os.PathLike[str] | None = None, **options: Any) -> SQLiteRunStore:
-    """The default store: ``pipewarden.db`` in ``home`` (argument > ``$PIPEWARDEN_HOME`` > ``./.pipewarden``)."""
+    """The default store: ``pipewarden.db`` in ``home`` (argument > ``$PIPEWARDEN_HOME`` > the per-user default)."""
     from agent.settings import home as home_dir
 
     return SQLiteRunStore(home_dir(home) / DB_NAME, **options)

@@ -19,6 +19,8 @@ failing exporter is counted and logged once, never raised.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -38,6 +40,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
+from exporters.files import PIPEWARDEN_HOME, default_home, make_private_dirs, open_private_append
+
 __all__ = [
     "DEFAULT_OTLP_TIMEOUT",
     "GuardedSpanExporter",
@@ -52,9 +56,9 @@ log = logging.getLogger("pipewarden.exporters")
 #: is unset: a collector that is down delays the end of a script by at most this much.
 DEFAULT_OTLP_TIMEOUT = 3.0
 KNOWN_EXPORTERS = ("jsonl", "otlp", "console", "none")
-#: The state directory variable and its default; the same as agent.settings (exporters do not import agent).
-PIPEWARDEN_HOME = "PIPEWARDEN_HOME"
-DEFAULT_HOME = ".pipewarden"
+#: Size at which ``traces.jsonl`` is rotated, and how many rotated files are kept.
+DEFAULT_TRACES_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_TRACES_BACKUPS = 3
 
 #: ``on_error(exporter, exc, pipelines)``: an export failed; ``pipelines`` are those of the spans it lost.
 ErrorHook = Callable[[str, BaseException | None, Sequence[str]], None]
@@ -68,28 +72,74 @@ class JsonLinesSpanExporter(SpanExporter):
     >>> exporter = JsonLinesSpanExporter(path)
     >>> exporter.export([])
     <SpanExportResult.SUCCESS: 0>
+
+    The file is private (``0600``, in a directory created ``0700``). When an
+    append would take it past ``max_bytes`` (50 MiB), it is renamed
+    ``traces.jsonl.1`` (``.1`` to ``.2`` and so on, ``backups`` files kept, the
+    oldest deleted) and a new file is started. Several processes may append
+    at once: each append and each rotation holds an exclusive ``flock`` on the
+    file, and a writer that finds the file rotated under it reopens the new one.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_TRACES_MAX_BYTES,
+                 backups: int = DEFAULT_TRACES_BACKUPS) -> None:
         self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = max(int(backups), 0)
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
         lines = "".join(json.dumps(json.loads(s.to_json(indent=None)), separators=(",", ":")) + "\n"
-                        for s in spans)
+                        for s in spans).encode()
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(lines)
+            make_private_dirs(self.path.parent)
+            self._append(lines)
         return SpanExportResult.SUCCESS
+
+    def _append(self, data: bytes) -> None:
+        while True:
+            fd = open_private_append(self.path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not _same_file(fd, self.path):  # rotated by another process while this one waited
+                    continue
+                size = os.fstat(fd).st_size
+                if size and size + len(data) > self.max_bytes:
+                    self._rotate()
+                    continue  # the lock is on the old file: start again on the new one
+                os.write(fd, data)
+                return
+            finally:
+                os.close(fd)  # releases the lock
+
+    def _rotate(self) -> None:
+        base = str(self.path)
+        if self.backups == 0:
+            os.unlink(base)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{base}.{self.backups}")
+        for i in range(self.backups - 1, 0, -1):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{base}.{i}", f"{base}.{i + 1}")
+        os.replace(base, f"{base}.1")
 
     def shutdown(self) -> None:
         pass
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 class GuardedSpanExporter(SpanExporter):
@@ -196,7 +246,7 @@ def _names_service(env: Mapping[str, str]) -> bool:
 
 def _make_exporter(name: str, env: Mapping[str, str], home: str | os.PathLike[str] | None) -> SpanExporter:
     if name == "jsonl":
-        base = Path(home or env.get(PIPEWARDEN_HOME) or DEFAULT_HOME)
+        base = Path(home or env.get(PIPEWARDEN_HOME) or default_home(env))
         return JsonLinesSpanExporter(base / "traces.jsonl")
     if name == "console":
         return ConsoleSpanExporter(out=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 from servers import OtlpReceiver
 
@@ -387,10 +387,35 @@ def test_resource_headers_and_compression_are_read_from_the_env_passed_in(
     provider.shutdown()
 
 
-def test_home_variable_and_default_match_agent_settings() -> None:
-    """The spans file lives where agent.settings says the state directory is."""
+def test_home_variable_and_default_match_agent_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no home given, the spans file lands in the per-user state directory agent.settings names."""
     import agent.settings
     import exporters.tracing
 
     assert exporters.tracing.PIPEWARDEN_HOME == agent.settings.PIPEWARDEN_HOME
-    assert exporters.tracing.DEFAULT_HOME == agent.settings.DEFAULT_HOME
+    monkeypatch.delenv("PIPEWARDEN_HOME", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    provider = build_tracer_provider({"XDG_STATE_HOME": str(tmp_path / "state")})
+    nested_spans(provider)
+    provider.force_flush()
+    assert agent.settings.home() == tmp_path / "state" / "pipewarden"
+    assert len(read_jsonl(agent.settings.home() / "traces.jsonl")) == 2
+    provider.shutdown()
+
+
+def test_spans_file_rotates_at_its_size_limit(tmp_path: Path) -> None:
+    """Past max_bytes the file becomes traces.jsonl.1 (older ones shift), and only `backups` files are kept."""
+    path = tmp_path / "traces.jsonl"
+    exporter = JsonLinesSpanExporter(path, max_bytes=4000, backups=2)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    for i in range(40):
+        tracer.start_span(f"span-{i}").end()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["traces.jsonl", "traces.jsonl.1", "traces.jsonl.2"]
+    assert all(p.stat().st_size <= 4000 for p in tmp_path.iterdir())
+    names = [line["name"] for f in ("traces.jsonl.2", "traces.jsonl.1", "traces.jsonl") for line in
+             read_jsonl(tmp_path / f)]
+    assert names == [f"span-{i}" for i in range(40 - len(names), 40)]
+    provider.shutdown()
