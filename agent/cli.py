@@ -323,6 +323,8 @@ def runs_resume(run_id: str, target: str | None, executor: str, address: str | N
             require_trusted([store.path.parent, store.path, split_target(where)[0]],
                             what=f"import the pipeline file run {run_id} names in the run store")
         pipe = load_pipeline(where)
+        for task, why in runner.plan_resume(pipe, run_id).again.items():
+            click.echo(f"resume: {task} finished before but runs again: {why}", err=True)
         record = runner.resume(pipe, run_id, cancel=cancel)
         _report(record, as_json)
         return 0 if record.ok else 1

@@ -97,7 +97,7 @@ def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     seen = {name: int(mode, 8) for name, mode in json.loads(done.stdout).items()}
     assert {"pipewarden.db", "pipewarden.db-wal", "pipewarden.db-shm", "traces.jsonl"} <= set(seen)
-    assert any(name.endswith("extract.parquet") for name in seen), seen
+    assert any(name.endswith("extract.arrow") for name in seen), seen
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     for name, mode in seen.items():
         assert mode == (0o700 if (home / name).is_dir() else 0o600), (name, oct(mode))
