@@ -303,6 +303,12 @@ class Runner:
                               "wait for it, or stop that process first")
         if rec.status is RunStatus.SUCCESS:
             return ResumePlan(rec, (), {}, {})
+        alive = store.live_workers(run_id)
+        if alive:
+            pids = " ".join(map(str, alive))
+            raise ConfigError(f"run {run_id}: worker processes {pids} of its last execution are still alive and may "
+                              f"still be running its tasks; wait for them to end, or stop them (kill {pids}), "
+                              "then resume")
         home = self._home(store)
         if isinstance(store, SQLiteRunStore):  # outputs are read back from it and its directory
             require_trusted([store.path.parent, store.path], what=f"resume run {run_id} from {store.path}")
@@ -423,6 +429,9 @@ class _Job:
             executor = ThreadExecutor(workers)
         self.executor = executor
         self.drivers = executor if executor.local else ThreadExecutor(workers)
+        worker_pids = getattr(executor, "worker_pids", None)
+        if worker_pids is not None:  # a resume must not start a task one of them may still be running
+            store.record_workers(self.run_id, worker_pids())
         interrupted: BaseException | None = None
         ps = tel.pipeline_scope(self.name, run_id=self.run_id, version=version, trigger=self.trigger,
                                 tasks=self.graph.order, kept=tuple(self.preloaded), params=self.values.get("params"),

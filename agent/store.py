@@ -180,6 +180,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (pipeline, name, labels))""",
         "CREATE INDEX runs_by_pipeline_end ON runs (pipeline, ended_at)",
     ),
+    (  # 4: the worker processes that ran a run's tasks ([[pid, start], ...]): resume waits until they are gone
+        "ALTER TABLE runs ADD COLUMN workers TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -286,6 +289,14 @@ class RunStore(abc.ABC):
     def recent_runs(self, pipeline: str) -> list[RunRecord]:
         """Finished runs of ``pipeline`` from its last success on (all if none), oldest first: what
         :func:`agent.kpis.health_of` needs to know where the pipeline stands."""
+
+    @abc.abstractmethod
+    def record_workers(self, run_id: str, pids: Sequence[int]) -> None:
+        """Record the worker processes (of this host) that may run the run's tasks."""
+
+    @abc.abstractmethod
+    def live_workers(self, run_id: str) -> list[int]:
+        """The recorded worker processes of the run that still run (resume must not start its tasks)."""
 
     # --- what @monitor runs leave behind ----------------------------------------------------
     @abc.abstractmethod
@@ -607,6 +618,22 @@ class SQLiteRunStore(RunStore):
                               (now, "the process running it died", run_id))
             self.conn.execute("COMMIT")
         return dead
+
+    @_guarded
+    def record_workers(self, run_id: str, pids: Sequence[int]) -> None:
+        workers = [[pid, _process_start(pid)] for pid in pids]
+        self.conn.execute("UPDATE runs SET workers=? WHERE run_id=?",
+                          (json.dumps({"host": self._host, "workers": workers}), run_id))
+
+    @_guarded
+    def live_workers(self, run_id: str) -> list[int]:
+        row = self.conn.execute("SELECT workers FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if not row or not row[0]:
+            return []
+        recorded = json.loads(row[0])
+        if recorded.get("host") != self._host:
+            return []
+        return [pid for pid, start in recorded.get("workers", ()) if pid_alive(pid, start)]
 
     @_guarded
     def active_runs(self, pipeline: str) -> int:
