@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 the work failed (a run failed, a blocking check failed),
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, NoReturn
@@ -67,7 +68,7 @@ def _orchestrate(home: str | None, executor: str, address: str | None, max_worke
     """Open the store, build the runner (with a live display on a terminal), run ``work(runner)``."""
     import threading
 
-    from agent.errors import PipewardenError
+    from agent.errors import PipewardenError, RunLimitError
     from agent.executors import get_executor
     from agent.runner import Runner
     from agent.store import open_store
@@ -92,6 +93,9 @@ def _orchestrate(home: str | None, executor: str, address: str | None, max_worke
                     finally:
                         tel.bus.remove(display)
             return int(work(runner, store, cancel))
+    except RunLimitError as exc:  # not a usage error: the work was not done (exit 1), nothing was recorded
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except PipewardenError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -172,10 +176,14 @@ def _summary(record: Any) -> None:
 @_WORKERS
 @_PROGRESS
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON instead of a table.")
+@click.option("--wait", is_flag=True,
+              help="When the pipeline already has max_active_runs runs running, wait for a slot instead of "
+                   "refusing (exit 1).")
 @_HOME
 def run_cmd(target: str, params: tuple[str, ...], logical_date: str | None, executor: str, address: str | None,
-            max_workers: int | None, progress: bool | None, as_json: bool, home: str | None) -> None:
-    """Run a pipeline from a file: TARGET is path/to/file.py[:pipeline]. Exit 1 when the run fails."""
+            max_workers: int | None, progress: bool | None, as_json: bool, wait: bool, home: str | None) -> None:
+    """Run a pipeline from a file: TARGET is path/to/file.py[:pipeline]. Exit 1 when the run fails or is
+    refused because the pipeline already has max_active_runs runs running (see --wait)."""
     from agent.errors import PipewardenError
     from agent.loader import load_pipeline
 
@@ -186,7 +194,14 @@ def run_cmd(target: str, params: tuple[str, ...], logical_date: str | None, exec
         _fail(exc)
 
     def work(runner: Any, store: Any, cancel: Any) -> int:
-        record = runner.run(pipe, params=values, logical_date=logical_date, trigger="manual", cancel=cancel)
+        if wait:
+            running = store.list_runs(pipeline=pipe.name, status="running", limit=pipe.max_active_runs)
+            if len(running) >= pipe.max_active_runs:
+                click.echo(f"waiting: pipeline {pipe.name!r} has {len(running)} run(s) running "
+                           f"(max_active_runs={pipe.max_active_runs}): {', '.join(r.run_id for r in running)}; "
+                           "this run starts when one ends", err=True)
+        record = runner.run(pipe, params=values, logical_date=logical_date, trigger="manual", cancel=cancel,
+                            wait=math.inf if wait else 0.0)
         _report(record, as_json)
         return 0 if record.ok else 1
 
@@ -380,7 +395,7 @@ def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, 
         for d in due:
             if cancel.is_set():
                 break
-            record = runner.run(pipe, run_id=d.run_id, cancel=cancel)
+            record = runner.run(pipe, run_id=d.run_id, cancel=cancel, wait=math.inf)  # one after another
             failed += not record.ok
             click.echo(f"{d.logical_date.isoformat() if d.logical_date else '-'}  {record.run_id}  {record.status}")
         click.echo(f"{len(due)} run(s), {failed} failed", err=True)

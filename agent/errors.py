@@ -15,6 +15,7 @@ __all__ = [
     "DecorationError",
     "DuplicateTaskError",
     "PipewardenError",
+    "RunLimitError",
     "StoreError",
     "TaskCancelledError",
     "TaskTimeoutError",
@@ -107,3 +108,14 @@ class UntrustedPathError(PipewardenError, PermissionError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class RunLimitError(PipewardenError, RuntimeError):
+    """A run was not started: its pipeline already has ``limit`` (``max_active_runs``) runs running,
+    ``running`` (their run ids)."""
+
+    def __init__(self, message: str, *, pipeline: str = "", limit: int = 1, running: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.pipeline = pipeline
+        self.limit = limit
+        self.running = list(running)

@@ -28,7 +28,7 @@ from typing import Any
 
 from agent import kpis
 from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
-from agent.errors import ConfigError, TaskCancelledError
+from agent.errors import ConfigError, RunLimitError, TaskCancelledError
 from agent.executors import (
     Executor,
     Measured,
@@ -49,7 +49,9 @@ __all__ = ["ResumePlan", "Runner", "recover_interrupted", "resume", "run", "run_
 
 log = logging.getLogger("pipewarden.runner")
 
-_RUN_OPTIONS = frozenset({"logical_date", "trigger", "run_id", "cancel"})
+_RUN_OPTIONS = frozenset({"logical_date", "trigger", "run_id", "cancel", "wait"})
+#: Seconds between two looks at the store while a run waits for a slot (max_active_runs).
+_SLOT_POLL = 0.5
 
 
 def run(pipeline: Pipeline, params: Mapping[str, Any] | None = None, **options: Any) -> RunRecord:
@@ -211,10 +213,14 @@ class Runner:
     # --- public ---------------------------------------------------------------------------
 
     def run(self, pipeline: Pipeline, params: Mapping[str, Any] | None = None, *, logical_date: Any = None,
-            trigger: str = "manual", run_id: str | None = None, cancel: threading.Event | None = None) -> RunRecord:
+            trigger: str = "manual", run_id: str | None = None, cancel: threading.Event | None = None,
+            wait: float = 0.0) -> RunRecord:
         """Run every task of ``pipeline`` once; returns the run record (task failures do not raise).
 
         ``run_id`` of a run already recorded QUEUED (by the scheduler) starts that run.
+        ``Pipeline(max_active_runs=N)`` holds across processes: when N runs of the
+        pipeline are running, this one waits up to ``wait`` seconds for a slot
+        (``math.inf``: as long as it takes), then raises RunLimitError, recording nothing.
         Raises ConfigError for an invalid graph or unknown parameter, StoreError when
         the store cannot be written.
         """
@@ -243,12 +249,14 @@ class Runner:
                                  target=pipeline.target, now=now)
             job = _Job(self, pipeline, store, tel, run_id, values, to_run=list(graph.order), preloaded={},
                        attempts={}, trigger=trigger, resumed=False, cancel=cancel)
+            job.wait, job.created = wait, existing is None
             return job.execute()
         finally:
             if owned:
                 store.close()
 
-    def resume(self, pipeline: Pipeline, run_id: str, *, cancel: threading.Event | None = None) -> RunRecord:
+    def resume(self, pipeline: Pipeline, run_id: str, *, cancel: threading.Event | None = None,
+               wait: float = 0.0) -> RunRecord:
         """Run again the tasks of ``run_id`` that did not succeed.
 
         A task that succeeded is not run again: its output was kept (see
@@ -272,6 +280,7 @@ class Runner:
             job = _Job(self, pipeline, store, self._telemetry(), run_id, values, to_run=list(plan.to_run),
                        preloaded=dict(plan.preloaded), attempts=attempts, trigger=rec.trigger, resumed=True,
                        cancel=cancel)
+            job.wait = wait
             return job.execute()
         finally:
             if owned:
@@ -393,6 +402,8 @@ class _Job:
         self.trigger = trigger
         self.resumed = resumed
         self.user_cancel = cancel
+        self.wait = 0.0  # seconds to wait for a slot under max_active_runs
+        self.created = False  # this job recorded the run (discarded if refused)
         self.cancelled = threading.Event()
         self.done = threading.Event()
         self.lock = threading.Lock()
@@ -415,11 +426,10 @@ class _Job:
 
     def execute(self) -> RunRecord:
         r, store, tel = self.r, self.store, self.tel
-        now = r.clock()
         version = self.pipeline.version
         # Where the pipeline stands before this run, from the store: the KPIs of its end fold onto it.
         health = kpis.health_of(store.recent_runs(self.name))
-        store.start_run(self.run_id, now=now, lease_until=now + r.lease_seconds, tasks=self.graph.order)
+        self._claim()
         executor = r.executor
         owns_executor = executor is None
         workers = (r.max_workers or self.pipeline.max_workers or (executor.max_workers if executor else None)
@@ -477,6 +487,25 @@ class _Job:
         if interrupted is not None:
             raise interrupted
         return record
+
+    def _claim(self) -> None:
+        """Mark the run RUNNING within the pipeline's max_active_runs, waiting up to ``self.wait`` for a slot."""
+        r, store = self.r, self.store
+        deadline = time.monotonic() + self.wait
+        while True:
+            now = r.clock()
+            try:
+                store.start_run(self.run_id, now=now, lease_until=now + r.lease_seconds, tasks=self.graph.order,
+                                max_active=self.pipeline.max_active_runs)
+                return
+            except RunLimitError:
+                waited_out = time.monotonic() >= deadline
+                if waited_out or self.cancelled.is_set() or (self.user_cancel and self.user_cancel.is_set()):
+                    if self.created:  # a refused run leaves no record behind
+                        store.discard_run(self.run_id)
+                    raise
+            self.cancelled.wait(min(_SLOT_POLL, max(0.0, deadline - time.monotonic())))
+            recover_interrupted(store, self.tel)  # a dead holder of the slot frees it
 
     def _start(self) -> None:
         if not self.to_run:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from agent.errors import StoreError
+from agent.errors import RunLimitError, StoreError
 from agent.records import FAILURES, RunRecord, RunStatus, TaskAttempt
 from checks.base import Acceptance, StoredProfile
 from checks.result import CheckResult
@@ -245,8 +245,18 @@ class RunStore(abc.ABC):
 
     @abc.abstractmethod
     def start_run(self, run_id: str, *, now: float, lease_until: float | None = None,
-                  version: str | None = None, tasks: Sequence[str] | None = None) -> None:
-        """Mark a run RUNNING and owned by this process."""
+                  version: str | None = None, tasks: Sequence[str] | None = None,
+                  max_active: int | None = None) -> None:
+        """Mark a run RUNNING and owned by this process.
+
+        With ``max_active``, atomically (two processes never both get the last
+        slot): only when fewer than ``max_active`` other runs of its pipeline are
+        RUNNING; otherwise raise :class:`~agent.errors.RunLimitError` and change nothing.
+        """
+
+    @abc.abstractmethod
+    def discard_run(self, run_id: str) -> None:
+        """Delete a run recorded QUEUED that never started (a start refused by ``max_active_runs``)."""
 
     @abc.abstractmethod
     def finish_run(self, run_id: str, status: RunStatus, *, now: float, error: str | None = None) -> None: ...
@@ -542,15 +552,36 @@ class SQLiteRunStore(RunStore):
 
     @_guarded
     def start_run(self, run_id: str, *, now: float, lease_until: float | None = None,
-                  version: str | None = None, tasks: Sequence[str] | None = None) -> None:
-        cur = self.conn.execute(
-            "UPDATE runs SET status='running', started_at=coalesce(started_at, ?), ended_at=NULL, error=NULL,"
-            " owner_pid=?, owner_host=?, owner_start=?, lease_until=?, version=coalesce(?, version),"
-            " tasks=coalesce(?, tasks) WHERE run_id=?",
-            (now, self._pid, self._host, self._start, lease_until, version,
-             json.dumps(list(tasks)) if tasks is not None else None, run_id))
-        if cur.rowcount != 1:
+                  version: str | None = None, tasks: Sequence[str] | None = None,
+                  max_active: int | None = None) -> None:
+        sql = ("UPDATE runs SET status='running', started_at=coalesce(started_at, ?), ended_at=NULL, error=NULL,"
+               " owner_pid=?, owner_host=?, owner_start=?, lease_until=?, version=coalesce(?, version),"
+               " tasks=coalesce(?, tasks) WHERE run_id=?")
+        args: tuple[Any, ...] = (now, self._pid, self._host, self._start, lease_until, version,
+                                 json.dumps(list(tasks)) if tasks is not None else None, run_id)
+        if max_active is not None:  # one statement: SQLite runs it under the write lock, so the count holds
+            sql += (" AND (SELECT count(*) FROM runs o WHERE o.pipeline=runs.pipeline AND o.status='running'"
+                    " AND o.run_id!=runs.run_id) < ?")
+            args += (max_active,)
+        cur = self.conn.execute(sql, args)
+        if cur.rowcount == 1:
+            return
+        row = self.conn.execute("SELECT pipeline FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
             raise StoreError(f"run {run_id!r} is not in the run store {self.path}", path=str(self.path))
+        running = self.conn.execute(
+            "SELECT run_id, owner_pid, owner_host FROM runs WHERE pipeline=? AND status='running' AND run_id!=?"
+            " ORDER BY started_at", (row[0], run_id)).fetchall()
+        who = ", ".join(f"{r[0]} (pid {r[1]} on {r[2]})" for r in running[:3]) + (" ..." if len(running) > 3 else "")
+        raise RunLimitError(f"pipeline {row[0]!r} already has {len(running)} run(s) running, its limit "
+                            f"(max_active_runs={max_active}): {who}; this run was not started. Queue it "
+                            "(pipewarden run --wait, or wait= in Runner.run), or raise Pipeline(max_active_runs=...)",
+                            pipeline=row[0], limit=max_active or 0, running=[r[0] for r in running])
+
+    @_guarded
+    def discard_run(self, run_id: str) -> None:
+        self.conn.execute("DELETE FROM runs WHERE run_id=? AND status='queued' AND NOT EXISTS"
+                          " (SELECT 1 FROM task_runs t WHERE t.run_id=runs.run_id)", (run_id,))
 
     @_guarded
     def finish_run(self, run_id: str, status: RunStatus, *, now: float, error: str | None = None) -> None:
