@@ -44,6 +44,7 @@ from exporters.files import PIPEWARDEN_HOME, default_home, make_private_dirs, op
 
 __all__ = [
     "DEFAULT_OTLP_TIMEOUT",
+    "DeadlineSpanExporter",
     "GuardedSpanExporter",
     "JsonLinesSpanExporter",
     "build_tracer_provider",
@@ -183,6 +184,58 @@ class GuardedSpanExporter(SpanExporter):
             return False
 
 
+class DeadlineSpanExporter(SpanExporter):
+    """Gives each export of ``inner`` ``timeout`` seconds in all, however slowly the collector answers.
+
+    The OTLP exporter's own timeout bounds each socket read, not the request: a
+    collector that sends one byte a second keeps an export (and the exit of a
+    finished script) waiting for as long as it likes. Here the export runs on
+    a daemon thread that the caller stops waiting for at the deadline, raising
+    TimeoutError (:class:`GuardedSpanExporter` counts it and warns once). While
+    an abandoned export is still stuck, further exports fail at once rather
+    than pile up threads.
+    """
+
+    def __init__(self, inner: SpanExporter, timeout: float) -> None:
+        self.inner = inner
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._stuck: threading.Thread | None = None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._within(lambda: self.inner.export(spans), "export spans")
+
+    def shutdown(self) -> None:
+        self._within(self.inner.shutdown, "shut down")
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return bool(self._within(lambda: self.inner.force_flush(timeout_millis), "flush"))
+
+    def _within(self, call: Callable[[], Any], what: str) -> Any:
+        with self._lock:
+            if self._stuck is not None and self._stuck.is_alive():
+                raise TimeoutError(f"could not {what}: an earlier export is still waiting for the collector")
+            outcome: list[Any] = []
+
+            def run() -> None:
+                try:
+                    outcome.append((True, call()))
+                except BaseException as exc:  # handed to the caller below
+                    outcome.append((False, exc))
+
+            worker = threading.Thread(target=run, name="pipewarden-span-export", daemon=True)
+            worker.start()
+            worker.join(self.timeout)
+            if not outcome:
+                self._stuck = worker
+                raise TimeoutError(f"could not {what}: no complete answer from the collector within "
+                                   f"{self.timeout:g}s (OTEL_EXPORTER_OTLP_TIMEOUT)")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+
 def traces_exporter_names(env: Mapping[str, str] | None = None) -> list[str]:
     """The exporters ``OTEL_TRACES_EXPORTER`` asks for, or the default (see module doc).
 
@@ -250,7 +303,7 @@ def _make_exporter(name: str, env: Mapping[str, str], home: str | os.PathLike[st
         return JsonLinesSpanExporter(base / "traces.jsonl")
     if name == "console":
         return ConsoleSpanExporter(out=sys.stderr)
-    return _otlp_exporter(env)
+    return DeadlineSpanExporter(_otlp_exporter(env), _otlp_timeout(env))
 
 
 def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
@@ -263,14 +316,7 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
     # agent that does not export OTLP should not pay for.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    raw_timeout = env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
-    timeout = DEFAULT_OTLP_TIMEOUT
-    if raw_timeout:
-        try:
-            timeout = float(raw_timeout)  # seconds, as the SDK reads it
-        except ValueError:
-            log.warning("OTEL_EXPORTER_OTLP_TIMEOUT must be a number of seconds — got %r; using %s",
-                        raw_timeout, DEFAULT_OTLP_TIMEOUT)
+    timeout = _otlp_timeout(env)
     # Passed explicitly: the SDK would read os.environ, not the env this provider was built from.
     endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
     if endpoint is None and (base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
@@ -280,6 +326,22 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
                                or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "")
     _quiet_otlp_logger()
     return OTLPSpanExporter(endpoint=endpoint, timeout=timeout, headers=headers or None, compression=compression)
+
+
+def _otlp_timeout(env: Mapping[str, str]) -> float:
+    """Seconds one OTLP export may take in all (``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT``, default 3)."""
+    raw = env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    if not raw:
+        return DEFAULT_OTLP_TIMEOUT
+    try:
+        timeout = float(raw)  # seconds, as the SDK reads it
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        log.warning("OTEL_EXPORTER_OTLP_TIMEOUT must be a positive number of seconds — got %r; using %s",
+                    raw, DEFAULT_OTLP_TIMEOUT)
+        return DEFAULT_OTLP_TIMEOUT
+    return timeout
 
 
 def _compression(raw: str) -> Any:

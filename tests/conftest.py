@@ -25,6 +25,7 @@ from servers import (
     OtlpReceiver,
     PrometheusServer,
     PushgatewayServer,
+    Trickle,
     WebhookReceiver,
 )
 
@@ -98,6 +99,14 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
     receiver = OtlpReceiver()
     yield receiver
     receiver.close()
+
+
+@pytest.fixture
+def trickle() -> Iterator[Trickle]:
+    """A loopback server that reads a request and answers one byte a second (``.port``)."""
+    server = Trickle()
+    yield server
+    server.close()
 
 
 @pytest.fixture

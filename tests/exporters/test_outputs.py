@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from servers import Trickle
 
 import exporters.outputs
 from agent.events import RunEnded, RunOutcome, TaskEnded
@@ -142,48 +141,6 @@ def test_telemetry_counts_output_failures_and_sends_them_with_the_next_export(tm
     tel.shutdown()
     text = (target / "pipewarden_orders.prom").read_text()
     assert 'pipewarden_export_errors_total{exporter="textfile",pipeline="orders"} 2.0' in text
-
-
-class Trickle:
-    """A server that accepts, reads the request, then answers one byte a second, forever."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
-
-    def _trickle(self, conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
-                if self.stop.wait(1.0):
-                    return
-                try:
-                    conn.sendall(bytes([byte]))
-                except OSError:
-                    return
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-
-
-@pytest.fixture
-def trickle() -> Iterator[Trickle]:
-    server = Trickle()
-    yield server
-    server.close()
 
 
 def test_a_trickling_gateway_is_abandoned_at_the_deadline(trickle: Trickle) -> None:

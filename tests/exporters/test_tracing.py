@@ -7,6 +7,9 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
-from servers import OtlpReceiver
+from servers import OtlpReceiver, Trickle
 
 import exporters.tracing
 from agent.monitor import monitor
@@ -27,6 +30,8 @@ from exporters.tracing import (
     build_tracer_provider,
     traces_exporter_names,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -419,3 +424,38 @@ def test_spans_file_rotates_at_its_size_limit(tmp_path: Path) -> None:
              read_jsonl(tmp_path / f)]
     assert names == [f"span-{i}" for i in range(40 - len(names), 40)]
     provider.shutdown()
+
+
+def test_a_trickling_collector_holds_the_exit_no_longer_than_the_otlp_timeout(
+        trickle: Trickle, tmp_path: Path, caplog: pytest.LogCaptureFixture, restore_logging: None) -> None:
+    """An OTLP endpoint answering a byte every 0.5 s (19 s in all) is abandoned at OTEL_EXPORTER_OTLP_TIMEOUT:
+    shutdown returns, with one warning and one count."""
+    trickle.interval = 0.5
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{trickle.port}", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+    tel = Telemetry.from_env(env, home=tmp_path, metrics=Metrics(), history=False)
+
+    @monitor(pipeline="orders", telemetry=tel)
+    def load() -> int:
+        return 1
+
+    load()
+    done = threading.Event()
+    with caplog.at_level(logging.WARNING):
+        threading.Thread(target=lambda: (tel.shutdown(), done.set()), daemon=True).start()
+        assert done.wait(10), "shutdown still waiting for the collector after 10 s"
+    assert tel.metrics.sample("pipewarden_export_errors_total", pipeline="orders", exporter="otlp") == 1
+    warnings = [r.getMessage() for r in caplog.records if "otlp" in r.getMessage()]
+    assert len(warnings) == 1 and "within 1s" in warnings[0]
+
+
+def test_a_script_exits_within_the_otlp_timeout_of_a_trickling_collector(trickle: Trickle, tmp_path: Path) -> None:
+    """A monitored script whose collector trickles exits at the OTLP deadline, with one warning line."""
+    trickle.interval = 0.5
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
+    env.update(PYTHONPATH=str(REPO), PIPEWARDEN_HOME=str(tmp_path / "home"), OTEL_EXPORTER_OTLP_TIMEOUT="1",
+               OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{trickle.port}")
+    script = "from agent import monitor\n@monitor(pipeline='orders')\ndef load():\n    return 1\nload()\n"
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=12)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if "otlp" in line] == [done.stderr.strip()]
