@@ -147,7 +147,7 @@ class Telemetry:
         if self.server is None:
             try:
                 self.server = serve_metrics(self.metrics.registry, port=port, addr=addr)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # a name that cannot be encoded is a UnicodeError (ValueError)
                 self.export_error("metrics_endpoint", OSError(f"cannot serve /metrics on {addr}:{port}: {exc}"))
         return self.server
 
