@@ -185,6 +185,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+#: ``PRAGMA application_id`` of a pipewarden run store ("PwRs"): tells it from another application's SQLite file.
+APPLICATION_ID = 0x50775273
 
 _ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 _FAILED = tuple(sorted(s.value for s in FAILURES))
@@ -463,7 +465,7 @@ class SQLiteRunStore(RunStore):
         self._conn: sqlite3.Connection | None = None
         try:
             make_private_dirs(self.path.parent)
-            _create_private(self.path)
+            existed = _create_private(self.path)
         except OSError as exc:
             raise StoreError(
                 f"run store {self.path} cannot be created: {exc.strerror or exc} at "
@@ -476,6 +478,11 @@ class SQLiteRunStore(RunStore):
             raise _store_error(exc, self.path) from exc
         self._conn = conn
         try:
+            _identify(conn, self.path)  # before anything writes: another application's file stays untouched
+            if existed:
+                for f in (self.path, self.path.with_name(self.path.name + "-wal"),
+                          self.path.with_name(self.path.name + "-shm")):
+                    tighten(f)  # a store written 0644 by an older version
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={sync}")
             self._migrate()
@@ -505,6 +512,8 @@ class SQLiteRunStore(RunStore):
             raise StoreError(f"run store {self.path} has schema version {current}, newer than this pipewarden "
                              f"supports ({SCHEMA_VERSION}); upgrade pipewarden or set PIPEWARDEN_HOME to "
                              "another directory", path=str(self.path))
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if current == SCHEMA_VERSION:
             return
         conn.execute("BEGIN IMMEDIATE")
@@ -994,18 +1003,34 @@ class SQLiteRunStore(RunStore):
                           (pipeline, dataset, run_id, int(rows), now.timestamp()))
 
 
-def _create_private(path: Path) -> None:
+def _create_private(path: Path) -> bool:
     """Create an empty store file ``0600`` (SQLite gives its -wal and -shm files the same mode);
-    tighten the files of a store written by an older version."""
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        try:
-            os.fchmod(fd, FILE_MODE)  # exactly 0600, whatever the umask
-        finally:
-            os.close(fd)
-    else:
-        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            tighten(p)
+    True when it existed already."""
+    if path.exists():
+        return True
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # exactly 0600, whatever the umask
+    finally:
+        os.close(fd)
+    return False
+
+
+def _identify(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise StoreError, having written nothing, unless the file is empty or a pipewarden run store.
+
+    A store says so in its header (``PRAGMA application_id``); stores made before
+    that are known by their tables.
+    """
+    if conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+        return
+    tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+    if not tables or {"schema_version", "runs", "task_runs"} <= set(tables):
+        return
+    shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+    raise StoreError(f"{path} is not a pipewarden run store (it holds tables {shown}); pipewarden left it "
+                     "untouched. Set PIPEWARDEN_HOME (or --home) to another directory, or move that file away",
+                     path=str(path))
 
 
 def _utc(t: float) -> dt.datetime:
