@@ -261,6 +261,40 @@ def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: boo
         click.echo(f"{r.run_id:<24} {r.pipeline:<20} {r.status!s:<12} {r.trigger:<9} {started:<20} {dur}")
 
 
+@runs.command("prune")
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Delete runs that ended longer ago than AGE: 30d, 12h, 2w.")
+@click.option("--pipeline", default=None, help="Only runs of this pipeline.")
+@click.option("--dry-run", is_flag=True, help="Say how many runs would be deleted; delete nothing.")
+@_HOME
+def runs_prune(older_than: str, pipeline: str | None, dry_run: bool, home: str | None) -> None:
+    """Delete finished runs older than AGE, with their task states, check results and kept outputs.
+
+    Queued and running runs, check history and metric totals stay. Without this command, runs are
+    kept PIPEWARDEN_RETENTION_DAYS (default 90) days.
+    """
+    import datetime as dt
+    import time
+
+    from agent.errors import PipewardenError
+    from agent.retention import prune
+    from agent.schedules import parse_interval
+    from agent.settings import home as home_dir
+    from agent.store import DB_NAME, SQLiteRunStore
+
+    try:
+        age = parse_interval(older_than, where="--older-than")
+        base = home_dir(home)
+        with SQLiteRunStore(base / DB_NAME) as store:  # not open_store: its own retention pass would not be dry
+            before = time.time() - age.total_seconds()
+            ids = prune(store, base, before, pipeline=pipeline, dry_run=dry_run)
+    except PipewardenError as exc:
+        _fail(exc)
+    when = dt.datetime.fromtimestamp(before, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    scope = f" of pipeline {pipeline!r}" if pipeline else ""
+    click.echo(f"{'would delete' if dry_run else 'deleted'} {len(ids)} run(s){scope} that ended before {when}")
+
+
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)

@@ -19,6 +19,7 @@ __all__ = [
     "PIPEWARDEN_METRICS_PORT",
     "PIPEWARDEN_PUSHGATEWAY_URL",
     "PIPEWARDEN_PUSH_TIMEOUT",
+    "PIPEWARDEN_RETENTION_DAYS",
     "PIPEWARDEN_TEXTFILE_DIR",
     "default_home",
     "home",
@@ -41,6 +42,8 @@ PIPEWARDEN_PUSH_TIMEOUT = "PIPEWARDEN_PUSH_TIMEOUT"
 PIPEWARDEN_TEXTFILE_DIR = "PIPEWARDEN_TEXTFILE_DIR"
 #: ``text`` (default) or ``json``: JSON log lines carry trace_id and span_id.
 PIPEWARDEN_LOG_FORMAT = "PIPEWARDEN_LOG_FORMAT"
+#: Days a finished run is kept in the run store (default 90; ``0`` or ``off``: forever); see :mod:`agent.retention`.
+PIPEWARDEN_RETENTION_DAYS = "PIPEWARDEN_RETENTION_DAYS"
 
 #: Where older pipewarden versions kept their state: the working directory's ``.pipewarden``.
 _OLD_DEFAULT = ".pipewarden"

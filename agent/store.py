@@ -18,6 +18,7 @@ import datetime as dt
 import errno
 import functools
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -183,6 +184,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 4: the worker processes that ran a run's tasks ([[pid, start], ...]): resume waits until they are gone
         "ALTER TABLE runs ADD COLUMN workers TEXT",
     ),
+    (  # 5: small store-wide facts (when retention last ran); runs found by when they ended
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE INDEX runs_by_end ON runs (coalesce(ended_at, created_at))",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: ``PRAGMA application_id`` of a pipewarden run store ("PwRs"): tells it from another application's SQLite file.
@@ -310,6 +315,17 @@ class RunStore(abc.ABC):
     def live_workers(self, run_id: str) -> list[int]:
         """The recorded worker processes of the run that still run (resume must not start its tasks)."""
 
+    @abc.abstractmethod
+    def prune_runs(self, before: float, *, pipeline: str | None = None, dry_run: bool = False,
+                   mark: str | None = None, every: float = 0.0, now: float | None = None) -> list[str] | None:
+        """Delete finished runs that ended before ``before``, with their task states and check results.
+
+        Returns the ids of the runs deleted (or that would be, with ``dry_run``). With
+        ``mark``, prune at most once per ``every`` seconds: None when the last prune
+        recorded under ``mark`` was less than ``every`` seconds before ``now``.
+        Queued and running runs, check history and metric totals are never pruned.
+        """
+
     # --- what @monitor runs leave behind ----------------------------------------------------
     @abc.abstractmethod
     def append_events(self, events: Sequence[Any]) -> None:
@@ -404,6 +420,7 @@ class RunStore(abc.ABC):
             store = _DEFAULTS.get(path)
             if store is None or store._conn is None:
                 store = _DEFAULTS[path] = SQLiteRunStore(path)
+                _retain(store, strict=False)
             return store
 
     def __enter__(self) -> RunStore:
@@ -674,6 +691,41 @@ class SQLiteRunStore(RunStore):
         if recorded.get("host") != self._host:
             return []
         return [pid for pid, start in recorded.get("workers", ()) if pid_alive(pid, start)]
+
+    @_guarded
+    def prune_runs(self, before: float, *, pipeline: str | None = None, dry_run: bool = False,
+                   mark: str | None = None, every: float = 0.0, now: float | None = None) -> list[str] | None:
+        conn = self.conn
+        now = time.time() if now is None else now
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if mark is not None:
+                row = conn.execute("SELECT value FROM meta WHERE key=?", (mark,)).fetchone()
+                if row is not None and now - float(row[0]) < every:
+                    conn.execute("ROLLBACK")
+                    return None
+                if not dry_run:
+                    conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                                 (mark, repr(now)))
+            sql = ("SELECT run_id FROM runs WHERE status NOT IN ('queued', 'running')"
+                   " AND coalesce(ended_at, created_at) < ?")
+            args: tuple[Any, ...] = (before,)
+            if pipeline is not None:
+                sql += " AND pipeline=?"
+                args += (pipeline,)
+            ids = [r[0] for r in conn.execute(sql, args)]
+            if ids and not dry_run:
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS pruned (run_id TEXT PRIMARY KEY)")
+                conn.execute("DELETE FROM pruned")
+                conn.executemany("INSERT INTO pruned VALUES (?)", [(i,) for i in ids])
+                for table in ("check_results", "task_runs", "runs"):
+                    conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM pruned)")
+                conn.execute("DELETE FROM pruned")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ids
 
     @_guarded
     def active_runs(self, pipeline: str) -> int:
@@ -1115,4 +1167,25 @@ def open_store(home: str | os.PathLike[str] | None = None, **options: Any) -> SQ
     """The default store: ``pipewarden.db`` in ``home`` (argument > ``$PIPEWARDEN_HOME`` > the per-user default)."""
     from agent.settings import home as home_dir
 
-    return SQLiteRunStore(home_dir(home) / DB_NAME, **options)
+    store = SQLiteRunStore(home_dir(home) / DB_NAME, **options)
+    try:
+        _retain(store, strict=True)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _retain(store: SQLiteRunStore, *, strict: bool) -> None:
+    """Apply the retention (at most once a day); a store that is busy now is pruned another time."""
+    from agent.errors import ConfigError
+    from agent.retention import apply_retention
+
+    try:
+        apply_retention(store, store.path.parent)
+    except ConfigError as exc:
+        if strict:
+            raise
+        logging.getLogger("pipewarden.retention").warning("%s; runs are kept", exc)
+    except StoreError as exc:
+        logging.getLogger("pipewarden.retention").warning("retention skipped this time: %s", exc)

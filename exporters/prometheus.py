@@ -263,7 +263,9 @@ def _deadline_handler(deadline: float) -> Any:
 
     def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
                 data: bytes) -> Any:
-        request = default_handler(url, method, timeout, headers, data)
+        # Each socket read may take a little longer than the whole request: the deadline below is what
+        # ends a slow push (with its own message), never a read timeout racing it.
+        request = default_handler(url, method, deadline + 1.0, headers, data)
 
         def run() -> None:
             outcome: list[BaseException | None] = []
