@@ -29,8 +29,13 @@ def cli() -> None:
 def demo(rows: int, home: str | None) -> None:
     """Run the bundled example ETL (extract -> transform -> load) with checks, and summarise."""
     from agent.demo import run_demo
+    from agent.errors import PipewardenError
 
-    sys.exit(run_demo(rows=rows, home=home))
+    try:
+        code = run_demo(rows=rows, home=home)
+    except PipewardenError as exc:
+        _fail(exc)
+    sys.exit(code)
 
 
 # --- orchestrator: run, runs list/show/resume, backfill -----------------------------------------
@@ -221,12 +226,16 @@ def _report(record: Any, as_json: bool) -> None:
 
 @cli.group()
 def runs() -> None:
-    """Run history: list, show, resume."""
+    """Run history: list, show, resume, prune."""
+
+
+#: The states a run (not a task) can be in: what `runs list --status` accepts.
+_RUN_STATES = ("queued", "running", "success", "failed", "cancelled", "interrupted")
 
 
 @runs.command("list")
 @click.option("--pipeline", default=None, help="Only runs of this pipeline.")
-@click.option("--status", default=None, help="Only runs in this state (success, failed, interrupted, ...).")
+@click.option("--status", default=None, help=f"Only runs in this state: {', '.join(_RUN_STATES)}.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @_HOME
@@ -235,6 +244,9 @@ def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: boo
     from agent.errors import PipewardenError
     from agent.store import open_store
 
+    if status is not None and status not in _RUN_STATES:
+        click.echo(f"error: --status {status!r} is not a run state; allowed: {', '.join(_RUN_STATES)}", err=True)
+        sys.exit(2)
     try:
         with open_store(home) as store:
             _recover(store, home)
@@ -404,15 +416,11 @@ def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, 
     from agent.errors import ConfigError, PipewardenError
     from agent.loader import load_pipeline
     from agent.scheduler import backfill_runs
-    from agent.schedules import Interval, parse_schedule
+    from agent.schedules import parse_interval
 
     try:
         pipe = load_pipeline(target)
-        step = None
-        if every:
-            sched = parse_schedule(f"every {every}", where="--every")
-            assert isinstance(sched, Interval)
-            step = sched.every
+        step = parse_interval(every, where="--every") if every is not None else None
         try:
             first, last = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
         except ValueError as exc:

@@ -54,9 +54,15 @@ def run_demo(rows: int = 50_000, home: str | os.PathLike[str] | None = None, *,
         if not os.access(base, os.W_OK | os.X_OK):
             raise PermissionError(13, "not writable", str(base))
     except OSError as exc:
-        raise ConfigError(f"state directory {base} cannot be used: {exc.strerror or exc} at "
-                          f"{exc.filename or base}; set PIPEWARDEN_HOME (or --home) to a directory you can "
-                          "write, or make that one writable", path=str(base)) from None
+        blocker = next((p for p in (base, *base.parents) if p.exists()), base)
+        if not blocker.is_dir():
+            why = "is a file, not a directory" if blocker == base else f"cannot be created: {blocker} is a file"
+        elif isinstance(exc, PermissionError):
+            why = f"is not writable ({exc.filename or base})"
+        else:
+            why = f"cannot be used: {exc.strerror or exc}"
+        raise ConfigError(f"state directory {base} {why}; set PIPEWARDEN_HOME (or --home) to a directory you can "
+                          "write", path=str(base)) from None
     if settings.PIPEWARDEN_TEXTFILE_DIR not in env:
         env[settings.PIPEWARDEN_TEXTFILE_DIR] = str(base / "metrics")
     tel = Telemetry.from_env(env, home=base)

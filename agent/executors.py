@@ -256,7 +256,7 @@ class DaskExecutor:
 
     def __init__(self, address: str | None = None, *, client: Any = None, n_workers: int | None = None,
                  threads_per_worker: int | None = None, processes: bool | None = None,
-                 max_workers: int | None = None, **cluster_options: Any) -> None:
+                 max_workers: int | None = None, connect_timeout: float = 10.0, **cluster_options: Any) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:
@@ -265,7 +265,12 @@ class DaskExecutor:
         if client is not None:
             self.client = client
         elif address:
-            self.client = Client(address)
+            try:
+                self.client = Client(address, timeout=connect_timeout)
+            except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, or not an address
+                raise ConfigError(f"cannot reach the Dask scheduler at {address!r} within {connect_timeout:g} s "
+                                  f"({type(exc).__name__}: {exc}); start one (`dask scheduler`), check --address "
+                                  "(tcp://host:8786), or leave --address out for a local cluster") from None
         else:
             options: dict[str, Any] = {"dashboard_address": None, **cluster_options}
             if n_workers is not None:

@@ -66,6 +66,11 @@ class Cron(Schedule):
             raise ConfigError(f"schedule {self.expr!r} is not a valid cron expression; write five fields "
                               "'minute hour day-of-month month day-of-week', e.g. '*/15 * * * *', or "
                               "'every 10m' for an interval")
+        try:
+            croniter(self.expr, _EPOCH).get_next(dt.datetime)
+        except (ValueError, KeyError) as exc:  # CroniterBadDateError is a ValueError: no date matches
+            raise ConfigError(f"schedule {self.expr!r} never fires (no date matches it: {exc}); check the "
+                              "day of month against the month, e.g. '0 0 30 2 *' asks for February 30") from None
 
     def ticks(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
         from croniter import croniter

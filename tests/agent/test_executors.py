@@ -201,3 +201,12 @@ def test_resume_waits_for_worker_processes_that_may_still_run_a_task(run_opts: d
         worker.kill()
         worker.wait()
     assert resume(pipe, rec.run_id, **run_opts).task_state("fails") is RunStatus.FAILED
+
+
+def test_an_unreachable_dask_scheduler_is_one_config_error(closed_port: int) -> None:
+    """A scheduler address nobody answers is a ConfigError naming it and the fix, after connect_timeout."""
+    pytest.importorskip("distributed")
+    with pytest.raises(ConfigError) as info:
+        DaskExecutor(f"tcp://127.0.0.1:{closed_port}", connect_timeout=1)
+    message = str(info.value)
+    assert f"tcp://127.0.0.1:{closed_port}" in message and "--address" in message and "\n" not in message
