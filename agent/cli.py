@@ -238,8 +238,10 @@ _RUN_STATES = ("queued", "running", "success", "failed", "cancelled", "interrupt
 @click.option("--status", default=None, help=f"Only runs in this state: {', '.join(_RUN_STATES)}.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the run ids, newest first (for scripts).")
 @_HOME
-def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: bool, home: str | None) -> None:
+def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: bool, quiet: bool,
+              home: str | None) -> None:
     """The latest runs, newest first (runs whose process died are marked interrupted first)."""
     from agent.errors import PipewardenError
     from agent.store import open_store
@@ -259,6 +261,10 @@ def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: boo
         from agent.records import record_to_dict
 
         click.echo(json.dumps([record_to_dict(r) for r in rows], indent=2, default=str))
+        return
+    if quiet:
+        for r in rows:
+            click.echo(r.run_id)
         return
     if not rows:
         click.echo("no runs recorded", err=True)
