@@ -171,7 +171,7 @@ def _save_frame(home: Path, run_id: str, task: str, value: Any, kind: str) -> st
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                table = pa.Table.from_pandas(value)
+                table = pa.Table.from_pandas(value, nthreads=1)  # a thread pool per call costs more than it saves
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
                 raise _NotKept(f"pyarrow cannot store it ({exc}); persist='pickle' keeps it") from None
     elif kind == "polars":

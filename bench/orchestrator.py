@@ -3,6 +3,8 @@
 Prints, measured in this one process (only ratios within a run mean much):
   commit NORMAL / FULL     one single-row INSERT + commit, WAL mode, on the same kind of file
   chain of N               N no-op tasks, each depending on the one before
+  chain passing ints       N tasks, each taking the previous one's int by parameter (kept, as JSON, for resume)
+  chain passing frames     100 tasks passing a 10,000-row DataFrame by parameter (each kept as Arrow IPC)
   fan-out 1 -> N -> 1      one root, N independent tasks, one sink depending on all
   us per task              run wall time / tasks; budget: under 400 us with every state change durable
   commits per task         what the store wrote (a task: RUNNING insert + end-state update)
@@ -91,6 +93,23 @@ def fan_out(n: int):  # type: ignore[no-untyped-def]
     return pipe
 
 
+def chain_by_value(n: int, frame_rows: int = 0):  # type: ignore[no-untyped-def]
+    """N tasks, each taking the previous one's output by parameter: an int, or a frame of ``frame_rows`` rows."""
+    from agent.pipeline import Pipeline
+
+    pipe = Pipeline(f"bench_values_{frame_rows}")
+    first = f"pd.DataFrame({{'a': range({frame_rows}), 'b': 1.5}})" if frame_rows else "0"
+    step = "t{prev}.assign(a=t{prev}['a'] + 1)" if frame_rows else "t{prev} + 1"
+    src = ["import pandas as pd"]
+    for i in range(n):
+        src.append(f"def t{i}({f't{i - 1}' if i else ''}):\n    return {step.format(prev=i - 1) if i else first}")
+    namespace: dict[str, object] = {}
+    exec("\n".join(src), namespace)  # parameter names are the wiring: the functions need real names
+    for i in range(n):
+        pipe.task(namespace[f"t{i}"])
+    return pipe
+
+
 def run_pipeline(pipe, directory: str, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """(best seconds per run, commits per task) on a fresh store and fresh telemetry."""
     from opentelemetry.sdk.trace import TracerProvider
@@ -151,13 +170,21 @@ def main() -> None:
         print(f"  synchronous=NORMAL (the store's default)  {normal * 1e6:8.1f} us")
         print(f"  synchronous=FULL   (fsync per commit)     {full * 1e6:8.1f} us")
         print(f"orchestrator, {a.tasks} no-op tasks, durable history (NORMAL), best of {a.repeats}")
-        for label, pipe in (("chain", chain(a.tasks)), (f"fan-out 1 -> {a.tasks} -> 1", fan_out(a.tasks))):
+        cases = (("chain", chain(a.tasks)), (f"fan-out 1 -> {a.tasks} -> 1", fan_out(a.tasks)),
+                 ("chain passing ints", chain_by_value(a.tasks)))
+        for label, pipe in cases:
             best, per_task_writes = run_pipeline(pipe, d, a.repeats)
             n = len(pipe.tasks)
             us = best / n * 1e6
             verdict = "ok" if us < BUDGET_US else "OVER"
             print(f"  {label:<22} {best * 1e3:8.1f} ms  {us:7.1f} us/task  = {us / (normal * 1e6):5.1f} commits"
                   f"  ({per_task_writes:.1f} rows written/task; budget < {BUDGET_US:.0f} us: {verdict})")
+        # Outputs a task downstream takes are kept for resume: an int rides in the task's end-state commit,
+        # a frame is one Arrow IPC file. The frame chain shows what keeping costs next to the work itself.
+        frames = chain_by_value(100, frame_rows=10_000)
+        best, _ = run_pipeline(frames, d, a.repeats)
+        print(f"  {'chain passing frames':<22} {best * 1e3:8.1f} ms  {best / 100 * 1e6:7.1f} us/task"
+              "  (100 tasks, 10,000-row DataFrames, each output kept as an Arrow IPC file)")
     wall, bare = cli_wall_time(5)
     print("`python -m agent run examples/pipelines/one_task.py` as a whole process (median of 5)")
     print(f"  wall time {wall * 1e3:7.1f} ms   (python -c pass: {bare * 1e3:.1f} ms; budget < 1000 ms: "
