@@ -50,8 +50,9 @@ ARTIFACTS = "artifacts"
 _SAFE_SCALARS = (type(None), bool, int, float, str)
 
 
-def save_output(home: str | os.PathLike[str], run_id: str, task: str, value: Any, *,
-                allow_pickle: bool = False) -> tuple[str | None, str | None]:
+def save_output(
+    home: str | os.PathLike[str], run_id: str, task: str, value: Any, *, allow_pickle: bool = False
+) -> tuple[str | None, str | None]:
     """Keep ``value``: ``(reference, None)``, or ``(None, why it was not kept)``."""
     if value is None:
         return NONE_REF, None
@@ -69,18 +70,30 @@ def save_output(home: str | os.PathLike[str], run_id: str, task: str, value: Any
             return None, str(exc)
     except Exception as exc:  # an exotic dtype pyarrow cannot write, a full disk
         if not allow_pickle:
-            log.warning("output of task %r in run %s cannot be kept (%s: %s); a resume will run it again",
-                        task, run_id, type(exc).__name__, exc)
+            log.warning(
+                "output of task %r in run %s cannot be kept (%s: %s); a resume will run it again",
+                task,
+                run_id,
+                type(exc).__name__,
+                exc,
+            )
             return None, f"it could not be written ({type(exc).__name__}: {exc})"
     if not allow_pickle:
-        return None, (f"a {type(value).__module__}.{type(value).__qualname__} is neither a frame nor plain JSON; "
-                      "persist='pickle' keeps it")
+        return None, (
+            f"a {type(value).__module__}.{type(value).__qualname__} is neither a frame nor plain JSON; "
+            "persist='pickle' keeps it"
+        )
     try:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         return _write(Path(home), run_id, f"{task}.pkl", data), None
     except Exception as exc:
-        log.warning("output of task %r in run %s cannot be pickled (%s: %s); a resume will run it again",
-                    task, run_id, type(exc).__name__, exc)
+        log.warning(
+            "output of task %r in run %s cannot be pickled (%s: %s); a resume will run it again",
+            task,
+            run_id,
+            type(exc).__name__,
+            exc,
+        )
         return None, f"it cannot be pickled ({type(exc).__name__}: {exc})"
 
 
@@ -113,7 +126,7 @@ def load_output(home: str | os.PathLike[str], ref: str, *, allow_pickle: bool = 
     if ref == NONE_REF:
         return None
     if ref.startswith(JSON_REF):
-        return json.loads(ref[len(JSON_REF):])
+        return json.loads(ref[len(JSON_REF) :])
     problem = output_problem(home, ref, allow_pickle=allow_pickle)
     if problem is not None:
         raise FileNotFoundError(f"the output cannot be loaded: {problem}")
@@ -166,8 +179,9 @@ def _save_frame(home: Path, run_id: str, task: str, value: Any, kind: str) -> st
     if kind.startswith("pandas"):
         names = [*value.columns, *(n for n in value.index.names if n is not None)]
         if value.columns.nlevels > 1 or not all(isinstance(c, str) for c in names):
-            raise _NotKept("its column names are not all strings (they would come back as strings); "
-                           "persist='pickle' keeps it")
+            raise _NotKept(
+                "its column names are not all strings (they would come back as strings); persist='pickle' keeps it"
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
