@@ -216,13 +216,12 @@ def test_killed_chain_resumes_after_the_last_finished_task(tmp_path: Path) -> No
     (tmp_path / "chain.py").write_text(CHAIN)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PIPEWARDEN_HOME": str(home), "CHAIN_MARKER": str(marker),
            "CHAIN_GATE": str(gate)}
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", str(tmp_path / "chain.py"), "--no-progress"],
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(lambda: marker.exists() and "t8:start" in marker.read_text(), "t8 to start", proc)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+    with subprocess.Popen([sys.executable, "-m", "agent", "run", str(tmp_path / "chain.py"), "--no-progress"],
+                          env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            _wait_for(lambda: marker.exists() and "t8:start" in marker.read_text(), "t8 to start", proc)
+        finally:
+            proc.send_signal(signal.SIGKILL)
     with SQLiteRunStore(home / "pipewarden.db") as store:
         run_id = store.list_runs()[0].run_id
     gate.write_text("open")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -63,8 +64,9 @@ def gated(tmp_path: Path) -> Path:
 
 def test_runs_started_at_once_over_the_limit_are_refused(gated: Path) -> None:
     """Four processes of one pipeline (max_active_runs=1) started at once: one runs, three exit 1 saying why."""
-    procs = [_start(gated) for _ in range(4)]
-    try:
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(_start(gated)) for _ in range(4)]
+        stack.callback(lambda: [p.kill() for p in procs])  # first on the way out; each Popen then closes its pipes
         wait_until(
             lambda: sum(p.poll() is not None for p in procs) == 3 or None,
             timeout=60,
@@ -72,10 +74,6 @@ def test_runs_started_at_once_over_the_limit_are_refused(gated: Path) -> None:
         )
         (gated / "gate").write_text("open")
         outcomes = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
     assert sorted(code for code, _ in outcomes) == [0, 1, 1, 1], outcomes
     for code, err in outcomes:
         if code == 1:
@@ -87,24 +85,19 @@ def test_runs_started_at_once_over_the_limit_are_refused(gated: Path) -> None:
 
 def test_wait_queues_a_run_until_the_running_one_ends(gated: Path) -> None:
     """`run --wait` says it waits, starts only when the running run has ended, and both succeed."""
-    first = _start(gated)
-    try:
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(_start(gated))
+        stack.callback(first.kill)
         wait_until(lambda: any((gated / "started").iterdir()) or None, timeout=60, what="the first run to start")
-        second = _start(gated, "--wait")
-        try:
-            wait_until(lambda: (gated / "home" / "pipewarden.db").exists() or None, timeout=10, what="the store")
-            with pytest.raises(subprocess.TimeoutExpired):
-                second.wait(2)  # queued, not refused
-            assert len(list((gated / "started").iterdir())) == 1
-            (gated / "gate").write_text("open")
-            assert first.wait(60) == 0 and second.wait(60) == 0
-            assert "waiting: pipeline 'gated' has 1 run(s) running" in (second.stderr.read() if second.stderr else "")
-        finally:
-            second.kill()
-            second.wait()
-    finally:
-        first.kill()
-        first.wait()
+        second = stack.enter_context(_start(gated, "--wait"))
+        stack.callback(second.kill)
+        wait_until(lambda: (gated / "home" / "pipewarden.db").exists() or None, timeout=10, what="the store")
+        with pytest.raises(subprocess.TimeoutExpired):
+            second.wait(2)  # queued, not refused
+        assert len(list((gated / "started").iterdir())) == 1
+        (gated / "gate").write_text("open")
+        assert first.wait(60) == 0 and second.wait(60) == 0
+        assert "waiting: pipeline 'gated' has 1 run(s) running" in (second.stderr.read() if second.stderr else "")
     with SQLiteRunStore(gated / "home" / "pipewarden.db") as store:
         runs = store.list_runs()
     assert [r.status for r in runs] == [RunStatus.SUCCESS] * 2
