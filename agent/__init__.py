@@ -17,12 +17,14 @@ __all__ = [
     "DuplicateTaskError",
     "Pipeline",
     "PipewardenError",
+    "RunLimitError",
     "RunStatus",
     "RunStore",
     "StoreError",
     "TaskTimeoutError",
     "Telemetry",
     "UnknownDependencyError",
+    "UntrustedPathError",
     "get_telemetry",
     "monitor",
     "resume",
@@ -42,7 +44,8 @@ _WHERE = {
     "RunStore": "agent.store",
     **{name: "agent.errors" for name in (
         "CheckFailedError", "ConfigError", "CycleError", "DecorationError", "DuplicateTaskError",
-        "PipewardenError", "StoreError", "TaskTimeoutError", "UnknownDependencyError")},
+        "PipewardenError", "RunLimitError", "StoreError", "TaskTimeoutError", "UnknownDependencyError",
+        "UntrustedPathError")},
 }
 
 if TYPE_CHECKING:
@@ -53,9 +56,11 @@ if TYPE_CHECKING:
         DecorationError,
         DuplicateTaskError,
         PipewardenError,
+        RunLimitError,
         StoreError,
         TaskTimeoutError,
         UnknownDependencyError,
+        UntrustedPathError,
     )
     from agent.monitor import monitor
     from agent.pipeline import Pipeline

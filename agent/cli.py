@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 the work failed (a run failed, a blocking check failed),
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, NoReturn
@@ -24,19 +25,24 @@ def cli() -> None:
 @cli.command()
 @click.option("--rows", default=50_000, show_default=True, help="Rows of generated orders data.")
 @click.option("--home", type=click.Path(file_okay=False), default=None,
-              help="State directory (default $PIPEWARDEN_HOME or ./.pipewarden).")
+              help="State directory (default $PIPEWARDEN_HOME, else ~/.local/state/pipewarden).")
 def demo(rows: int, home: str | None) -> None:
     """Run the bundled example ETL (extract -> transform -> load) with checks, and summarise."""
     from agent.demo import run_demo
+    from agent.errors import PipewardenError
 
-    sys.exit(run_demo(rows=rows, home=home))
+    try:
+        code = run_demo(rows=rows, home=home)
+    except PipewardenError as exc:
+        _fail(exc)
+    sys.exit(code)
 
 
 # --- orchestrator: run, runs list/show/resume, backfill -----------------------------------------
 # Heavy imports stay inside the commands so `import agent.cli` (and `pipewarden --help`) stays light.
 
 _HOME = click.option("--home", type=click.Path(file_okay=False), default=None,
-                     help="State directory (default $PIPEWARDEN_HOME or ./.pipewarden).")
+                     help="State directory (default $PIPEWARDEN_HOME, else ~/.local/state/pipewarden).")
 _EXECUTOR = click.option("--executor", type=click.Choice(["threads", "processes", "dask"]), default="threads",
                          show_default=True, help="Where task functions run.")
 _ADDRESS = click.option("--address", default=None, help="Dask scheduler address (default: a local cluster).")
@@ -67,7 +73,7 @@ def _orchestrate(home: str | None, executor: str, address: str | None, max_worke
     """Open the store, build the runner (with a live display on a terminal), run ``work(runner)``."""
     import threading
 
-    from agent.errors import PipewardenError
+    from agent.errors import PipewardenError, RunLimitError
     from agent.executors import get_executor
     from agent.runner import Runner
     from agent.store import open_store
@@ -92,6 +98,9 @@ def _orchestrate(home: str | None, executor: str, address: str | None, max_worke
                     finally:
                         tel.bus.remove(display)
             return int(work(runner, store, cancel))
+    except RunLimitError as exc:  # not a usage error: the work was not done (exit 1), nothing was recorded
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except PipewardenError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -172,14 +181,18 @@ def _summary(record: Any) -> None:
 @_WORKERS
 @_PROGRESS
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON instead of a table.")
+@click.option("--wait", is_flag=True,
+              help="When the pipeline already has max_active_runs runs running, wait for a slot instead of "
+                   "refusing (exit 1).")
 @click.option("--config", "config_path", default=None, envvar="PIPEWARDEN_CONFIG", type=click.Path(dir_okay=False),
               help="A pipewarden.yml: TARGET may name one of its pipelines (with its overrides and checks), and "
                    "its alert rules are evaluated (default $PIPEWARDEN_CONFIG).")
 @_HOME
 def run_cmd(target: str, params: tuple[str, ...], logical_date: str | None, executor: str, address: str | None,
-            max_workers: int | None, progress: bool | None, as_json: bool, config_path: str | None,
+            max_workers: int | None, progress: bool | None, as_json: bool, wait: bool, config_path: str | None,
             home: str | None) -> None:
-    """Run a pipeline: TARGET is path/to/file.py[:pipeline], or a pipeline of --config. Exit 1 when the run fails."""
+    """Run a pipeline: TARGET is path/to/file.py[:pipeline], or a pipeline of --config. Exit 1 when the run fails
+    or is refused because the pipeline already has max_active_runs runs running (see --wait)."""
     from agent.errors import PipewardenError
     from agent.loader import load_pipeline
 
@@ -198,7 +211,14 @@ def run_cmd(target: str, params: tuple[str, ...], logical_date: str | None, exec
         _fail(exc)
 
     def work(runner: Any, store: Any, cancel: Any) -> int:
-        record = runner.run(pipe, params=values, logical_date=logical_date, trigger="manual", cancel=cancel)
+        if wait:
+            running = store.list_runs(pipeline=pipe.name, status="running", limit=pipe.max_active_runs)
+            if len(running) >= pipe.max_active_runs:
+                click.echo(f"waiting: pipeline {pipe.name!r} has {len(running)} run(s) running "
+                           f"(max_active_runs={pipe.max_active_runs}): {', '.join(r.run_id for r in running)}; "
+                           "this run starts when one ends", err=True)
+        record = runner.run(pipe, params=values, logical_date=logical_date, trigger="manual", cancel=cancel,
+                            wait=math.inf if wait else 0.0)
         _report(record, as_json)
         return 0 if record.ok else 1
 
@@ -218,20 +238,29 @@ def _report(record: Any, as_json: bool) -> None:
 
 @cli.group()
 def runs() -> None:
-    """Run history: list, show, resume."""
+    """Run history: list, show, resume, prune."""
+
+
+#: The states a run (not a task) can be in: what `runs list --status` accepts.
+_RUN_STATES = ("queued", "running", "success", "failed", "cancelled", "interrupted")
 
 
 @runs.command("list")
 @click.option("--pipeline", default=None, help="Only runs of this pipeline.")
-@click.option("--status", default=None, help="Only runs in this state (success, failed, interrupted, ...).")
+@click.option("--status", default=None, help=f"Only runs in this state: {', '.join(_RUN_STATES)}.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the run ids, newest first (for scripts).")
 @_HOME
-def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: bool, home: str | None) -> None:
+def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: bool, quiet: bool,
+              home: str | None) -> None:
     """The latest runs, newest first (runs whose process died are marked interrupted first)."""
     from agent.errors import PipewardenError
     from agent.store import open_store
 
+    if status is not None and status not in _RUN_STATES:
+        click.echo(f"error: --status {status!r} is not a run state; allowed: {', '.join(_RUN_STATES)}", err=True)
+        sys.exit(2)
     try:
         with open_store(home) as store:
             _recover(store, home)
@@ -245,6 +274,10 @@ def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: boo
 
         click.echo(json.dumps([record_to_dict(r) for r in rows], indent=2, default=str))
         return
+    if quiet:
+        for r in rows:
+            click.echo(r.run_id)
+        return
     if not rows:
         click.echo("no runs recorded", err=True)
         return
@@ -256,6 +289,40 @@ def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: boo
                    if r.started_at else "-")
         dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
         click.echo(f"{r.run_id:<24} {r.pipeline:<20} {r.status!s:<12} {r.trigger:<9} {started:<20} {dur}")
+
+
+@runs.command("prune")
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Delete runs that ended longer ago than AGE: 30d, 12h, 2w.")
+@click.option("--pipeline", default=None, help="Only runs of this pipeline.")
+@click.option("--dry-run", is_flag=True, help="Say how many runs would be deleted; delete nothing.")
+@_HOME
+def runs_prune(older_than: str, pipeline: str | None, dry_run: bool, home: str | None) -> None:
+    """Delete finished runs older than AGE, with their task states, check results and kept outputs.
+
+    Queued and running runs, check history and metric totals stay. Without this command, runs are
+    kept PIPEWARDEN_RETENTION_DAYS (default 90) days.
+    """
+    import datetime as dt
+    import time
+
+    from agent.errors import PipewardenError
+    from agent.retention import prune
+    from agent.schedules import parse_interval
+    from agent.settings import home as home_dir
+    from agent.store import DB_NAME, SQLiteRunStore
+
+    try:
+        age = parse_interval(older_than, where="--older-than")
+        base = home_dir(home)
+        with SQLiteRunStore(base / DB_NAME) as store:  # not open_store: its own retention pass would not be dry
+            before = time.time() - age.total_seconds()
+            ids = prune(store, base, before, pipeline=pipeline, dry_run=dry_run)
+    except PipewardenError as exc:
+        _fail(exc)
+    when = dt.datetime.fromtimestamp(before, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    scope = f" of pipeline {pipeline!r}" if pipeline else ""
+    click.echo(f"{'would delete' if dry_run else 'deleted'} {len(ids)} run(s){scope} that ended before {when}")
 
 
 @runs.command("show")
@@ -379,7 +446,15 @@ def runs_resume(run_id: str, target: str | None, executor: str, address: str | N
             click.echo(f"error: run {run_id} does not say which file it came from; pass --target FILE[:NAME]",
                        err=True)
             return 2
+        if target is None:  # a path read from the store: import it only if nobody else could have put it there
+            from agent.loader import split_target
+            from agent.trust import require_trusted
+
+            require_trusted([store.path.parent, store.path, split_target(where)[0]],
+                            what=f"import the pipeline file run {run_id} names in the run store")
         pipe = load_pipeline(where)
+        for task, why in runner.plan_resume(pipe, run_id).again.items():
+            click.echo(f"resume: {task} finished before but runs again: {why}", err=True)
         record = runner.resume(pipe, run_id, cancel=cancel)
         _report(record, as_json)
         return 0 if record.ok else 1
@@ -410,15 +485,11 @@ def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, 
     from agent.errors import ConfigError, PipewardenError
     from agent.loader import load_pipeline
     from agent.scheduler import backfill_runs
-    from agent.schedules import Interval, parse_schedule
+    from agent.schedules import parse_interval
 
     try:
         pipe = load_pipeline(target)
-        step = None
-        if every:
-            sched = parse_schedule(f"every {every}", where="--every")
-            assert isinstance(sched, Interval)
-            step = sched.every
+        step = parse_interval(every, where="--every") if every is not None else None
         try:
             first, last = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
         except ValueError as exc:
@@ -435,7 +506,7 @@ def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, 
         for d in due:
             if cancel.is_set():
                 break
-            record = runner.run(pipe, run_id=d.run_id, cancel=cancel)
+            record = runner.run(pipe, run_id=d.run_id, cancel=cancel, wait=math.inf)  # one after another
             failed += not record.ok
             click.echo(f"{d.logical_date.isoformat() if d.logical_date else '-'}  {record.run_id}  {record.status}")
         click.echo(f"{len(due)} run(s), {failed} failed", err=True)

@@ -14,8 +14,12 @@ file, the line and the key path, what was found and what is allowed
 ``${NAME}`` in a value is the environment variable ``NAME`` (``${NAME:-default}``
 when it may be unset; ``$$`` is a literal ``$``), so secrets never need to be
 written in the file. YAML anchors and aliases are allowed, but a document that
-expands beyond :data:`MAX_NODES` values (an alias bomb) is refused at once.
+expands beyond :data:`checks.yamlsafe.MAX_VALUES` values (an alias bomb) is refused at once.
 The models are pydantic's; pydantic is imported only when a file is loaded.
+
+The file names code to import and where alerts go, so it, the pipeline files
+it names and their directories must be writable by no other user
+(:mod:`agent.trust`); otherwise the error says which ``chmod`` fixes it.
 """
 
 from __future__ import annotations
@@ -31,14 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError
+from checks.yamlsafe import YamlError, compose_yaml
 
 if TYPE_CHECKING:
     from agent.pipeline import Pipeline
 
-__all__ = ["MAX_NODES", "Loaded", "LoadedPipeline", "listen_address", "load_config", "load_pipelines_from"]
+__all__ = ["Loaded", "LoadedPipeline", "listen_address", "load_config", "load_pipelines_from"]
 
-#: Values a configuration may expand to, aliases included (a 1 KB alias bomb expands to billions).
-MAX_NODES = 100_000
 #: Largest configuration file read.
 MAX_BYTES = 4 * 2**20
 
@@ -58,7 +61,6 @@ class _Reader:
     env: Mapping[str, str]
     lines: dict[Path_, int] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
-    nodes: int = 0
 
     def __post_init__(self) -> None:
         import yaml
@@ -68,12 +70,6 @@ class _Reader:
     def value(self, node: Any, path: Path_) -> Any:
         import yaml
 
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise ConfigError(f"{self.file}:{node.start_mark.line + 1}: the document expands to more than "
-                              f"{MAX_NODES:,} values (YAML aliases repeated inside each other?); "
-                              "write the values out or reduce the aliases", path=self.file,
-                              line=node.start_mark.line + 1)
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
@@ -133,7 +129,6 @@ def _dotted(path: Sequence[str | int]) -> str:
 
 
 def _read_yaml(path: Path, env: Mapping[str, str]) -> tuple[Any, _Reader]:
-    import yaml
 
     file = str(path)
     try:
@@ -144,19 +139,19 @@ def _read_yaml(path: Path, env: Mapping[str, str]) -> tuple[Any, _Reader]:
         raise ConfigError(f"{file} is a directory; pass the configuration file (pipewarden.yml)", path=file)
     if size > MAX_BYTES:
         raise ConfigError(f"{file}: {size:,} bytes is larger than a configuration can be ({MAX_BYTES:,})", path=file)
+    _trusted(path, "read the configuration")  # it names code to import and where alerts go
     text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(f"{file}:{line or 1}: not valid YAML: {exc.problem or exc}", path=file, line=line) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}", path=file) from None
+    try:  # the alias bound (checks.yamlsafe.MAX_VALUES) is checked before anything walks the nodes
+        node = compose_yaml(text, path=file)
+    except YamlError as exc:
+        raise ConfigError(str(exc.problems[0]), path=file, line=exc.line) from None
     reader = _Reader(file, env)
     if node is None:
         return {}, reader
-    return reader.value(node, ()), reader
+    try:
+        return reader.value(node, ()), reader
+    except RecursionError:
+        raise ConfigError(f"{file}: the document is nested too deeply to read", path=file) from None
 
 
 # --- the models --------------------------------------------------------------------------------------
@@ -326,6 +321,17 @@ def load_pipelines_from(path: str | os.PathLike[str], *, env: Mapping[str, str] 
     return Loaded(file, config, pipelines)
 
 
+def _trusted(path: Path, what: str) -> None:
+    """ConfigError when ``path`` or its directory could have been written by another user."""
+    from agent.errors import UntrustedPathError
+    from agent.trust import require_trusted
+
+    try:
+        require_trusted([path.absolute().parent, path], what=f"{what} {path}")
+    except UntrustedPathError as exc:
+        raise ConfigError(str(exc), path=str(path)) from None
+
+
 def _import_target(target: str, *, base: Path) -> Pipeline:
     """``file.py[:name]`` (relative to the configuration's directory) or ``package.module:attribute``."""
     from agent.loader import load_pipeline, split_target
@@ -334,6 +340,7 @@ def _import_target(target: str, *, base: Path) -> Pipeline:
     file, name = split_target(target)
     if file.suffix == ".py" or "/" in target or os.sep in target:
         full = file if file.is_absolute() else base / file
+        _trusted(full, "import the pipeline file")
         return load_pipeline(f"{full}:{name}" if name else str(full))
     module, _, attribute = target.partition(":")
     if not attribute:
@@ -415,7 +422,7 @@ def _problem(file: Path, reader: _Reader, data: Any, err: Mapping[str, Any], mod
         known = _fields_at(model, loc[:-1])
         hint = difflib.get_close_matches(str(path[-1]), known, n=1) if known else []
         msg = "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "") + (
-            f" Allowed: {', '.join(known)}" if known and not hint else "")
+            f"; allowed: {', '.join(known)}" if known and not hint else "")
     elif err["type"] == "missing":
         msg = "required"
     found = err.get("input")

@@ -92,6 +92,7 @@ class Daemon:
         self._lock_file: Any = None
         self._active: dict[str, _Active] = {}
         self._pending: deque[Any] = deque()  # due runs waiting for a free run slot
+        self._told_waiting: set[str] = set()
         self._triggers: deque[tuple[str, dict[str, Any], str, threading.Event, list[str]]] = deque()
         self._state = threading.Lock()
         self._watcher: Any = None
@@ -232,19 +233,27 @@ class Daemon:
 
     def _start_pending(self) -> None:
         limit = self.loaded.agent.max_runs
+        held: list[Any] = []
         while self._pending and len(self._running()) < limit:
             due = self._pending.popleft()
             pipe = self.scheduler.pipelines.get(due.pipeline)
             if pipe is None:  # removed by a reload: its queued run stays queued for when it comes back
                 continue
-            self._launch(pipe, due.run_id)
+            if sum(a.pipeline == pipe.name for a in self._running()) >= pipe.max_active_runs:
+                held.append(due)  # its pipeline is at max_active_runs here: it starts when one of them ends
+                continue
+            self._launch(pipe, due)
+        self._pending.extendleft(reversed(held))
 
-    def _launch(self, pipe: Any, run_id: str) -> None:
+    def _launch(self, pipe: Any, due: Any) -> None:
+        from agent.errors import RunLimitError
         from agent.runner import Runner
 
+        run_id = due.run_id
         active = _Active(run_id, pipe.name, threading.Thread())
 
         def work() -> None:
+            waits = False
             try:
                 executor = None
                 if self.loaded.agent.executor == "processes":
@@ -257,12 +266,20 @@ class Daemon:
                 finally:
                     if executor is not None:
                         executor.shutdown()
+            except RunLimitError as exc:  # another process runs the pipeline's max_active_runs: stays queued
+                waits = True
+                if run_id not in self._told_waiting:  # said once per run, not at every retry
+                    self._told_waiting.add(run_id)
+                    log.info("run %s of pipeline %s waits for a slot: %s", run_id, pipe.name, exc)
+                self._pending.append(due)  # tried again at the next tick (within MAX_SLEEP)
             except Exception:
                 log.exception("run %s of pipeline %s failed to run", run_id, pipe.name)
             finally:
                 with self._state:
                     self._active.pop(run_id, None)
-                self.wake.set()  # a slot is free, and max_active_runs may let a waiting tick through
+                if not waits:
+                    self._told_waiting.discard(run_id)
+                    self.wake.set()  # a slot is free, and max_active_runs may let a waiting tick through
 
         active.thread = threading.Thread(target=work, name=f"pipewarden-run-{pipe.name}", daemon=True)
         with self._state:

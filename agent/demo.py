@@ -21,7 +21,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agent import settings
+from agent.errors import ConfigError
 from agent.telemetry import Telemetry, set_telemetry
+from exporters.files import make_private_dirs
 
 __all__ = ["EXAMPLE", "run_demo"]
 
@@ -47,8 +49,21 @@ def run_demo(rows: int = 50_000, home: str | os.PathLike[str] | None = None, *,
     console = Console(file=out) if out is not None else Console()
     base = settings.home(home)
     env = dict(os.environ)
+    try:
+        make_private_dirs(base / "metrics")
+        if not os.access(base, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable", str(base))
+    except OSError as exc:
+        blocker = next((p for p in (base, *base.parents) if p.exists()), base)
+        if not blocker.is_dir():
+            why = "is a file, not a directory" if blocker == base else f"cannot be created: {blocker} is a file"
+        elif isinstance(exc, PermissionError):
+            why = f"is not writable ({exc.filename or base})"
+        else:
+            why = f"cannot be used: {exc.strerror or exc}"
+        raise ConfigError(f"state directory {base} {why}; set PIPEWARDEN_HOME (or --home) to a directory you can "
+                          "write", path=str(base)) from None
     if settings.PIPEWARDEN_TEXTFILE_DIR not in env:
-        (base / "metrics").mkdir(parents=True, exist_ok=True)
         env[settings.PIPEWARDEN_TEXTFILE_DIR] = str(base / "metrics")
     tel = Telemetry.from_env(env, home=base)
     spans = InMemorySpanExporter()

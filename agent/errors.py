@@ -15,10 +15,12 @@ __all__ = [
     "DecorationError",
     "DuplicateTaskError",
     "PipewardenError",
+    "RunLimitError",
     "StoreError",
     "TaskCancelledError",
     "TaskTimeoutError",
     "UnknownDependencyError",
+    "UntrustedPathError",
 ]
 
 
@@ -97,3 +99,23 @@ class StoreError(PipewardenError, OSError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class UntrustedPathError(PipewardenError, PermissionError):
+    """A file pipewarden would load or import (a task output, a pipeline file, the state directory)
+    could have been written by another user; ``path`` names it."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RunLimitError(PipewardenError, RuntimeError):
+    """A run was not started: its pipeline already has ``limit`` (``max_active_runs``) runs running,
+    ``running`` (their run ids)."""
+
+    def __init__(self, message: str, *, pipeline: str = "", limit: int = 1, running: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.pipeline = pipeline
+        self.limit = limit
+        self.running = list(running)

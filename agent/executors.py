@@ -22,6 +22,7 @@ import resource
 import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -131,6 +132,15 @@ class ProcessExecutor:
     Functions travel by value with cloudpickle when it is installed (it comes
     with the ``dask`` extra), so closures and functions defined inside other
     functions work; otherwise they must be importable module-level functions.
+
+    Workers die with the process that started them, even when it is killed
+    with SIGKILL: on Linux each worker asks the kernel for SIGKILL when its
+    parent goes (``PR_SET_PDEATHSIG``), and everywhere a watchdog thread in
+    each worker exits when its parent process is gone. The kernel sends that
+    signal when the *thread* that forked the worker ends, so the workers are
+    forked by one thread that lives as long as the pool. :meth:`worker_pids`
+    starts the pool and says which processes may run tasks (the runner records
+    them, and a resume waits until they are gone).
     """
 
     name = "processes"
@@ -140,25 +150,92 @@ class ProcessExecutor:
         import multiprocessing
 
         self.max_workers = max_workers
-        method = mp_context or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        self._ctx = multiprocessing.get_context(method)
+        self._method = mp_context or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        self._ctx = multiprocessing.get_context(self._method)
         self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
-        if self._pool is None:
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._ctx)
+        pool = self._started()
         try:
             import cloudpickle
         except ImportError:
-            return self._pool.submit(fn, *args)
-        return self._pool.submit(_unpickle_call, cloudpickle.dumps((fn, args)))
+            return pool.submit(fn, *args)
+        return pool.submit(_unpickle_call, cloudpickle.dumps((fn, args)))
+
+    def worker_pids(self) -> list[int]:
+        """Start the pool if needed; the process ids of its workers."""
+        pool = self._started()
+        processes = getattr(pool, "_processes", None) or {}
+        return sorted(int(pid) for pid in processes)
+
+    def _started(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._start()
+            return self._pool
+
+    def _start(self) -> ProcessPoolExecutor:
+        from concurrent.futures import ProcessPoolExecutor
+
+        made: list[ProcessPoolExecutor] = []
+        failed: list[BaseException] = []
+        ready = threading.Event()
+        stop = self._stop = threading.Event()
+        forked_here = self._method == "fork"  # fork launches every worker at the first submit, in that thread
+
+        def parent() -> None:
+            try:
+                pool = ProcessPoolExecutor(self.max_workers, mp_context=self._ctx, initializer=_worker_start,
+                                           initargs=(os.getpid(), forked_here))
+                pool.submit(os.getpid).result()
+                made.append(pool)
+            except BaseException as exc:  # handed to the caller below
+                failed.append(exc)
+            finally:
+                ready.set()
+            stop.wait()  # the workers' parent thread: it ends only after the pool is shut down
+
+        threading.Thread(target=parent, name="pipewarden-workers", daemon=True).start()
+        ready.wait()
+        if failed:
+            raise failed[0]
+        return made[0]
 
     def shutdown(self, wait: bool = True) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=not wait)
-            self._pool = None
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._stop.set()
+
+
+def _worker_start(parent: int, deathsig: bool) -> None:
+    """Initializer of a pool worker: die with the process that started the pool."""
+    if deathsig:
+        _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="pipewarden-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)  # a task's child process dies with this one (its own PR_SET_PDEATHSIG)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux for SIGKILL when the thread that forked this process ends (PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+        except Exception:
+            pass
 
 
 class DaskExecutor:
@@ -178,7 +255,7 @@ class DaskExecutor:
 
     def __init__(self, address: str | None = None, *, client: Any = None, n_workers: int | None = None,
                  threads_per_worker: int | None = None, processes: bool | None = None,
-                 max_workers: int | None = None, **cluster_options: Any) -> None:
+                 max_workers: int | None = None, connect_timeout: float = 10.0, **cluster_options: Any) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:
@@ -187,7 +264,12 @@ class DaskExecutor:
         if client is not None:
             self.client = client
         elif address:
-            self.client = Client(address)
+            try:
+                self.client = Client(address, timeout=connect_timeout)
+            except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, or not an address
+                raise ConfigError(f"cannot reach the Dask scheduler at {address!r} within {connect_timeout:g} s "
+                                  f"({type(exc).__name__}: {exc}); start one (`dask scheduler`), check --address "
+                                  "(tcp://host:8786), or leave --address out for a local cluster") from None
         else:
             options: dict[str, Any] = {"dashboard_address": None, **cluster_options}
             if n_workers is not None:
@@ -256,12 +338,13 @@ def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: flo
     if not hasattr(os, "fork"):
         return _run_in_spawned(fn, kwargs, timeout, grace=grace, task=task)
     r, w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: run, report, and leave without running the parent's atexit hooks
         code = 0
         try:
             os.close(r)
-            _child_setup()
+            _child_setup(parent)
             payload = _child_payload(fn, kwargs)
             with os.fdopen(w, "wb") as f:
                 f.write(payload)
@@ -300,19 +383,15 @@ def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: flo
     return _decode(b"".join(chunks))
 
 
-def _child_setup() -> None:
+def _child_setup(parent: int) -> None:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # The parent stops the child on Ctrl-C; the terminal's SIGINT is not for the child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        try:  # die with the parent if it is killed (PR_SET_PDEATHSIG)
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-        except Exception:
-            pass
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before PR_SET_PDEATHSIG took effect
+        os._exit(1)
 
 
 def _child_payload(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> bytes:

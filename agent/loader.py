@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, PipewardenError
 from agent.pipeline import Pipeline
 
 __all__ = ["LOADED_PREFIX", "load_pipeline", "load_pipelines", "split_target"]
@@ -35,6 +35,9 @@ def split_target(target: str) -> tuple[Path, str | None]:
 def load_pipelines(path: str | os.PathLike[str]) -> dict[str, Pipeline]:
     """Every :class:`Pipeline` a file defines at module level, by pipeline name."""
     file = Path(path).resolve()
+    if file.is_dir():
+        raise ConfigError(f"{path} is a directory; pass a pipeline file: path/to/file.py[:pipeline]",
+                          path=str(path))
     if not file.is_file():
         raise ConfigError(f"pipeline file {path} does not exist; pass path/to/file.py[:pipeline]", path=str(path))
     digest = hashlib.sha256(str(file).encode()).hexdigest()[:8]
@@ -59,6 +62,8 @@ def load_pipelines(path: str | os.PathLike[str]) -> dict[str, Pipeline]:
             tb = traceback.extract_tb(exc.__traceback__)
             line = next((f.lineno for f in reversed(tb) if f.filename == str(file)), None)
             where = f"{path}:{line}" if line else str(path)
+            if isinstance(exc, PipewardenError):  # a declaration pipewarden refused: its own message says it all
+                raise ConfigError(f"{where}: {exc}", path=str(path), line=line) from exc
             raise ConfigError(f"{where}: importing the pipeline file failed: {type(exc).__name__}: {exc}",
                               path=str(path), line=line) from exc
     found: dict[str, Pipeline] = {}

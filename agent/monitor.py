@@ -11,9 +11,11 @@
 Each call gets a span (``RUN <pipeline>`` for the outermost call, ``RUN <task>``
 for nested ones), task metrics (runs by status, duration, rows in and out, CPU,
 peak memory, last success) and, when it is the outermost monitored call, the
-pipeline-run metrics too. Checks run on the returned frame; what a failing
-check means is the ``on_check_failure`` policy: ``warn`` (log and record) or
-``raise`` (record, then raise :class:`~agent.errors.CheckFailedError`).
+pipeline-run metrics too. Checks run on the returned frame; what a blocking
+result (a check of severity fail that failed or could not run) means is the
+``on_check_failure`` policy: ``warn`` (log and record) or ``raise`` (record,
+then raise :class:`~agent.errors.CheckFailedError`). ``on_check_error="warn"``
+lets results of status ``error`` through (see :mod:`agent.gates`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from agent.errors import CheckFailedError, DecorationError
+from agent.gates import ON_ERROR, blocking, blocking_reason, validate_checks
 from agent.scope import Scope, current_scope, rows_of
 from agent.telemetry import Telemetry, get_telemetry
 from checks.result import CheckResult, Status
@@ -38,6 +41,7 @@ log = logging.getLogger("pipewarden.monitor")
 P = ParamSpec("P")
 R = TypeVar("R")
 Policy = Literal["warn", "raise"]
+OnError = Literal["fail", "warn"]
 _POLICIES = ("warn", "raise")
 
 
@@ -51,8 +55,8 @@ class monitor:
     the module is imported rather than in the middle of a run.
     """
 
-    __slots__ = ("_needs_store", "checks", "dataset", "on_check_failure", "pipeline", "store", "task", "telemetry",
-                 "version")
+    __slots__ = ("_needs_store", "checks", "dataset", "on_check_error", "on_check_failure", "pipeline", "store",
+                 "task", "telemetry", "version")
 
     def __init__(
         self,
@@ -61,6 +65,7 @@ class monitor:
         task: str | None = None,
         checks: Iterable[Callable[..., Any]] = (),
         on_check_failure: Policy = "warn",
+        on_check_error: OnError = "fail",
         dataset: str | None = None,
         telemetry: Telemetry | None = None,
         store: Any = None,
@@ -72,16 +77,13 @@ class monitor:
         for arg, value in (("pipeline", pipeline), ("task", task), ("dataset", dataset), ("version", version)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise DecorationError(f"monitor({arg}=...) must be a non-empty str, got {value!r}")
-        if isinstance(checks, (str, bytes)) or not isinstance(checks, Iterable):
-            raise DecorationError(f"monitor(checks=...) must be a list of checks, got {checks!r}")
-        checks = tuple(checks)
-        for i, check in enumerate(checks):
-            if not callable(check):
-                raise DecorationError(f"monitor(checks=...): item {i} is {check!r}, which is not callable; "
-                                      "a check is a callable DataFrame -> CheckResult, e.g. row_count(min=1)")
+        checks = validate_checks(checks, "monitor(checks=...)", error=DecorationError)
         if on_check_failure not in _POLICIES:
             raise DecorationError(f"monitor(on_check_failure=...) must be one of {', '.join(_POLICIES)}, "
                                   f"got {on_check_failure!r}")
+        if on_check_error not in ON_ERROR:
+            raise DecorationError(f"monitor(on_check_error=...) must be one of {', '.join(ON_ERROR)}, "
+                                  f"got {on_check_error!r}")
         if telemetry is not None and not isinstance(telemetry, Telemetry):
             raise DecorationError(f"monitor(telemetry=...) must be an agent.Telemetry, got {type(telemetry).__name__}")
         self.pipeline = pipeline
@@ -90,6 +92,7 @@ class monitor:
         # Fixed once the checks are built: whether a call must open the default run store.
         self._needs_store = any(getattr(c, "needs_store", False) for c in checks)
         self.on_check_failure: Policy = on_check_failure
+        self.on_check_error: OnError = on_check_error
         self.dataset = dataset
         self.telemetry = telemetry
         self.store = store
@@ -154,6 +157,7 @@ class monitor:
                                        version=_Version(self.version, script).get())
         else:
             scope = Scope(tel, pipeline, task or pipeline, pipeline_level=False, dataset=self.dataset)
+        scope.policy = self._apply_policy  # run.run_checks(...) follows on_check_failure too
         return scope.__enter__()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
@@ -167,10 +171,13 @@ class monitor:
     def _scope(self, pipeline: str | None, default_pipeline: str, task: str, version: _Version) -> Scope:
         outer = current_scope()
         if outer is not None:  # a nested call records where its enclosing call does, unless told otherwise
-            return Scope(self.telemetry or outer.tel, pipeline or outer.pipeline, task, pipeline_level=False,
-                         dataset=self.dataset)
+            scope = Scope(self.telemetry or outer.tel, pipeline or outer.pipeline, task, pipeline_level=False,
+                          dataset=self.dataset)
+            scope.policy = self._apply_policy
+            return scope
         scope = Scope(self.telemetry or get_telemetry(), pipeline or default_pipeline, task, pipeline_level=True,
                       dataset=self.dataset)
+        scope.policy = self._apply_policy
         scope.trigger = "monitor"
         scope.version = version.value if version.value is not None else version.get()
         return scope
@@ -184,20 +191,19 @@ class monitor:
         store = self.store
         if store is None and self._needs_store:
             store = _default_store()
-        results = scope.run_checks(self.checks, result, scope.context(inputs=inputs, store=store))
-        self._apply_policy(scope, results)
+        scope.run_checks(self.checks, result, scope.context(inputs=inputs, store=store))  # applies the policy
 
     def _apply_policy(self, scope: Scope, results: list[CheckResult]) -> None:
+        """Log every failed or unrunnable result; under ``raise``, a blocking one raises CheckFailedError."""
         bad = [r for r in results if r.status in (Status.FAIL, Status.ERROR)]
         for r in bad:
-            log.warning("%s.%s: check %s %s: %s", scope.pipeline, scope.task, r.check, r.status,
+            log.warning("%s.%s: check %s %s: %s", scope.pipeline, scope.task or scope.pipeline, r.check, r.status,
                         r.message or f"observed {r.observed}, threshold {r.threshold}")
-        blocking = [r for r in results if r.blocking]
-        if blocking and self.on_check_failure == "raise":
-            names = ", ".join(r.check + (f"[{r.column}]" if r.column else "") for r in blocking)
-            scope.set_status("failed", reason=f"blocking checks failed: {names}")
-            raise CheckFailedError(f"{scope.pipeline}.{scope.task}: {len(blocking)} blocking check(s) failed: "
-                                   f"{names}", results=blocking)
+        stop = blocking(results, self.on_check_error)
+        if stop and self.on_check_failure == "raise":
+            reason = blocking_reason(stop)
+            scope.set_status("failed", reason=reason)
+            raise CheckFailedError(f"{scope.pipeline}.{scope.task or scope.pipeline}: {reason}", results=stop)
 
 
 class _Version:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from agent.errors import ConfigError, CycleError, DecorationError, DuplicateTaskError, UnknownDependencyError
+from agent.gates import ON_ERROR, validate_checks
 from agent.graph import Graph, find_cycle
 from agent.retry import RetryCondition, RetryPolicy
 from agent.schedules import Schedule, parse_schedule
@@ -41,8 +42,12 @@ class Task:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
     checks: tuple[Any, ...] = ()
-    persist: bool = False
+    #: ``auto`` (default): keep the output in a safe format when a task downstream takes it;
+    #: ``pickle``: also pickle what has no safe format; ``off``: never keep it (see :mod:`agent.artifacts`).
+    persist: str = "auto"
     pipeline: str = ""
+    #: ``fail`` (default): a check that could not run blocks like a failure; ``warn``: it does not.
+    on_check_error: str = "fail"
 
     def inputs(self, tasks: Container[str]) -> tuple[str, ...]:
         """Parameters that receive an upstream task's output (``tasks``: the pipeline's task names, a set or dict)."""
@@ -152,38 +157,44 @@ class Pipeline:
              retries: int = 0, retry_delay: float = 1.0, retry_backoff: float = 2.0,
              retry_max_delay: float | None = None, retry_jitter: float = 0.0,
              retry_on: RetryCondition = None, timeout: float | None = None,
-             checks: Sequence[Any] = (), persist: bool = False) -> Callable[[F], F]: ...
+             checks: Sequence[Any] = (), persist: bool | str = "auto",
+             on_check_error: str = "fail") -> Callable[[F], F]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, depends_on: Any = (),
              retries: int = 0, retry_delay: float = 1.0, retry_backoff: float = 2.0,
              retry_max_delay: float | None = None, retry_jitter: float = 0.0,
              retry_on: RetryCondition = None, timeout: float | None = None,
-             checks: Sequence[Any] = (), persist: bool = False) -> Any:
+             checks: Sequence[Any] = (), persist: bool | str = "auto", on_check_error: str = "fail") -> Any:
         """Register a task; returns the function unchanged (metadata in ``fn.__pipewarden_task__``).
 
         ``depends_on`` adds ordering-only dependencies (names or task functions).
         ``timeout`` seconds runs the task in a child process that is killed at the
-        deadline. ``checks`` run on the output; a blocking failure skips every task
-        downstream. ``persist`` saves the output so a resumed run need not redo it.
+        deadline. ``checks`` run on the output; a blocking result (a check of severity
+        fail that failed or could not run) skips every task downstream;
+        ``on_check_error="warn"`` lets checks that could not run through.
+        ``persist``: outputs a task downstream takes by parameter are kept by default
+        (``"auto"``; ``True`` means the same) in safe formats, Arrow IPC for frames and
+        JSON for plain values, so a resume starts after the last finished task;
+        ``"pickle"`` also keeps other values as pickles; ``False`` keeps nothing.
         """
         retry = RetryPolicy(retries=retries, delay=retry_delay, backoff=retry_backoff,
                             max_delay=retry_max_delay, jitter=retry_jitter, retry_on=retry_on)
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
                                     or timeout <= 0):
             raise DecorationError(f"timeout must be a number of seconds > 0 or None — got {timeout!r}")
-        if isinstance(checks, str | bytes) or not isinstance(checks, Sequence):
-            raise DecorationError(f"checks must be a list of checks — got {checks!r}")
-        for c in checks:
-            if not callable(c):
-                raise DecorationError(f"checks[{list(checks).index(c)}] is not callable: {c!r}; a check is "
-                                      "a Check from the checks package or a function (df) -> CheckResult | bool")
+        checks = validate_checks(checks, "@pipe.task", error=DecorationError)
+        keep = _PERSIST.get(persist) if isinstance(persist, bool | str) else None
+        if keep is None:
+            raise DecorationError(f"persist must be one of 'auto' (or True), 'pickle', False — got {persist!r}")
+        if on_check_error not in ON_ERROR:
+            raise DecorationError(f"on_check_error must be one of {', '.join(ON_ERROR)} — got {on_check_error!r}")
         deps = _dependency_names(depends_on)
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(f):
                 raise DecorationError(f"@{self.name}.task decorates a function — got {f!r}")
             self._add(_make_task(self, f, name, deps, retry, float(timeout) if timeout else None,
-                                 tuple(checks), bool(persist)))
+                                 tuple(checks), keep, on_check_error))
             return f
 
         return register(fn) if fn is not None else register
@@ -252,6 +263,9 @@ class Pipeline:
         return Graph({t.name: t.dependencies(self.tasks) for t in self.tasks.values()}, pipeline=self.name)
 
 
+_PERSIST: dict[bool | str, str] = {True: "auto", "auto": "auto", "pickle": "pickle", False: "off", "off": "off"}
+
+
 def _dependency_names(depends_on: Any) -> tuple[str, ...]:
     items = [depends_on] if isinstance(depends_on, str) or callable(depends_on) else list(depends_on or ())
     out = []
@@ -267,7 +281,8 @@ def _dependency_names(depends_on: Any) -> tuple[str, ...]:
 
 
 def _make_task(pipe: Pipeline, fn: Callable[..., Any], name: str | None, deps: tuple[str, ...],
-               retry: RetryPolicy, timeout: float | None, checks: tuple[Any, ...], persist: bool) -> Task:
+               retry: RetryPolicy, timeout: float | None, checks: tuple[Any, ...], persist: str,
+               on_check_error: str = "fail") -> Task:
     task_name = name or getattr(fn, "__name__", None)
     if not task_name or not isinstance(task_name, str):
         raise DecorationError(f"cannot name task {fn!r}; pass @pipe.task(name=...)")
@@ -290,4 +305,4 @@ def _make_task(pipe: Pipeline, fn: Callable[..., Any], name: str | None, deps: t
         raise DecorationError(f"task {task_name!r} of pipeline {pipe.name!r} cannot depend on itself")
     return Task(name=task_name, fn=fn, parameters=tuple(params), defaults=frozenset(defaults),
                 depends_on=deps, retry=retry, timeout=timeout, checks=checks, persist=persist,
-                pipeline=pipe.name)
+                pipeline=pipe.name, on_check_error=on_check_error)

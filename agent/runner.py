@@ -21,14 +21,14 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from agent import kpis
-from agent.artifacts import NONE_REF, load_output, save_output
-from agent.errors import ConfigError, TaskCancelledError
+from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
+from agent.errors import ConfigError, RunLimitError, TaskCancelledError
 from agent.executors import (
     Executor,
     Measured,
@@ -38,16 +38,20 @@ from agent.executors import (
     run_in_child,
     timed,
 )
+from agent.gates import blocking, blocking_reason
 from agent.pipeline import Pipeline, Task
 from agent.records import RunRecord, RunStatus, new_run_id
 from agent.scope import rows_of
 from agent.store import RunStore, SQLiteRunStore
+from agent.trust import require_trusted
 
-__all__ = ["Runner", "recover_interrupted", "resume", "run", "run_values"]
+__all__ = ["ResumePlan", "Runner", "recover_interrupted", "resume", "run", "run_values"]
 
 log = logging.getLogger("pipewarden.runner")
 
-_RUN_OPTIONS = frozenset({"logical_date", "trigger", "run_id", "cancel"})
+_RUN_OPTIONS = frozenset({"logical_date", "trigger", "run_id", "cancel", "wait"})
+#: Seconds between two looks at the store while a run waits for a slot (max_active_runs).
+_SLOT_POLL = 0.5
 
 
 def run(pipeline: Pipeline, params: Mapping[str, Any] | None = None, **options: Any) -> RunRecord:
@@ -210,10 +214,13 @@ class Runner:
 
     def run(self, pipeline: Pipeline, params: Mapping[str, Any] | None = None, *, logical_date: Any = None,
             trigger: str = "manual", run_id: str | None = None, cancel: threading.Event | None = None,
-            abandon: threading.Event | None = None) -> RunRecord:
+            wait: float = 0.0, abandon: threading.Event | None = None) -> RunRecord:
         """Run every task of ``pipeline`` once; returns the run record (task failures do not raise).
 
         ``run_id`` of a run already recorded QUEUED (by the scheduler) starts that run.
+        ``Pipeline(max_active_runs=N)`` holds across processes: when N runs of the
+        pipeline are running, this one waits up to ``wait`` seconds for a slot
+        (``math.inf``: as long as it takes), then raises RunLimitError, recording nothing.
         Raises ConfigError for an invalid graph or unknown parameter, StoreError when
         the store cannot be written. ``cancel`` starts no further task; ``abandon``
         stops waiting for the tasks still running and records them, and the run,
@@ -244,57 +251,101 @@ class Runner:
                                  target=pipeline.target, now=now)
             job = _Job(self, pipeline, store, tel, run_id, values, to_run=list(graph.order), preloaded={},
                        attempts={}, trigger=trigger, resumed=False, cancel=cancel, abandon=abandon)
+            job.wait, job.created = wait, existing is None
             return job.execute()
         finally:
             if owned:
                 store.close()
 
     def resume(self, pipeline: Pipeline, run_id: str, *, cancel: threading.Event | None = None,
-               abandon: threading.Event | None = None) -> RunRecord:
+               wait: float = 0.0, abandon: threading.Event | None = None) -> RunRecord:
         """Run again the tasks of ``run_id`` that did not succeed.
 
-        A task that succeeded is not run again when its output was kept
-        (``persist=True``, or it returned None) or nothing re-run needs it;
-        otherwise it runs again to supply its downstream.
+        A task that succeeded is not run again: its output was kept (see
+        :mod:`agent.artifacts`), it returned None, or nothing re-run needs it.
+        One whose output a re-run task needs but which could not be kept runs
+        again; :meth:`plan_resume` says which, and why, before anything runs.
         """
-        graph = pipeline.graph()
         store, owned = self._open_store()
         try:
-            tel = self._telemetry()
-            recover_interrupted(store, tel, now=self.clock())
-            rec = store.get_run(run_id)
-            if rec is None:
-                raise ConfigError(f"there is no run {run_id!r} in the run store; `pipewarden runs list` shows them")
-            if rec.pipeline != pipeline.name:
-                raise ConfigError(f"run {run_id} is a run of pipeline {rec.pipeline!r}, not {pipeline.name!r}")
-            if rec.status is RunStatus.RUNNING:
-                raise ConfigError(f"run {run_id} is still running (pid {rec.owner_pid} on {rec.owner_host}); "
-                                  "wait for it, or stop that process first")
-            if rec.status is RunStatus.SUCCESS:
-                return rec
-            latest = rec.latest()
-            kept = {t: a for t, a in latest.items() if t in graph and a.status is RunStatus.SUCCESS}
-            to_run = {t for t in graph.order if t not in kept}
-            # A re-run task needs its inputs: recompute those whose output was not kept. Dependants
-            # come before their inputs in reverse order, so one pass also covers inputs added here.
-            for t in reversed(graph.order):
-                if t in to_run:
-                    for inp in pipeline.tasks[t].inputs(pipeline.tasks):
-                        if inp in kept and not _kept(kept[inp].output_ref):
-                            to_run.add(inp)
-            preloaded = {t: a.output_ref for t, a in kept.items() if t not in to_run}
+            plan = self._plan(pipeline, run_id, store)
+            if not plan.to_run and plan.record.status is RunStatus.SUCCESS:
+                return plan.record
+            for task, why in plan.again.items():
+                log.info("resume of run %s runs task %s again: %s", run_id, task, why)
+            rec = plan.record
             attempts: dict[str, int] = {}
             for a in rec.attempts:
                 attempts[a.task] = max(attempts.get(a.task, 0), a.attempt)
             values, _, _ = run_values(pipeline, rec.params, run_id=run_id, trigger=rec.trigger,
                                       logical_date=rec.logical_date, now=self.clock())
-            job = _Job(self, pipeline, store, tel, run_id, values, to_run=[t for t in graph.order if t in to_run],
-                       preloaded=preloaded, attempts=attempts, trigger=rec.trigger, resumed=True, cancel=cancel,
-                       abandon=abandon)
+            job = _Job(self, pipeline, store, self._telemetry(), run_id, values, to_run=list(plan.to_run),
+                       preloaded=dict(plan.preloaded), attempts=attempts, trigger=rec.trigger, resumed=True,
+                       cancel=cancel, abandon=abandon)
+            job.wait = wait
             return job.execute()
         finally:
             if owned:
                 store.close()
+
+    def plan_resume(self, pipeline: Pipeline, run_id: str) -> ResumePlan:
+        """What :meth:`resume` would run, and why each task that already finished would run again.
+
+        Raises ConfigError (no such run, another pipeline's run, still running)
+        and UntrustedPathError (a state directory or output another user could have written).
+        """
+        store, owned = self._open_store()
+        try:
+            return self._plan(pipeline, run_id, store)
+        finally:
+            if owned:
+                store.close()
+
+    def _plan(self, pipeline: Pipeline, run_id: str, store: RunStore) -> ResumePlan:
+        graph = pipeline.graph()
+        recover_interrupted(store, self._telemetry(), now=self.clock())
+        rec = store.get_run(run_id)
+        if rec is None:
+            raise ConfigError(f"there is no run {run_id!r} in the run store; `pipewarden runs list` shows them")
+        if rec.pipeline != pipeline.name:
+            raise ConfigError(f"run {run_id} is a run of pipeline {rec.pipeline!r}, not {pipeline.name!r}")
+        if rec.status is RunStatus.RUNNING:
+            raise ConfigError(f"run {run_id} is still running (pid {rec.owner_pid} on {rec.owner_host}); "
+                              "wait for it, or stop that process first")
+        if rec.status is RunStatus.SUCCESS:
+            return ResumePlan(rec, (), {}, {})
+        alive = store.live_workers(run_id)
+        if alive:
+            pids = " ".join(map(str, alive))
+            raise ConfigError(f"run {run_id}: worker processes {pids} of its last execution are still alive and may "
+                              f"still be running its tasks; wait for them to end, or stop them (kill {pids}), "
+                              "then resume")
+        home = self._home(store)
+        if isinstance(store, SQLiteRunStore):  # outputs are read back from it and its directory
+            require_trusted([store.path.parent, store.path], what=f"resume run {run_id} from {store.path}")
+        latest = rec.latest()
+        kept = {t: a for t, a in latest.items() if t in graph and a.status is RunStatus.SUCCESS}
+        to_run = {t for t in graph.order if t not in kept}
+        again: dict[str, str] = {}
+        # A re-run task needs its inputs: recompute those whose output cannot be loaded. Dependants
+        # come before their inputs in reverse order, so one pass also covers inputs added here.
+        for t in reversed(graph.order):
+            if t not in to_run:
+                continue
+            for inp in pipeline.tasks[t].inputs(pipeline.tasks):
+                if inp not in kept or inp in to_run:
+                    continue
+                attempt = kept[inp]
+                problem = output_problem(home, attempt.output_ref,
+                                         allow_pickle=pipeline.tasks[inp].persist == "pickle")
+                if problem is not None:
+                    if attempt.output_ref is None and attempt.reason:
+                        problem = f"its output was not kept: {attempt.reason}"
+                    to_run.add(inp)
+                    again[inp] = f"{t} needs its output, and {problem}"
+        preloaded = {t: a.output_ref for t, a in kept.items() if t not in to_run and a.output_ref is not None}
+        order = tuple(t for t in graph.order if t in to_run)
+        return ResumePlan(rec, order, {t: again[t] for t in order if t in again}, preloaded)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -312,16 +363,25 @@ class Runner:
 
         return get_telemetry()
 
-    def _artifact_dir(self, store: RunStore) -> Path:
+    def _home(self, store: RunStore) -> Path:
+        """The state directory: task outputs are kept under it."""
         if isinstance(store, SQLiteRunStore):
-            return store.path.parent / "artifacts"
+            return store.path.parent
         from agent.settings import home
 
-        return home(self.home) / "artifacts"
+        return home(self.home)
 
 
-def _kept(ref: str | None) -> bool:
-    return ref is not None and (ref == NONE_REF or os.path.exists(ref))
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a resume of ``record`` runs: ``to_run`` in order; ``again``: tasks that finished before but run
+    again, each with why (its output, which a re-run task needs, could not be kept or loaded);
+    ``preloaded``: the output references of the finished tasks that are not run again."""
+
+    record: RunRecord
+    to_run: tuple[str, ...]
+    again: Mapping[str, str]
+    preloaded: Mapping[str, str]
 
 
 class _Job:
@@ -346,6 +406,8 @@ class _Job:
         self.resumed = resumed
         self.user_cancel = cancel
         self.abandon = abandon or threading.Event()
+        self.wait = 0.0  # seconds to wait for a slot under max_active_runs
+        self.created = False  # this job recorded the run (discarded if refused)
         self.cancelled = threading.Event()
         self.done = threading.Event()
         self.lock = threading.Lock()
@@ -355,7 +417,9 @@ class _Job:
         run_set = set(to_run)
         self.remaining = {t: sum(1 for d in self.graph.deps[t] if d in run_set) for t in to_run}
         self.sleep = runner._sleep or (lambda s: self.cancelled.wait(s))
-        self.artifacts = runner._artifact_dir(store)
+        self.home = runner._home(store)
+        # Outputs worth keeping: those a task downstream takes by parameter (a resume may need them).
+        self.consumed = {i for t in pipeline.tasks.values() for i in t.inputs(pipeline.tasks)}
         self.ctx: contextvars.Context | None = None
         self.drivers: Executor | None = None
         self.ready: collections.deque[str] = collections.deque()
@@ -366,11 +430,10 @@ class _Job:
 
     def execute(self) -> RunRecord:
         r, store, tel = self.r, self.store, self.tel
-        now = r.clock()
         version = self.pipeline.version
         # Where the pipeline stands before this run, from the store: the KPIs of its end fold onto it.
         health = kpis.health_of(store.recent_runs(self.name))
-        store.start_run(self.run_id, now=now, lease_until=now + r.lease_seconds, tasks=self.graph.order)
+        self._claim()
         executor = r.executor
         owns_executor = executor is None
         workers = (r.max_workers or self.pipeline.max_workers or (executor.max_workers if executor else None)
@@ -380,6 +443,9 @@ class _Job:
             executor = ThreadExecutor(workers)
         self.executor = executor
         self.drivers = executor if executor.local else ThreadExecutor(workers)
+        worker_pids = getattr(executor, "worker_pids", None)
+        if worker_pids is not None:  # a resume must not start a task one of them may still be running
+            store.record_workers(self.run_id, worker_pids())
         interrupted: BaseException | None = None
         ps = tel.pipeline_scope(self.name, run_id=self.run_id, version=version, trigger=self.trigger,
                                 tasks=self.graph.order, kept=tuple(self.preloaded), params=self.values.get("params"),
@@ -406,6 +472,8 @@ class _Job:
             status, error = self._outcome()
             end = r.clock()
             store.finish_run(self.run_id, status, now=end, error=error)
+            if status is RunStatus.SUCCESS:  # nothing will resume it: its kept outputs go
+                remove_outputs(self.home, self.run_id)
             ps.set_status(str(status), error or "")
             ps.ended_at = end
             ps.outcome = kpis.fold(health, status, version, end)
@@ -427,6 +495,25 @@ class _Job:
         if interrupted is not None:
             raise interrupted
         return record
+
+    def _claim(self) -> None:
+        """Mark the run RUNNING within the pipeline's max_active_runs, waiting up to ``self.wait`` for a slot."""
+        r, store = self.r, self.store
+        deadline = time.monotonic() + self.wait
+        while True:
+            now = r.clock()
+            try:
+                store.start_run(self.run_id, now=now, lease_until=now + r.lease_seconds, tasks=self.graph.order,
+                                max_active=self.pipeline.max_active_runs)
+                return
+            except RunLimitError:
+                waited_out = time.monotonic() >= deadline
+                if waited_out or self.cancelled.is_set() or (self.user_cancel and self.user_cancel.is_set()):
+                    if self.created:  # a refused run leaves no record behind
+                        store.discard_run(self.run_id)
+                    raise
+            self.cancelled.wait(min(_SLOT_POLL, max(0.0, deadline - time.monotonic())))
+            recover_interrupted(store, self.tel)  # a dead holder of the slot frees it
 
     def _start(self) -> None:
         if not self.to_run:
@@ -603,7 +690,7 @@ class _Job:
         ref = self.preloaded.get(task)
         if ref is None:
             raise RuntimeError(f"output of task {task!r} is not available")
-        value = load_output(ref)
+        value = load_output(self.home, ref, allow_pickle=self.pipeline.tasks[task].persist == "pickle")
         with self.lock:
             self.outputs.setdefault(task, value)
         return self.outputs[task]
@@ -627,6 +714,7 @@ class _Job:
             results: list[Any] = []
             reason: str | None = None  # why a blocking check failed
             ref: str | None = None
+            not_kept: str | None = None  # why an output a resume may need could not be kept
             value: Any = None
             rows_out: int | None = None
             failure: BaseException | None = None
@@ -650,14 +738,15 @@ class _Job:
                     ctx = ts.context(inputs=frames, store=store, now=dt.datetime.fromtimestamp(clock(), dt.UTC),
                                      logical_date=self.values.get("logical_date"))
                     results = ts.run_checks(task.checks, value, ctx)
-                    blocking = [c for c in results if c.blocking]
-                    reason = _blocking_reason(blocking) if blocking else None
+                    stop = blocking(results, task.on_check_error)
+                    reason = blocking_reason(stop) if stop else None
                 if reason is not None:
                     ts.set_status("failed", reason)
-                elif task.persist:
-                    ref = save_output(self.artifacts, self.run_id, name, value)
                 elif value is None:
                     ref = NONE_REF
+                elif task.persist != "off" and name in self.consumed:
+                    ref, not_kept = save_output(self.home, self.run_id, name, value,
+                                                allow_pickle=task.persist == "pickle")
             except TaskCancelledError as exc:
                 failure = exc
                 ts.set_status(RunStatus.CANCELLED, str(exc))
@@ -673,8 +762,9 @@ class _Job:
                 return RunStatus.INTERRUPTED, "the run stopped waiting for the task", False
             status = ts.status or RunStatus.FAILED
             error = reason if reason is not None else ts.error
+            ok = status is RunStatus.SUCCESS
             store.finish_task(tr_id, status, now=end, rows_in=rows_in, rows_out=rows_out, error=error,
-                              output_ref=ref if status is RunStatus.SUCCESS else None, checks=results)
+                              reason=not_kept if ok else None, output_ref=ref if ok else None, checks=results)
             if event is not None:
                 tel.bus.emit(event)
             if status is RunStatus.SUCCESS:
@@ -707,12 +797,3 @@ class _Job:
                 raise TaskCancelledError(f"task {task.name!r} was abandoned because the run was cancelled",
                                          task=task.name)
         return future.result()
-
-
-def _blocking_reason(results: Iterable[Any]) -> str:
-    parts = []
-    for c in results:
-        where = f" on {c.column}" if c.column else ""
-        msg = f": {c.detail}" if c.message else ""
-        parts.append(f"{c.check}{where}{msg}")
-    return "blocking check failed: " + "; ".join(parts)

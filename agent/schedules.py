@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.errors import ConfigError
 
-__all__ = ["TIMED", "Cron", "FileArrival", "Interval", "Manual", "Schedule", "parse_schedule"]
+__all__ = ["TIMED", "Cron", "FileArrival", "Interval", "Manual", "Schedule", "parse_interval", "parse_schedule"]
 
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,6 +66,11 @@ class Cron(Schedule):
             raise ConfigError(f"schedule {self.expr!r} is not a valid cron expression; write five fields "
                               "'minute hour day-of-month month day-of-week', e.g. '*/15 * * * *', or "
                               "'every 10m' for an interval")
+        try:
+            croniter(self.expr, _EPOCH).get_next(dt.datetime)
+        except (ValueError, KeyError) as exc:  # CroniterBadDateError is a ValueError: no date matches
+            raise ConfigError(f"schedule {self.expr!r} never fires (no date matches it: {exc}); check the "
+                              "day of month against the month, e.g. '0 0 30 2 *' asks for February 30") from None
 
     def ticks(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
         from croniter import croniter
@@ -140,7 +145,23 @@ class Manual(Schedule):
 
 
 _EVERY = re.compile(r"^\s*every\s+(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\w*\s*$", re.IGNORECASE)
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)\s*$",
+                       re.IGNORECASE)
+
+
+def parse_interval(text: str, *, where: str = "interval") -> dt.timedelta:
+    """A positive duration such as ``30s``, ``15m``, ``6h``, ``1d`` or ``2w``; ConfigError naming ``where`` otherwise.
+
+    >>> parse_interval("90m")
+    datetime.timedelta(seconds=5400)
+    """
+    m = _DURATION.match(text) if isinstance(text, str) else None
+    seconds = float(m.group(1)) * _UNITS[m.group(2)[0].lower()] if m else 0.0
+    if seconds <= 0:
+        raise ConfigError(f"{where} {text!r} is not a positive duration; write a number and a unit, "
+                          "e.g. 30s, 15m, 6h, 1d or 2w")
+    return dt.timedelta(seconds=seconds)
 
 
 def parse_schedule(spec: Any, *, timezone: str = "UTC", where: str = "schedule") -> Schedule:

@@ -37,6 +37,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agent.errors import TaskTimeoutError
 from agent.events import ChecksEvaluated, RunEnded, RunOutcome, RunStarted, TaskEnded, TaskStarted
+from agent.gates import is_data
 from agent.records import _OTEL_RESULT, FAILURES, RunStatus
 from checks.base import CheckContext, run_check
 from checks.result import CheckResult, Status
@@ -106,6 +107,9 @@ class Scope:
     resumed = False
     durable = False
     attributes: Mapping[str, Any] | None = None
+    #: What a ``@monitor`` scope does with check results (log, raise under ``on_check_failure="raise"``);
+    #: None for the runner, which decides about blocking results itself.
+    policy: Callable[[Scope, list[CheckResult]], None] | None = None
 
     def __init__(self, tel: Telemetry, pipeline: str, task: str | None, *, pipeline_level: bool,
                  dataset: str | None = None, **options: Any) -> None:
@@ -153,7 +157,15 @@ class Scope:
 
     def run_checks(self, checks: Iterable[Any], output: Any, context: CheckContext | None = None
                    ) -> list[CheckResult]:
-        """Run checks on ``output``: a span and a :class:`~agent.events.ChecksEvaluated` per check."""
+        """Run checks on ``output``: a span and a :class:`~agent.events.ChecksEvaluated` per check.
+
+        Raises TypeError when ``checks`` is not a list of checks (the arguments swapped:
+        ``run_checks(df, [unique("id")])``). In a ``@monitor`` scope the monitor's
+        ``on_check_failure`` policy applies to the results (``raise``: CheckFailedError).
+        """
+        if isinstance(checks, str | bytes | Mapping) or is_data(checks) or not isinstance(checks, Iterable):
+            raise TypeError(f"run_checks(checks, output): checks must be a list of checks — got "
+                            f"{type(checks).__name__}; write run.run_checks([unique(\"id\")], df)")
         ctx = context if context is not None else self.context()
         tel = self.tel
         out: list[CheckResult] = []
@@ -171,6 +183,8 @@ class Scope:
                                          self.dataset, name, tuple(results), elapsed))
             out.extend(results)
         self.check_results = (*self.check_results, *out)
+        if self.policy is not None:
+            self.policy(self, out)
         return out
 
     # --- enter / exit --------------------------------------------------------------------

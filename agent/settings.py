@@ -6,11 +6,13 @@ The standard ``OTEL_*`` variables are read by :mod:`exporters.tracing`.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+from exporters.files import default_home
+
 __all__ = [
-    "DEFAULT_HOME",
     "PIPEWARDEN_CONFIG",
     "PIPEWARDEN_HOME",
     "PIPEWARDEN_LOG_FORMAT",
@@ -18,13 +20,17 @@ __all__ = [
     "PIPEWARDEN_METRICS_PORT",
     "PIPEWARDEN_PUSHGATEWAY_URL",
     "PIPEWARDEN_PUSH_TIMEOUT",
+    "PIPEWARDEN_RETENTION_DAYS",
     "PIPEWARDEN_TEXTFILE_DIR",
+    "default_home",
     "home",
 ]
 
-#: State directory: run store, JSON-lines spans, artifacts. Default ``./.pipewarden``.
+log = logging.getLogger("pipewarden.settings")
+
+#: State directory: run store, JSON-lines spans, task outputs. Private to the user (0700, files 0600).
+#: Default: ``$XDG_STATE_HOME/pipewarden``, else ``~/.local/state/pipewarden`` (:func:`default_home`).
 PIPEWARDEN_HOME = "PIPEWARDEN_HOME"
-DEFAULT_HOME = ".pipewarden"
 #: Port of the ``/metrics`` scrape endpoint; setting it starts the endpoint (9464 is usual).
 PIPEWARDEN_METRICS_PORT = "PIPEWARDEN_METRICS_PORT"
 #: Address the scrape endpoint binds; default ``127.0.0.1``.
@@ -40,8 +46,31 @@ PIPEWARDEN_LOG_FORMAT = "PIPEWARDEN_LOG_FORMAT"
 #: A pipewarden.yml whose alert rules scripts and ``pipewarden run`` evaluate (and whose pipelines
 #: ``pipewarden run NAME`` runs); the daemon takes ``--config`` instead.
 PIPEWARDEN_CONFIG = "PIPEWARDEN_CONFIG"
+#: Days a finished run is kept in the run store (default 90; ``0`` or ``off``: forever); see :mod:`agent.retention`.
+PIPEWARDEN_RETENTION_DAYS = "PIPEWARDEN_RETENTION_DAYS"
+
+#: Where older pipewarden versions kept their state: the working directory's ``.pipewarden``.
+_OLD_DEFAULT = ".pipewarden"
+_told_old_default = False
 
 
 def home(path: str | os.PathLike[str] | None = None) -> Path:
-    """The state directory: ``path`` if given, else ``$PIPEWARDEN_HOME``, else ``./.pipewarden``."""
-    return Path(path or os.environ.get(PIPEWARDEN_HOME) or DEFAULT_HOME)
+    """The state directory: ``path`` if given, else ``$PIPEWARDEN_HOME``, else :func:`default_home`."""
+    given = path or os.environ.get(PIPEWARDEN_HOME)
+    if given:
+        return Path(given)
+    _mention_old_default()
+    return default_home()
+
+
+def _mention_old_default() -> None:
+    """Once per process: a ``./.pipewarden`` of an older version is no longer read by default; say so."""
+    global _told_old_default
+    if _told_old_default:
+        return
+    _told_old_default = True
+    old = Path(_OLD_DEFAULT) / "pipewarden.db"
+    if old.is_file():
+        log.warning("%s was the default state directory of earlier pipewarden versions and is no longer read; "
+                    "the default is now %s. Set PIPEWARDEN_HOME=%s to keep using it, or move it there.",
+                    old.parent.resolve(), default_home(), old.parent.resolve())

@@ -19,6 +19,7 @@ import datetime as dt
 import errno
 import functools
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from agent.errors import StoreError
+from agent.errors import RunLimitError, StoreError
 from agent.records import (
     FAILURES,
     AlertEvent,
@@ -41,6 +42,7 @@ from agent.records import (
 )
 from checks.base import Acceptance, StoredProfile
 from checks.result import CheckResult
+from exporters.files import FILE_MODE, make_private_dirs, tighten
 
 __all__ = ["RunStore", "SQLiteRunStore", "open_store", "pid_alive"]
 
@@ -221,36 +223,57 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX alert_history_by_alert ON alert_history (fingerprint, kind, at)",
         "CREATE INDEX alert_history_by_time ON alert_history (at)",
     ),
+    (  # 5: the worker processes that ran a run's tasks ([[pid, start], ...]): resume waits until they are gone
+        "ALTER TABLE runs ADD COLUMN workers TEXT",
+    ),
+    (  # 6: small store-wide facts (when retention last ran); runs found by when they ended
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE INDEX runs_by_end ON runs (coalesce(ended_at, created_at))",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+#: ``PRAGMA application_id`` of a pipewarden run store ("PwRs"): tells it from another application's SQLite file.
+APPLICATION_ID = 0x50775273
 
 _ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 _FAILED = tuple(sorted(s.value for s in FAILURES))
 
 
 def pid_alive(pid: int, start: str | None = None) -> bool:
-    """True when process ``pid`` exists (and, when ``start`` is given, is the same process, not a reuse)."""
+    """True when process ``pid`` runs (and, when ``start`` is given, is the same process, not a reuse).
+
+    A zombie (dead, not yet reaped by its parent: state ``Z`` or ``X`` in
+    ``/proc/<pid>/stat``) does not run: its run is interrupted.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    if start:
-        current = _process_start(pid)
-        if current is not None and current != start:
-            return False
-    return True
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc (not Linux): the signal said it exists
+    if fields[0] in ("Z", "X", "x"):
+        return False
+    return not (start and fields[19] != start)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name: [0] the state, [19] the start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2:].decode().split()
+        return fields if len(fields) > 19 else None
+    except (OSError, ValueError):
+        return None
 
 
 def _process_start(pid: int) -> str | None:
     # Field 22 of /proc/<pid>/stat: start time in clock ticks since boot; tells a pid reuse apart.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2:].split()[19].decode()
-    except (OSError, ValueError, IndexError):
-        return None
+    fields = _proc_stat(pid)
+    return fields[19] if fields is not None else None
 
 
 class RunStore(abc.ABC):
@@ -271,8 +294,18 @@ class RunStore(abc.ABC):
 
     @abc.abstractmethod
     def start_run(self, run_id: str, *, now: float, lease_until: float | None = None,
-                  version: str | None = None, tasks: Sequence[str] | None = None) -> None:
-        """Mark a run RUNNING and owned by this process."""
+                  version: str | None = None, tasks: Sequence[str] | None = None,
+                  max_active: int | None = None) -> None:
+        """Mark a run RUNNING and owned by this process.
+
+        With ``max_active``, atomically (two processes never both get the last
+        slot): only when fewer than ``max_active`` other runs of its pipeline are
+        RUNNING; otherwise raise :class:`~agent.errors.RunLimitError` and change nothing.
+        """
+
+    @abc.abstractmethod
+    def discard_run(self, run_id: str) -> None:
+        """Delete a run recorded QUEUED that never started (a start refused by ``max_active_runs``)."""
 
     @abc.abstractmethod
     def finish_run(self, run_id: str, status: RunStatus, *, now: float, error: str | None = None) -> None: ...
@@ -315,6 +348,25 @@ class RunStore(abc.ABC):
     def recent_runs(self, pipeline: str) -> list[RunRecord]:
         """Finished runs of ``pipeline`` from its last success on (all if none), oldest first: what
         :func:`agent.kpis.health_of` needs to know where the pipeline stands."""
+
+    @abc.abstractmethod
+    def record_workers(self, run_id: str, pids: Sequence[int]) -> None:
+        """Record the worker processes (of this host) that may run the run's tasks."""
+
+    @abc.abstractmethod
+    def live_workers(self, run_id: str) -> list[int]:
+        """The recorded worker processes of the run that still run (resume must not start its tasks)."""
+
+    @abc.abstractmethod
+    def prune_runs(self, before: float, *, pipeline: str | None = None, dry_run: bool = False,
+                   mark: str | None = None, every: float = 0.0, now: float | None = None) -> list[str] | None:
+        """Delete finished runs that ended before ``before``, with their task states and check results.
+
+        Returns the ids of the runs deleted (or that would be, with ``dry_run``). With
+        ``mark``, prune at most once per ``every`` seconds: None when the last prune
+        recorded under ``mark`` was less than ``every`` seconds before ``now``.
+        Queued and running runs, check history and metric totals are never pruned.
+        """
 
     # --- what @monitor runs leave behind ----------------------------------------------------
     @abc.abstractmethod
@@ -411,6 +463,7 @@ class RunStore(abc.ABC):
             store = _DEFAULTS.get(path)
             if store is None or store._conn is None:
                 store = _DEFAULTS[path] = SQLiteRunStore(path)
+                _retain(store, strict=False)
             return store
 
     def __enter__(self) -> RunStore:
@@ -471,7 +524,8 @@ class SQLiteRunStore(RunStore):
         self._start = _process_start(self._pid)
         self._conn: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
+            existed = _create_private(self.path)
         except OSError as exc:
             raise StoreError(
                 f"run store {self.path} cannot be created: {exc.strerror or exc} at "
@@ -484,6 +538,11 @@ class SQLiteRunStore(RunStore):
             raise _store_error(exc, self.path) from exc
         self._conn = conn
         try:
+            _identify(conn, self.path)  # before anything writes: another application's file stays untouched
+            if existed:
+                for f in (self.path, self.path.with_name(self.path.name + "-wal"),
+                          self.path.with_name(self.path.name + "-shm")):
+                    tighten(f)  # a store written 0644 by an older version
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={sync}")
             self._migrate()
@@ -513,6 +572,8 @@ class SQLiteRunStore(RunStore):
             raise StoreError(f"run store {self.path} has schema version {current}, newer than this pipewarden "
                              f"supports ({SCHEMA_VERSION}); upgrade pipewarden or set PIPEWARDEN_HOME to "
                              "another directory", path=str(self.path))
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if current == SCHEMA_VERSION:
             return
         conn.execute("BEGIN IMMEDIATE")
@@ -560,15 +621,36 @@ class SQLiteRunStore(RunStore):
 
     @_guarded
     def start_run(self, run_id: str, *, now: float, lease_until: float | None = None,
-                  version: str | None = None, tasks: Sequence[str] | None = None) -> None:
-        cur = self.conn.execute(
-            "UPDATE runs SET status='running', started_at=coalesce(started_at, ?), ended_at=NULL, error=NULL,"
-            " owner_pid=?, owner_host=?, owner_start=?, lease_until=?, version=coalesce(?, version),"
-            " tasks=coalesce(?, tasks) WHERE run_id=?",
-            (now, self._pid, self._host, self._start, lease_until, version,
-             json.dumps(list(tasks)) if tasks is not None else None, run_id))
-        if cur.rowcount != 1:
+                  version: str | None = None, tasks: Sequence[str] | None = None,
+                  max_active: int | None = None) -> None:
+        sql = ("UPDATE runs SET status='running', started_at=coalesce(started_at, ?), ended_at=NULL, error=NULL,"
+               " owner_pid=?, owner_host=?, owner_start=?, lease_until=?, version=coalesce(?, version),"
+               " tasks=coalesce(?, tasks) WHERE run_id=?")
+        args: tuple[Any, ...] = (now, self._pid, self._host, self._start, lease_until, version,
+                                 json.dumps(list(tasks)) if tasks is not None else None, run_id)
+        if max_active is not None:  # one statement: SQLite runs it under the write lock, so the count holds
+            sql += (" AND (SELECT count(*) FROM runs o WHERE o.pipeline=runs.pipeline AND o.status='running'"
+                    " AND o.run_id!=runs.run_id) < ?")
+            args += (max_active,)
+        cur = self.conn.execute(sql, args)
+        if cur.rowcount == 1:
+            return
+        row = self.conn.execute("SELECT pipeline FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
             raise StoreError(f"run {run_id!r} is not in the run store {self.path}", path=str(self.path))
+        running = self.conn.execute(
+            "SELECT run_id, owner_pid, owner_host FROM runs WHERE pipeline=? AND status='running' AND run_id!=?"
+            " ORDER BY started_at", (row[0], run_id)).fetchall()
+        who = ", ".join(f"{r[0]} (pid {r[1]} on {r[2]})" for r in running[:3]) + (" ..." if len(running) > 3 else "")
+        raise RunLimitError(f"pipeline {row[0]!r} already has {len(running)} run(s) running, its limit "
+                            f"(max_active_runs={max_active}): {who}; this run was not started. Queue it "
+                            "(pipewarden run --wait, or wait= in Runner.run), or raise Pipeline(max_active_runs=...)",
+                            pipeline=row[0], limit=max_active or 0, running=[r[0] for r in running])
+
+    @_guarded
+    def discard_run(self, run_id: str) -> None:
+        self.conn.execute("DELETE FROM runs WHERE run_id=? AND status='queued' AND NOT EXISTS"
+                          " (SELECT 1 FROM task_runs t WHERE t.run_id=runs.run_id)", (run_id,))
 
     @_guarded
     def finish_run(self, run_id: str, status: RunStatus, *, now: float, error: str | None = None) -> None:
@@ -636,6 +718,57 @@ class SQLiteRunStore(RunStore):
                               (now, "the process running it died", run_id))
             self.conn.execute("COMMIT")
         return dead
+
+    @_guarded
+    def record_workers(self, run_id: str, pids: Sequence[int]) -> None:
+        workers = [[pid, _process_start(pid)] for pid in pids]
+        self.conn.execute("UPDATE runs SET workers=? WHERE run_id=?",
+                          (json.dumps({"host": self._host, "workers": workers}), run_id))
+
+    @_guarded
+    def live_workers(self, run_id: str) -> list[int]:
+        row = self.conn.execute("SELECT workers FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if not row or not row[0]:
+            return []
+        recorded = json.loads(row[0])
+        if recorded.get("host") != self._host:
+            return []
+        return [pid for pid, start in recorded.get("workers", ()) if pid_alive(pid, start)]
+
+    @_guarded
+    def prune_runs(self, before: float, *, pipeline: str | None = None, dry_run: bool = False,
+                   mark: str | None = None, every: float = 0.0, now: float | None = None) -> list[str] | None:
+        conn = self.conn
+        now = time.time() if now is None else now
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if mark is not None:
+                row = conn.execute("SELECT value FROM meta WHERE key=?", (mark,)).fetchone()
+                if row is not None and now - float(row[0]) < every:
+                    conn.execute("ROLLBACK")
+                    return None
+                if not dry_run:
+                    conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                                 (mark, repr(now)))
+            sql = ("SELECT run_id FROM runs WHERE status NOT IN ('queued', 'running')"
+                   " AND coalesce(ended_at, created_at) < ?")
+            args: tuple[Any, ...] = (before,)
+            if pipeline is not None:
+                sql += " AND pipeline=?"
+                args += (pipeline,)
+            ids = [r[0] for r in conn.execute(sql, args)]
+            if ids and not dry_run:
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS pruned (run_id TEXT PRIMARY KEY)")
+                conn.execute("DELETE FROM pruned")
+                conn.executemany("INSERT INTO pruned VALUES (?)", [(i,) for i in ids])
+                for table in ("check_results", "task_runs", "runs"):
+                    conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM pruned)")
+                conn.execute("DELETE FROM pruned")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ids
 
     @_guarded
     def active_runs(self, pipeline: str) -> int:
@@ -1096,6 +1229,37 @@ class SQLiteRunStore(RunStore):
             raise
         return int(states) + int(history)
 
+
+def _create_private(path: Path) -> bool:
+    """Create an empty store file ``0600`` (SQLite gives its -wal and -shm files the same mode);
+    True when it existed already."""
+    if path.exists():
+        return True
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # exactly 0600, whatever the umask
+    finally:
+        os.close(fd)
+    return False
+
+
+def _identify(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise StoreError, having written nothing, unless the file is empty or a pipewarden run store.
+
+    A store says so in its header (``PRAGMA application_id``); stores made before
+    that are known by their tables.
+    """
+    if conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+        return
+    tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+    if not tables or {"schema_version", "runs", "task_runs"} <= set(tables):
+        return
+    shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+    raise StoreError(f"{path} is not a pipewarden run store (it holds tables {shown}); pipewarden left it "
+                     "untouched. Set PIPEWARDEN_HOME (or --home) to another directory, or move that file away",
+                     path=str(path))
+
+
 def _utc(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.UTC)
 
@@ -1191,7 +1355,28 @@ def _store_error(exc: BaseException, path: Path) -> StoreError:
 
 
 def open_store(home: str | os.PathLike[str] | None = None, **options: Any) -> SQLiteRunStore:
-    """The default store: ``pipewarden.db`` in ``home`` (argument > ``$PIPEWARDEN_HOME`` > ``./.pipewarden``)."""
+    """The default store: ``pipewarden.db`` in ``home`` (argument > ``$PIPEWARDEN_HOME`` > the per-user default)."""
     from agent.settings import home as home_dir
 
-    return SQLiteRunStore(home_dir(home) / DB_NAME, **options)
+    store = SQLiteRunStore(home_dir(home) / DB_NAME, **options)
+    try:
+        _retain(store, strict=True)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _retain(store: SQLiteRunStore, *, strict: bool) -> None:
+    """Apply the retention (at most once a day); a store that is busy now is pruned another time."""
+    from agent.errors import ConfigError
+    from agent.retention import apply_retention
+
+    try:
+        apply_retention(store, store.path.parent)
+    except ConfigError as exc:
+        if strict:
+            raise
+        logging.getLogger("pipewarden.retention").warning("%s; runs are kept", exc)
+    except StoreError as exc:
+        logging.getLogger("pipewarden.retention").warning("retention skipped this time: %s", exc)

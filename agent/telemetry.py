@@ -144,7 +144,7 @@ class Telemetry:
         from exporters.logs import configure_logging, install_trace_context
         from exporters.outputs import PushgatewayExporter, TextfileExporter
         from exporters.prometheus import PrometheusSettings
-        from exporters.tracing import build_tracer_provider
+        from exporters.tracing import build_tracer_provider, traces_exporter_names
 
         made: list[Telemetry] = []
 
@@ -152,11 +152,22 @@ class Telemetry:
             if made:  # the provider exports only after the telemetry exists
                 made[0].export_error(name, exc, *pipelines)
 
+        # A bad environment variable is a configuration error, named; every one is reported at once.
+        problems: list[str] = []
         try:
             prometheus = PrometheusSettings.from_env(env)
-            provider = build_tracer_provider(env, home=home, on_error=span_export_failed)
-        except ValueError as exc:  # a bad environment variable: a configuration error, named
-            raise ConfigError(str(exc), problems=str(exc).splitlines()) from None
+        except ValueError as exc:
+            problems += str(exc).splitlines()
+        try:
+            traces_exporter_names(env)
+        except ValueError as exc:
+            problems += str(exc).splitlines()
+        log_format = env.get(PIPEWARDEN_LOG_FORMAT, "").strip()
+        if log_format.lower() not in ("", "text", "json"):
+            problems.append(f"{PIPEWARDEN_LOG_FORMAT} must be one of text, json — got {log_format!r}")
+        if problems:
+            raise ConfigError("\n".join(problems), problems=problems)
+        provider = build_tracer_provider(env, home=home, on_error=span_export_failed)
         if store is None:
             store = _open_store(home)
         exporters: list[Any] = []
@@ -184,7 +195,7 @@ class Telemetry:
         if self.server is None:
             try:
                 self.server = serve_metrics(self.metrics.registry, port=port, addr=addr)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # a name that cannot be encoded is a UnicodeError (ValueError)
                 self.export_error("metrics_endpoint", OSError(f"cannot serve /metrics on {addr}:{port}: {exc}"))
         return self.server
 

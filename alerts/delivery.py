@@ -80,7 +80,7 @@ def http_send(url: str, body: bytes, headers: Mapping[str, str], *, timeout: flo
     """
     import http.client  # delivery only: `import alerts.evaluator` stays free of http and ssl
 
-    from alerts.http import DeadlineExceeded, post
+    from exporters.http import DeadlineExceeded, post
 
     try:
         resp = post(url, body, headers, timeout=timeout)

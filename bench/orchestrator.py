@@ -10,6 +10,10 @@ SQLite store, the first run in a new home), several times, and prints every run:
   us/task     (wall - wall of the one-task pipeline in the same round) / tasks:
               what each task adds (budget 250 us; at 10,000 no higher than at 1,000)
 
+Besides no-op chains and fan-outs: a chain of 1,000 tasks each taking the previous one's int
+by parameter, and of 100 tasks passing a 10,000-row DataFrame (outputs a downstream task
+takes are kept for resume: an int in the store, a frame as an Arrow IPC file).
+
 Each round also runs the one-task pipeline (the baseline) and ``python -c pass``,
 so the ratios hold when the machine's speed drifts. Then, in this process, the
 cost of one SQLite commit in WAL mode with synchronous NORMAL and FULL.
@@ -47,6 +51,13 @@ def pipeline_file(directory: Path, shape: str, n: int) -> Path:
     if shape == "chain":
         body.append(f"for i in range({n}):")
         body.append("    pipe.task(name=f't{i}', depends_on=[f't{i - 1}'] if i else ())(noop)")
+    elif shape in ("ints", "frames"):  # each task takes the previous one's output by parameter (kept for resume)
+        first = "pd.DataFrame({'a': range(10_000), 'b': 1.5})" if shape == "frames" else "0"
+        step = "t{p}.assign(a=t{p}['a'] + 1)" if shape == "frames" else "t{p} + 1"
+        body.insert(0, "import pandas as pd")
+        for i in range(n):
+            body.append(f"@pipe.task\ndef t{i}({f't{i - 1}' if i else ''}):\n"
+                        f"    return {step.format(p=i - 1) if i else first}")
     else:
         body.append("pipe.task(name='root')(noop)")
         body.append(f"names = [f't{{i}}' for i in range({n})]")
@@ -110,6 +121,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         files = {(shape, n): pipeline_file(work, shape, n) for shape in ("chain", "fanout") for n in a.sizes}
+        files[("ints", 1000)] = pipeline_file(work, "ints", 1000)
+        files[("frames", 100)] = pipeline_file(work, "frames", 100)
         one = pipeline_file(work, "chain", 1)
         print("`python -m agent run FILE --no-progress --home NEW_HOME`, fresh process, default configuration")
         print(f"  {'round':>5} {'pipeline':<14} {'tasks':>6} {'wall s':>8} {'peak MiB':>9} {'us/task':>8}"
@@ -124,14 +137,18 @@ def main() -> None:
             for (shape, n), target in files.items():
                 run_no += 1
                 wall, peak = run_measured(target, work / f"home{run_no}")
-                tasks = n if shape == "chain" else n + 2
+                tasks = n + 2 if shape == "fanout" else n
                 us = (wall - base) / (tasks - 1) * 1e6
                 per_task.setdefault((shape, n), []).append(us)
                 rss.setdefault((shape, n), []).append(peak)
                 print(f"  {r:>5} {shape:<14} {tasks:>6} {wall:8.3f} {peak:9.1f} {us:8.1f} {wall / base:19.2f}")
         print("per task added (us), every round; budget "
-              f"{BUDGET_US:.0f} us, and no higher at {max(a.sizes)} than at {min(a.sizes)}")
+              f"{BUDGET_US:.0f} us for no-op tasks, and no higher at {max(a.sizes)} than at {min(a.sizes)}")
         for (shape, n), values in per_task.items():
+            if shape == "frames":
+                print(f"  frames     100: {', '.join(f'{v:.0f}' for v in values)}  (a 10,000-row frame made, passed "
+                      "and kept per task: real work, no budget)")
+                continue
             ok = max(values) <= BUDGET_US and max(rss[(shape, n)]) < RSS_BUDGET_MIB
             each = ", ".join(f"{v:.0f}" for v in values)
             print(f"  {shape:<7} {n:>6}: {each}  (median {statistics.median(values):.0f};"

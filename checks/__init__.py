@@ -56,6 +56,7 @@ __all__ = [
     "freshness",
     "from_config",
     "gx_suite",
+    "load_checks",
     "loss",
     "no_duplicate_rows",
     "not_null",
@@ -82,6 +83,7 @@ _WHERE = {
     "completeness": "checks.completeness",
     "not_null": "checks.completeness",
     "from_config": "checks.config",
+    "load_checks": "checks.config",
     "DEFAULT_THRESHOLDS": "checks.drift",
     "METHODS": "checks.drift",
     "Drift": "checks.drift",
@@ -123,7 +125,7 @@ if TYPE_CHECKING:
     from checks.base import Acceptance, Check, CheckContext, CheckStore, StoredProfile, run_check
     from checks.baseline import accept_baseline
     from checks.completeness import NotNull, completeness, not_null
-    from checks.config import from_config
+    from checks.config import from_config, load_checks
     from checks.drift import DEFAULT_THRESHOLDS, METHODS, Drift, drift
     from checks.duplication import (
         NoDuplicateRows,

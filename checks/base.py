@@ -192,9 +192,18 @@ class Check:
     #: True when the check needs a CheckStore (the runner then supplies one).
     needs_store: ClassVar[bool] = False
 
-    def __init__(self, *, name: str | None = None, severity: Severity | str = Severity.FAIL) -> None:
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        severity: Severity | str = Severity.FAIL,
+        on_error: Severity | str = Severity.FAIL,
+    ) -> None:
         self.name = name or type(self).__name__
         self.severity = Severity(severity)
+        #: ``warn``: a result of status ``error`` (the check could not run) is recorded with
+        #: severity warn and does not block; ``fail`` (the default): it blocks like a failure.
+        self.on_error = Severity(on_error)
 
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult | Iterable[CheckResult]:
         raise NotImplementedError
@@ -208,6 +217,10 @@ class Check:
             results = [self.result(Status.ERROR, message=f"{self.name}: {exc}", column=exc.column)]
         except Exception as exc:  # a check never raises into the pipeline
             results = [self.result(Status.ERROR, message=f"{self.name}: {type(exc).__name__}: {exc}")]
+        if self.on_error is Severity.WARN:
+            results = [
+                replace(r, severity=Severity.WARN) if r.status is Status.ERROR else r for r in results
+            ]
         return _stamp(results, ctx.dataset)
 
     def result(self, status: Status, **kw: Any) -> CheckResult:

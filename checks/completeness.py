@@ -33,10 +33,11 @@ class NotNull(Check):
         max_fraction: float = 0.0,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
         self.columns = as_columns(columns)
         label = ",".join(self.columns) if self.columns else "*"
-        super().__init__(name=name or f"not_null({label})", severity=severity)
+        super().__init__(name=name or f"not_null({label})", severity=severity, on_error=on_error)
         if not 0.0 <= float(max_fraction) <= 1.0:
             raise ValueError(f"not_null max_fraction is between 0 and 1 — got {max_fraction}")
         self.max_fraction = float(max_fraction)

@@ -30,8 +30,9 @@ from checks.gx import GxSuite
 from checks.loss import Loss, Reconcile, RowCount
 from checks.schema import Schema
 from checks.volume import Volume
+from checks.yamlsafe import MAX_VALUES, YamlError, expanded_size, load_yaml_file
 
-__all__ = ["CHECKS", "from_config"]
+__all__ = ["CHECKS", "from_config", "load_checks"]
 
 #: Check names usable in a declaration, and the class each builds.
 CHECKS: dict[str, type[Check]] = {
@@ -52,6 +53,7 @@ CHECKS: dict[str, type[Check]] = {
 
 _CHOICES: dict[tuple[str, str], Sequence[str]] = {
     ("*", "severity"): ("warn", "fail"),
+    ("*", "on_error"): ("warn", "fail"),
     ("drift", "method"): METHODS,
 }
 
@@ -225,8 +227,26 @@ def _validate(path: str, where: str, entry: Any, problems: list[str]) -> Check |
 
 
 def from_config(spec: Any, path: str | Path = "pipewarden.yml") -> list[Check]:
-    """Checks built from a declaration; a CheckConfigError lists every problem with its key path."""
+    """Checks built from a declaration; a CheckConfigError lists every problem with its key path.
+
+    A declaration that expands to more than :data:`checks.yamlsafe.MAX_VALUES`
+    values through shared (aliased) lists or dicts is refused before it is
+    walked: ``yaml.safe_load`` accepts a "billion laughs" document that would
+    otherwise take minutes and gigabytes to validate.
+    """
     where = str(path)
+    try:
+        size = expanded_size(spec)
+    except YamlError as exc:
+        raise CheckConfigError([f"{where}: {exc}"], path=where) from None
+    if size > MAX_VALUES:
+        raise CheckConfigError(
+            [
+                f"{where}: the check declaration expands to more than {MAX_VALUES} values through "
+                'repeated aliases (a "billion laughs" document?); write the values out'
+            ],
+            path=where,
+        )
     problems: list[str] = []
     try:
         entries = _entries(spec, "checks")
@@ -236,3 +256,14 @@ def from_config(spec: Any, path: str | Path = "pipewarden.yml") -> list[Check]:
     if problems:
         raise CheckConfigError(problems, path=where)
     return [c for c in built if c is not None]
+
+
+def load_checks(path: str | Path) -> list[Check]:
+    """Checks declared in a YAML file (its ``checks:`` list, or the list itself), read with the bounded loader.
+
+    Errors name the file, and the line for YAML problems (:class:`checks.yamlsafe.YamlError`).
+    """
+    data = load_yaml_file(path)
+    if isinstance(data, Mapping) and "checks" in data:  # a pipewarden.yml has other sections too
+        data = data["checks"]
+    return from_config(data, path=path)

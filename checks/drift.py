@@ -125,10 +125,11 @@ class Drift(Check):
         p_values: bool = False,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
         self.columns = as_columns(columns)
         label = ",".join(self.columns) if self.columns else "*"
-        super().__init__(name=name or f"drift({label})", severity=severity)
+        super().__init__(name=name or f"drift({label})", severity=severity, on_error=on_error)
         if not isinstance(reference, Profile | pd.DataFrame | str | type(None)):
             raise TypeError(
                 "drift reference must be a Profile, a DataFrame, a stored profile's name "

@@ -50,9 +50,10 @@ class Unique(Check):
         max_duplicates: int = 0,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
         self.key = _key_list(key)
-        super().__init__(name=name or f"unique({','.join(self.key)})", severity=severity)
+        super().__init__(name=name or f"unique({','.join(self.key)})", severity=severity, on_error=on_error)
         self.max_duplicates = int(max_duplicates)
 
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
@@ -104,9 +105,10 @@ class NoDuplicateRows(Check):
         max_duplicates: int = 0,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
         self.columns = as_columns(columns)
-        super().__init__(name=name or "no_duplicate_rows", severity=severity)
+        super().__init__(name=name or "no_duplicate_rows", severity=severity, on_error=on_error)
         self.max_duplicates = int(max_duplicates)
 
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
@@ -171,9 +173,10 @@ class UniqueAcrossRuns(Check):
         max_duplicates: int = 0,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
         self.key = _key_list(key)
-        super().__init__(name=name or f"unique_across_runs({','.join(self.key)})", severity=severity)
+        super().__init__(name=name or f"unique_across_runs({','.join(self.key)})", severity=severity, on_error=on_error)
         if retention_days <= 0:
             raise ValueError(f"retention_days must be positive — got {retention_days}")
         self.dataset = dataset

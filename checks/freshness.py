@@ -103,8 +103,9 @@ class Freshness(Check):
         *,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
-        super().__init__(name=name or f"freshness({column})", severity=severity)
+        super().__init__(name=name or f"freshness({column})", severity=severity, on_error=on_error)
         self.column = column
         self.max_age = parse_duration(max_age)
         if self.max_age.total_seconds() < 0:

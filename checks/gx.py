@@ -103,6 +103,7 @@ class GxSuite(Check):
         result_format: str = "SUMMARY",
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
         if isinstance(suite, str | Path):
             path = Path(suite)
@@ -122,7 +123,7 @@ class GxSuite(Check):
                 )
             self._spec, self._suite = None, suite
             label = getattr(suite, "name", "suite")
-        super().__init__(name=name or f"gx({label})", severity=severity)
+        super().__init__(name=name or f"gx({label})", severity=severity, on_error=on_error)
         self.result_format = result_format
 
     def suite(self) -> Any:

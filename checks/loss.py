@@ -35,8 +35,9 @@ class RowCount(Check):
         max: int | None = None,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
-        super().__init__(name=name or "row_count", severity=severity)
+        super().__init__(name=name or "row_count", severity=severity, on_error=on_error)
         if min is not None and max is not None and min > max:
             raise ValueError(f"row_count min {min} is above max {max}")
         self.min, self.max = min, max
@@ -111,8 +112,9 @@ class Loss(Check):
         input: int = 0,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
-        super().__init__(name=name or "loss", severity=severity)
+        super().__init__(name=name or "loss", severity=severity, on_error=on_error)
         if max_loss is not None and not 0.0 <= float(max_loss) <= 1.0:
             raise ValueError(
                 f"loss max_loss is a fraction between 0 and 1 — got {max_loss}; use max_rows= for an absolute count"
@@ -200,12 +202,13 @@ class Reconcile(Check):
         sum_tolerance: float = 1e-9,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
         keys = as_columns(key)
         if not keys:
             raise ValueError("reconcile needs key=")
         self.key = keys
-        super().__init__(name=name or f"reconcile({','.join(keys)})", severity=severity)
+        super().__init__(name=name or f"reconcile({','.join(keys)})", severity=severity, on_error=on_error)
         if not isinstance(source, pd.DataFrame | int):
             raise TypeError(f"reconcile source must be a DataFrame or an input index — got {type(source).__name__}")
         self.source = source

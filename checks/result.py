@@ -40,7 +40,7 @@ class Kind(enum.StrEnum):
 
 
 class Severity(enum.StrEnum):
-    """What a violated check becomes: ``warn`` is recorded, ``fail`` blocks downstream."""
+    """What a violated (or unrunnable) check becomes: ``warn`` is recorded, ``fail`` blocks downstream."""
 
     WARN = "warn"
     FAIL = "fail"
@@ -93,8 +93,12 @@ class CheckResult:
 
     @property
     def blocking(self) -> bool:
-        """True when this result should stop downstream work (a failed check of severity fail)."""
-        return self.status is Status.FAIL and self.severity is Severity.FAIL
+        """True when this result should stop downstream work: a check of severity fail that failed
+        or could not run (status ``error``). Quality gates fail closed: a check that cannot judge
+        the data lets nothing through. ``Check(on_error="warn")`` records its errors with severity
+        ``warn``, so they do not block.
+        """
+        return self.severity is Severity.FAIL and self.status in (Status.FAIL, Status.ERROR)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (used by the run store, the CLI and span attributes)."""

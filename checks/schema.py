@@ -85,8 +85,9 @@ class Schema(Check):
         dataset: str | None = None,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
-        super().__init__(name=name or "schema", severity=severity)
+        super().__init__(name=name or "schema", severity=severity, on_error=on_error)
         if isinstance(expected, Profile):
             expected = expected.schema()
         elif expected is not None and not isinstance(expected, Mapping):

@@ -67,8 +67,9 @@ class Volume(Check):
         dataset: str | None = None,
         name: str | None = None,
         severity: str = "fail",
+        on_error: str = "fail",
     ) -> None:
-        super().__init__(name=name or "volume", severity=severity)
+        super().__init__(name=name or "volume", severity=severity, on_error=on_error)
         if min_history < 1 or history < min_history:
             raise ValueError(f"volume needs 1 <= min_history <= history — got {min_history}, {history}")
         if max_z <= 0:

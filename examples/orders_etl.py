@@ -62,7 +62,7 @@ def load(clean: pd.DataFrame, target: Path) -> pd.DataFrame:
     return clean
 
 
-def run(rows: int = 50_000, target: Path = Path(".pipewarden/demo/orders.parquet")) -> pd.DataFrame:
+def run(rows: int = 50_000, target: Path = Path("orders_clean.parquet")) -> pd.DataFrame:
     """The whole pipeline as one monitored run: one trace, one pipeline-run count."""
     with monitor(pipeline=PIPELINE):
         return load(transform(extract(rows)), target)

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, push_to_gateway, start_http_server
-from prometheus_client import write_to_textfile as _write_to_textfile
-from prometheus_client.exposition import default_handler
+from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway, start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from exporters import http
+from exporters.files import write_atomic
 from exporters.metrics import Metrics
 
 __all__ = [
@@ -259,29 +259,21 @@ def push(registry: Registry, url: str, *, pipeline: str, instance: str | None = 
 
 
 def _deadline_handler(deadline: float) -> Any:
-    """A prometheus_client push handler whose request must finish within ``deadline`` seconds in all."""
+    """A prometheus_client push handler whose request must finish within ``deadline`` seconds in all.
+
+    The request runs in the caller's thread over sockets that re-arm their timeout with the time
+    left (:mod:`exporters.http`): at the deadline the connection is closed, nothing is left behind.
+    """
 
     def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
                 data: bytes) -> Any:
-        request = default_handler(url, method, timeout, headers, data)
-
         def run() -> None:
-            outcome: list[BaseException | None] = []
-
-            def target() -> None:
-                try:
-                    request()
-                    outcome.append(None)
-                except BaseException as exc:  # handed to the caller's thread below
-                    outcome.append(exc)
-
-            t = threading.Thread(target=target, name="pipewarden-push", daemon=True)
-            t.start()
-            t.join(deadline)
-            if not outcome:
-                raise TimeoutError(f"no complete answer from {url} within {deadline:g}s")
-            if outcome[0] is not None:
-                raise outcome[0]
+            try:
+                answer = http.request(method, url, data, dict(headers), timeout=deadline)
+            except http.DeadlineExceeded:
+                raise TimeoutError(f"no complete answer from {url} within {deadline:g}s") from None
+            if not answer.ok:
+                raise OSError(f"error talking to the Pushgateway: {answer.status} {answer.reason}")
 
         return run
 
@@ -308,12 +300,17 @@ def write_textfile(registry: Registry, directory: str | os.PathLike[str], *, pip
     The file (:func:`textfile_name`) is written to a temporary name in the same directory
     and renamed over the old one, so node_exporter never reads half a file. The directory
     must exist. Raises on failure; :class:`exporters.outputs.TextfileExporter` counts and swallows.
+
+    The file is never writable by others, whatever the umask: ``0644`` in a directory
+    others can enter (node_exporter usually runs as another user and must read it),
+    ``0600`` in a private one (such as the state directory).
     """
     source = _registry_of(registry)
     path = Path(directory) / textfile_name(pipeline)
     view = CollectorRegistry(auto_describe=False)
     view.register(PipelineView(source, pipeline))
-    _write_to_textfile(str(path), view)
+    private = os.stat(path.parent).st_mode & 0o077 == 0
+    write_atomic(path, generate_latest(view), mode=0o600 if private else 0o644)
     return path
 
 

@@ -19,6 +19,8 @@ failing exporter is counted and logged once, never raised.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import sys
@@ -37,8 +39,11 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
+from exporters.files import PIPEWARDEN_HOME, default_home, make_private_dirs, open_private_append
+
 __all__ = [
     "DEFAULT_OTLP_TIMEOUT",
+    "DeadlineSpanExporter",
     "GuardedSpanExporter",
     "JsonLinesSpanExporter",
     "build_tracer_provider",
@@ -51,9 +56,9 @@ log = logging.getLogger("pipewarden.exporters")
 #: is unset: a collector that is down delays the end of a script by at most this much.
 DEFAULT_OTLP_TIMEOUT = 3.0
 KNOWN_EXPORTERS = ("jsonl", "otlp", "console", "none")
-#: The state directory variable and its default; the same as agent.settings (exporters do not import agent).
-PIPEWARDEN_HOME = "PIPEWARDEN_HOME"
-DEFAULT_HOME = ".pipewarden"
+#: Size at which ``traces.jsonl`` is rotated, and how many rotated files are kept.
+DEFAULT_TRACES_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_TRACES_BACKUPS = 3
 
 #: ``on_error(exporter, exc, pipelines)``: an export failed; ``pipelines`` are those of the spans it lost.
 ErrorHook = Callable[[str, BaseException | None, Sequence[str]], None]
@@ -67,27 +72,73 @@ class JsonLinesSpanExporter(SpanExporter):
     >>> exporter = JsonLinesSpanExporter(path)
     >>> exporter.export([])
     <SpanExportResult.SUCCESS: 0>
+
+    The file is private (``0600``, in a directory created ``0700``). When an
+    append would take it past ``max_bytes`` (50 MiB), it is renamed
+    ``traces.jsonl.1`` (``.1`` to ``.2`` and so on, ``backups`` files kept, the
+    oldest deleted) and a new file is started. Several processes may append
+    at once: each append and each rotation holds an exclusive ``flock`` on the
+    file, and a writer that finds the file rotated under it reopens the new one.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_TRACES_MAX_BYTES,
+                 backups: int = DEFAULT_TRACES_BACKUPS) -> None:
         self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = max(int(backups), 0)
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        lines = "".join(s.to_json(indent=None) + "\n" for s in spans)  # one line each: no indent, no newline
+        lines = "".join(s.to_json(indent=None) + "\n" for s in spans).encode()  # one line each
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(lines)
+            make_private_dirs(self.path.parent)
+            self._append(lines)
         return SpanExportResult.SUCCESS
+
+    def _append(self, data: bytes) -> None:
+        while True:
+            fd = open_private_append(self.path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not _same_file(fd, self.path):  # rotated by another process while this one waited
+                    continue
+                size = os.fstat(fd).st_size
+                if size and size + len(data) > self.max_bytes:
+                    self._rotate()
+                    continue  # the lock is on the old file: start again on the new one
+                os.write(fd, data)
+                return
+            finally:
+                os.close(fd)  # releases the lock
+
+    def _rotate(self) -> None:
+        base = str(self.path)
+        if self.backups == 0:
+            os.unlink(base)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{base}.{self.backups}")
+        for i in range(self.backups - 1, 0, -1):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{base}.{i}", f"{base}.{i + 1}")
+        os.replace(base, f"{base}.1")
 
     def shutdown(self) -> None:
         pass
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 class GuardedSpanExporter(SpanExporter):
@@ -129,6 +180,58 @@ class GuardedSpanExporter(SpanExporter):
         except Exception as exc:
             self._report(exc, ())
             return False
+
+
+class DeadlineSpanExporter(SpanExporter):
+    """Gives each export of ``inner`` ``timeout`` seconds in all, however slowly the collector answers.
+
+    The OTLP exporter's own timeout bounds each socket read, not the request: a
+    collector that sends one byte a second keeps an export (and the exit of a
+    finished script) waiting for as long as it likes. Here the export runs on
+    a daemon thread that the caller stops waiting for at the deadline, raising
+    TimeoutError (:class:`GuardedSpanExporter` counts it and warns once). While
+    an abandoned export is still stuck, further exports fail at once rather
+    than pile up threads.
+    """
+
+    def __init__(self, inner: SpanExporter, timeout: float) -> None:
+        self.inner = inner
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._stuck: threading.Thread | None = None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._within(lambda: self.inner.export(spans), "export spans")
+
+    def shutdown(self) -> None:
+        self._within(self.inner.shutdown, "shut down")
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return bool(self._within(lambda: self.inner.force_flush(timeout_millis), "flush"))
+
+    def _within(self, call: Callable[[], Any], what: str) -> Any:
+        with self._lock:
+            if self._stuck is not None and self._stuck.is_alive():
+                raise TimeoutError(f"could not {what}: an earlier export is still waiting for the collector")
+            outcome: list[Any] = []
+
+            def run() -> None:
+                try:
+                    outcome.append((True, call()))
+                except BaseException as exc:  # handed to the caller below
+                    outcome.append((False, exc))
+
+            worker = threading.Thread(target=run, name="pipewarden-span-export", daemon=True)
+            worker.start()
+            worker.join(self.timeout)
+            if not outcome:
+                self._stuck = worker
+                raise TimeoutError(f"could not {what}: no complete answer from the collector within "
+                                   f"{self.timeout:g}s (OTEL_EXPORTER_OTLP_TIMEOUT)")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
 
 
 def traces_exporter_names(env: Mapping[str, str] | None = None) -> list[str]:
@@ -194,11 +297,11 @@ def _names_service(env: Mapping[str, str]) -> bool:
 
 def _make_exporter(name: str, env: Mapping[str, str], home: str | os.PathLike[str] | None) -> SpanExporter:
     if name == "jsonl":
-        base = Path(home or env.get(PIPEWARDEN_HOME) or DEFAULT_HOME)
+        base = Path(home or env.get(PIPEWARDEN_HOME) or default_home(env))
         return JsonLinesSpanExporter(base / "traces.jsonl")
     if name == "console":
         return ConsoleSpanExporter(out=sys.stderr)
-    return _otlp_exporter(env)
+    return DeadlineSpanExporter(_otlp_exporter(env), _otlp_timeout(env))
 
 
 def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
@@ -211,14 +314,7 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
     # agent that does not export OTLP should not pay for.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    raw_timeout = env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
-    timeout = DEFAULT_OTLP_TIMEOUT
-    if raw_timeout:
-        try:
-            timeout = float(raw_timeout)  # seconds, as the SDK reads it
-        except ValueError:
-            log.warning("OTEL_EXPORTER_OTLP_TIMEOUT must be a number of seconds — got %r; using %s",
-                        raw_timeout, DEFAULT_OTLP_TIMEOUT)
+    timeout = _otlp_timeout(env)
     # Passed explicitly: the SDK would read os.environ, not the env this provider was built from.
     endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
     if endpoint is None and (base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
@@ -228,6 +324,22 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
                                or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "")
     _quiet_otlp_logger()
     return OTLPSpanExporter(endpoint=endpoint, timeout=timeout, headers=headers or None, compression=compression)
+
+
+def _otlp_timeout(env: Mapping[str, str]) -> float:
+    """Seconds one OTLP export may take in all (``OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT``, default 3)."""
+    raw = env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    if not raw:
+        return DEFAULT_OTLP_TIMEOUT
+    try:
+        timeout = float(raw)  # seconds, as the SDK reads it
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        log.warning("OTEL_EXPORTER_OTLP_TIMEOUT must be a positive number of seconds — got %r; using %s",
+                    raw, DEFAULT_OTLP_TIMEOUT)
+        return DEFAULT_OTLP_TIMEOUT
+    return timeout
 
 
 def _compression(raw: str) -> Any:

@@ -42,6 +42,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+@pytest.fixture(autouse=True)
+def _default_home_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test (or process it starts) writes to the real per-user state directory."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusFactory]:
     """Factory: ``prometheus_server(["127.0.0.1:PORT"], rule_files=(), alertmanagers=())``.
@@ -93,6 +100,14 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
     receiver = OtlpReceiver()
     yield receiver
     receiver.close()
+
+
+@pytest.fixture
+def trickle() -> Iterator[TricklingServer]:
+    """A loopback server that reads a request and answers one byte a second (``.port``)."""
+    server = TricklingServer(interval=1.0)
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -88,10 +88,39 @@ def test_run_failure_exits_1_then_resume_exits_0(home: Path, tmp_path: Path) -> 
     assert resumed.exit_code == 0, resumed.output
     after = json.loads(resumed.output)
     assert after["status"] == "success" and after["run_id"] == run_id
-    # extract returned an int it did not persist: it runs again to feed transform
-    assert [a["task"] for a in after["attempts"]] == ["extract", "transform", "extract", "transform"]
+    # extract's int was kept (as JSON, by default): only transform runs again
+    assert [a["task"] for a in after["attempts"]] == ["extract", "transform", "transform"]
     again = invoke(home, "runs", "resume", run_id)
     assert again.exit_code == 0 and "already succeeded" in again.output
+
+
+def test_run_with_a_check_that_cannot_run_exits_1_and_says_why(home: Path, tmp_path: Path) -> None:
+    """A blocking check on a misspelled column fails transform, skips load and exits 1 naming the column."""
+    path = write(tmp_path, "gate.py", """
+        import pandas as pd
+        from agent.pipeline import Pipeline
+        from checks import unique
+
+        pipe = Pipeline("gate")
+
+        @pipe.task
+        def extract() -> pd.DataFrame:
+            return pd.DataFrame({"id": [1, 2, 2]})
+
+        @pipe.task(checks=[unique("idd")])
+        def transform(extract: pd.DataFrame) -> pd.DataFrame:
+            return extract
+
+        @pipe.task
+        def load(transform: pd.DataFrame) -> int:
+            raise AssertionError("load must not run")
+    """)
+    res = invoke(home, "run", str(path), "--no-progress")
+    assert res.exit_code == 1, res.output
+    [transform] = [line for line in res.output.splitlines() if line.strip().startswith("transform")]
+    assert "failed" in transform and "column 'idd' not found" in transform
+    [load] = [line for line in res.output.splitlines() if line.strip().startswith("load")]
+    assert "skipped" in load
 
 
 def test_run_parameters_from_the_command_line(home: Path, tmp_path: Path) -> None:
@@ -275,3 +304,51 @@ def test_ctrl_c_cancels_and_a_second_one_abandons_a_stuck_task(tmp_path: Path,
     resumed = invoke(home, "runs", "resume", rec.run_id, "--no-progress")
     assert resumed.exit_code == 0, resumed.output
     assert Counter(marker.read_text().split())["extract"] == 1
+
+
+NEVER_FIRES = """
+    from agent.pipeline import Pipeline
+
+    pipe = Pipeline("feb30", schedule="0 0 30 2 *")
+    pipe.task(name="t")(lambda: 1)
+"""
+
+
+BAD_INPUT = [
+    ("cron-never-fires", ["backfill", "{feb30}", "--start", "2025-01-01", "--end", "2025-03-01"], {},
+     "schedule '0 0 30 2 *' never fires"),
+    ("status-bogus", ["runs", "list", "--status", "bogus"], {},
+     "--status 'bogus' is not a run state; allowed: queued, running, success, failed, cancelled, interrupted"),
+    ("run-a-directory", ["run", "{dir}"], {}, "is a directory; pass a pipeline file: path/to/file.py[:pipeline]"),
+    ("every-negative", ["backfill", "{one_task}", "--start", "2025-01-01", "--end", "2025-01-02", "--every", "-5m"],
+     {}, "--every '-5m' is not a positive duration; write a number and a unit, e.g. 30s, 15m, 6h, 1d or 2w"),
+    ("log-format-xml", ["run", "{one_task}"], {"PIPEWARDEN_LOG_FORMAT": "xml"},
+     "PIPEWARDEN_LOG_FORMAT must be one of text, json — got 'xml'"),
+    ("demo-home-is-a-file", ["demo", "--rows", "100"], {"PIPEWARDEN_HOME": "{file}"},
+     "is a file, not a directory; set PIPEWARDEN_HOME (or --home)"),
+]
+
+
+@pytest.mark.parametrize("case, args, env, needle", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_is_one_line_naming_it_and_exit_2(tmp_path: Path, case: str, args: list[str],
+                                                    env: dict[str, str], needle: str) -> None:
+    """Each bad input gets one `error:` line naming the input and what is allowed, and exit 2, not a traceback."""
+    names = {"feb30": str(write(tmp_path, "feb30.py", NEVER_FIRES)), "dir": str(tmp_path),
+             "one_task": str(REPO / "examples" / "pipelines" / "one_task.py"), "file": str(tmp_path / "a-file")}
+    (tmp_path / "a-file").write_text("")
+    argv = [a.format(**names) for a in args]
+    if case != "demo-home-is-a-file":
+        argv += ["--home", str(tmp_path / "home")]
+    res = CliRunner(env={k: v.format(**names) for k, v in env.items()}).invoke(cli, argv, catch_exceptions=False)
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.output
+
+
+def test_runs_list_statuses_are_the_run_states() -> None:
+    """The states `runs list --status` accepts are exactly those a run (not a task) can be in."""
+    from agent.cli import _RUN_STATES
+    from agent.records import RunStatus
+
+    assert set(_RUN_STATES) <= {s.value for s in RunStatus}
+    assert not {"pending", "timed_out", "skipped", "upstream_failed"} & set(_RUN_STATES)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -157,14 +156,12 @@ def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
     path = tmp_path / "pipewarden.yml"
     path.write_text("\n".join(lines) + "\nagent: {}\n")
     assert path.stat().st_size < 1024
-    t0 = time.monotonic()
-    with pytest.raises(ConfigError, match=r"expands to more than 100,000 values"):
+    with pytest.raises(ConfigError, match=r"pipewarden.yml:\d+: the document expands to more than 100,000 values"):
         load_config(path, env={})
-    assert time.monotonic() - t0 < 30  # generous: the bomb would take minutes and gigabytes
 
 
 @pytest.mark.parametrize(("text", "needle"), [
-    ("agent: [unclosed\n", ":2: not valid YAML: expected ',' or ']'"),
+    ("agent: [unclosed\n", ":2: not valid YAML: while parsing a flow sequence expected ',' or ']'"),
     ("- just\n- a list\n", ":1: the configuration is a mapping"),
     ("agent:\n  max_runs: many\n", ":2: agent.max_runs: Input should be a valid integer"),
 ])
@@ -196,3 +193,23 @@ def test_intervals_and_manual_schedules(tmp_path: Path) -> None:
     loaded = load_pipelines_from(path, env={})
     assert isinstance(loaded.pipelines["orders"].pipeline.schedule, Interval)
     assert loaded.pipelines["billing"].pipeline.schedule.kind == "manual"
+
+
+@pytest.mark.parametrize("writable", ["pipewarden.yml", "pipes.py", "."])
+def test_a_file_others_can_write_is_refused(tmp_path: Path, writable: str) -> None:
+    """The configuration, a pipeline file it imports, or their directory writable by every user: refused,
+    naming the file and the chmod that fixes it, before anything is imported."""
+    home = tmp_path / "conf"
+    home.mkdir(mode=0o755)
+    (home / "pipes.py").write_text("import pathlib\npathlib.Path(__file__).with_name('imported').touch()\n"
+                                   "from agent import Pipeline\np = Pipeline('p')\n@p.task\ndef t() -> int:\n"
+                                   "    return 1\n")
+    (home / "pipewarden.yml").write_text("pipelines:\n  - target: pipes.py:p\n")
+    (home / writable).chmod(0o777 if writable == "." else 0o666)
+    with pytest.raises(ConfigError) as info:
+        load_pipelines_from(home / "pipewarden.yml", env={})
+    message = str(info.value)
+    assert "is writable by every user" in message
+    fix = f"chmod 700 {home}" if writable == "." else f"chmod 600 {home / writable}"
+    assert message.endswith(fix), message
+    assert not (home / "imported").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import doctest
 import logging
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -73,16 +72,13 @@ def test_a_hanging_queued_listener_never_stalls_the_emitter() -> None:
     failures: list[str] = []
     bus = EventBus(on_error=lambda name, what, exc, pipeline: failures.append(what))
     bus.add(lambda e: release.wait(), name="hung", queue_size=5)
-    t0 = time.monotonic()
-    for _ in range(50):
+    for _ in range(50):  # were an emit to wait for the listener, this loop would never end (release is set below)
         bus.emit(started())
-    emitted = time.monotonic() - t0
     assert bus.flush(timeout=0.2) is False
     release.set()
     # 1 event is being handled, 5 wait in the queue; the rest were dropped and counted, then one stall.
     assert failures.count("dropped") >= 50 - 1 - 5
     assert failures[-1] == "stalled"
-    assert emitted < 5.0  # generous: the 50 emits only enqueued or dropped
 
 
 def test_a_queued_listener_with_handle_batch_gets_what_queued_up_at_once() -> None:

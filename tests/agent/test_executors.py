@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from servers import wait_until
 
 from agent.errors import ConfigError
 from agent.executors import DaskExecutor, Executor, ProcessExecutor, ThreadExecutor, get_executor, run_in_child
 from agent.pipeline import Pipeline
-from agent.runner import run
+from agent.records import RunStatus
+from agent.runner import resume, run
+from agent.store import pid_alive
 from checks.result import CheckResult, Kind, Status
 
 BURN = 0.05  # CPU seconds task `busy` spends wherever it runs
@@ -124,3 +131,82 @@ def test_child_that_dies_without_a_result_is_reported() -> None:
     """A task process killed from inside (e.g. out of memory) raises ChildProcessError naming the signal."""
     with pytest.raises(ChildProcessError, match="SIGKILL"):
         run_in_child(lambda: os.kill(os.getpid(), signal.SIGKILL), {}, 30, task="oom")
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+SLOW = """
+import os, time
+from pathlib import Path
+from agent.pipeline import Pipeline
+
+pipe = Pipeline("slow", max_workers=2)
+
+
+def _note(what: str) -> None:
+    with Path(os.environ["PIDS"]).open("a") as f:
+        f.write(f"{what} {os.getpid()}\\n")
+
+
+@pipe.task
+def work() -> int:
+    _note("worker")
+    time.sleep(120)
+    return 1
+
+
+@pipe.task(timeout=300)
+def timed() -> int:
+    _note("grandchild")
+    time.sleep(120)
+    return 1
+"""
+
+
+def test_workers_and_their_children_die_with_a_killed_runner(tmp_path: Path) -> None:
+    """SIGKILL of `pipewarden run --executor processes`: no pool worker or timed-task child outlives it."""
+    (tmp_path / "slow.py").write_text(SLOW)
+    pids = tmp_path / "pids"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PIDS": str(pids)}
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", str(tmp_path / "slow.py"), "--executor",
+                             "processes", "--no-progress", "--home", str(tmp_path / "home")],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(pids.read_text().split()) == 4 or None, timeout=60,
+                   what="the worker and the timed task's child to start")
+    finally:
+        proc.kill()
+        proc.wait(30)
+    started = [int(pid) for pid in pids.read_text().split()[1::2]]
+    try:
+        wait_until(lambda: not any(pid_alive(pid) for pid in started) or None, timeout=10,
+                   what=f"processes {started} to die with the runner")
+    finally:  # a failing run of this test leaves nothing behind
+        for pid in started:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_resume_waits_for_worker_processes_that_may_still_run_a_task(run_opts: dict[str, Any]) -> None:
+    """While a recorded worker of the run is alive, resume refuses (naming it); once it is gone, it proceeds."""
+    pipe = Pipeline("leftover")
+    pipe.task(name="fails")(lambda: 1 / 0)
+    rec = run(pipe, **run_opts)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_opts["store"].record_workers(rec.run_id, [worker.pid])
+        with pytest.raises(ConfigError, match=f"worker processes {worker.pid} .* still alive"):
+            resume(pipe, rec.run_id, **run_opts)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert resume(pipe, rec.run_id, **run_opts).task_state("fails") is RunStatus.FAILED
+
+
+def test_an_unreachable_dask_scheduler_is_one_config_error(closed_port: int) -> None:
+    """A scheduler address nobody answers is a ConfigError naming it and the fix, after connect_timeout."""
+    pytest.importorskip("distributed")
+    with pytest.raises(ConfigError) as info:
+        DaskExecutor(f"tcp://127.0.0.1:{closed_port}", connect_timeout=1)
+    message = str(info.value)
+    assert f"tcp://127.0.0.1:{closed_port}" in message and "--address" in message and "\n" not in message

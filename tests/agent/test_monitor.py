@@ -25,6 +25,7 @@ from agent.errors import CheckFailedError, DecorationError, PipewardenError, Tas
 from agent.monitor import monitor
 from agent.telemetry import Telemetry, current_scope, set_telemetry
 from agent.versions import source_version
+from checks import Unique, drift, unique
 from checks.base import Check, CheckContext
 from checks.result import CheckResult, Kind, Severity, Status
 from exporters.metrics import Metrics
@@ -749,25 +750,72 @@ def test_raise_policy_with_passing_checks_returns_the_value(tel: Telemetry) -> N
     assert sample(tel, "pipewarden_dq_rows", pipeline="orders", dataset="transform") == 2
 
 
-@pytest.mark.parametrize("policy", ["warn", "raise"])
-def test_check_that_raises_becomes_an_error_result(
-        tel: Telemetry, policy: str, caplog: pytest.LogCaptureFixture) -> None:
-    """A check callable that raises gives a result of status error; the call still returns."""
-    def exploding(df: pd.DataFrame) -> bool:
-        raise KeyError("no such column")
+def _exploding(df: pd.DataFrame) -> bool:
+    raise KeyError("no such column")
 
-    @monitor(pipeline="orders", checks=[exploding], on_check_failure=policy,  # type: ignore[arg-type]
-             telemetry=tel)
+
+def test_check_that_raises_becomes_an_error_result(tel: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+    """Under warn, a check callable that raises gives a result of status error, logged; the call returns."""
+    @monitor(pipeline="orders", checks=[_exploding], telemetry=tel)
     def transform() -> pd.DataFrame:
         return frame(2)
 
     with caplog.at_level(logging.WARNING, logger="pipewarden.monitor"):
         assert len(transform()) == 2
     assert sample(tel, "pipewarden_check_results_total", pipeline="orders", dataset="transform",
-                  check="exploding", kind="custom", status="error") == 1
+                  check="_exploding", kind="custom", status="error") == 1
     assert task_runs(tel, "transform", "success") == 1
-    assert any("exploding" in r.getMessage() and "KeyError" in r.getMessage()
+    assert any("_exploding" in r.getMessage() and "KeyError" in r.getMessage()
                for r in caplog.records if r.name == "pipewarden.monitor")
+
+
+@pytest.mark.parametrize("check", [_exploding, Unique("idd")], ids=["callable-raises", "missing-column"])
+def test_raise_policy_raises_on_a_check_that_cannot_run(tel: Telemetry, check: Any) -> None:
+    """Under raise, a blocking check in status error raises CheckFailedError saying why, like a failure."""
+    @monitor(pipeline="orders", checks=[check], on_check_failure="raise", telemetry=tel)
+    def transform() -> pd.DataFrame:
+        return frame(2)
+
+    with pytest.raises(CheckFailedError, match="could not run") as info:
+        transform()
+    assert [r.status for r in info.value.results] == [Status.ERROR]
+    assert task_runs(tel, "transform", "failed") == 1
+
+
+@pytest.mark.parametrize("opt_out", [
+    {"checks": [Unique("idd", on_error="warn")]},
+    {"checks": [_exploding], "on_check_error": "warn"},
+], ids=["Check(on_error=warn)", "monitor(on_check_error=warn)"])
+def test_error_opt_out_lets_the_call_return(tel: Telemetry, opt_out: dict[str, Any]) -> None:
+    """An explicit on_error / on_check_error of warn records the error result without raising."""
+    @monitor(pipeline="orders", on_check_failure="raise", telemetry=tel, **opt_out)
+    def transform() -> pd.DataFrame:
+        return frame(2)
+
+    assert len(transform()) == 2
+    assert task_runs(tel, "transform", "success") == 1
+
+
+def test_with_block_run_checks_follows_the_raise_policy(tel: Telemetry) -> None:
+    """`with monitor(on_check_failure="raise") as run: run.run_checks(...)` raises on a blocking failure."""
+    with pytest.raises(CheckFailedError, match="unique"):  # noqa: SIM117 - the raise is from inside the block
+        with monitor(pipeline="orders", on_check_failure="raise", telemetry=tel) as run:
+            run.run_checks([unique("order_id")], pd.DataFrame({"order_id": [1, 1]}))
+    assert pipeline_runs(tel, "failed") == 1
+
+
+def test_with_block_run_checks_under_warn_returns_the_results(tel: Telemetry) -> None:
+    """Under the default warn policy, run.run_checks returns the failing result and the block goes on."""
+    with monitor(pipeline="orders", telemetry=tel) as run:
+        [result] = run.run_checks([unique("order_id")], pd.DataFrame({"order_id": [1, 1]}))
+    assert result.status is Status.FAIL
+    assert pipeline_runs(tel, "success") == 1
+
+
+def test_run_checks_with_swapped_arguments_is_a_type_error(tel: Telemetry) -> None:
+    """run.run_checks(df, checks) raises TypeError instead of judging a check named 'str'."""
+    with monitor(pipeline="orders", telemetry=tel) as run, pytest.raises(TypeError, match="list of checks"):
+        run.run_checks(frame(2), [unique("order_id")])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("policy", ["warn", "raise"])
@@ -865,7 +913,11 @@ MISUSE: list[tuple[str, Callable[[], Any], str]] = [
     ("checks-str", lambda: monitor(checks="not_null"), "checks"),
     ("checks-none", lambda: monitor(checks=None), "checks"),  # type: ignore[arg-type]
     ("checks-int", lambda: monitor(checks=5), "checks"),  # type: ignore[arg-type]
-    ("checks-item", lambda: monitor(checks=[MinRows(1), 1]), "item 1"),
+    ("checks-item", lambda: monitor(checks=[MinRows(1), 1]), "checks[1]"),
+    ("checks-factory-uncalled", lambda: monitor(checks=[unique]), "unique(...)"),
+    ("checks-drift-uncalled", lambda: monitor(checks=[drift]), "drift(...)"),
+    ("checks-class", lambda: monitor(checks=[Unique]), "class Unique"),
+    ("on-check-error", lambda: monitor(on_check_error="ignore"), "fail, warn"),  # type: ignore[arg-type]
     ("policy", lambda: monitor(on_check_failure="ignore"), "warn, raise"),  # type: ignore[arg-type]
     ("telemetry", lambda: monitor(telemetry=Metrics()), "Metrics"),  # type: ignore[arg-type]
 ]

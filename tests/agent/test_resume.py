@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -64,7 +66,7 @@ def test_resume_reruns_failed_and_downstream_but_not_persisted_tasks(run_opts: d
     assert again.outputs["load"] == 3
     assert again.executions("transform") == 2
     assert [str(a.status) for a in again.attempts if a.task == "transform"] == ["failed", "success"]
-    assert Path(again.latest()["extract"].output_ref or "").name == "extract.parquet"
+    assert Path(again.latest()["extract"].output_ref or "").name == "extract.arrow"
 
 
 def test_resume_reruns_an_unpersisted_upstream_whose_output_is_needed(run_opts: dict[str, Any]) -> None:
@@ -82,7 +84,7 @@ def test_resume_recomputes_a_deleted_artifact(run_opts: dict[str, Any]) -> None:
     state, counts = {"broken": True}, Counter[str]()
     pipe = _pipeline(state, counts, persist=True)
     first = run(pipe, **run_opts)
-    Path(first.latest()["extract"].output_ref or "").unlink()
+    (run_opts["store"].path.parent / (first.latest()["extract"].output_ref or "")).unlink()
     state["broken"] = False
     assert resume(pipe, first.run_id, **run_opts).ok
     assert counts["extract"] == 2
@@ -180,3 +182,91 @@ def test_sigkilled_runner_is_interrupted_then_resumed_without_rerunning_finished
         assert kept.status is expected
     assert final.executions("extract") == 1 and final.executions("wait_for_gate") == 2
     store.close()
+
+
+CHAIN = """
+import os, time
+from pathlib import Path
+from agent.pipeline import Pipeline
+
+pipe = Pipeline("chain")
+marker, gate = Path(os.environ["CHAIN_MARKER"]), Path(os.environ["CHAIN_GATE"])
+
+
+def step(i: int, before: int) -> int:
+    with marker.open("a") as f:
+        f.write(f"t{i}:start\\n")
+    while i == 8 and not gate.exists():
+        time.sleep(0.02)
+    with marker.open("a") as f:
+        f.write(f"t{i}\\n")
+    return before + i
+""" + "".join(f"""
+
+@pipe.task
+def t{i}({f"t{i - 1}: int" if i > 1 else ""}) -> int:
+    return step({i}, {f"t{i - 1}" if i > 1 else 0})
+""" for i in range(1, 21))
+
+
+def test_killed_chain_resumes_after_the_last_finished_task(tmp_path: Path) -> None:
+    """A 20-task chain passing values by parameter (no persist option), SIGKILLed at task 8: resume runs
+    t8..t20 only, each earlier task exactly once in all, and the values flow on."""
+    home, marker, gate = tmp_path / "home", tmp_path / "marker", tmp_path / "gate"
+    (tmp_path / "chain.py").write_text(CHAIN)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PIPEWARDEN_HOME": str(home), "CHAIN_MARKER": str(marker),
+           "CHAIN_GATE": str(gate)}
+    with subprocess.Popen([sys.executable, "-m", "agent", "run", str(tmp_path / "chain.py"), "--no-progress"],
+                          env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            _wait_for(lambda: marker.exists() and "t8:start" in marker.read_text(), "t8 to start", proc)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+    with SQLiteRunStore(home / "pipewarden.db") as store:
+        run_id = store.list_runs()[0].run_id
+    gate.write_text("open")
+    resumed = _cli(home, "runs", "resume", run_id, "--no-progress", "--json", env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "runs again" not in resumed.stderr
+    lines = Counter(marker.read_text().split())
+    assert all(lines[f"t{i}"] == 1 for i in range(1, 21)), lines
+    assert lines["t8:start"] == 2 and all(lines[f"t{i}:start"] == 1 for i in range(1, 21) if i != 8)
+    record = json.loads(resumed.stdout)
+    assert record["status"] == "success"
+    assert [a["task"] for a in record["attempts"] if a["status"] == "success"] == [f"t{i}" for i in range(1, 21)]
+    assert record["attempts"][-1]["task"] == "t20"
+
+
+UNKEPT = """
+    import os
+    from pathlib import Path
+    from agent.pipeline import Pipeline
+
+    pipe = Pipeline("unkept")
+
+    @pipe.task
+    def extract() -> set[int]:
+        return {1, 2, 3}
+
+    @pipe.task
+    def load(extract: set[int]) -> int:
+        if Path(os.environ["BROKEN"]).exists():
+            raise RuntimeError("load is broken")
+        return len(extract)
+"""
+
+
+def test_resume_says_which_tasks_run_again_before_running_them(tmp_path: Path) -> None:
+    """An output that could not be kept (a set) makes resume print which task runs again, and why, first."""
+    home, broken = tmp_path / "home", tmp_path / "broken"
+    broken.write_text("")
+    (tmp_path / "unkept.py").write_text(textwrap.dedent(UNKEPT))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BROKEN": str(broken)}
+    first = _cli(home, "run", str(tmp_path / "unkept.py"), "--json", "--no-progress", env=env)
+    assert first.returncode == 1, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    broken.unlink()
+    resumed = _cli(home, "runs", "resume", run_id, "--no-progress", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    [line] = [x for x in resumed.stderr.splitlines() if "runs again" in x]
+    assert line.startswith("resume: extract finished before but runs again") and "persist='pickle'" in line

@@ -5,18 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import re
 import signal
 import threading
 import time
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, DecorationError
 from agent.pipeline import Pipeline
 from agent.records import RunStatus
 from agent.runner import run
+from checks import unique
 from checks.base import Check, CheckContext
 from checks.result import CheckResult, Kind, Severity, Status
 
@@ -237,6 +240,70 @@ def test_plain_predicate_check_blocks_when_false(run_opts: dict[str, Any]) -> No
 
     rec = run(pipe, **run_opts)
     assert _status(rec) == {"extract": "failed", "load": "skipped"}
+
+
+def _gated(output: Any, checks: list[Any], **task: Any) -> tuple[Pipeline, list[str]]:
+    """extract -> transform(checks) -> load, where load records that it ran."""
+    pipe = Pipeline("fail_closed")
+    ran: list[str] = []
+
+    @pipe.task
+    def extract() -> Any:
+        return output
+
+    @pipe.task(checks=checks, **task)
+    def transform(extract: Any) -> Any:
+        return extract
+
+    @pipe.task
+    def load(transform: Any) -> None:
+        ran.append("load")
+
+    return pipe, ran
+
+
+@pytest.mark.parametrize("output", [
+    pd.DataFrame({"id": [1, 2]}),
+    pa.table({"id": [1, 2]}),
+    {"id": [1, 2]},
+    None,
+], ids=["misspelled-column", "pyarrow-table", "dict", "none"])
+def test_a_blocking_check_that_cannot_run_stops_downstream(run_opts: dict[str, Any], output: Any) -> None:
+    """A check in status error (a misspelled column, an output it cannot read) fails the task and skips load."""
+    column = "idd" if isinstance(output, pd.DataFrame) else "id"
+    pipe, ran = _gated(output, [unique(column)])
+    rec = run(pipe, **run_opts)
+    assert rec.status is RunStatus.FAILED
+    assert _status(rec) == {"extract": "success", "transform": "failed", "load": "skipped"}
+    assert ran == []
+    reason = rec.latest()["load"].reason or ""
+    assert f"unique({column})" in reason and "could not run" in reason
+
+
+@pytest.mark.parametrize("opt_out", [
+    {"checks": [unique("idd", on_error="warn")]},
+    {"checks": [lambda df: df["idd"].is_unique], "on_check_error": "warn"},
+], ids=["Check(on_error=warn)", "task(on_check_error=warn)"])
+def test_an_explicit_on_error_warn_lets_an_error_through(run_opts: dict[str, Any], opt_out: dict[str, Any]) -> None:
+    """on_error="warn" on the check, or on_check_error="warn" on the task, records the error and runs load."""
+    checks = opt_out.pop("checks")
+    pipe, ran = _gated(pd.DataFrame({"id": [1, 2]}), checks, **opt_out)
+    rec = run(pipe, **run_opts)
+    assert rec.ok and ran == ["load"]
+    assert [c.status for c in rec.latest()["transform"].checks] == [Status.ERROR]
+
+
+@pytest.mark.parametrize("checks, needle", [
+    ([unique], "unique(...)"),
+    ([_Unique], "class _Unique"),
+    ("unique", "list of checks"),
+], ids=["factory-uncalled", "class", "string"])
+def test_checks_that_are_not_built_checks_fail_at_decoration(checks: Any, needle: str) -> None:
+    """checks=[unique] (not called), a class or a string is a one-line DecorationError saying what to write."""
+    pipe = Pipeline("deco")
+    with pytest.raises(DecorationError, match=re.escape(needle)) as info:
+        pipe.task(checks=checks)(lambda: None)
+    assert "\n" not in str(info.value)
 
 
 def _flaky(failures: int, exc: type[BaseException] = OSError) -> Any:

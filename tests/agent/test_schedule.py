@@ -187,3 +187,10 @@ def test_naive_now_is_refused(store: SQLiteRunStore) -> None:
     """tick() needs an aware datetime."""
     with pytest.raises(ConfigError, match="aware"):
         Scheduler(store, [_pipe()]).tick(dt.datetime(2025, 1, 1))
+
+
+@pytest.mark.parametrize("expr", ["0 0 30 2 *", "0 0 31 4 *"])
+def test_a_cron_that_never_fires_is_refused_when_declared(expr: str) -> None:
+    """A cron expression no date matches (February 30, April 31) is a ConfigError saying so, not a traceback."""
+    with pytest.raises(ConfigError, match="never fires"):
+        Pipeline("never", schedule=expr)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 from agent import kpis
 from agent.errors import StoreError
 from agent.records import RunStatus
-from agent.store import SCHEMA_VERSION, SQLiteRunStore, open_store
+from agent.store import APPLICATION_ID, SCHEMA_VERSION, SQLiteRunStore, _process_start, open_store
 from checks.base import CheckStore
 from checks.result import CheckResult, Kind, Status
 
@@ -133,6 +135,51 @@ def test_runs_of_dead_processes_are_marked_interrupted(store: SQLiteRunStore) ->
     assert rec.status is RunStatus.INTERRUPTED and rec.task_state("a") is RunStatus.INTERRUPTED
     assert store.get_run("alive").status is RunStatus.RUNNING
     assert store.recover_interrupted(now=100.0) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process states are read from /proc")
+def test_a_run_whose_owner_is_an_unreaped_zombie_is_interrupted(store: SQLiteRunStore) -> None:
+    """An owner that died but was not reaped (state Z) counts as dead: its run becomes interrupted."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.01)
+        store.create_run(run_id="zombie", pipeline="p", trigger="manual", now=1.0)
+        store.start_run("zombie", now=1.0)
+        store.conn.execute("UPDATE runs SET owner_pid=?, owner_start=? WHERE run_id='zombie'",
+                           (zombie.pid, _process_start(zombie.pid)))
+        assert store.recover_interrupted(now=2.0) == ["zombie"]
+        assert store.get_run("zombie").status is RunStatus.INTERRUPTED
+    finally:
+        zombie.wait()
+
+
+def test_another_applications_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    """A foreign SQLite file at the store path raises StoreError; its bytes, mode and journal mode stay as they were."""
+    path = tmp_path / "pipewarden.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes (body) VALUES ('mine')")
+    conn.close()
+    os.chmod(path, 0o644)
+    before = (path.read_bytes(), path.stat().st_mode, sorted(p.name for p in tmp_path.iterdir()))
+    with pytest.raises(StoreError, match=r"is not a pipewarden run store .*notes.*untouched"):
+        SQLiteRunStore(path)
+    assert (path.read_bytes(), path.stat().st_mode, sorted(p.name for p in tmp_path.iterdir())) == before
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["notes"]
+    conn.close()
+
+
+def test_a_new_store_carries_pipewardens_application_id(tmp_path: Path) -> None:
+    """A store pipewarden creates says so in its header, so it is recognised even with no table in common."""
+    SQLiteRunStore(tmp_path / "pipewarden.db").close()
+    with sqlite3.connect(tmp_path / "pipewarden.db") as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    conn.close()
 
 
 def test_idempotency_key_allows_one_run(store: SQLiteRunStore) -> None:

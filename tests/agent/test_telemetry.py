@@ -470,3 +470,22 @@ def test_a_port_already_taken_is_one_warning_and_the_pipeline_runs(
     assert tel.server is None
     assert [r for r in caplog.records if f"127.0.0.1:{port}" in r.getMessage()]
     assert sample(tel, "pipewarden_export_errors_total", pipeline="", exporter="metrics_endpoint") == 1
+
+
+@pytest.mark.parametrize("addr", ["no such host.invalid", "a" * 300, "999.1.1.1"], ids=["name", "too-long", "ip"])
+def test_a_bad_metrics_address_is_one_warning_and_the_cli_run_goes_on(tmp_path: Path, addr: str) -> None:
+    """`pipewarden run` with a PIPEWARDEN_METRICS_ADDR that cannot be bound warns once and runs (exit 0)."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
+    env.update(PYTHONPATH=str(repo), PIPEWARDEN_METRICS_PORT="0", PIPEWARDEN_METRICS_ADDR=addr,
+               OTEL_TRACES_EXPORTER="none")
+    done = subprocess.run([sys.executable, "-m", "agent", "run", str(repo / "examples" / "pipelines" / "one_task.py"),
+                           "--no-progress", "--home", str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "metrics_endpoint" in line]) == 1

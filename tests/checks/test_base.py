@@ -72,3 +72,17 @@ def test_run_check_keeps_a_dataset_the_check_set() -> None:
     own = CheckResult("mine", Kind.CUSTOM, Status.PASS, dataset="elsewhere")
     assert run_check(lambda df: own, None, CheckContext(dataset="orders"))[0].dataset == "elsewhere"
     assert run_check(_result, None, CheckContext())[0].dataset is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "blocking"),
+    [({}, True), ({"on_error": "warn"}, False), ({"severity": "warn"}, False)],
+    ids=["default", "on_error=warn", "severity=warn"],
+)
+def test_a_check_that_cannot_run_blocks_unless_told_otherwise(kwargs: dict[str, Any], blocking: bool) -> None:
+    """An error result blocks like a failure; on_error="warn" or severity="warn" records it without blocking."""
+    from checks import unique
+
+    [result] = unique("idd", **kwargs)(pd.DataFrame({"id": [1]}))
+    assert result.status is Status.ERROR
+    assert result.blocking is blocking

@@ -7,15 +7,18 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
-from servers import OtlpReceiver
+from servers import OtlpReceiver, TricklingServer
 
 import exporters.tracing
 from agent.monitor import monitor
@@ -27,6 +30,8 @@ from exporters.tracing import (
     build_tracer_provider,
     traces_exporter_names,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -387,10 +392,71 @@ def test_resource_headers_and_compression_are_read_from_the_env_passed_in(
     provider.shutdown()
 
 
-def test_home_variable_and_default_match_agent_settings() -> None:
-    """The spans file lives where agent.settings says the state directory is."""
+def test_home_variable_and_default_match_agent_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no home given, the spans file lands in the per-user state directory agent.settings names."""
     import agent.settings
     import exporters.tracing
 
     assert exporters.tracing.PIPEWARDEN_HOME == agent.settings.PIPEWARDEN_HOME
-    assert exporters.tracing.DEFAULT_HOME == agent.settings.DEFAULT_HOME
+    monkeypatch.delenv("PIPEWARDEN_HOME", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    provider = build_tracer_provider({"XDG_STATE_HOME": str(tmp_path / "state")})
+    nested_spans(provider)
+    provider.force_flush()
+    assert agent.settings.home() == tmp_path / "state" / "pipewarden"
+    assert len(read_jsonl(agent.settings.home() / "traces.jsonl")) == 2
+    provider.shutdown()
+
+
+def test_spans_file_rotates_at_its_size_limit(tmp_path: Path) -> None:
+    """Past max_bytes the file becomes traces.jsonl.1 (older ones shift), and only `backups` files are kept."""
+    path = tmp_path / "traces.jsonl"
+    exporter = JsonLinesSpanExporter(path, max_bytes=4000, backups=2)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    for i in range(40):
+        tracer.start_span(f"span-{i}").end()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["traces.jsonl", "traces.jsonl.1", "traces.jsonl.2"]
+    assert all(p.stat().st_size <= 4000 for p in tmp_path.iterdir())
+    names = [line["name"] for f in ("traces.jsonl.2", "traces.jsonl.1", "traces.jsonl") for line in
+             read_jsonl(tmp_path / f)]
+    assert names == [f"span-{i}" for i in range(40 - len(names), 40)]
+    provider.shutdown()
+
+
+def test_a_trickling_collector_holds_the_exit_no_longer_than_the_otlp_timeout(
+        trickle: TricklingServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, restore_logging: None) -> None:
+    """An OTLP endpoint answering a byte every 0.5 s (19 s in all) is abandoned at OTEL_EXPORTER_OTLP_TIMEOUT:
+    shutdown returns, with one warning and one count."""
+    trickle.interval = 0.5
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{trickle.port}", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+    tel = Telemetry.from_env(env, home=tmp_path, metrics=Metrics(), history=False)
+
+    @monitor(pipeline="orders", telemetry=tel)
+    def load() -> int:
+        return 1
+
+    load()
+    done = threading.Event()
+    with caplog.at_level(logging.WARNING):
+        threading.Thread(target=lambda: (tel.shutdown(), done.set()), daemon=True).start()
+        assert done.wait(10), "shutdown still waiting for the collector after 10 s"
+    assert tel.metrics.sample("pipewarden_export_errors_total", pipeline="orders", exporter="otlp") == 1
+    warnings = [r.getMessage() for r in caplog.records if "otlp" in r.getMessage()]
+    assert len(warnings) == 1 and "within 1s" in warnings[0]
+
+
+def test_a_script_exits_within_the_otlp_timeout_of_a_trickling_collector(
+        trickle: TricklingServer, tmp_path: Path) -> None:
+    """A monitored script whose collector trickles exits at the OTLP deadline, with one warning line."""
+    trickle.interval = 0.5
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
+    env.update(PYTHONPATH=str(REPO), PIPEWARDEN_HOME=str(tmp_path / "home"), OTEL_EXPORTER_OTLP_TIMEOUT="1",
+               OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{trickle.port}")
+    script = "from agent import monitor\n@monitor(pipeline='orders')\ndef load():\n    return 1\nload()\n"
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=12)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if "otlp" in line] == [done.stderr.strip()]

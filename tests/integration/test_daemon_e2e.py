@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -203,9 +202,7 @@ def test_sigterm_during_a_long_task_records_it_interrupted_and_exits_zero(
     assert d.post("/api/v1/pipelines/slow/runs", token="t")[0] == 201
     wait_until(lambda: [r for r in d.runs("slow") if r.status is RunStatus.RUNNING] or None, timeout=20,
                what="the slow run to start")
-    t0 = time.monotonic()
-    assert d.stop(timeout=25) == 0
-    assert time.monotonic() - t0 < 20  # generous: the task alone would take 30 s
+    assert d.stop(timeout=25) == 0  # the task alone would take 30 s
     [run] = d.runs("slow")
     assert run.status is RunStatus.INTERRUPTED
     assert "did not finish within the 2s grace period" in d.log.read_text()

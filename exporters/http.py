@@ -1,7 +1,8 @@
-"""An HTTP POST with a total deadline: a server that trickles its answer cannot hold it longer.
+"""HTTP requests with a total deadline: a server that trickles its answer cannot hold one longer.
 
-The standard library rather than an HTTP client package: receivers send one
-small POST at a time from their own thread, and what they need that the
+Alert receivers POST through it and Pushgateway pushes PUT through it. The
+standard library rather than an HTTP client package: each sends one small
+request at a time from its own thread, and what they need that the
 well-known clients do not give is a deadline over the *whole* attempt.
 ``httpx`` and ``urllib3`` time out each socket operation (a server that sends
 one byte a second never trips a 5 s read timeout; encode/httpx#1450), so the
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DeadlineExceeded", "Response", "post"]
+__all__ = ["DeadlineExceeded", "Response", "post", "request"]
 
 _MAX_BODY = 64 * 1024  # answers are short ("ok", "{}"); do not read a huge one
 
@@ -132,6 +133,11 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float) -
     Raises :class:`DeadlineExceeded` when it does not, ``OSError`` when the
     connection fails, ``http.client.HTTPException`` on a malformed answer.
     """
+    return request("POST", url, body, headers, timeout=timeout)
+
+
+def request(method: str, url: str, body: bytes, headers: Mapping[str, str], *, timeout: float) -> Response:
+    """:func:`post` with another method (``PUT``, ``DELETE``)."""
     deadline = time.monotonic() + timeout
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -142,7 +148,7 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float) -
     if parts.query:
         target += "?" + parts.query
     try:
-        conn.request("POST", target, body=body, headers={"Content-Length": str(len(body)), **headers})
+        conn.request(method, target, body=body, headers={"Content-Length": str(len(body)), **headers})
         resp = conn.getresponse()
         data = resp.read(_MAX_BODY)
         return Response(resp.status, resp.reason, data, {k.lower(): v for k, v in resp.getheaders()})

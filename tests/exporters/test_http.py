@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from servers import RecordingReceiver, TricklingServer
 
-from alerts import http
-from alerts.http import DeadlineExceeded, post
+from exporters import http
+from exporters.http import DeadlineExceeded, post
 
 
 def test_a_post_delivers_the_body_and_returns_the_answer(recording_receiver: RecordingReceiver) -> None:
