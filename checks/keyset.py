@@ -1,0 +1,340 @@
+"""Key codes of a stream, partitioned by hash prefix so that no key set has to fit in memory at once.
+
+Each row of a keyed check becomes one record ``(a, b, pos, side)``: ``a`` and
+``b`` together identify the key, ``pos`` is the row's number in its table,
+``side`` tells the checked table (0) from a further one (an input of a loss
+check, 1). Records are partitioned by the top bits of a mix of ``a``: equal
+keys always land in the same partition, so each partition is finished on its
+own, with memory for one partition only, and the partitions' summaries add up.
+
+How a key is coded (:class:`KeyCoder`):
+
+* a single integer, boolean, timestamp or duration column: ``a`` is the value
+  itself, ``b`` flags a null (nullable integers). The code is the key: exact.
+* a single float column: ``a`` is the value's bits, with -0.0 made 0.0 and
+  every NaN one NaN (NaN equals NaN, as in pandas); exact. When the other side
+  of a comparison has integers, integers are coded as floats (``1`` matches
+  ``1.0``, as ``Series.isin`` has it).
+* anything else (text, categories, compound keys): ``a`` and ``b`` are two
+  independent 64-bit hashes of the key (pandas' fixed-key hash, with two keys).
+  Two different keys share a code only if both hashes collide: about
+  ``n**2 / 2**129`` for n keys, far below one in a trillion for 10**9 keys.
+
+A :class:`KeySpill` keeps records in memory and moves them to files in a
+temporary directory once they pass ``spill_bytes``; 24 bytes per row (plus
+one for the side), so a 50M-row key column spills 1.2 GB to disk and needs
+1/64 of that in memory when it is finished.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from checks.errors import CheckInputError
+
+__all__ = [
+    "PREFIXES",
+    "RECORD",
+    "DupSummary",
+    "KeyCoder",
+    "KeySpill",
+    "MissingSummary",
+    "dup_summary",
+    "missing_summary",
+    "partition",
+    "records",
+]
+
+RECORD = np.dtype([("a", "<u8"), ("b", "<u8"), ("pos", "<i8"), ("side", "u1")])
+PREFIX_BITS = 6
+PREFIXES = 1 << PREFIX_BITS
+#: Records held in memory before a spill moves them to files.
+SPILL_BYTES = 64 << 20
+EXAMPLES = 5
+_SECOND_HASH_KEY = "pipewarden-key-2"  # 16 characters, as pandas' hash_key must be
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 that spreads any values over all bits."""
+    z = x.astype(np.uint64, copy=True)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def records(a: np.ndarray, b: np.ndarray | None, offset: int, side: int = 0) -> np.ndarray:
+    """Records for consecutive rows starting at row ``offset``."""
+    out = np.empty(len(a), dtype=RECORD)
+    out["a"] = a
+    out["b"] = 0 if b is None else b
+    out["pos"] = np.arange(offset, offset + len(a), dtype=np.int64)
+    out["side"] = side
+    return out
+
+
+def partition(recs: np.ndarray) -> list[np.ndarray]:
+    """``recs`` split into :data:`PREFIXES` parts by the top bits of their mixed ``a``."""
+    prefix = (_mix(recs["a"]) >> np.uint64(64 - PREFIX_BITS)).astype(np.uint8)
+    order = np.argsort(prefix, kind="stable")
+    bounds = np.searchsorted(prefix[order], np.arange(PREFIXES + 1), side="left")
+    ordered = recs[order]
+    return [ordered[bounds[p] : bounds[p + 1]] for p in range(PREFIXES)]
+
+
+# -- coding keys --------------------------------------------------------------------------------
+def _mode(dtype: Any) -> str:
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "iubmM":
+            return "int"
+        if dtype.kind == "f":
+            return "float"
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and not isinstance(dtype, pd.CategoricalDtype):
+        if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            return "nullable-int"
+        if pd.api.types.is_float_dtype(dtype):
+            return "float"
+    return "hash"
+
+
+@dataclass(frozen=True)
+class KeyCoder:
+    """How the key ``columns`` are coded; ``exact`` when the code is the key itself.
+
+    Built from the dtypes of every table whose keys are compared, so both
+    sides of a loss check code ``1`` and ``1.0`` alike.
+    """
+
+    columns: tuple[str, ...]
+    mode: str  # int | nullable-int | float | hash
+
+    @classmethod
+    def for_tables(cls, columns: Sequence[str], *prototypes: pd.DataFrame) -> KeyCoder:
+        cols = tuple(columns)
+        if len(cols) != 1:
+            return cls(cols, "hash")
+        modes = {_mode(p[cols[0]].dtype) for p in prototypes}
+        if len(modes) == 1:
+            return cls(cols, modes.pop())
+        if modes <= {"int", "nullable-int", "float"}:
+            return cls(cols, "float")
+        return cls(cols, "hash")
+
+    @property
+    def exact(self) -> bool:
+        return self.mode != "hash"
+
+    def codes(self, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(a, b)`` for every row of ``batch``."""
+        if self.mode == "hash":
+            return _hash_codes(batch, self.columns)
+        s = batch[self.columns[0]]
+        if self.mode == "int":
+            x = s.to_numpy()
+            x = x.view(np.int64) if x.dtype.itemsize == 8 else x.astype(np.int64)
+            return x.view(np.uint64), None
+        if self.mode == "nullable-int":
+            nulls = s.isna().to_numpy()
+            values = s.to_numpy(dtype=np.int64, na_value=0).view(np.uint64)
+            return values, nulls.astype(np.uint64)
+        v = s.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0  # -0.0 + 0.0 is 0.0
+        v[np.isnan(v)] = np.nan
+        return v.view(np.uint64), None
+
+    def decode(self, a: int, b: int, dtype: Any) -> Any:
+        """The key value of an exact code, as a JSON-ready value (None for null)."""
+        from checks.keys import jsonable
+
+        if self.mode == "nullable-int" and b:
+            return None
+        if self.mode == "float":
+            return jsonable(np.array([a], dtype=np.uint64).view(np.float64)[0])
+        raw = np.array([a], dtype=np.uint64).view(np.int64)
+        if isinstance(dtype, np.dtype) and dtype.kind in "mM":
+            return jsonable(pd.Series(raw.view(dtype)).iloc[0])
+        if pd.api.types.is_bool_dtype(dtype):
+            return bool(raw[0])
+        if isinstance(dtype, np.dtype) and dtype.kind == "u":
+            return int(raw.view(np.uint64)[0])
+        return int(raw[0])
+
+
+def _canonical(s: pd.Series) -> pd.Series:
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
+        v = s.to_numpy(dtype=np.float64) + 0.0
+        v[np.isnan(v)] = np.nan
+        return pd.Series(v, name=s.name)
+    return s.reset_index(drop=True)
+
+
+def _hash_codes(batch: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    parts = [_canonical(batch[c]) for c in columns]
+    obj: pd.Series | pd.DataFrame = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
+    try:
+        a = pd.util.hash_pandas_object(obj, index=False).to_numpy(dtype=np.uint64)
+        b = pd.util.hash_pandas_object(obj, index=False, hash_key=_SECOND_HASH_KEY).to_numpy(dtype=np.uint64)
+    except TypeError as exc:
+        names = ", ".join(map(repr, columns))
+        raise CheckInputError(f"key columns {names} hold values that cannot be hashed: {exc}") from exc
+    return a, b
+
+
+# -- spilling -------------------------------------------------------------------------------------
+class KeySpill:
+    """Records partitioned by prefix: in memory up to ``spill_bytes``, then in files of a temporary directory.
+
+    ``directory`` defaults to the system's temporary directory (``TMPDIR``).
+    Call :meth:`close` to remove the files.
+    """
+
+    def __init__(self, spill_bytes: int = SPILL_BYTES, directory: str | None = None) -> None:
+        self.spill_bytes = spill_bytes
+        self.directory = directory
+        self._memory: list[list[np.ndarray]] = [[] for _ in range(PREFIXES)]
+        self._held = 0
+        self._dir: str | None = None
+        self.rows = 0
+
+    def add(self, recs: np.ndarray) -> None:
+        if not len(recs):
+            return
+        self.rows += len(recs)
+        for p, part in enumerate(partition(recs)):
+            if len(part):
+                self._memory[p].append(part)
+        self._held += recs.nbytes
+        if self._held > self.spill_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="pipewarden-keys-", dir=self.directory)
+        for p, parts in enumerate(self._memory):
+            if parts:
+                with open(os.path.join(self._dir, f"{p:02x}"), "ab") as f:
+                    for part in parts:
+                        f.write(part.tobytes())
+                parts.clear()
+        self._held = 0
+
+    def part(self, p: int) -> np.ndarray:
+        """Every record of prefix ``p``, in the order they were added."""
+        chunks = []
+        if self._dir is not None:
+            path = os.path.join(self._dir, f"{p:02x}")
+            if os.path.exists(path):
+                chunks.append(np.fromfile(path, dtype=RECORD))
+        chunks += self._memory[p]
+        if not chunks:
+            return np.empty(0, dtype=RECORD)
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        self._memory = [[] for _ in range(PREFIXES)]
+
+
+# -- summaries --------------------------------------------------------------------------------------
+def _group(recs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Records sorted by key (then position), the start of each key's run, and each run's length."""
+    order = np.lexsort((recs["pos"], recs["b"], recs["a"]))
+    s = recs[order]
+    if not len(s):
+        return s, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = (s["a"][1:] != s["a"][:-1]) | (s["b"][1:] != s["b"][:-1])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, len(s)))
+    return s, starts, counts
+
+
+@dataclass
+class DupSummary:
+    """Repeated keys of one or more partitions: counts, the first repeated keys, the first rows involved."""
+
+    rows: int = 0
+    distinct: int = 0
+    involved: int = 0
+    groups: int = 0
+    #: (first position, a, b) of repeated keys, the EXAMPLES with the smallest first position
+    firsts: list[tuple[int, int, int]] = field(default_factory=list)
+    #: positions of the first rows involved in a repeat (up to 10)
+    involved_positions: list[int] = field(default_factory=list)
+
+    @property
+    def extra(self) -> int:
+        return self.rows - self.distinct
+
+    def combine(self, other: DupSummary) -> DupSummary:
+        return DupSummary(
+            self.rows + other.rows,
+            self.distinct + other.distinct,
+            self.involved + other.involved,
+            self.groups + other.groups,
+            sorted(self.firsts + other.firsts)[:EXAMPLES],
+            sorted(self.involved_positions + other.involved_positions)[:10],
+        )
+
+
+def dup_summary(recs: np.ndarray) -> DupSummary:
+    """How keys repeat among ``recs`` (side 0 only)."""
+    recs = recs[recs["side"] == 0] if len(recs) and recs["side"].any() else recs
+    s, starts, counts = _group(recs)
+    rep = counts > 1
+    if not rep.any():
+        return DupSummary(len(s), len(starts))
+    rep_starts = starts[rep]
+    first = sorted(zip(s["pos"][rep_starts].tolist(), s["a"][rep_starts].tolist(), s["b"][rep_starts].tolist(),
+                       strict=True))[:EXAMPLES]
+    row_rep = np.repeat(rep, counts)
+    involved_pos = s["pos"][row_rep]
+    smallest = np.sort(np.partition(involved_pos, min(9, len(involved_pos) - 1))[:10])
+    return DupSummary(
+        rows=len(s),
+        distinct=len(starts),
+        involved=int(counts[rep].sum()),
+        groups=int(rep.sum()),
+        firsts=first,
+        involved_positions=[int(x) for x in smallest],
+    )
+
+
+@dataclass
+class MissingSummary:
+    """Keys of side 1 (a source) absent from side 0 (the checked table): rows, keys, the first missing keys."""
+
+    rows: int = 0
+    keys: int = 0
+    #: (first position in the source, a, b) of missing keys, the EXAMPLES with the smallest position
+    firsts: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def combine(self, other: MissingSummary) -> MissingSummary:
+        firsts = sorted(self.firsts + other.firsts)[:EXAMPLES]
+        return MissingSummary(self.rows + other.rows, self.keys + other.keys, firsts)
+
+
+def missing_summary(recs: np.ndarray) -> MissingSummary:
+    """Rows of side 1 whose key has no record on side 0, and how many distinct keys they are."""
+    s, starts, counts = _group(recs)
+    if not len(s):
+        return MissingSummary()
+    on_target = np.add.reduceat((s["side"] == 0).astype(np.int64), starts)
+    missing = on_target == 0  # every record of the key is from the source
+    if not missing.any():
+        return MissingSummary()
+    m_starts = starts[missing]
+    firsts = sorted(zip(s["pos"][m_starts].tolist(), s["a"][m_starts].tolist(), s["b"][m_starts].tolist(),
+                        strict=True))[:EXAMPLES]
+    return MissingSummary(int(counts[missing].sum()), int(missing.sum()), firsts)
