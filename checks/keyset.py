@@ -296,8 +296,9 @@ def dup_summary(recs: np.ndarray) -> DupSummary:
     if not rep.any():
         return DupSummary(len(s), len(starts))
     rep_starts = starts[rep]
-    first = sorted(zip(s["pos"][rep_starts].tolist(), s["a"][rep_starts].tolist(), s["b"][rep_starts].tolist(),
-                       strict=True))[:EXAMPLES]
+    first = sorted(
+        zip(s["pos"][rep_starts].tolist(), s["a"][rep_starts].tolist(), s["b"][rep_starts].tolist(), strict=True)
+    )[:EXAMPLES]
     row_rep = np.repeat(rep, counts)
     involved_pos = s["pos"][row_rep]
     smallest = np.sort(np.partition(involved_pos, min(9, len(involved_pos) - 1))[:10])
@@ -335,6 +336,7 @@ def missing_summary(recs: np.ndarray) -> MissingSummary:
     if not missing.any():
         return MissingSummary()
     m_starts = starts[missing]
-    firsts = sorted(zip(s["pos"][m_starts].tolist(), s["a"][m_starts].tolist(), s["b"][m_starts].tolist(),
-                        strict=True))[:EXAMPLES]
+    firsts = sorted(
+        zip(s["pos"][m_starts].tolist(), s["a"][m_starts].tolist(), s["b"][m_starts].tolist(), strict=True)
+    )[:EXAMPLES]
     return MissingSummary(int(counts[missing].sum()), int(missing.sum()), firsts)

@@ -69,6 +69,9 @@ class Reader:
         return pd.concat(found) if found else None
 
 
+_LOCAL_ONLY = frozenset({"context", "store", "source", "inputs", "_finish"})
+
+
 class Plan:
     """How one check works on a stream; see the module docstring for the protocol."""
 
@@ -86,6 +89,11 @@ class Plan:
 
     def merge(self, a: Any, b: Any) -> Any:
         return a + b
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a plan travels to Dask workers for partial, merge, codes and reduce; what only finish needs
+        # (the context and its store, further tables, closures) stays here
+        return {k: v for k, v in self.__dict__.items() if k not in _LOCAL_ONLY}
 
     def codes(self, batch: pd.DataFrame, offset: int, side: int = 0) -> np.ndarray | None:
         return None
@@ -187,6 +195,15 @@ def _reduce_spill(plan: Plan, spill: KeySpill) -> Any:
     return summary
 
 
+def collect(plan: Plan, source: TableSource) -> list[Any]:
+    """The merged state of one plan that is not keyed, over ``source`` (on the workers for a Dask frame)."""
+    if isinstance(source, DaskSource):
+        from checks.dask_stream import dask_states
+
+        return [dask_states([plan], source)[0]]
+    return [_local_pass(source, [(0, plan)], 0, {})[0]]
+
+
 def run_plans(
     plans: list[tuple[Any, Plan]], data: Any, *, spill_dir: str | None = None
 ) -> dict[int, list[CheckResult]]:
@@ -283,4 +300,3 @@ def run_checks(
         done = {i: _error(c, f"{type(exc).__name__}: {exc}") for i, (c, _) in enumerate(planned)}
     results = [r for s in slots for r in (done[s] if isinstance(s, int) else s)]
     return _stamp(results, ctx.dataset)
-
