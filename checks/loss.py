@@ -71,8 +71,10 @@ class RowCount(Check):
         )
 
 
-def _input_frame(context: CheckContext, which: int) -> Any:
-    """The ``which``-th table among the call's inputs: a DataFrame or a table read in batches."""
+def _input_frame(context: CheckContext, which: Any) -> Any:
+    """The ``which``-th table among the call's inputs (a DataFrame or a table read in batches), or ``which`` itself."""
+    if not isinstance(which, int):
+        return which
     frames = [f for f in context.inputs if isinstance(f, pd.DataFrame) or is_table_source(f)]
     if not frames:
         raise CheckInputError(
@@ -135,7 +137,9 @@ class Loss(Check):
 
     ``max_loss`` is a fraction of the input rows, ``max_rows`` an absolute
     count; give either or both (both must hold). ``input`` picks which
-    DataFrame argument of the call is the input (the first by default).
+    table argument of the call is the input (the first by default), or is the
+    input itself: a DataFrame or a table read in batches, such as the parquet
+    dataset a step reads (see :mod:`checks.source`).
 
     With ``key`` (one column or several), a row is lost when its key is absent
     from the output, and every other output row beyond the matched input rows
@@ -163,7 +167,7 @@ class Loss(Check):
         *,
         max_rows: int | None = None,
         key: str | Sequence[str] | None = None,
-        input: int = 0,
+        input: Any = 0,
         name: str | None = None,
         severity: str = "fail",
     ) -> None:
@@ -177,7 +181,14 @@ class Loss(Check):
         self.max_loss = None if max_loss is None else float(max_loss)
         self.max_rows = None if max_rows is None else int(max_rows)
         self.key = as_columns(key)
-        self.input = int(input)
+        if isinstance(input, bool) or not (
+            isinstance(input, int | pd.DataFrame) or is_table_source(input) or isinstance(input, str)
+        ):
+            raise TypeError(
+                "loss input must be the index of a table input of the call, a DataFrame or a table read in "
+                f"batches (a parquet path, a pyarrow Table or dataset, a Dask DataFrame) — got {type(input).__name__}"
+            )
+        self.input = input
 
     def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
         return _LossPlan(self, as_source(_input_frame(context, self.input)), prototype)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from checks.errors import CheckInputError
-from checks.keyset import PREFIXES, DupSummary, KeyCoder, KeySpill
+from checks.keyset import PREFIXES, KeyCoder, KeySpill
 from checks.result import CheckResult, Kind, Status
 from checks.source import DaskSource, TableSource, as_source
 
@@ -102,7 +102,7 @@ class Plan:
         return None
 
     def combine(self, a: Any, b: Any) -> Any:
-        return a.combine(b) if isinstance(a, DupSummary) else a
+        return a.combine(b)
 
     def finish(self, states: list[Any], summary: Any, reader: Reader) -> list[CheckResult]:
         raise NotImplementedError
