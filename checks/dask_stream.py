@@ -23,7 +23,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from checks.keyset import PREFIXES, RECORD, DupSummary, KeySpill, MissingSummary, partition
+from checks.keyset import (
+    PREFIXES,
+    RECORD,
+    SIDE_SHIFT,
+    DupSummary,
+    KeySpill,
+    MissingSummary,
+    partition,
+    positions,
+    sides,
+)
 from checks.result import CheckResult
 from checks.source import DaskSource, as_source
 from checks.stream import Plan, Reader, _finish, _local_pass, _sub, _wanted
@@ -110,6 +120,12 @@ def _global(pos: int, offsets: np.ndarray) -> int:
     return int(offsets[pos >> _SHIFT] + (pos & _MASK))
 
 
+def _relocate_records(recs: np.ndarray, offsets: np.ndarray) -> None:
+    """Make the records' positions positions in the whole frame, in place, keeping their side."""
+    pos = positions(recs)
+    recs["pos"] = offsets[pos >> _SHIFT] + (pos & _MASK) + (sides(recs) << SIDE_SHIFT)
+
+
 def _relocate(summary: Any, offsets: np.ndarray) -> Any:
     """A summary with its positions made positions in the whole frame."""
     if isinstance(summary, DupSummary):
@@ -145,7 +161,7 @@ def input_state(plan: Plan, source: DaskSource, side: int) -> tuple[Any, np.ndar
     (lengths, states), parts = dask.compute(small, [dask.delayed(_concat)(*k) for k in keys[0]])
     offsets = _offsets(lengths)
     recs = _concat(*parts)
-    recs["pos"] = offsets[recs["pos"] >> _SHIFT] + (recs["pos"] & _MASK)
+    _relocate_records(recs, offsets)
     return states[0], recs
 
 
@@ -221,7 +237,7 @@ def _reduce_here(plan: Plan, records: list[np.ndarray], offsets: np.ndarray) -> 
     spill = KeySpill()
     try:
         for recs in records:
-            recs["pos"] = offsets[recs["pos"] >> _SHIFT] + (recs["pos"] & _MASK)
+            _relocate_records(recs, offsets)
             spill.add(recs)
         extra = [_side_state(plan, src, side, spill) for side, (src, _c) in enumerate(plan.inputs, start=1)]
         summary = None

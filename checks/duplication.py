@@ -13,7 +13,7 @@ from checks.base import Check, CheckContext, CheckStore
 from checks.errors import CheckInputError
 from checks.frame import as_columns, null_count, require_columns, require_frame
 from checks.keys import _priority, duplicate_stats, example_keys, jsonable, key_hashes
-from checks.keyset import EXAMPLES, DupSummary, KeyCoder, dup_summary, records
+from checks.keyset import EXAMPLES, DupSummary, KeyCoder, dup_summary, positions, records, row_hash
 from checks.result import CheckResult, Kind, Status
 from checks.stream import Plan, Reader, example_values
 
@@ -311,8 +311,7 @@ class _RowsDupPlan(Plan):
 
     def codes(self, batch: pd.DataFrame, offset: int, side: int = 0) -> np.ndarray:
         a, _ = self.first.codes(batch)
-        b = key_hashes(batch, self.row)
-        return records(a, b, offset, side)
+        return records(a, row_hash(batch, self.row), offset, side)
 
     def reduce(self, recs: np.ndarray) -> DupSummary:
         return dup_summary(recs)
@@ -354,13 +353,16 @@ class _AcrossPlan(Plan):
     def reduce(self, recs: np.ndarray) -> tuple[int, int, int, list[tuple[int, int, int]]]:
         if not len(recs):
             return 0, 0, 0, []
-        order = np.lexsort((recs["pos"], recs["a"]))
-        a, pos = recs["a"][order], recs["pos"][order]
-        distinct, starts = np.unique(a, return_index=True)
+        order = np.argsort(recs["a"])
+        a, pos = recs["a"][order], positions(recs)[order]
+        new = np.ones(len(a), dtype=bool)
+        new[1:] = a[1:] != a[:-1]
+        starts = np.flatnonzero(new)
+        distinct = a[starts]
         seen = np.asarray(self.store.seen_keys(self.pipeline, self.dataset, distinct), dtype=bool)
         counts = np.diff(np.append(starts, len(a)))
-        firsts = sorted(zip(pos[starts[seen]].tolist(), distinct[seen].tolist(), [0] * int(seen.sum()),
-                            strict=True))[:EXAMPLES]
+        first = np.minimum.reduceat(pos, starts)[seen]
+        firsts = sorted(zip(first.tolist(), distinct[seen].tolist(), [0] * len(first), strict=True))[:EXAMPLES]
         self.store.add_keys(self.pipeline, self.dataset, distinct, run_id=self.context.run_id, now=self.context.now)
         return int(seen.sum()), int(counts[seen].sum()), len(distinct), firsts
 

@@ -1,9 +1,9 @@
 """Key codes of a stream, partitioned by hash prefix so that no key set has to fit in memory at once.
 
-Each row of a keyed check becomes one record ``(a, b, pos, side)``: ``a`` and
+Each row of a keyed check becomes one record ``(a, b, pos)``: ``a`` and
 ``b`` together identify the key, ``pos`` is the row's number in its table,
-``side`` tells the checked table (0) from a further one (an input of a loss
-check, 1). Records are partitioned by the top bits of a mix of ``a``: equal
+with the *side* in its top bits: the checked table (0) or a further one (an
+input of a loss check, 1). Records are partitioned by the top bits of a mix of ``a``: equal
 keys always land in the same partition, so each partition is finished on its
 own, with memory for one partition only, and the partitions' summaries add up.
 
@@ -21,9 +21,9 @@ How a key is coded (:class:`KeyCoder`):
   ``n**2 / 2**129`` for n keys, far below one in a trillion for 10**9 keys.
 
 A :class:`KeySpill` keeps records in memory and moves them to files in a
-temporary directory once they pass ``spill_bytes``; 24 bytes per row (plus
-one for the side), so a 50M-row key column spills 1.2 GB to disk and needs
-1/64 of that in memory when it is finished.
+temporary directory once they pass ``spill_bytes``; 24 bytes per row, so a
+50M-row key column spills 1.2 GB to disk and needs 1/64 of that in memory
+when it is finished.
 """
 
 from __future__ import annotations
@@ -50,26 +50,36 @@ __all__ = [
     "dup_summary",
     "missing_summary",
     "partition",
+    "positions",
     "records",
+    "row_hash",
+    "sides",
 ]
 
-RECORD = np.dtype([("a", "<u8"), ("b", "<u8"), ("pos", "<i8"), ("side", "u1")])
+RECORD = np.dtype([("a", "<u8"), ("b", "<u8"), ("pos", "<i8")])
+_RAW = np.dtype("V24")  # records moved as raw bytes: numpy gathers those far faster than structured ones
+SIDE_SHIFT = 62
+POS_MASK = (1 << SIDE_SHIFT) - 1
 PREFIX_BITS = 6
 PREFIXES = 1 << PREFIX_BITS
 #: Records held in memory before a spill moves them to files.
-SPILL_BYTES = 64 << 20
+SPILL_BYTES = 32 << 20
 EXAMPLES = 5
 _SECOND_HASH_KEY = "pipewarden-key-2"  # 16 characters, as pandas' hash_key must be
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a bijection of uint64 that spreads any values over all bits."""
-    z = x.astype(np.uint64, copy=True)
-    z ^= z >> np.uint64(30)
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
+def _mix(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 that spreads any values over all bits (in place on ``out``)."""
+    z = np.array(x, dtype=np.uint64, copy=True) if out is None else out
+    if out is not None and out is not x:
+        np.copyto(z, x, casting="unsafe")
+    t = np.empty_like(z)
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        np.right_shift(z, np.uint64(shift), out=t)
+        np.bitwise_xor(z, t, out=z)
+        np.multiply(z, np.uint64(mult), out=z)
+    np.right_shift(z, np.uint64(31), out=t)
+    np.bitwise_xor(z, t, out=z)
     return z
 
 
@@ -78,18 +88,64 @@ def records(a: np.ndarray, b: np.ndarray | None, offset: int, side: int = 0) -> 
     out = np.empty(len(a), dtype=RECORD)
     out["a"] = a
     out["b"] = 0 if b is None else b
-    out["pos"] = np.arange(offset, offset + len(a), dtype=np.int64)
-    out["side"] = side
+    out["pos"] = np.arange(offset, offset + len(a), dtype=np.int64) + (side << SIDE_SHIFT)
     return out
+
+
+def positions(recs: np.ndarray) -> np.ndarray:
+    """Each record's row number in its table."""
+    return recs["pos"] & POS_MASK
+
+
+def sides(recs: np.ndarray) -> np.ndarray:
+    """Each record's side: 0 for the checked table, 1 for a further one."""
+    return recs["pos"] >> SIDE_SHIFT
+
+
+def _take(recs: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return recs.view(_RAW)[index].view(RECORD)
 
 
 def partition(recs: np.ndarray) -> list[np.ndarray]:
     """``recs`` split into :data:`PREFIXES` parts by the top bits of their mixed ``a``."""
     prefix = (_mix(recs["a"]) >> np.uint64(64 - PREFIX_BITS)).astype(np.uint8)
     order = np.argsort(prefix, kind="stable")
-    bounds = np.searchsorted(prefix[order], np.arange(PREFIXES + 1), side="left")
-    ordered = recs[order]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(prefix, minlength=PREFIXES))])
+    ordered = _take(recs, order)
     return [ordered[bounds[p] : bounds[p + 1]] for p in range(PREFIXES)]
+
+
+def row_hash(batch: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """A 64-bit hash of each row over ``columns``: equal rows (NaN equal to NaN, -0.0 to 0.0) hash equal.
+
+    Numbers and timestamps are mixed from their bits and categories from a
+    hash of their labels, so only text is hashed value by value (pandas' hash,
+    which hashes each distinct value once).
+    """
+    h = np.full(len(batch), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for col in columns:
+        np.bitwise_xor(h, _column_code(batch[col]), out=h)
+        _mix(h, out=h)
+    return h
+
+
+def _column_code(s: pd.Series) -> np.ndarray:
+    dtype = s.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iubmM":
+        x = s.to_numpy()
+        return (x.view(np.int64) if x.dtype.itemsize == 8 else x.astype(np.int64)).view(np.uint64)
+    if pd.api.types.is_float_dtype(dtype):
+        v = s.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0
+        v[np.isnan(v)] = np.nan
+        return v.view(np.uint64)
+    if isinstance(dtype, pd.CategoricalDtype):
+        labels = pd.util.hash_array(np.asarray(dtype.categories.astype(object)))
+        codes = s.cat.codes.to_numpy()
+        return np.append(labels, np.uint64(0x5851F42D4C957F2D))[codes]  # code -1 (null) picks the last
+    try:
+        return pd.util.hash_pandas_object(_canonical(s), index=False).to_numpy(dtype=np.uint64)
+    except TypeError as exc:
+        raise CheckInputError(f"column {s.name!r} ({s.dtype}) holds values that cannot be hashed: {exc}") from exc
 
 
 # -- coding keys --------------------------------------------------------------------------------
@@ -223,7 +279,7 @@ class KeySpill:
             if parts:
                 with open(os.path.join(self._dir, f"{p:02x}"), "ab") as f:
                     for part in parts:
-                        f.write(part.tobytes())
+                        np.ascontiguousarray(part).tofile(f)  # no copy as bytes
                 parts.clear()
         self._held = 0
 
@@ -247,17 +303,38 @@ class KeySpill:
 
 
 # -- summaries --------------------------------------------------------------------------------------
-def _group(recs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Records sorted by key (then position), the start of each key's run, and each run's length."""
-    order = np.lexsort((recs["pos"], recs["b"], recs["a"]))
-    s = recs[order]
-    if not len(s):
-        return s, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    new = np.ones(len(s), dtype=bool)
-    new[1:] = (s["a"][1:] != s["a"][:-1]) | (s["b"][1:] != s["b"][:-1])
+def _group(recs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Records grouped by key: those whose key is theirs alone, and the others sorted, with each group's start and size.
+
+    One sort by ``a``; only the records that share an ``a`` (repeats, or the
+    rare hash collision) are sorted again by ``(a, b)``.
+    """
+    a = recs["a"]
+    order = np.argsort(a)
+    a_s = a[order]
+    same = a_s[1:] == a_s[:-1]
+    shared = np.zeros(len(a), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    alone = _take(recs, order[~shared])
+    sub = _take(recs, order[shared])
+    sub = _take(sub, np.lexsort((sub["b"], sub["a"])))
+    if not len(sub):
+        return alone, sub, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    new = np.ones(len(sub), dtype=bool)
+    new[1:] = (sub["a"][1:] != sub["a"][:-1]) | (sub["b"][1:] != sub["b"][:-1])
     starts = np.flatnonzero(new)
-    counts = np.diff(np.append(starts, len(s)))
-    return s, starts, counts
+    return alone, sub, starts, np.diff(np.append(starts, len(sub)))
+
+
+def _firsts(recs: np.ndarray, starts: np.ndarray, which: np.ndarray) -> list[tuple[int, int, int]]:
+    """(first position, a, b) of the chosen groups, the EXAMPLES with the smallest first position."""
+    if not which.any():
+        return []
+    first = np.minimum.reduceat(positions(recs), starts)[which]
+    a, b = recs["a"][starts[which]], recs["b"][starts[which]]
+    keep = np.argsort(first, kind="stable")[:EXAMPLES]
+    return [(int(first[i]), int(a[i]), int(b[i])) for i in keep]
 
 
 @dataclass
@@ -289,25 +366,19 @@ class DupSummary:
 
 
 def dup_summary(recs: np.ndarray) -> DupSummary:
-    """How keys repeat among ``recs`` (side 0 only)."""
-    recs = recs[recs["side"] == 0] if len(recs) and recs["side"].any() else recs
-    s, starts, counts = _group(recs)
+    """How keys repeat among ``recs`` (all of side 0)."""
+    alone, sub, starts, counts = _group(recs)
     rep = counts > 1
     if not rep.any():
-        return DupSummary(len(s), len(starts))
-    rep_starts = starts[rep]
-    first = sorted(
-        zip(s["pos"][rep_starts].tolist(), s["a"][rep_starts].tolist(), s["b"][rep_starts].tolist(), strict=True)
-    )[:EXAMPLES]
-    row_rep = np.repeat(rep, counts)
-    involved_pos = s["pos"][row_rep]
-    smallest = np.sort(np.partition(involved_pos, min(9, len(involved_pos) - 1))[:10])
+        return DupSummary(len(recs), len(alone) + len(starts))
+    involved = positions(sub)[np.repeat(rep, counts)]
+    smallest = np.sort(np.partition(involved, min(9, len(involved) - 1))[:10])
     return DupSummary(
-        rows=len(s),
-        distinct=len(starts),
+        rows=len(recs),
+        distinct=len(alone) + len(starts),
         involved=int(counts[rep].sum()),
         groups=int(rep.sum()),
-        firsts=first,
+        firsts=_firsts(sub, starts, rep),
         involved_positions=[int(x) for x in smallest],
     )
 
@@ -328,15 +399,16 @@ class MissingSummary:
 
 def missing_summary(recs: np.ndarray) -> MissingSummary:
     """Rows of side 1 whose key has no record on side 0, and how many distinct keys they are."""
-    s, starts, counts = _group(recs)
-    if not len(s):
-        return MissingSummary()
-    on_target = np.add.reduceat((s["side"] == 0).astype(np.int64), starts)
-    missing = on_target == 0  # every record of the key is from the source
-    if not missing.any():
-        return MissingSummary()
-    m_starts = starts[missing]
-    firsts = sorted(
-        zip(s["pos"][m_starts].tolist(), s["a"][m_starts].tolist(), s["b"][m_starts].tolist(), strict=True)
-    )[:EXAMPLES]
-    return MissingSummary(int(counts[missing].sum()), int(missing.sum()), firsts)
+    alone, sub, starts, counts = _group(recs)
+    lone = alone[sides(alone) == 1]  # a source row whose key nothing else has: missing
+    lone_pos = positions(lone)
+    firsts = [(int(p), int(a), int(b)) for p, a, b in zip(lone_pos, lone["a"], lone["b"], strict=True)]
+    firsts = sorted(firsts)[:EXAMPLES]
+    rows = keys = len(lone)
+    if len(sub):
+        on_target = np.add.reduceat((sides(sub) == 0).astype(np.int64), starts)
+        missing = on_target == 0  # every record of the key is from the source
+        rows += int(counts[missing].sum())
+        keys += int(missing.sum())
+        firsts = sorted(firsts + _firsts(sub, starts, missing))[:EXAMPLES]
+    return MissingSummary(rows, keys, firsts)

@@ -48,9 +48,11 @@ __all__ = [
     "is_table_source",
 ]
 
-#: Rows per batch read from Arrow tables and parquet datasets: about 1M rows keeps a batch of
-#: ten columns near 100 MB while making per-batch overhead negligible.
-DEFAULT_BATCH_ROWS = 1 << 20
+#: Rows per batch read from Arrow tables and parquet datasets: a batch of ten columns is then
+#: about 20 MB, and the per-batch overhead of the checks is still small.
+DEFAULT_BATCH_ROWS = 1 << 18
+#: Batches pyarrow decodes ahead of the one being checked, in its own threads.
+READAHEAD = 2
 
 
 class TableSource:
@@ -192,9 +194,37 @@ class DatasetSource(TableSource):
         return self.dataset.schema.empty_table().to_pandas()
 
     def batches(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
-        cols = None if columns is None else list(columns)
-        for batch in self.dataset.to_batches(columns=cols, batch_size=self.batch_rows):
-            yield _to_pandas(batch)
+        cols = list(self.dataset.schema.names) if columns is None else list(columns)
+        files = self._parquet_files(cols)
+        if files is None:
+            # a small read-ahead: pyarrow's default (16 batches of each of 4 files) would hold gigabytes
+            scan = self.dataset.to_batches(
+                columns=cols, batch_size=self.batch_rows, batch_readahead=READAHEAD, fragment_readahead=1
+            )
+            for batch in scan:
+                yield _to_pandas(batch)
+            return
+        # file by file, row group by row group: less memory and less time than the dataset scanner
+        target = pa_schema(self.dataset.schema, cols)
+        for f in files:
+            for batch in f.iter_batches(batch_size=self.batch_rows, columns=cols):
+                yield _to_pandas(batch if batch.schema.equals(target) else _cast(batch, target))
+
+    def _parquet_files(self, columns: list[str]) -> list[Any] | None:
+        """The dataset's parquet files, opened, when each holds every column asked for; else None."""
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        data = self.dataset
+        if not isinstance(data, ds.FileSystemDataset) or not isinstance(data.format, ds.ParquetFileFormat):
+            return None
+        opened = []
+        for path in data.files:
+            f = pq.ParquetFile(data.filesystem.open_input_file(path))
+            if not set(columns) <= set(f.schema_arrow.names):  # partition columns, or a column added later
+                return None
+            opened.append(f)
+        return opened
 
     def describe(self) -> str:
         data = self._data
@@ -222,6 +252,19 @@ class DaskSource(TableSource):
 
     def describe(self) -> str:
         return f"a Dask DataFrame of {self.frame.npartitions} partitions"
+
+
+def pa_schema(schema: Any, columns: list[str]) -> Any:
+    """``schema`` reduced to ``columns``, in their order."""
+    import pyarrow as pa
+
+    return pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+
+
+def _cast(batch: Any, schema: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
 
 
 def _kind(x: Any) -> str:

@@ -27,7 +27,9 @@ workers and merged on the client; key partitions are reduced on the workers.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,6 +70,9 @@ class Reader:
                 break
         return pd.concat(found) if found else None
 
+
+#: Threads that work on batches at once (each holds one batch).
+WORKERS = 2
 
 _LOCAL_ONLY = frozenset({"context", "store", "source", "inputs", "_finish"})
 
@@ -164,23 +169,42 @@ def _sub(batch: pd.DataFrame, columns: list[str] | None) -> pd.DataFrame:
 def _local_pass(
     source: TableSource, plans: list[tuple[int, Plan]], side: int, spills: dict[int, KeySpill]
 ) -> dict[int, Any]:
-    """One read of ``source`` feeding every plan; returns each plan's merged state."""
+    """One read of ``source`` feeding every plan; returns each plan's merged state.
+
+    Batches are worked on by :data:`WORKERS` threads (numpy and pyarrow release
+    the GIL for the heavy parts) while pyarrow decodes the next ones; states
+    are merged, and key records spilled, here, in the order of the batches.
+    """
     states: dict[int, Any] = {}
     if not plans:
         return states
     cols_of = {i: (p.columns if side == 0 else p.inputs[side - 1][1]) for i, p in plans}
     wanted = _wanted(cols_of.values(), source.prototype())
-    offset = 0
-    for batch in source.batches(wanted):
+
+    def work(batch: pd.DataFrame, offset: int) -> list[tuple[int, Any, np.ndarray | None]]:
+        out = []
         for i, plan in plans:
             sub = _sub(batch, cols_of[i])
-            part = plan.partial(sub, offset, side)
-            states[i] = part if i not in states else plan.merge(states[i], part)
-            if plan.keyed:
-                recs = plan.codes(sub, offset, side)
-                if recs is not None:
-                    spills[i].add(recs)
-        offset += len(batch)
+            recs = plan.codes(sub, offset, side) if plan.keyed else None
+            out.append((i, plan.partial(sub, offset, side), recs))
+        return out
+
+    def take(done: list[tuple[int, Any, np.ndarray | None]]) -> None:
+        for i, part, recs in done:
+            states[i] = part if i not in states else dict(plans)[i].merge(states[i], part)
+            if recs is not None:
+                spills[i].add(recs)
+
+    offset = 0
+    pending: deque[Future[list[tuple[int, Any, np.ndarray | None]]]] = deque()
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pipewarden-stream") as pool:
+        for batch in source.batches(wanted):
+            pending.append(pool.submit(work, batch, offset))
+            offset += len(batch)
+            while len(pending) >= WORKERS:
+                take(pending.popleft().result())
+        while pending:
+            take(pending.popleft().result())
     for i, plan in plans:
         if i not in states:
             states[i] = plan.partial(_sub(source.prototype(), cols_of[i]), 0, side)
@@ -188,10 +212,15 @@ def _local_pass(
 
 
 def _reduce_spill(plan: Plan, spill: KeySpill) -> Any:
-    summary = None
-    for p in range(PREFIXES):
-        s = plan.reduce(spill.part(p))
-        summary = s if summary is None else plan.combine(summary, s)
+    """Each prefix partition reduced alone (by WORKERS threads, unless the plan needs this one), then combined."""
+    if plan.reduce_here:
+        parts = [plan.reduce(spill.part(p)) for p in range(PREFIXES)]
+    else:
+        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pipewarden-keys") as pool:
+            parts = list(pool.map(lambda p: plan.reduce(spill.part(p)), range(PREFIXES)))
+    summary = parts[0]
+    for s in parts[1:]:
+        summary = plan.combine(summary, s)
     return summary
 
 
@@ -271,7 +300,7 @@ def run_checks(
     On a stream, every check that reads streams shares one read of the source;
     a check that does not (a plain callable, a GX suite) gets an ``error``
     result saying so. ``spill_dir`` is where key records go once they pass
-    64 MB (default: the system's temporary directory).
+    32 MB per check (default: the system's temporary directory).
     """
     from checks.base import CheckContext, _stamp, run_check
 
