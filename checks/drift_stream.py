@@ -183,6 +183,7 @@ class DriftPlan(Plan):
 
     def __init__(self, check: Drift, context: CheckContext, prototype: pd.DataFrame) -> None:
         self.check, self.context, self.proto = check, context, prototype
+        self.top_k, self.now = check.top_k, context.now  # what partial needs on a worker
         self.history = check.reference is None
         if self.history:
             check._store(context)
@@ -236,7 +237,7 @@ class DriftPlan(Plan):
             else:
                 cols[col] = self._categorical(batch[col], cref)
         present = [c for c in self.names if c in batch.columns]
-        profiles = [profile(batch, present, top_k=self.check.top_k, now=self.context.now)] if self.history else []
+        profiles = [profile(batch, present, top_k=self.top_k, now=self.now)] if self.history else []
         return len(batch), cols, profiles
 
     def merge(self, a: Any, b: Any) -> Any:

@@ -170,10 +170,11 @@ class _NewestPlan(Plan):
     def __init__(self, check: Freshness, proto: pd.Series, context: CheckContext) -> None:
         _newest(proto)  # a column of numbers is an error before anything is read
         self.check, self.proto, self.context = check, proto, context
+        self.column = check.column
         self.columns = [check.column]
 
     def partial(self, batch: pd.DataFrame, offset: int, side: int = 0) -> Any:
-        newest, values, kinds = _newest(batch[self.check.column])
+        newest, values, kinds = _newest(batch[self.column])
         return len(batch), newest, values, kinds
 
     def merge(self, a: Any, b: Any) -> Any:

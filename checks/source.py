@@ -99,9 +99,13 @@ class FramesSource(TableSource):
 
     def prototype(self) -> pd.DataFrame:
         if self.reiterable:
-            for df in self._frames:
-                return self._check(df, 0).iloc[:0]
-            return pd.DataFrame()
+            # the dtypes pd.concat gives the frames (an int column with a float one is float, ...)
+            empties = [self._check(df, i).iloc[:0] for i, df in enumerate(self._frames)]
+            if not empties:
+                return pd.DataFrame()
+            if all(e.dtypes.equals(empties[0].dtypes) for e in empties[1:]):
+                return empties[0]
+            return pd.concat(empties, ignore_index=True)
         if self._head is None and self._rest is None:
             self._rest = iter(self._frames)
             first = next(self._rest, None)
@@ -205,26 +209,30 @@ class DatasetSource(TableSource):
                 yield _to_pandas(batch)
             return
         # file by file, row group by row group: less memory and less time than the dataset scanner
-        target = pa_schema(self.dataset.schema, cols)
-        for f in files:
-            for batch in f.iter_batches(batch_size=self.batch_rows, columns=cols):
-                yield _to_pandas(batch if batch.schema.equals(target) else _cast(batch, target))
+        import pyarrow.parquet as pq
 
-    def _parquet_files(self, columns: list[str]) -> list[Any] | None:
-        """The dataset's parquet files, opened, when each holds every column asked for; else None."""
+        target = pa_schema(self.dataset.schema, cols)
+        for path in files:
+            # one file open at a time: a reader keeps what it read until it is released
+            with self.dataset.filesystem.open_input_file(path) as handle:
+                reader = pq.ParquetFile(handle)
+                for batch in reader.iter_batches(batch_size=self.batch_rows, columns=cols):
+                    yield _to_pandas(batch if batch.schema.equals(target) else _cast(batch, target))
+                del reader
+
+    def _parquet_files(self, columns: list[str]) -> list[str] | None:
+        """The dataset's parquet files when each holds every column asked for; else None."""
         import pyarrow.dataset as ds
         import pyarrow.parquet as pq
 
         data = self.dataset
         if not isinstance(data, ds.FileSystemDataset) or not isinstance(data.format, ds.ParquetFileFormat):
             return None
-        opened = []
         for path in data.files:
-            f = pq.ParquetFile(data.filesystem.open_input_file(path))
-            if not set(columns) <= set(f.schema_arrow.names):  # partition columns, or a column added later
+            names = pq.read_schema(path, filesystem=data.filesystem).names
+            if not set(columns) <= set(names):  # partition columns, or a column added later
                 return None
-            opened.append(f)
-        return opened
+        return list(data.files)
 
     def describe(self) -> str:
         data = self._data

@@ -74,7 +74,7 @@ class Reader:
 #: Threads that work on batches at once (each holds one batch).
 WORKERS = 2
 
-_LOCAL_ONLY = frozenset({"context", "store", "source", "inputs", "_finish"})
+_LOCAL_ONLY = frozenset({"check", "context", "store", "source", "inputs", "_finish"})
 
 
 class Plan:
@@ -97,7 +97,8 @@ class Plan:
 
     def __getstate__(self) -> dict[str, Any]:
         # a plan travels to Dask workers for partial, merge, codes and reduce; what only finish needs
-        # (the context and its store, further tables, closures) stays here
+        # (the check, which may hold a reference frame, the context and its store, further tables,
+        # closures) stays here
         return {k: v for k, v in self.__dict__.items() if k not in _LOCAL_ONLY}
 
     def codes(self, batch: pd.DataFrame, offset: int, side: int = 0) -> np.ndarray | None:

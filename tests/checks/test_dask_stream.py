@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from checks import CheckContext, MemoryStore, loss, profile, run_check, run_checks, unique_across_runs
+from checks import CheckContext, MemoryStore, Status, loss, profile, run_check, run_checks, unique_across_runs
 
 from .test_stream import INPUT, _output, _suite, assert_same
 
@@ -70,3 +70,23 @@ def test_a_profile_of_a_dask_frame_is_computed_on_the_workers(client: object) ->
     v, w = p.columns["v"], whole.columns["v"]
     assert (v.count, v.nulls, v.finite, v.min, v.max) == (w.count, w.nulls, w.finite, w.min, w.max)
     assert v.mean == pytest.approx(w.mean, rel=1e-12)
+
+
+def test_a_moving_drift_baseline_is_kept_from_dask_partitions(client: object) -> None:
+    """drift(reference=None) on Dask frames records baselines that judge later runs as whole frames' do."""
+    from checks import drift
+
+    out = _output()
+    runs = [out.iloc[:1500], out.iloc[1500:], out.iloc[:1500].assign(v=lambda f: f["v"] * 2)]
+    verdicts = {}
+    for mode in ("whole", "dask"):
+        store, check = MemoryStore(), drift(["v", "s"])
+        got = []
+        for i, frame in enumerate(runs):
+            ctx = CheckContext(pipeline="p", dataset="d", run_id=f"r{i}", store=store, now=NOW)
+            data = frame.reset_index(drop=True)
+            results = check(data, ctx) if mode == "whole" else check(dd.from_pandas(data, npartitions=3), ctx)
+            got.append([(r.column, r.status) for r in results])
+        verdicts[mode] = got
+    assert verdicts["dask"] == verdicts["whole"]
+    assert ("v", Status.FAIL) in verdicts["dask"][2]

@@ -275,3 +275,32 @@ def test_monitor_checks_a_parquet_output_against_its_parquet_input(tmp_path: Pat
         scope.run_check = original  # type: ignore[assignment]
     expected = [r for c in checks for r in c(_output(), CheckContext(inputs=[INPUT]))]
     assert [(r.check, r.status, r.observed) for r in seen[:3]] == [(r.check, r.status, r.observed) for r in expected]
+
+
+def test_a_pipeline_task_is_checked_on_its_arrow_output_against_its_arrow_input(tmp_path: Path) -> None:
+    """An orchestrated task returning a pyarrow Table is checked, with loss against the upstream Table."""
+    from agent.pipeline import Pipeline
+    from agent.runner import run
+    from agent.store import SQLiteRunStore
+    from agent.telemetry import Telemetry
+    from exporters.metrics import Metrics
+
+    pipe = Pipeline("arrow")
+
+    @pipe.task
+    def extract() -> pa.Table:
+        return pa.Table.from_pandas(INPUT, preserve_index=False)
+
+    @pipe.task(checks=[unique("k", severity="warn"), loss(key="k", max_loss=0.5), not_null("f", max_fraction=0.5)])
+    def transform(extract: pa.Table) -> pa.Table:
+        return pa.Table.from_pandas(_output(), preserve_index=False)
+
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    try:
+        rec = run(pipe, store=store, telemetry=Telemetry(metrics=Metrics()), sleep=lambda s: None)
+    finally:
+        store.close()
+    got = [(c.check, c.status, c.observed) for c in rec.latest()["transform"].checks]
+    ctx = CheckContext(inputs=[INPUT])
+    expected = [(r.check, r.status, r.observed) for c in pipe.tasks["transform"].checks for r in c(_output(), ctx)]
+    assert rec.ok and got == expected
