@@ -262,13 +262,16 @@ class KeySpill:
         self.rows = 0
 
     def add(self, recs: np.ndarray) -> None:
-        if not len(recs):
-            return
-        self.rows += len(recs)
-        for p, part in enumerate(partition(recs)):
+        if len(recs):
+            self.add_parts(partition(recs))
+
+    def add_parts(self, parts: list[np.ndarray]) -> None:
+        """Records already split by :func:`partition`."""
+        for p, part in enumerate(parts):
             if len(part):
                 self._memory[p].append(part)
-        self._held += recs.nbytes
+                self.rows += len(part)
+                self._held += part.nbytes
         if self._held > self.spill_bytes:
             self._flush()
 

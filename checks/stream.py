@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from checks.errors import CheckInputError
-from checks.keyset import PREFIXES, KeyCoder, KeySpill
+from checks.keyset import PREFIXES, KeyCoder, KeySpill, partition
 from checks.result import CheckResult, Kind, Status
 from checks.source import DaskSource, TableSource, as_source
 
@@ -182,22 +182,22 @@ def _local_pass(
     cols_of = {i: (p.columns if side == 0 else p.inputs[side - 1][1]) for i, p in plans}
     wanted = _wanted(cols_of.values(), source.prototype())
 
-    def work(batch: pd.DataFrame, offset: int) -> list[tuple[int, Any, np.ndarray | None]]:
+    def work(batch: pd.DataFrame, offset: int) -> list[tuple[int, Any, list[np.ndarray] | None]]:
         out = []
         for i, plan in plans:
             sub = _sub(batch, cols_of[i])
             recs = plan.codes(sub, offset, side) if plan.keyed else None
-            out.append((i, plan.partial(sub, offset, side), recs))
+            out.append((i, plan.partial(sub, offset, side), None if recs is None else partition(recs)))
         return out
 
-    def take(done: list[tuple[int, Any, np.ndarray | None]]) -> None:
-        for i, part, recs in done:
+    def take(done: list[tuple[int, Any, list[np.ndarray] | None]]) -> None:
+        for i, part, parts in done:
             states[i] = part if i not in states else dict(plans)[i].merge(states[i], part)
-            if recs is not None:
-                spills[i].add(recs)
+            if parts is not None:
+                spills[i].add_parts(parts)
 
     offset = 0
-    pending: deque[Future[list[tuple[int, Any, np.ndarray | None]]]] = deque()
+    pending: deque[Future[list[tuple[int, Any, list[np.ndarray] | None]]]] = deque()
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pipewarden-stream") as pool:
         for batch in source.batches(wanted):
             pending.append(pool.submit(work, batch, offset))
