@@ -40,6 +40,8 @@ from checks.stream import Plan, Reader, _finish, _local_pass, _sub, _wanted
 
 __all__ = ["dask_states", "input_state", "run_dask"]
 
+#: Key partitions on Dask: few and large, so the number of tasks stays small (each holds 1/8 of the records).
+PARTS = 8
 _SHIFT = 40
 _MASK = (1 << _SHIFT) - 1
 
@@ -55,7 +57,7 @@ def _partial(plans: Sequence[Plan], columns: Sequence[list[str] | None], part: p
         states.append(plan.partial(sub, offset, 0))
         if plan.keyed:
             recs = plan.codes(sub, offset, 0)
-            keys += partition(recs if recs is not None else np.empty(0, dtype=RECORD))
+            keys += partition(recs if recs is not None else np.empty(0, dtype=RECORD), PARTS)
     return ({index: len(part)}, states, *keys)
 
 
@@ -100,13 +102,13 @@ def _graph(plans: Sequence[Plan], source: DaskSource) -> tuple[Any, list[list[An
         frame = frame[wanted]
     keyed = sum(p.keyed for p in plans)
     outs = [
-        dask.delayed(_partial, nout=2 + keyed * PREFIXES)(plans, columns, part, i)
+        dask.delayed(_partial, nout=2 + keyed * PARTS)(plans, columns, part, i)
         for i, part in enumerate(frame.to_delayed())
     ]
     small = _tree(plans, [dask.delayed(_small)(o) for o in outs]) if outs else None
     keys: list[list[Any]] = []
     for k in range(keyed):
-        keys.append([[o[2 + k * PREFIXES + p] for o in outs] for p in range(PREFIXES)])
+        keys.append([[o[2 + k * PARTS + p] for o in outs] for p in range(PARTS)])
     return small, keys
 
 
@@ -189,9 +191,9 @@ def run_dask(plans: list[tuple[Any, Plan]], source: DaskSource) -> dict[int, lis
     small, keys = _graph(only, source)
     keyed = [i for i, p in enumerate(only) if p.keyed]
     remote = [i for i in keyed if not (only[i].reduce_here or only[i].inputs)]
-    summaries = {i: [dask.delayed(_reduce)(only[i], *keys[keyed.index(i)][p]) for p in range(PREFIXES)] for i in remote}
+    summaries = {i: [dask.delayed(_reduce)(only[i], *keys[keyed.index(i)][p]) for p in range(PARTS)] for i in remote}
     here = {
-        i: [dask.delayed(_concat)(*keys[keyed.index(i)][p]) for p in range(PREFIXES)] for i in keyed if i not in remote
+        i: [dask.delayed(_concat)(*keys[keyed.index(i)][p]) for p in range(PARTS)] for i in keyed if i not in remote
     }
     lengths: dict[int, int] = {}
     computed: dict[int, list[Any]] = {}

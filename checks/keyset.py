@@ -106,13 +106,14 @@ def _take(recs: np.ndarray, index: np.ndarray) -> np.ndarray:
     return recs.view(_RAW)[index].view(RECORD)
 
 
-def partition(recs: np.ndarray) -> list[np.ndarray]:
-    """``recs`` split into :data:`PREFIXES` parts by the top bits of their mixed ``a``."""
-    prefix = (_mix(recs["a"]) >> np.uint64(64 - PREFIX_BITS)).astype(np.uint8)
+def partition(recs: np.ndarray, parts: int = PREFIXES) -> list[np.ndarray]:
+    """``recs`` split into ``parts`` (a power of two up to 256) by the top bits of their mixed ``a``."""
+    bits = parts.bit_length() - 1
+    prefix = (_mix(recs["a"]) >> np.uint64(64 - bits)).astype(np.uint8) if bits else np.zeros(len(recs), np.uint8)
     order = np.argsort(prefix, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(prefix, minlength=PREFIXES))])
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(prefix, minlength=parts))])
     ordered = _take(recs, order)
-    return [ordered[bounds[p] : bounds[p + 1]] for p in range(PREFIXES)]
+    return [ordered[bounds[p] : bounds[p + 1]] for p in range(parts)]
 
 
 def row_hash(batch: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
