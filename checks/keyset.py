@@ -170,6 +170,11 @@ class KeyCoder:
 
     Built from the dtypes of every table whose keys are compared, so both
     sides of a loss check code ``1`` and ``1.0`` alike.
+
+    >>> frame = pd.DataFrame({"id": [5, 6]})
+    >>> coder = KeyCoder.for_tables(["id"], frame)
+    >>> coder.exact, coder.decode(int(coder.codes(frame)[0][1]), 0, frame["id"].dtype)
+    (True, 6)
     """
 
     columns: tuple[str, ...]
@@ -252,6 +257,13 @@ class KeySpill:
 
     ``directory`` defaults to the system's temporary directory (``TMPDIR``).
     Call :meth:`close` to remove the files.
+
+    >>> spill = KeySpill(spill_bytes=100)
+    >>> spill.add(records(np.array([7, 7, 9], dtype=np.uint64), None, 0))
+    >>> summary = [dup_summary(spill.part(p)) for p in range(PREFIXES)]
+    >>> sum(s.extra for s in summary), spill.rows
+    (1, 3)
+    >>> spill.close()
     """
 
     def __init__(self, spill_bytes: int = SPILL_BYTES, directory: str | None = None) -> None:

@@ -57,7 +57,13 @@ READAHEAD = 2
 
 
 class TableSource:
-    """A table read as pandas batches; subclasses implement :meth:`prototype` and :meth:`batches`."""
+    """A table read as pandas batches; subclasses implement :meth:`prototype` and :meth:`batches`.
+
+    >>> import pyarrow as pa
+    >>> src = as_source(pa.table({"id": [1, 2, 3], "x": [0.5, None, 1.5]}), batch_rows=2)
+    >>> [b["id"].tolist() for b in src.batches(["id"])], src.reiterable
+    ([[1, 2], [3]], True)
+    """
 
     #: False when the table can be read only once (an iterator, a RecordBatchReader).
     reiterable: bool = True

@@ -78,7 +78,15 @@ _LOCAL_ONLY = frozenset({"check", "context", "store", "source", "inputs", "_fini
 
 
 class Plan:
-    """How one check works on a stream; see the module docstring for the protocol."""
+    """How one check works on a stream; see the module docstring for the protocol.
+
+    >>> import pandas as pd
+    >>> from checks import CheckContext, not_null
+    >>> plan = not_null("x").plan(CheckContext(), pd.DataFrame({"x": pd.Series([], dtype=float)}))
+    >>> a, b = plan.partial(pd.DataFrame({"x": [1.0, None]}), 0), plan.partial(pd.DataFrame({"x": [None]}), 2)
+    >>> plan.finish([plan.merge(a, b)], None, None)[0].observed  # 2 nulls in 3 rows
+    0.6666666666666666
+    """
 
     #: Columns read from the checked table (None: every column; []: row counts only). Set by each plan.
     columns: list[str] | None = None
