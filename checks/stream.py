@@ -191,16 +191,28 @@ def _local_pass(
     wanted = _wanted(cols_of.values(), source.prototype())
 
     def work(batch: pd.DataFrame, offset: int) -> list[tuple[int, Any, list[np.ndarray] | None]]:
-        out = []
+        out: list[tuple[int, Any, list[np.ndarray] | None]] = []
         for i, plan in plans:
-            sub = _sub(batch, cols_of[i])
-            recs = plan.codes(sub, offset, side) if plan.keyed else None
-            out.append((i, plan.partial(sub, offset, side), None if recs is None else partition(recs)))
+            if isinstance(states.get(i), _Failed):
+                continue
+            try:
+                sub = _sub(batch, cols_of[i])
+                recs = plan.codes(sub, offset, side) if plan.keyed else None
+                out.append((i, plan.partial(sub, offset, side), None if recs is None else partition(recs)))
+            except Exception as exc:  # this check fails alone, as on a whole frame
+                out.append((i, _Failed(exc), None))
         return out
+
+    by_index = dict(plans)
 
     def take(done: list[tuple[int, Any, list[np.ndarray] | None]]) -> None:
         for i, part, parts in done:
-            states[i] = part if i not in states else dict(plans)[i].merge(states[i], part)
+            if isinstance(states.get(i), _Failed):
+                continue
+            if isinstance(part, _Failed) or i not in states:
+                states[i] = part
+            else:
+                states[i] = by_index[i].merge(states[i], part)
             if parts is not None:
                 spills[i].add_parts(parts)
 
@@ -218,6 +230,13 @@ def _local_pass(
         if i not in states:
             states[i] = plan.partial(_sub(source.prototype(), cols_of[i]), 0, side)
     return states
+
+
+class _Failed:
+    """The state of a plan whose partial raised: the check gets an error result, the others go on."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
 
 
 def _reduce_spill(plan: Plan, spill: KeySpill) -> Any:
@@ -269,6 +288,10 @@ def run_plans(
         out: dict[int, list[CheckResult]] = {}
         reader = Reader(source)
         for i, (check, plan) in enumerate(plans):
+            failed = next((st for st in side_states[i] if isinstance(st, _Failed)), None)
+            if failed is not None:
+                out[i] = _failure(check, failed.exc)
+                continue
             summary = _reduce_spill(plan, spills[i]) if plan.keyed else None
             out[i] = _finish(check, plan, side_states[i], summary, reader)
         return out
@@ -277,11 +300,17 @@ def run_plans(
             s.close()
 
 
+def _failure(check: Any, exc: Exception) -> list[CheckResult]:
+    if isinstance(exc, CheckInputError):
+        return _error(check, str(exc), exc.column)
+    return _error(check, f"{type(exc).__name__}: {exc}")
+
+
 def _finish(check: Any, plan: Plan, states: list[Any], summary: Any, reader: Reader) -> list[CheckResult]:
     try:
         return list(plan.finish(states, summary, reader))
-    except CheckInputError as exc:
-        return _error(check, str(exc), exc.column)
+    except Exception as exc:  # a check never raises into the pipeline
+        return _failure(check, exc)
 
 
 def plan_for(check: Any, context: CheckContext, prototype: pd.DataFrame) -> Plan | list[CheckResult]:

@@ -304,3 +304,11 @@ def test_a_pipeline_task_is_checked_on_its_arrow_output_against_its_arrow_input(
     ctx = CheckContext(inputs=[INPUT])
     expected = [(r.check, r.status, r.observed) for c in pipe.tasks["transform"].checks for r in c(_output(), ctx)]
     assert rec.ok and got == expected
+
+
+def test_a_check_that_fails_on_a_batch_fails_alone() -> None:
+    """A column that cannot be hashed in one batch gives that check an error; the other checks still answer."""
+    good = pd.DataFrame({"k": [1, 2], "o": [[1], [2]]})
+    results = run_checks([unique("o"), row_count()], [good, good])
+    assert results[0].status is Status.ERROR and "o" in results[0].message
+    assert results[1].observed == 4
