@@ -49,8 +49,7 @@ __all__ = [
 ]
 
 #: Rows per batch read from Arrow tables and parquet datasets: a batch of ten columns is then
-#: about 40 MB, and the per-batch overhead of the checks small (the bench's 50M rows: 560 MiB
-#: peak at this size, 760 MiB at twice it, and 15% slower at half it).
+#: about 40 MB, and the per-batch overhead of the checks small (half this size is 15% slower).
 DEFAULT_BATCH_ROWS = 1 << 19
 #: Batches pyarrow decodes ahead of the one being checked, in its own threads.
 READAHEAD = 2
