@@ -54,8 +54,13 @@ def _bench_module(name: str) -> ModuleType:
     return module
 
 
-baseline_suite = _bench_module("baseline_suite")
 orders_data = _bench_module("orders_data")
+
+
+def _baseline_suite() -> ModuleType:
+    # imported when the baseline runs: it imports scipy, which bench/checks_stream.py must not load
+    # before its streamed run measures the process's peak memory
+    return _bench_module("baseline_suite")
 
 from checks import (  # noqa: E402  (after the sys.path fix above)
     CheckContext,
@@ -288,6 +293,8 @@ def bench_size(
     profile(ref, NUMERIC + CATEGORICAL).save(store, "orders_ref")  # an earlier run, untimed
     ctx = CheckContext(store=store, dataset="orders", pipeline="bench")
     checks = pipewarden_checks()
+
+    baseline_suite = _baseline_suite()
 
     def base_fn() -> Any:
         return baseline_suite.suite(cur, ref)

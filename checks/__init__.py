@@ -6,7 +6,10 @@
 >>> [(r.check, r.status.value) for c in (unique("order_id"), not_null("amount")) for r in c(df)]
 [('unique(order_id)', 'fail'), ('not_null(amount)', 'fail')]
 
-Importing this package imports neither scipy nor Great Expectations.
+Importing this package imports neither scipy nor Great Expectations, nor dask.
+Checks also read tables larger than memory, in batches: a parquet dataset, a
+pyarrow Table or reader, an iterable of frames, a Dask DataFrame
+(:func:`run_checks` reads such a table once for several checks).
 
 Names are imported on first use (PEP 562), so ``checks.result`` and
 ``checks.base`` (all the agent's hot path needs) do not pull in pandas.
@@ -47,10 +50,12 @@ __all__ = [
     "Severity",
     "Status",
     "StoredProfile",
+    "TableSource",
     "Unique",
     "UniqueAcrossRuns",
     "Volume",
     "accept_baseline",
+    "as_source",
     "completeness",
     "drift",
     "freshness",
@@ -64,6 +69,7 @@ __all__ = [
     "reconcile",
     "row_count",
     "run_check",
+    "run_checks",
     "schema",
     "unique",
     "unique_across_runs",
@@ -115,6 +121,9 @@ _WHERE = {
     "Kind": "checks.result",
     "Severity": "checks.result",
     "Status": "checks.result",
+    "TableSource": "checks.source",
+    "as_source": "checks.source",
+    "run_checks": "checks.stream",
     "Schema": "checks.schema",
     "schema": "checks.schema",
     "Volume": "checks.volume",
@@ -143,6 +152,8 @@ if TYPE_CHECKING:
     from checks.profile import ColumnProfile, Profile, profile
     from checks.result import CheckResult, Kind, Severity, Status
     from checks.schema import Schema, schema
+    from checks.source import TableSource, as_source
+    from checks.stream import run_checks
     from checks.volume import Volume, volume
 
 

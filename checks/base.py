@@ -10,12 +10,18 @@ exception into a result of status ``error`` instead of raising.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from checks.errors import CheckInputError
 from checks.result import CheckResult, Kind, Severity, Status
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from checks.stream import Plan
 
 __all__ = ["Acceptance", "Check", "CheckContext", "CheckStore", "StoredProfile", "run_check"]
 
@@ -208,8 +214,26 @@ class Check:
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult | Iterable[CheckResult]:
         raise NotImplementedError
 
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        """How this check reads a table in batches (see :mod:`checks.stream`); ``prototype`` has zero rows.
+
+        Raises :class:`~checks.errors.CheckInputError` when the table cannot be
+        checked (a missing column), as :meth:`evaluate` would on the whole frame.
+        """
+        raise CheckInputError(f"{type(self).__name__} does not read tables in batches; give it a pandas DataFrame")
+
     def __call__(self, df: Any, context: CheckContext | None = None) -> list[CheckResult]:
+        """Results on ``df``: a pandas DataFrame, or a table read in batches when the check reads streams.
+
+        A table in batches is an iterable of DataFrames, a pyarrow Table or
+        RecordBatchReader, a parquet path or pyarrow dataset, or a Dask
+        DataFrame (see :mod:`checks.source`).
+        """
         ctx = context if context is not None else CheckContext()
+        if type(self).plan is not Check.plan and _is_stream(df):
+            from checks.stream import run_checks
+
+            return run_checks([self], df, ctx)
         try:
             out = self.evaluate(df, ctx)
             results = [out] if isinstance(out, CheckResult) else list(out)
@@ -240,14 +264,55 @@ def _stamp(results: list[CheckResult], dataset: str) -> list[CheckResult]:
     return [r if r.dataset else replace(r, dataset=dataset) for r in results]
 
 
+def _is_stream(df: Any) -> bool:
+    """True for a table read in batches (not a pandas DataFrame); decided without importing pandas."""
+    if df is None or isinstance(df, bytes | dict):
+        return False
+    if isinstance(df, str | os.PathLike):
+        return True
+    module = type(df).__module__ or ""
+    if module.startswith("pandas"):
+        return False
+    if module.startswith(("pyarrow", "dask")):
+        return True
+    if isinstance(df, Iterator):
+        return True
+    from checks.source import is_table_source
+
+    return is_table_source(df)
+
+
+def _one_shot(df: Any) -> bool:
+    return isinstance(df, Iterator) or type(df).__name__ == "RecordBatchReader"
+
+
 def run_check(check: Any, df: Any, context: CheckContext) -> list[CheckResult]:
     """Run any check callable and always get a list of results back.
 
     pipewarden checks get the context; a plain callable gets only the frame.
     An exception from a plain callable becomes one result of status ``error``.
     Every result without a dataset gets ``context.dataset``, as from a :class:`Check`.
+
+    This is what ``@monitor`` and the runner call on a task's output. An
+    iterator (a generator of frames, a RecordBatchReader) gets an ``error``
+    result and is left unread: reading it here would leave nothing for the
+    code the output is returned to. Return a list of frames, a pyarrow Table,
+    a parquet path or dataset, or a Dask DataFrame instead; to check an
+    iterator yourself, call ``checks.run_checks([...], iterator)``.
     """
     if isinstance(check, Check):
+        if _one_shot(df):
+            return _stamp(
+                [
+                    check.result(
+                        Status.ERROR,
+                        message=f"{check.name}: the output is an iterator ({type(df).__name__}), which can be "
+                        "read only once; checking it would leave nothing for the code it is returned to. Return "
+                        "a list of frames, a pyarrow Table, a parquet path or dataset, or a Dask DataFrame",
+                    )
+                ],
+                context.dataset,
+            )
         return check(df, context)
     return _stamp(_plain_results(check, df), context.dataset)
 

@@ -30,10 +30,14 @@ from checks.profile import ColumnProfile, _merge_labels, bucket_counts
 __all__ = [
     "CategoricalComparison",
     "NumericComparison",
+    "NumericCounts",
     "PSI_EPS",
     "chi2_quantile",
+    "compare_buckets",
     "compare_categorical",
+    "compare_counts",
     "compare_numeric",
+    "count_numeric",
     "js_distance",
     "psi",
 ]
@@ -179,33 +183,82 @@ class NumericComparison:
         return 0.0 if raw == 0 else math.inf
 
 
-def compare_numeric(ref: ColumnProfile, x: np.ndarray, *, tails: bool = False) -> NumericComparison:
-    """Count the finite current values ``x`` against the reference's quantile grid (one pass)."""
+@dataclass
+class NumericCounts:
+    """A current column counted against a reference grid: additive, so batches' counts sum to the whole's.
+
+    ``counts[j]`` is the number of values with j knots at or below them;
+    ``eq[j]`` the number equal to knot j; ``sums`` (Wasserstein only) the sum
+    of ``x - offset`` per slot; the tails are sums beyond the reference's range.
+    """
+
+    n: int
+    counts: np.ndarray
+    eq: np.ndarray
+    sums: np.ndarray | None = None
+    tail_below: float = 0.0
+    tail_above: float = 0.0
+
+    def __add__(self, other: NumericCounts) -> NumericCounts:
+        sums = None if self.sums is None or other.sums is None else self.sums + other.sums
+        return NumericCounts(
+            self.n + other.n,
+            self.counts + other.counts,
+            self.eq + other.eq,
+            sums,
+            self.tail_below + other.tail_below,
+            self.tail_above + other.tail_above,
+        )
+
+
+def _knots(ref: ColumnProfile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q = np.asarray(ref.quantiles, dtype=np.float64)
-    uq, first, inverse = np.unique(q, return_index=True, return_inverse=True)
-    last = np.searchsorted(q, uq, side="right") - 1
-    below_ref = np.asarray(ref.below, dtype=np.float64)[first]
-    at_ref = np.asarray(ref.at_or_below, dtype=np.float64)[last]
-    n = len(x)
+    return np.unique(q, return_index=True, return_inverse=True)
+
+
+def count_numeric(ref: ColumnProfile, x: np.ndarray, *, tails: bool = False) -> NumericCounts:
+    """Count the finite current values ``x`` against the reference's quantile grid (one pass)."""
+    uq = _knots(ref)[0]
     idx = _knot_index(uq, x)
     counts = np.bincount(idx, minlength=len(uq) + 1)
-    below_cur = np.cumsum(counts)[: len(uq)].astype(np.float64)
     # values equal to a knot land just above it: count them, so F_cur(knot) is exact with ties
     ext = np.append(uq, np.nan)
     eq = ext[idx - 1] == x  # idx == 0 wraps to the NaN sentinel, never equal
     eq_counts = np.bincount(idx[eq] - 1, minlength=len(uq))[: len(uq)]
-    at_cur = below_cur + eq_counts
-    tail_below = tail_above = 0.0
+    out = NumericCounts(len(x), counts, eq_counts)
+    if tails:
+        offset = float(ref.min) if ref.min is not None else 0.0
+        out.sums = np.bincount(idx, weights=x - offset, minlength=len(uq) + 1)
+        low = x[idx == 0]
+        out.tail_below = float(np.sum(uq[0] - low)) if len(low) else 0.0
+        high = x[idx == len(uq)]
+        out.tail_above = float(np.sum(high - uq[-1])) if len(high) else 0.0
+    return out
+
+
+def compare_numeric(ref: ColumnProfile, x: np.ndarray, *, tails: bool = False) -> NumericComparison:
+    """Count the finite current values ``x`` against the reference's quantile grid (one pass)."""
+    return compare_counts(ref, count_numeric(ref, x, tails=tails))
+
+
+def compare_counts(ref: ColumnProfile, cur: NumericCounts) -> NumericComparison:
+    """Both empirical CDFs at the reference's knots, from the current column's counts."""
+    q = np.asarray(ref.quantiles, dtype=np.float64)
+    uq, first, inverse = _knots(ref)
+    last = np.searchsorted(q, uq, side="right") - 1
+    below_ref = np.asarray(ref.below, dtype=np.float64)[first]
+    at_ref = np.asarray(ref.at_or_below, dtype=np.float64)[last]
+    n = cur.n
+    below_cur = np.cumsum(cur.counts)[: len(uq)].astype(np.float64)
+    at_cur = below_cur + cur.eq
     offset = float(ref.min) if ref.min is not None else 0.0
     cur_sums: np.ndarray = np.empty(0)
     ref_sums: np.ndarray = np.empty(0)
-    if tails and n:
-        cur_sums = np.cumsum(np.bincount(idx, weights=x - offset, minlength=len(uq) + 1))[: len(uq)]
+    tail_below = tail_above = 0.0
+    if cur.sums is not None and n:
+        cur_sums = np.cumsum(cur.sums)[: len(uq)]
         ref_sums = np.asarray(ref.sum_below, dtype=np.float64)[first]
-        low = x[idx == 0]
-        tail_below = float(np.sum(uq[0] - low)) if len(low) else 0.0
-        high = x[idx == len(uq)]
-        tail_above = float(np.sum(high - uq[-1])) if len(high) else 0.0
+        tail_below, tail_above = cur.tail_below, cur.tail_above
     n_ref = max(ref.finite, 1)
     return NumericComparison(
         n_cur=n,
@@ -270,6 +323,18 @@ class CategoricalComparison:
         return float(np.sum((table - expected) ** 2 / expected))
 
 
+def compare_buckets(ref: ColumnProfile, cur_buckets: np.ndarray) -> CategoricalComparison:
+    """The current column's counts hashed into the reference's buckets, against the reference's."""
+    return CategoricalComparison(
+        labels=[f"#{i}" for i in range(len(ref.buckets))],
+        cur=np.asarray(cur_buckets, dtype=np.float64),
+        ref=np.asarray(ref.buckets, dtype=np.float64),
+        new=[],
+        vanished=[],
+        hashed=len(ref.buckets),
+    )
+
+
 def compare_categorical(ref: ColumnProfile, labels: list[str], counts: np.ndarray) -> CategoricalComparison:
     """Align current category counts with the reference's categories, or with its hashed buckets.
 
@@ -281,16 +346,7 @@ def compare_categorical(ref: ColumnProfile, labels: list[str], counts: np.ndarra
     """
     cur_counts = {k: v for k, v in _merge_labels(labels, counts).items() if v}
     if ref.buckets:
-        cur_b = bucket_counts(list(cur_counts), list(cur_counts.values()), len(ref.buckets))
-        names = [f"#{i}" for i in range(len(ref.buckets))]
-        return CategoricalComparison(
-            labels=names,
-            cur=cur_b.astype(np.float64),
-            ref=np.asarray(ref.buckets, dtype=np.float64),
-            new=[],
-            vanished=[],
-            hashed=len(ref.buckets),
-        )
+        return compare_buckets(ref, bucket_counts(list(cur_counts), list(cur_counts.values()), len(ref.buckets)))
     ref_counts = dict(ref.top)
     names = list(ref_counts)
     other_cur = 0

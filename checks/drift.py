@@ -16,7 +16,7 @@ cry wolf over trivial shifts, and small samples do not cry wolf over noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -26,9 +26,11 @@ from checks.base import Check, CheckContext, CheckStore
 from checks.distances import (
     CategoricalComparison,
     NumericComparison,
+    NumericCounts,
     _dof,
     compare_categorical,
-    compare_numeric,
+    compare_counts,
+    count_numeric,
     js_distance,
     psi,
 )
@@ -45,6 +47,7 @@ from checks.frame import (
 from checks.merge import merge_profiles
 from checks.profile import DEFAULT_TOP_K, ColumnProfile, Profile, category_counts, profile
 from checks.result import CheckResult, Kind, Status
+from checks.stream import Plan
 from checks.thresholds import (
     CATEGORICAL_METHODS,
     DEFAULT_THRESHOLDS,
@@ -213,6 +216,11 @@ class Drift(Check):
         return ref, {"baseline": self.baseline, "baseline_runs": [r.run_id for r in rows]}
 
     # -- evaluation ------------------------------------------------------------------------
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        from checks.drift_stream import DriftPlan
+
+        return DriftPlan(self, context, prototype)
+
     def evaluate(self, df: Any, context: CheckContext) -> Iterator[CheckResult]:
         frame = require_frame(df)
         history = self.reference is None
@@ -223,29 +231,32 @@ class Drift(Check):
         results: list[CheckResult] = []
         columns = self._columns(frame, ref, results)
         if ref is None:
-            results += self._first_run(frame, columns, context)
+            results += self._first_run(lambda col: _uncheckable(frame, col), columns, context)
         else:
             found: list[CheckResult | _Score] = []
             for col in columns:
                 if self.columns is None and col not in ref.columns:
-                    found.append(
-                        self.result(
-                            Status.PASS,
-                            column=col,
-                            message=f"{self.name}: {col} is new since the reference; no reference yet",
-                        )
-                    )
+                    found.append(self._new_column(col))
                     continue
                 found.extend(self._column(frame, ref, col, about))
-            # one false alarm in a thousand runs for the check as a whole: the tail is shared out
-            tail = NOISE_TAIL / max(sum(isinstance(f, _Score) for f in found), 1)
-            results += [self._judge(f, tail) if isinstance(f, _Score) else f for f in found]
+            results += self._judge_all(found)
         if history:
-            self._record(frame, columns, results, context)
+            self._record(
+                lambda cols: profile(frame, cols, top_k=self.top_k, now=context.now), frame, columns, results, context
+            )
         yield from results
 
-    def _columns(self, frame: pd.DataFrame, ref: Profile | None, out: list[CheckResult]) -> list[str]:
-        """The columns to compare; with columns=None, identifier-like ones are reported as skipped."""
+    def _columns(
+        self,
+        frame: pd.DataFrame,
+        ref: Profile | None,
+        out: list[CheckResult],
+        share_of: Callable[[str], float | None] | None = None,
+    ) -> list[str]:
+        """The columns to compare; with columns=None, identifier-like ones are reported as skipped.
+
+        ``share_of(column)`` gives a column's distinct share when it is identifier-like (default: from ``frame``).
+        """
         if self.columns is not None:
             return list(self.columns)
         names = [str(c) for c in frame.columns]
@@ -254,7 +265,12 @@ class Drift(Check):
         keep = []
         for c in names:
             cref = ref.columns.get(c) if ref is not None else None
-            share = None if c not in frame.columns else _identifier_share(frame[c], cref)
+            if c not in frame.columns:
+                share = None
+            elif share_of is not None:
+                share = share_of(c)
+            else:
+                share = _identifier_share(frame[c], cref)
             if share is None:
                 keep.append(c)
                 continue
@@ -270,13 +286,25 @@ class Drift(Check):
             )
         return keep
 
-    def _first_run(self, frame: pd.DataFrame, columns: list[str], ctx: CheckContext) -> list[CheckResult]:
+    def _new_column(self, col: str) -> CheckResult:
+        return self.result(
+            Status.PASS, column=col, message=f"{self.name}: {col} is new since the reference; no reference yet"
+        )
+
+    def _judge_all(self, found: list[CheckResult | _Score]) -> list[CheckResult]:
+        # one false alarm in a thousand runs for the check as a whole: the tail is shared out
+        tail = NOISE_TAIL / max(sum(isinstance(f, _Score) for f in found), 1)
+        return [self._judge(f, tail) if isinstance(f, _Score) else f for f in found]
+
+    def _first_run(
+        self, problem_of: Callable[[str], str | None], columns: list[str], ctx: CheckContext
+    ) -> list[CheckResult]:
         """ "no reference yet" for each column that can be checked, an error for each that cannot."""
         store, dataset = self._store(ctx), self._dataset(ctx)
         legacy = store.load_profile("", dataset) is not None
         out = []
         for col in columns:
-            problem = _uncheckable(frame, col)
+            problem = problem_of(col)
             if problem:
                 out.append(self._error(col, problem))
                 continue
@@ -292,8 +320,18 @@ class Drift(Check):
             out.append(self.result(status, column=col, details={"baseline": self.baseline}, message=message))
         return out
 
-    def _record(self, frame: pd.DataFrame, columns: list[str], results: list[CheckResult], ctx: CheckContext) -> None:
-        """Keep this run's profile; it is a baseline unless a limit was breached or a column was unusable."""
+    def _record(
+        self,
+        profile_of: Callable[[list[str]], Profile],
+        frame: pd.DataFrame,
+        columns: list[str],
+        results: list[CheckResult],
+        ctx: CheckContext,
+    ) -> None:
+        """Keep this run's profile; it is a baseline unless a limit was breached or a column was unusable.
+
+        ``frame`` gives the columns (it may have no rows); ``profile_of(columns)`` the profile.
+        """
         store, dataset = self._store(ctx), self._dataset(ctx)
         bad = {r.column for r in results if r.status is Status.ERROR}
         present = [c for c in columns if c in frame.columns and c not in bad]
@@ -303,7 +341,7 @@ class Drift(Check):
             ctx.pipeline,
             dataset,
             self.name,
-            profile(frame, present, top_k=self.top_k, now=ctx.now).to_dict(),
+            profile_of(present).to_dict(),
             run_id=ctx.run_id,
             now=ctx.now,
             accepted=not failed,
@@ -315,6 +353,32 @@ class Drift(Check):
         return self.result(Status.ERROR, column=col, message=f"{self.name}: {message}")
 
     def _column(self, frame: pd.DataFrame, ref: Profile, col: str, about: dict[str, Any]) -> list[CheckResult | _Score]:
+        setup = self._setup(frame, ref, col)
+        if isinstance(setup, list):
+            return list[CheckResult | _Score](setup)
+        ref_kind, methods, text = setup
+        s, cref = frame[col], ref.columns[col]
+        stamps = None
+        if text:
+            stamps = text_timestamps(s)
+            if stamps is None:
+                return [self._not_text(col, s.dtype)]
+        if ref_kind == "numeric":
+            return self._numeric(s, cref, col, methods, about, stamps)
+        return self._categorical(s, cref, col, methods, about)
+
+    def _not_text(self, col: str, dtype: Any) -> CheckResult:
+        return self._error(
+            col,
+            f"column {col!r} held ISO 8601 timestamps as text in the reference, "
+            f"but not every value of it ({dtype}) is one now",
+        )
+
+    def _setup(self, frame: pd.DataFrame, ref: Profile, col: str) -> list[CheckResult] | tuple[str, list[str], bool]:
+        """What a column is compared as, from its dtype alone: (numeric or categorical, methods, text to parse).
+
+        Or the error that says why it cannot be compared. ``frame`` may have no rows.
+        """
         cref = ref.columns.get(col)
         if cref is None:
             have = ", ".join(ref.columns) or "none"
@@ -324,17 +388,8 @@ class Drift(Check):
         except CheckInputError as exc:
             return [self._error(col, str(exc))]
         kind = column_kind(s.dtype)
-        stamps = None
-        if cref.kind == "datetime" and cref.text and kind == "categorical":
-            stamps = text_timestamps(s)
-            if stamps is None:
-                return [
-                    self._error(
-                        col,
-                        f"column {col!r} held ISO 8601 timestamps as text in the reference, "
-                        f"but not every value of it ({s.dtype}) is one now",
-                    )
-                ]
+        text = cref.kind == "datetime" and cref.text and kind == "categorical"
+        if text:
             kind = "datetime"
         ref_kind = "numeric" if cref.kind == "datetime" else cref.kind
         cur_kind = "numeric" if kind == "datetime" else kind
@@ -364,9 +419,7 @@ class Drift(Check):
                     f"apply — use {', '.join(applicable)}",
                 )
             ]
-        if ref_kind == "numeric":
-            return self._numeric(s, cref, col, methods, about, stamps)
-        return self._categorical(s, cref, col, methods, about)
+        return ref_kind, methods, text
 
     def _numeric(
         self,
@@ -382,21 +435,35 @@ class Drift(Check):
         except (TypeError, ValueError) as exc:
             return [self._error(col, f"column {col!r} ({s.dtype}) cannot be read as numbers: {exc}")]
         finite = np.isfinite(x)
-        n_finite = int(np.count_nonzero(finite))
-        if n_finite < len(x):
+        if np.count_nonzero(finite) < len(x):
             x = x[finite]
-        if n_finite == 0 or cref.finite == 0:
+        counts = count_numeric(cref, x, tails="wasserstein" in methods) if cref.finite else None
+        return self._numeric_scores(cref, counts, len(s), len(x), col, methods, about, stamps is not None)
+
+    def _numeric_scores(
+        self,
+        cref: ColumnProfile,
+        counts: NumericCounts | None,
+        rows: int,
+        n_finite: int,
+        col: str,
+        methods: list[str],
+        about: dict[str, Any],
+        parsed: bool,
+    ) -> list[CheckResult | _Score]:
+        """Scores from the current column's counts on the reference grid (additive: a stream sums its batches')."""
+        if n_finite == 0 or cref.finite == 0 or counts is None:
             which = "current frame" if n_finite == 0 else "reference"
             return [self._error(col, f"column {col!r} has no finite values in the {which}")]
-        cmp = compare_numeric(cref, x, tails="wasserstein" in methods)
+        cmp = compare_counts(cref, counts)
         base = {
             **about,
             "n_current": n_finite,
             "n_reference": cref.finite,
-            "nulls_current": int(len(s) - n_finite),
+            "nulls_current": int(rows - n_finite),
             "nulls_reference": cref.nulls,
         }
-        if stamps is not None:
+        if parsed:
             base["parsed"] = "ISO 8601 text as timestamps"
         out: list[CheckResult | _Score] = []
         for m in methods:
@@ -428,7 +495,11 @@ class Drift(Check):
             labels, counts = category_counts(s)
         except TypeError as exc:
             return [self._error(col, f"column {col!r} ({s.dtype}) holds unhashable values: {exc}")]
-        cmp: CategoricalComparison = compare_categorical(cref, labels, counts)
+        return self._categorical_scores(compare_categorical(cref, labels, counts), col, methods, about)
+
+    def _categorical_scores(
+        self, cmp: CategoricalComparison, col: str, methods: list[str], about: dict[str, Any]
+    ) -> list[CheckResult | _Score]:
         if cmp.n_cur == 0 or cmp.n_ref == 0:
             which = "current frame" if cmp.n_cur == 0 else "reference"
             return [self._error(col, f"column {col!r} has no non-null values in the {which}")]
@@ -508,14 +579,28 @@ def drift(
     return Drift(columns, reference, method, **kwargs)
 
 
-def _identifier_share(s: pd.Series, cref: ColumnProfile | None) -> float | None:
-    """The distinct share of an identifier-like column (text or integers, nearly all distinct), else None."""
-    dtype = s.dtype
+def identifier_candidate(dtype: Any, cref: ColumnProfile | None) -> bool:
+    """Whether a column of ``dtype`` may be identifier-like: text or integers, not time in the reference."""
     kind = column_kind(dtype)
     integer = pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
     if not (integer or (kind == "categorical" and not pd.api.types.is_bool_dtype(dtype))):
+        return False
+    return cref is None or cref.kind != "datetime"
+
+
+def identifier_share(values: int, distinct: int, text_times: bool) -> float | None:
+    """The distinct share of ``values`` non-null values when it makes the column identifier-like, else None."""
+    if values < _IDENTIFIER_MIN_VALUES:
         return None
-    if cref is not None and cref.kind == "datetime":
+    share = distinct / values
+    if share < IDENTIFIER_SHARE or text_times:  # timestamps as text are compared as time
+        return None
+    return share
+
+
+def _identifier_share(s: pd.Series, cref: ColumnProfile | None) -> float | None:
+    """The distinct share of an identifier-like column (text or integers, nearly all distinct), else None."""
+    if not identifier_candidate(s.dtype, cref):
         return None
     n = len(s) - null_count(s)
     if n < _IDENTIFIER_MIN_VALUES:
@@ -524,12 +609,10 @@ def _identifier_share(s: pd.Series, cref: ColumnProfile | None) -> float | None:
         distinct = int(s.nunique(dropna=True))
     except TypeError:  # unhashable values: not an identifier
         return None
-    share = distinct / n
-    if share < IDENTIFIER_SHARE:
+    if distinct / n < IDENTIFIER_SHARE:
         return None
-    if kind == "categorical" and text_timestamps(s) is not None:
-        return None  # timestamps as text are compared as time
-    return share
+    text_times = column_kind(s.dtype) == "categorical" and text_timestamps(s) is not None
+    return identifier_share(n, distinct, text_times)
 
 
 def _uncheckable(frame: pd.DataFrame, col: str) -> str | None:

@@ -9,11 +9,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from checks.base import Check, CheckContext
+from checks.base import Check, CheckContext, CheckStore
 from checks.errors import CheckInputError
 from checks.frame import as_columns, null_count, require_columns, require_frame
-from checks.keys import duplicate_stats, example_keys, jsonable, key_hashes
+from checks.keys import _priority, duplicate_stats, example_keys, jsonable, key_hashes
+from checks.keyset import EXAMPLES, DupSummary, KeyCoder, dup_summary, positions, records, row_hash
 from checks.result import CheckResult, Kind, Status
+from checks.stream import Plan, Reader, example_values
 
 __all__ = [
     "NoDuplicateRows",
@@ -60,28 +62,36 @@ class Unique(Check):
         frame = require_frame(df)
         require_columns(frame, self.key)
         st = duplicate_stats(frame, self.key)
-        status = Status.FAIL if st.extra > self.max_duplicates else Status.PASS
         examples = example_keys(frame, self.key, st.positions)
         null_keys = sum(null_count(frame[c]) for c in self.key)
+        return self._judge(st.extra, st.involved, st.groups, len(frame), null_keys, examples)
+
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        return _UniquePlan(self, prototype)
+
+    def _judge(
+        self, extra: int, involved: int, groups: int, rows: int, null_keys: int, examples: list[Any]
+    ) -> CheckResult:
+        status = Status.FAIL if extra > self.max_duplicates else Status.PASS
         msg = (
-            f"{self.name}: {st.extra} duplicate occurrence(s) of {st.groups} key(s) over "
-            f"{st.involved} rows; e.g. {examples[:3]}"
-            if st.extra
+            f"{self.name}: {extra} duplicate occurrence(s) of {groups} key(s) over "
+            f"{involved} rows; e.g. {examples[:3]}"
+            if extra
             else f"{self.name}: keys are unique"
         )
         return self.result(
             status,
-            observed=float(st.extra),
+            observed=float(extra),
             threshold=float(self.max_duplicates),
             column=self.key[0] if len(self.key) == 1 else None,
             measure="duplicates",
             message=msg,
             details={
                 "key": self.key,
-                "duplicates": st.extra,
-                "rows_involved": st.involved,
-                "duplicate_keys": st.groups,
-                "rows": len(frame),
+                "duplicates": extra,
+                "rows_involved": involved,
+                "duplicate_keys": groups,
+                "rows": rows,
                 "null_key_values": null_keys,
                 "examples": examples,
             },
@@ -111,33 +121,43 @@ class NoDuplicateRows(Check):
         super().__init__(name=name or "no_duplicate_rows", severity=severity, on_error=on_error)
         self.max_duplicates = int(max_duplicates)
 
-    def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
-        frame = require_frame(df)
+    def _columns(self, frame: pd.DataFrame) -> list[str]:
         cols = self.columns or [str(c) for c in frame.columns]
         require_columns(frame, cols)
         if frame.columns.has_duplicates:
             raise CheckInputError("the frame has repeated column labels; rename them first")
+        return cols
+
+    def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
+        frame = require_frame(df)
+        cols = self._columns(frame)
         st = duplicate_stats(frame, cols)
-        status = Status.FAIL if st.extra > self.max_duplicates else Status.PASS
         index = [jsonable(v) for v in frame.index[st.positions[:10]]]
+        return self._judge(st.extra, st.involved, st.groups, len(frame), index, len(cols))
+
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        return _RowsDupPlan(self, prototype)
+
+    def _judge(self, extra: int, involved: int, groups: int, rows: int, index: list[Any], ncols: int) -> CheckResult:
+        status = Status.FAIL if extra > self.max_duplicates else Status.PASS
         msg = (
-            f"{self.name}: {st.extra} duplicate row(s) ({st.involved} rows involved); e.g. rows at index {index[:5]}"
-            if st.extra
+            f"{self.name}: {extra} duplicate row(s) ({involved} rows involved); e.g. rows at index {index[:5]}"
+            if extra
             else f"{self.name}: no duplicate rows"
         )
         return self.result(
             status,
-            observed=float(st.extra),
+            observed=float(extra),
             threshold=float(self.max_duplicates),
             measure="duplicates",
             message=msg,
             details={
-                "duplicates": st.extra,
-                "rows_involved": st.involved,
-                "distinct_duplicated": st.groups,
-                "rows": len(frame),
+                "duplicates": extra,
+                "rows_involved": involved,
+                "distinct_duplicated": groups,
+                "rows": rows,
                 "example_index": index,
-                "columns": len(cols),
+                "columns": ncols,
             },
         )
 
@@ -183,9 +203,8 @@ class UniqueAcrossRuns(Check):
         self.retention = dt.timedelta(days=float(retention_days))
         self.max_duplicates = int(max_duplicates)
 
-    def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
-        frame = require_frame(df)
-        require_columns(frame, self.key)
+    def _where(self, context: CheckContext) -> tuple[CheckStore, str, str]:
+        """The store, pipeline and dataset keys are kept under, after forgetting sightings past the retention."""
         store = context.store
         if store is None:
             raise CheckInputError(
@@ -195,8 +214,18 @@ class UniqueAcrossRuns(Check):
         dataset = self.dataset or context.dataset
         if not dataset:
             raise CheckInputError("needs a dataset name to keep keys under: pass dataset= or set context.dataset")
-        pipeline = context.pipeline
-        store.prune_keys(pipeline, dataset, context.now - self.retention)
+        store.prune_keys(context.pipeline, dataset, context.now - self.retention)
+        return store, context.pipeline, dataset
+
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        require_columns(prototype, self.key)
+        store, pipeline, dataset = self._where(context)
+        return _AcrossPlan(self, prototype, store, pipeline, dataset, context)
+
+    def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
+        frame = require_frame(df)
+        require_columns(frame, self.key)
+        store, pipeline, dataset = self._where(context)
         hashes = key_hashes(frame, self.key)
         distinct = pd.unique(hashes)
         seen = np.asarray(store.seen_keys(pipeline, dataset, distinct), dtype=bool)
@@ -208,7 +237,9 @@ class UniqueAcrossRuns(Check):
             rows = int(np.count_nonzero(row_mask))
             examples = example_keys(frame, self.key, np.flatnonzero(row_mask))
         store.add_keys(pipeline, dataset, distinct, run_id=context.run_id, now=context.now)
-        n_rep = len(repeated)
+        return self._judge(len(repeated), rows, len(distinct), examples)
+
+    def _judge(self, n_rep: int, rows: int, distinct: int, examples: list[Any]) -> CheckResult:
         status = Status.FAIL if n_rep > self.max_duplicates else Status.PASS
         msg = (
             f"{self.name}: {n_rep} key(s) ({rows} rows) were loaded in an earlier run; e.g. {examples[:3]}"
@@ -226,11 +257,125 @@ class UniqueAcrossRuns(Check):
                 "key": self.key,
                 "keys_seen_before": n_rep,
                 "rows_seen_before": rows,
-                "distinct_keys": len(distinct),
+                "distinct_keys": distinct,
                 "examples": examples,
                 "retention_days": self.retention.total_seconds() / 86400,
             },
         )
+
+
+class _UniquePlan(Plan):
+    """Key records of every row, partitioned by prefix; null key values counted per batch."""
+
+    keyed = True
+
+    def __init__(self, check: Unique, prototype: pd.DataFrame) -> None:
+        require_columns(prototype, check.key)
+        self.check, self.prototype = check, prototype
+        self.key = list(check.key)
+        self.columns = self.key
+        self.coder = KeyCoder.for_tables(check.key, prototype)
+
+    def partial(self, batch: pd.DataFrame, offset: int, side: int = 0) -> Any:
+        return len(batch), sum(int(null_count(batch[c])) for c in self.key)
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a[0] + b[0], a[1] + b[1]
+
+    def codes(self, batch: pd.DataFrame, offset: int, side: int = 0) -> np.ndarray:
+        a, b = self.coder.codes(batch)
+        return records(a, b, offset, side)
+
+    def reduce(self, recs: np.ndarray) -> DupSummary:
+        return dup_summary(recs)
+
+    def finish(self, states: list[Any], summary: Any, reader: Reader) -> list[CheckResult]:
+        rows, null_keys = states[0]
+        st: DupSummary = summary
+        examples = example_values(self.coder, st.firsts, reader, self.prototype)
+        return [self.check._judge(st.extra, st.involved, st.groups, rows, null_keys, examples)]
+
+
+class _RowsDupPlan(Plan):
+    """One record per row: the code of the first column (exact for numbers) and a hash of the whole row.
+
+    Equal rows have equal records; two different rows share one only when they
+    agree in the first column and their 64-bit row hashes collide.
+    """
+
+    keyed = True
+
+    def __init__(self, check: NoDuplicateRows, prototype: pd.DataFrame) -> None:
+        self.check = check
+        self.row = check._columns(prototype)
+        self.columns = self.row
+        first = sorted(self.row, key=lambda c: _priority(prototype[c]))[0]
+        self.first = KeyCoder.for_tables([first], prototype)
+
+    def codes(self, batch: pd.DataFrame, offset: int, side: int = 0) -> np.ndarray:
+        a, _ = self.first.codes(batch)
+        return records(a, row_hash(batch, self.row), offset, side)
+
+    def reduce(self, recs: np.ndarray) -> DupSummary:
+        return dup_summary(recs)
+
+    def finish(self, states: list[Any], summary: Any, reader: Reader) -> list[CheckResult]:
+        st: DupSummary = summary
+        return [
+            self.check._judge(st.extra, st.involved, st.groups, int(states[0]), st.involved_positions, len(self.row))
+        ]
+
+
+class _AcrossPlan(Plan):
+    """Distinct key hashes per prefix partition, looked up in the store and added to it, one partition at a time.
+
+    The hashes are those of the whole-frame check (``key_hashes``), so streamed
+    and whole-frame runs of one dataset see each other's keys.
+    """
+
+    keyed = True
+    reduce_here = True  # the store is in this process
+
+    def __init__(
+        self,
+        check: UniqueAcrossRuns,
+        prototype: pd.DataFrame,
+        store: CheckStore,
+        pipeline: str,
+        dataset: str,
+        context: CheckContext,
+    ) -> None:
+        self.check, self.prototype, self.store = check, prototype, store
+        self.pipeline, self.dataset, self.context = pipeline, dataset, context
+        self.key = list(check.key)
+        self.columns = self.key
+
+    def codes(self, batch: pd.DataFrame, offset: int, side: int = 0) -> np.ndarray:
+        return records(key_hashes(batch, self.key), None, offset, side)
+
+    def reduce(self, recs: np.ndarray) -> tuple[int, int, int, list[tuple[int, int, int]]]:
+        if not len(recs):
+            return 0, 0, 0, []
+        order = np.argsort(recs["a"])
+        a, pos = recs["a"][order], positions(recs)[order]
+        new = np.ones(len(a), dtype=bool)
+        new[1:] = a[1:] != a[:-1]
+        starts = np.flatnonzero(new)
+        distinct = a[starts]
+        seen = np.asarray(self.store.seen_keys(self.pipeline, self.dataset, distinct), dtype=bool)
+        counts = np.diff(np.append(starts, len(a)))
+        first = np.minimum.reduceat(pos, starts)[seen]
+        firsts = sorted(zip(first.tolist(), distinct[seen].tolist(), [0] * len(first), strict=True))[:EXAMPLES]
+        self.store.add_keys(self.pipeline, self.dataset, distinct, run_id=self.context.run_id, now=self.context.now)
+        return int(seen.sum()), int(counts[seen].sum()), len(distinct), firsts
+
+    def combine(self, a: Any, b: Any) -> Any:
+        return a[0] + b[0], a[1] + b[1], a[2] + b[2], sorted(a[3] + b[3])[:EXAMPLES]
+
+    def finish(self, states: list[Any], summary: Any, reader: Reader) -> list[CheckResult]:
+        n_rep, rows, distinct, firsts = summary
+        examples = example_values(KeyCoder(tuple(self.key), "hash"), firsts, reader, self.prototype)
+        return [self.check._judge(n_rep, rows, distinct, examples)]
 
 
 def unique(key: str | Sequence[str], **kwargs: Any) -> Unique:

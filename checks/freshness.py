@@ -12,6 +12,7 @@ from checks.base import Check, CheckContext
 from checks.errors import CheckInputError
 from checks.frame import column_kind, require_column, require_frame
 from checks.result import CheckResult, Kind, Status
+from checks.stream import Plan, Reader
 
 __all__ = ["Freshness", "freshness", "parse_duration"]
 
@@ -48,6 +49,24 @@ def _utc(t: Any) -> pd.Timestamp:
 
 def newest_timestamp(s: pd.Series) -> pd.Timestamp | None:
     """The newest non-null timestamp as UTC (naive values are taken as UTC), or None."""
+    newest, values, kinds = _newest(s)
+    if values and newest is None:
+        raise _no_timestamps(s, kinds)
+    return newest
+
+
+def _no_timestamps(s: pd.Series, kinds: list[str]) -> CheckInputError:
+    return CheckInputError(
+        f"column {s.name!r} ({s.dtype}) holds no timestamps (found {', '.join(kinds)})", column=str(s.name)
+    )
+
+
+def _newest(s: pd.Series) -> tuple[pd.Timestamp | None, int, list[str]]:
+    """The newest timestamp (None: none), the non-null values of a text column, and their kinds.
+
+    Text with no timestamp at all is an error only when the whole column has
+    none, so a stream decides that after its last batch.
+    """
     kind = column_kind(s.dtype)
     if kind == "datetime" and not pd.api.types.is_timedelta64_dtype(s.dtype):
         newest = s.max()
@@ -58,14 +77,10 @@ def newest_timestamp(s: pd.Series) -> pd.Timestamp | None:
     ):
         values = s.dropna()
         if values.empty:
-            return None
+            return None, 0, []
         parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
         if parsed.isna().all():
-            kinds = ", ".join(sorted({type(v).__name__ for v in values.head(100)}))
-            raise CheckInputError(
-                f"column {s.name!r} ({s.dtype}) holds no timestamps (found {kinds})",
-                column=str(s.name),
-            )
+            return None, len(values), sorted({type(v).__name__ for v in values.head(100)})
         newest = parsed.max()
     else:
         hint = (
@@ -77,8 +92,8 @@ def newest_timestamp(s: pd.Series) -> pd.Timestamp | None:
             f"column {s.name!r} has dtype {s.dtype}, not timestamps{hint}", column=str(s.name)
         )
     if newest is None or newest is pd.NaT or (isinstance(newest, float) and np.isnan(newest)):
-        return None
-    return _utc(newest)
+        return None, 0, []
+    return _utc(newest), 0, []
 
 
 class Freshness(Check):
@@ -113,8 +128,13 @@ class Freshness(Check):
 
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
         s = require_column(require_frame(df), self.column)
+        return self._judge(newest_timestamp(s), len(s), s.dtype, context)
+
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        return _NewestPlan(self, require_column(prototype, self.column), context)
+
+    def _judge(self, newest: pd.Timestamp | None, rows: int, dtype: Any, context: CheckContext) -> CheckResult:
         limit = self.max_age.total_seconds()
-        newest = newest_timestamp(s)
         if newest is None:
             return self.result(
                 Status.FAIL,
@@ -122,8 +142,8 @@ class Freshness(Check):
                 column=self.column,
                 measure="freshness_lag_seconds",
                 message=f"{self.name}: column {self.column!r} has no timestamps "
-                f"({len(s)} rows, all null)",
-                details={"rows": len(s), "newest": None},
+                f"({rows} rows, all null)",
+                details={"rows": rows, "newest": None},
             )
         now = pd.Timestamp(context.now)  # UTC already: CheckContext normalises it
         lag = (now - newest).total_seconds()
@@ -140,9 +160,33 @@ class Freshness(Check):
             details={
                 "newest": newest.isoformat(),
                 "now": now.isoformat(),
-                "naive_as_utc": getattr(s.dtype, "tz", None) is None,
+                "naive_as_utc": getattr(dtype, "tz", None) is None,
             },
         )
+
+
+class _NewestPlan(Plan):
+    """The newest timestamp of each batch; the newest of them all."""
+
+    def __init__(self, check: Freshness, proto: pd.Series, context: CheckContext) -> None:
+        _newest(proto)  # a column of numbers is an error before anything is read
+        self.check, self.proto, self.context = check, proto, context
+        self.column = check.column
+        self.columns = [check.column]
+
+    def partial(self, batch: pd.DataFrame, offset: int, side: int = 0) -> Any:
+        newest, values, kinds = _newest(batch[self.column])
+        return len(batch), newest, values, kinds
+
+    def merge(self, a: Any, b: Any) -> Any:
+        newest = a[1] if b[1] is None else b[1] if a[1] is None else max(a[1], b[1])
+        return a[0] + b[0], newest, a[2] + b[2], sorted(set(a[3]) | set(b[3]))
+
+    def finish(self, states: list[Any], summary: Any, reader: Reader) -> list[CheckResult]:
+        rows, newest, values, kinds = states[0]
+        if values and newest is None:
+            raise _no_timestamps(self.proto, kinds)
+        return [self.check._judge(newest, rows, self.proto.dtype, self.context)]
 
 
 def freshness(column: str, max_age: dt.timedelta | float | str, **kwargs: Any) -> Freshness:

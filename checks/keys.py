@@ -217,14 +217,20 @@ def jsonable(v: Any) -> Any:
 def example_keys(
     df: pd.DataFrame, columns: Sequence[str], positions: np.ndarray, limit: int = 5
 ) -> list[Any]:
-    """The first ``limit`` distinct key values at ``positions``, JSON-ready."""
+    """The first ``limit`` distinct key values at ``positions`` (in frame order), JSON-ready."""
     if len(positions) == 0:
         return []
-    sub = df[list(columns)].iloc[positions[: limit * 50]]
-    try:
-        sub = sub.drop_duplicates().head(limit)
-    except TypeError:
-        sub = sub.head(limit)
+    window = limit * 50
+    while True:  # widen the window until it holds `limit` distinct keys: the first ones, in frame order
+        sub = df[list(columns)].iloc[positions[:window]]
+        try:
+            sub = sub.drop_duplicates()
+        except TypeError:
+            break
+        if len(sub) >= limit or window >= len(positions):
+            break
+        window *= 8
+    sub = sub.head(limit)
     if len(columns) == 1:
         return [jsonable(v) for v in sub.iloc[:, 0].tolist()]
     return [jsonable(r) for r in sub.to_dict("records")]

@@ -13,7 +13,10 @@ from checks.base import Check, CheckContext
 from checks.errors import CheckInputError
 from checks.frame import as_columns, numeric_values, require_columns, require_frame
 from checks.keys import example_keys, shared_key_codes
+from checks.keyset import KeyCoder, MissingSummary, missing_summary, records
 from checks.result import CheckResult, Kind, Status
+from checks.source import FramesSource, TableSource, as_source, is_table_source
+from checks.stream import Plan, Reader, RowsPlan, example_values, run_checks
 
 __all__ = ["Loss", "Reconcile", "RowCount", "loss", "reconcile", "row_count"]
 
@@ -43,7 +46,12 @@ class RowCount(Check):
         self.min, self.max = min, max
 
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
-        n = len(require_frame(df))
+        return self._judge(len(require_frame(df)))
+
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        return RowsPlan(lambda rows: [self._judge(rows)])
+
+    def _judge(self, n: int) -> CheckResult:
         low = self.min is not None and n < self.min
         high = self.max is not None and n > self.max
         bound = self.min if low else self.max if high else (self.min if self.min is not None else self.max)
@@ -64,16 +72,65 @@ class RowCount(Check):
         )
 
 
-def _input_frame(context: CheckContext, which: int) -> pd.DataFrame:
-    frames = [f for f in context.inputs if isinstance(f, pd.DataFrame)]
+def _input_frame(context: CheckContext, which: Any) -> Any:
+    """The ``which``-th table among the call's inputs (a DataFrame or a table read in batches), or ``which`` itself."""
+    if not isinstance(which, int):
+        return which
+    frames = [f for f in context.inputs if isinstance(f, pd.DataFrame) or is_table_source(f)]
     if not frames:
         raise CheckInputError(
             "needs the call's input frames (context.inputs) and none was given; "
             "it runs under @monitor, or pass CheckContext(inputs=[df_in])"
         )
     if not -len(frames) <= which < len(frames):
-        raise CheckInputError(f"input={which} but the call had {len(frames)} DataFrame input(s)")
+        raise CheckInputError(f"input={which} but the call had {len(frames)} table input(s)")
     return frames[which]
+
+
+class _KeysPlan(Plan):
+    """Rows of a source (side 1) whose key is missing from the checked table (side 0), and row counts.
+
+    Without a key only the row counts of both tables are read.
+    """
+
+    def __init__(
+        self,
+        source: TableSource,
+        key: list[str] | None,
+        prototype: pd.DataFrame,
+        what: str,
+        extra: Sequence[str] = (),
+    ) -> None:
+        self.source = source
+        self.source_proto = source.prototype()
+        self.prototype = prototype
+        self.key = key
+        self.keyed = bool(key)
+        self.columns = [*(key or []), *extra]
+        self.inputs = [(source, [*(key or []), *extra])]
+        self.coder: KeyCoder | None = None
+        if key:
+            try:
+                require_columns(self.source_proto, key)
+            except CheckInputError as exc:
+                raise CheckInputError(f"{what}: {exc}", column=exc.column) from exc
+            require_columns(prototype, key)
+            self.coder = KeyCoder.for_tables(key, self.source_proto, prototype)
+
+    def codes(self, batch: pd.DataFrame, offset: int, side: int = 0) -> np.ndarray | None:
+        assert self.coder is not None
+        a, b = self.coder.codes(batch)
+        return records(a, b, offset, side)
+
+    def reduce(self, recs: np.ndarray) -> MissingSummary:
+        return missing_summary(recs)
+
+    def lost(self, summary: MissingSummary | None) -> MissingSummary:
+        return summary if summary is not None else MissingSummary()
+
+    def examples(self, summary: MissingSummary) -> list[Any]:
+        assert self.coder is not None
+        return example_values(self.coder, summary.firsts, Reader(self.source), self.source_proto)
 
 
 class Loss(Check):
@@ -81,7 +138,9 @@ class Loss(Check):
 
     ``max_loss`` is a fraction of the input rows, ``max_rows`` an absolute
     count; give either or both (both must hold). ``input`` picks which
-    DataFrame argument of the call is the input (the first by default).
+    table argument of the call is the input (the first by default), or is the
+    input itself: a DataFrame or a table read in batches, such as the parquet
+    dataset a step reads (see :mod:`checks.source`).
 
     With ``key`` (one column or several), a row is lost when its key is absent
     from the output, and every other output row beyond the matched input rows
@@ -109,7 +168,7 @@ class Loss(Check):
         *,
         max_rows: int | None = None,
         key: str | Sequence[str] | None = None,
-        input: int = 0,
+        input: Any = 0,
         name: str | None = None,
         severity: str = "fail",
         on_error: str = "fail",
@@ -124,11 +183,23 @@ class Loss(Check):
         self.max_loss = None if max_loss is None else float(max_loss)
         self.max_rows = None if max_rows is None else int(max_rows)
         self.key = as_columns(key)
-        self.input = int(input)
+        if isinstance(input, bool) or not (
+            isinstance(input, int | pd.DataFrame) or is_table_source(input) or isinstance(input, str)
+        ):
+            raise TypeError(
+                "loss input must be the index of a table input of the call, a DataFrame or a table read in "
+                f"batches (a parquet path, a pyarrow Table or dataset, a Dask DataFrame) — got {type(input).__name__}"
+            )
+        self.input = input
 
-    def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        return _LossPlan(self, as_source(_input_frame(context, self.input)), prototype)
+
+    def evaluate(self, df: Any, context: CheckContext) -> Any:
         out = require_frame(df)
         inp = _input_frame(context, self.input)
+        if not isinstance(inp, pd.DataFrame):
+            return run_checks([self], FramesSource([out]), context)
         rows_out, rows_in = len(out), len(inp)
         if self.key:
             try:
@@ -140,10 +211,12 @@ class Loss(Check):
             present = np.zeros(width, dtype=bool)
             present[tgt] = True
             lost = int(np.count_nonzero(~present[src]))
-            gained = rows_out - (rows_in - lost)
         else:
             lost = max(rows_in - rows_out, 0)
-            gained = max(rows_out - rows_in, 0)
+        return self._judge(rows_in, rows_out, lost)
+
+    def _judge(self, rows_in: int, rows_out: int, lost: int) -> CheckResult:
+        gained = rows_out - (rows_in - lost) if self.key else max(rows_out - rows_in, 0)
         fraction = lost / rows_in if rows_in else 0.0
         allowed = math.inf
         if self.max_loss is not None:
@@ -216,9 +289,15 @@ class Reconcile(Check):
         self.max_missing = float(max_missing)  # < 1: fraction of source rows; >= 1: row count
         self.sum_tolerance = float(sum_tolerance)
 
-    def evaluate(self, df: Any, context: CheckContext) -> list[CheckResult]:
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        source = self.source if isinstance(self.source, pd.DataFrame) else _input_frame(context, self.source)
+        return _ReconcilePlan(self, as_source(source), prototype)
+
+    def evaluate(self, df: Any, context: CheckContext) -> Any:
         target = require_frame(df)
         source = self.source if isinstance(self.source, pd.DataFrame) else _input_frame(context, self.source)
+        if not isinstance(source, pd.DataFrame):
+            return run_checks([self], FramesSource([target]), context)
         try:
             require_columns(source, self.key)
         except CheckInputError as exc:
@@ -233,11 +312,18 @@ class Reconcile(Check):
         missing = np.zeros(width, dtype=bool)
         missing[src[positions]] = True
         missing_keys = int(np.count_nonzero(missing))
-        n_src = len(source)
+        examples = example_keys(source, self.key, positions)
+        out = [self._judge(len(source), len(target), missing_rows, missing_keys, examples)]
+        if self.sum_column:
+            out.append(self._sums(source, target))
+        return out
+
+    def _judge(
+        self, n_src: int, n_target: int, missing_rows: int, missing_keys: int, examples: list[Any]
+    ) -> CheckResult:
         fraction = missing_rows / n_src if n_src else 0.0
         allowed = self.max_missing * n_src if self.max_missing < 1 else self.max_missing
-        examples = example_keys(source, self.key, positions)
-        out = [
+        return (
             self.result(
                 Status.FAIL if missing_rows > allowed else Status.PASS,
                 observed=float(missing_rows),
@@ -249,21 +335,17 @@ class Reconcile(Check):
                 f"from the output" + (f"; e.g. {examples[:3]}" if examples else ""),
                 details={
                     "source_rows": n_src,
-                    "target_rows": len(target),
+                    "target_rows": n_target,
                     "missing_rows": missing_rows,
                     "missing_keys": missing_keys,
                     "fraction": fraction,
                     "examples": examples,
                 },
             )
-        ]
-        if self.sum_column:
-            out.append(self._sums(source, target))
-        return out
+        )
 
-    def _sums(self, source: pd.DataFrame, target: pd.DataFrame) -> CheckResult:
+    def _sum_problem(self, source: pd.DataFrame, target: pd.DataFrame) -> CheckResult | None:
         col = self.sum_column
-        assert col is not None
         for side, frame in (("source", source), ("output", target)):
             if col not in frame.columns:
                 return self.result(
@@ -272,12 +354,24 @@ class Reconcile(Check):
                     message=f"{self.name}: {side} has no column "
                     f"{col!r}; columns are: {', '.join(map(str, frame.columns))}",
                 )
+        return None
+
+    def _sums(self, source: pd.DataFrame, target: pd.DataFrame) -> CheckResult:
+        col = self.sum_column
+        assert col is not None
+        problem = self._sum_problem(source, target)
+        if problem is not None:
+            return problem
         try:
             with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: a NaN sum, as is
                 a = float(np.nansum(numeric_values(source[col])))
                 b = float(np.nansum(numeric_values(target[col])))
         except CheckInputError as exc:
             return self.result(Status.ERROR, column=col, message=f"{self.name}: {exc}")
+        return self._judge_sums(a, b)
+
+    def _judge_sums(self, a: float, b: float) -> CheckResult:
+        col = self.sum_column
         diff = abs(a - b)
         rel = diff / abs(a) if a else (0.0 if diff == 0 else math.inf)
         ok = rel <= self.sum_tolerance or not math.isfinite(a)
@@ -290,6 +384,51 @@ class Reconcile(Check):
             message=f"{self.name}: sum of {col} {b:.6g} in the output vs {a:.6g} in the source",
             details={"source_sum": a, "target_sum": b, "difference": b - a, "relative": rel},
         )
+
+
+class _LossPlan(_KeysPlan):
+    def __init__(self, check: Loss, source: TableSource, prototype: pd.DataFrame) -> None:
+        super().__init__(source, check.key, prototype, "input")
+        self.check = check
+
+    def finish(self, states: list[Any], summary: Any, reader: Reader) -> list[CheckResult]:
+        rows_out, rows_in = int(states[0]), int(states[1])
+        lost = self.lost(summary).rows if self.key else max(rows_in - rows_out, 0)
+        return [self.check._judge(rows_in, rows_out, lost)]
+
+
+class _ReconcilePlan(_KeysPlan):
+    """Reconcile on a stream: missing keys as for loss, and the sums of ``sum_column`` on both sides."""
+
+    def __init__(self, check: Reconcile, source: TableSource, prototype: pd.DataFrame) -> None:
+        self.sum_problem: CheckResult | None = None
+        col = check.sum_column
+        extra: list[str] = []
+        if col:
+            self.sum_problem = check._sum_problem(source.prototype(), prototype)
+            extra = [col] if self.sum_problem is None and col not in check.key else []
+        super().__init__(source, check.key, prototype, "source", extra)
+        self.check = check
+        self.sum_col = col if col and self.sum_problem is None else None
+
+    def partial(self, batch: pd.DataFrame, offset: int, side: int = 0) -> Any:
+        total = 0.0
+        if self.sum_col:
+            with np.errstate(invalid="ignore", over="ignore"):
+                total = float(np.nansum(numeric_values(batch[self.sum_col])))
+        return (len(batch), total)
+
+    def merge(self, a: Any, b: Any) -> Any:
+        with np.errstate(invalid="ignore", over="ignore"):
+            return (a[0] + b[0], a[1] + b[1])
+
+    def finish(self, states: list[Any], summary: Any, reader: Reader) -> list[CheckResult]:
+        (n_target, target_sum), (n_src, source_sum) = states
+        lost = self.lost(summary)
+        out = [self.check._judge(n_src, n_target, lost.rows, lost.keys, self.examples(lost))]
+        if self.check.sum_column:
+            out.append(self.sum_problem or self.check._judge_sums(source_sum, target_sum))
+        return out
 
 
 def row_count(*, min: int | None = None, max: int | None = None, **kwargs: Any) -> RowCount:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from checks.base import _is_stream
 from checks.frame import (
     ColumnKind,
     as_columns,
@@ -353,12 +354,19 @@ def profile(
 ) -> Profile:
     """Profile ``columns`` of ``df`` (all by default): one pass per column, JSON-ready.
 
+    ``df`` may also be a table read in batches (see :mod:`checks.source`):
+    each batch is profiled and the profiles merged (:mod:`checks.drift_stream`).
+
     >>> import pandas as pd
     >>> profile(pd.DataFrame({"a": range(5)})).columns["a"].quantile(0.5)
     2.0
     """
     if int(top_k) < 1:
         raise ValueError(f"profile top_k must be at least 1 — got {top_k}")
+    if not isinstance(df, pd.DataFrame) and _is_stream(df):
+        from checks.drift_stream import profile_stream
+
+        return profile_stream(df, as_columns(columns), top_k=top_k, now=now or dt.datetime.now(dt.UTC))
     df = require_frame(df)
     names = as_columns(columns)
     if names is None:

@@ -12,6 +12,7 @@ from checks.errors import CheckInputError
 from checks.frame import require_frame
 from checks.profile import Profile
 from checks.result import CheckResult, Kind, Status
+from checks.stream import Plan, RowsPlan
 
 __all__ = ["DTYPE_FAMILIES", "Schema", "schema"]
 
@@ -101,7 +102,14 @@ class Schema(Check):
         self.dataset = dataset
 
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
-        frame = require_frame(df)
+        return self._judge(require_frame(df), context)
+
+    def plan(self, context: CheckContext, prototype: pd.DataFrame) -> Plan:
+        # a stream's dtypes are its prototype's: a parquet or Arrow schema, a Dask frame's meta, or
+        # those pd.concat gives a list of frames
+        return RowsPlan(lambda rows: [self._judge(prototype, context)])
+
+    def _judge(self, frame: pd.DataFrame, context: CheckContext) -> CheckResult:
         expected = self.expected
         if expected is None:
             store, dataset = context.store, self.dataset or context.dataset

@@ -11,6 +11,7 @@ from checks.base import Check, CheckContext
 from checks.errors import CheckInputError
 from checks.frame import require_frame
 from checks.result import CheckResult, Kind, Status
+from checks.stream import Plan, RowsPlan
 
 __all__ = ["MAD_TO_SD", "SEASONALITIES", "Volume", "volume"]
 
@@ -82,15 +83,25 @@ class Volume(Check):
         self.dataset = dataset
 
     def evaluate(self, df: Any, context: CheckContext) -> CheckResult:
-        rows = len(require_frame(df))
+        return self._judge(len(require_frame(df)), context)
+
+    def plan(self, context: CheckContext, prototype: Any) -> Plan:
+        self._store(context)
+        return RowsPlan(lambda rows: [self._judge(rows, context)])
+
+    def _store(self, context: CheckContext) -> None:
         if context.store is None:
             raise CheckInputError(
                 "needs a CheckStore for the row counts of earlier runs; pass "
                 "context.store (checks.MemoryStore or the agent's run store)"
             )
-        dataset = self.dataset or context.dataset
-        if not dataset:
+        if not (self.dataset or context.dataset):
             raise CheckInputError("needs a dataset name to keep row counts under: pass dataset= or set context.dataset")
+
+    def _judge(self, rows: int, context: CheckContext) -> CheckResult:
+        self._store(context)
+        assert context.store is not None
+        dataset = self.dataset or context.dataset
         when = context.data_time
         store = context.store
         past = list(store.row_count_history(context.pipeline, dataset, self.history))

@@ -264,10 +264,10 @@ def _gated(output: Any, checks: list[Any], **task: Any) -> tuple[Pipeline, list[
 
 @pytest.mark.parametrize("output", [
     pd.DataFrame({"id": [1, 2]}),
-    pa.table({"id": [1, 2]}),
+    [1, 2],
     {"id": [1, 2]},
     None,
-], ids=["misspelled-column", "pyarrow-table", "dict", "none"])
+], ids=["misspelled-column", "list", "dict", "none"])
 def test_a_blocking_check_that_cannot_run_stops_downstream(run_opts: dict[str, Any], output: Any) -> None:
     """A check in status error (a misspelled column, an output it cannot read) fails the task and skips load."""
     column = "idd" if isinstance(output, pd.DataFrame) else "id"
@@ -278,6 +278,15 @@ def test_a_blocking_check_that_cannot_run_stops_downstream(run_opts: dict[str, A
     assert ran == []
     reason = rec.latest()["load"].reason or ""
     assert f"unique({column})" in reason and "could not run" in reason
+
+
+def test_an_arrow_table_output_is_checked_like_a_frame(run_opts: dict[str, Any]) -> None:
+    """A task that returns a pyarrow Table gets its checks: a duplicated key fails it and skips load."""
+    pipe, ran = _gated(pa.table({"id": [1, 1, 2]}), [unique("id")])
+    rec = run(pipe, **run_opts)
+    assert _status(rec) == {"extract": "success", "transform": "failed", "load": "skipped"}
+    [result] = rec.latest()["transform"].checks
+    assert result.status is Status.FAIL and ran == []
 
 
 @pytest.mark.parametrize("opt_out", [

@@ -53,3 +53,15 @@ def test_unknown_name_is_an_attribute_error_naming_it() -> None:
 
     with pytest.raises(AttributeError, match="uniqe"):
         checks.uniqe  # noqa: B018
+
+
+@pytest.mark.parametrize("statement", [
+    "import checks, agent; checks.run_checks, checks.as_source, checks.unique, checks.drift, checks.profile",
+    "import checks.stream, checks.source, checks.keyset, checks.drift_stream",
+])
+def test_reading_tables_in_batches_imports_no_dask_scipy_or_dataset(statement: str) -> None:
+    """The stream machinery imports dask, scipy and pyarrow.dataset only when such an input arrives."""
+    loaded = set(_fresh_python(
+        f"import sys\n{statement}\nprint(' '.join(sorted(sys.modules)))"
+    ).split())
+    assert not loaded & {"dask", "distributed", "scipy", "pyarrow.dataset", "great_expectations"}
