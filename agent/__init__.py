@@ -42,10 +42,22 @@ _WHERE = {
     "run": "agent.runner",
     "resume": "agent.runner",
     "RunStore": "agent.store",
-    **{name: "agent.errors" for name in (
-        "CheckFailedError", "ConfigError", "CycleError", "DecorationError", "DuplicateTaskError",
-        "PipewardenError", "RunLimitError", "StoreError", "TaskTimeoutError", "UnknownDependencyError",
-        "UntrustedPathError")},
+    **{
+        name: "agent.errors"
+        for name in (
+            "CheckFailedError",
+            "ConfigError",
+            "CycleError",
+            "DecorationError",
+            "DuplicateTaskError",
+            "PipewardenError",
+            "RunLimitError",
+            "StoreError",
+            "TaskTimeoutError",
+            "UnknownDependencyError",
+            "UntrustedPathError",
+        )
+    },
 }
 
 if TYPE_CHECKING:

@@ -24,8 +24,12 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--rows", default=50_000, show_default=True, help="Rows of generated orders data.")
-@click.option("--home", type=click.Path(file_okay=False), default=None,
-              help="State directory (default $PIPEWARDEN_HOME, else ~/.local/state/pipewarden).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="State directory (default $PIPEWARDEN_HOME, else ~/.local/state/pipewarden).",
+)
 def demo(rows: int, home: str | None) -> None:
     """Run the bundled example ETL (extract -> transform -> load) with checks, and summarise."""
     from agent.demo import run_demo
@@ -41,15 +45,29 @@ def demo(rows: int, home: str | None) -> None:
 # --- orchestrator: run, runs list/show/resume, backfill -----------------------------------------
 # Heavy imports stay inside the commands so `import agent.cli` (and `pipewarden --help`) stays light.
 
-_HOME = click.option("--home", type=click.Path(file_okay=False), default=None,
-                     help="State directory (default $PIPEWARDEN_HOME, else ~/.local/state/pipewarden).")
-_EXECUTOR = click.option("--executor", type=click.Choice(["threads", "processes", "dask"]), default="threads",
-                         show_default=True, help="Where task functions run.")
+_HOME = click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="State directory (default $PIPEWARDEN_HOME, else ~/.local/state/pipewarden).",
+)
+_EXECUTOR = click.option(
+    "--executor",
+    type=click.Choice(["threads", "processes", "dask"]),
+    default="threads",
+    show_default=True,
+    help="Where task functions run.",
+)
 _ADDRESS = click.option("--address", default=None, help="Dask scheduler address (default: a local cluster).")
-_WORKERS = click.option("--max-workers", type=click.IntRange(min=1), default=None,
-                        help="Tasks running at once (default: the pipeline's, else the executor's).")
-_PROGRESS = click.option("--progress/--no-progress", default=None,
-                         help="Live task table (default: when stderr is a terminal).")
+_WORKERS = click.option(
+    "--max-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks running at once (default: the pipeline's, else the executor's).",
+)
+_PROGRESS = click.option(
+    "--progress/--no-progress", default=None, help="Live task table (default: when stderr is a terminal)."
+)
 
 
 def _fail(exc: BaseException) -> NoReturn:
@@ -68,8 +86,15 @@ def _params(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _orchestrate(home: str | None, executor: str, address: str | None, max_workers: int | None,
-                 progress: bool | None, work: Any, config: str | None = None) -> int:
+def _orchestrate(
+    home: str | None,
+    executor: str,
+    address: str | None,
+    max_workers: int | None,
+    progress: bool | None,
+    work: Any,
+    config: str | None = None,
+) -> int:
     """Open the store, build the runner (with a live display on a terminal), run ``work(runner)``."""
     import threading
 
@@ -173,24 +198,48 @@ def _summary(record: Any) -> None:
 
 @cli.command("run")
 @click.argument("target")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="A run parameter (repeatable); `path` is the triggering file.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A run parameter (repeatable); `path` is the triggering file.",
+)
 @click.option("--logical-date", default=None, help="ISO date or datetime the run is for (default: now).")
 @_EXECUTOR
 @_ADDRESS
 @_WORKERS
 @_PROGRESS
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON instead of a table.")
-@click.option("--wait", is_flag=True,
-              help="When the pipeline already has max_active_runs runs running, wait for a slot instead of "
-                   "refusing (exit 1).")
-@click.option("--config", "config_path", default=None, envvar="PIPEWARDEN_CONFIG", type=click.Path(dir_okay=False),
-              help="A pipewarden.yml: TARGET may name one of its pipelines (with its overrides and checks), and "
-                   "its alert rules are evaluated (default $PIPEWARDEN_CONFIG).")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="When the pipeline already has max_active_runs runs running, wait for a slot instead of refusing (exit 1).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    envvar="PIPEWARDEN_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="A pipewarden.yml: TARGET may name one of its pipelines (with its overrides and checks), and "
+    "its alert rules are evaluated (default $PIPEWARDEN_CONFIG).",
+)
 @_HOME
-def run_cmd(target: str, params: tuple[str, ...], logical_date: str | None, executor: str, address: str | None,
-            max_workers: int | None, progress: bool | None, as_json: bool, wait: bool, config_path: str | None,
-            home: str | None) -> None:
+def run_cmd(
+    target: str,
+    params: tuple[str, ...],
+    logical_date: str | None,
+    executor: str,
+    address: str | None,
+    max_workers: int | None,
+    progress: bool | None,
+    as_json: bool,
+    wait: bool,
+    config_path: str | None,
+    home: str | None,
+) -> None:
     """Run a pipeline: TARGET is path/to/file.py[:pipeline], or a pipeline of --config. Exit 1 when the run fails
     or is refused because the pipeline already has max_active_runs runs running (see --wait)."""
     from agent.errors import PipewardenError
@@ -214,11 +263,20 @@ def run_cmd(target: str, params: tuple[str, ...], logical_date: str | None, exec
         if wait:
             running = store.list_runs(pipeline=pipe.name, status="running", limit=pipe.max_active_runs)
             if len(running) >= pipe.max_active_runs:
-                click.echo(f"waiting: pipeline {pipe.name!r} has {len(running)} run(s) running "
-                           f"(max_active_runs={pipe.max_active_runs}): {', '.join(r.run_id for r in running)}; "
-                           "this run starts when one ends", err=True)
-        record = runner.run(pipe, params=values, logical_date=logical_date, trigger="manual", cancel=cancel,
-                            wait=math.inf if wait else 0.0)
+                click.echo(
+                    f"waiting: pipeline {pipe.name!r} has {len(running)} run(s) running "
+                    f"(max_active_runs={pipe.max_active_runs}): {', '.join(r.run_id for r in running)}; "
+                    "this run starts when one ends",
+                    err=True,
+                )
+        record = runner.run(
+            pipe,
+            params=values,
+            logical_date=logical_date,
+            trigger="manual",
+            cancel=cancel,
+            wait=math.inf if wait else 0.0,
+        )
         _report(record, as_json)
         return 0 if record.ok else 1
 
@@ -252,8 +310,9 @@ _RUN_STATES = ("queued", "running", "success", "failed", "cancelled", "interrupt
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the run ids, newest first (for scripts).")
 @_HOME
-def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: bool, quiet: bool,
-              home: str | None) -> None:
+def runs_list(
+    pipeline: str | None, status: str | None, limit: int, as_json: bool, quiet: bool, home: str | None
+) -> None:
     """The latest runs, newest first (runs whose process died are marked interrupted first)."""
     from agent.errors import PipewardenError
     from agent.store import open_store
@@ -285,15 +344,19 @@ def runs_list(pipeline: str | None, status: str | None, limit: int, as_json: boo
 
     click.echo(f"{'RUN':<24} {'PIPELINE':<20} {'STATUS':<12} {'TRIGGER':<9} {'STARTED (UTC)':<20} DURATION")
     for r in rows:
-        started = (dt.datetime.fromtimestamp(r.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-                   if r.started_at else "-")
+        started = dt.datetime.fromtimestamp(r.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
         dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
         click.echo(f"{r.run_id:<24} {r.pipeline:<20} {r.status!s:<12} {r.trigger:<9} {started:<20} {dur}")
 
 
 @runs.command("prune")
-@click.option("--older-than", "older_than", required=True, metavar="AGE",
-              help="Delete runs that ended longer ago than AGE: 30d, 12h, 2w.")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="AGE",
+    help="Delete runs that ended longer ago than AGE: 30d, 12h, 2w.",
+)
 @click.option("--pipeline", default=None, help="Only runs of this pipeline.")
 @click.option("--dry-run", is_flag=True, help="Say how many runs would be deleted; delete nothing.")
 @_HOME
@@ -341,15 +404,16 @@ def runs_show(run_id: str, as_json: bool, home: str | None) -> None:
     except PipewardenError as exc:
         _fail(exc)
     if record is None:
-        click.echo(f"error: there is no run {run_id!r} in the run store; `pipewarden runs list` shows them",
-                   err=True)
+        click.echo(f"error: there is no run {run_id!r} in the run store; `pipewarden runs list` shows them", err=True)
         sys.exit(2)
     if as_json:
         _report(record, True)
         return
     click.echo(f"run {record.run_id}  pipeline {record.pipeline}  status {record.status}  trigger {record.trigger}")
-    click.echo(f"version {record.version or '-'}  logical date "
-               f"{record.logical_date.isoformat() if record.logical_date else '-'}  params {dict(record.params)}")
+    click.echo(
+        f"version {record.version or '-'}  logical date "
+        f"{record.logical_date.isoformat() if record.logical_date else '-'}  params {dict(record.params)}"
+    )
     if record.error:
         click.echo(f"error: {record.error}")
     _summary(record)
@@ -390,12 +454,26 @@ def kpis_cmd(pipeline: str | None, last: int | None, as_json: bool, home: str | 
     if as_json:
         import json
 
-        click.echo(json.dumps({name: {
-            "runs": r.runs, "verdicts": r.verdicts, "success_rate": r.success_rate,
-            "mean_time_to_recovery_seconds": r.mean_time_to_recovery, "recoveries": len(r.recovery_times),
-            "changes": r.changes, "failed_changes": r.failed_changes, "change_failure_rate": r.change_failure_rate,
-            "up": r.health.up, "last_success_at": r.health.last_success_at} for name, r in reports.items()},
-            indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    name: {
+                        "runs": r.runs,
+                        "verdicts": r.verdicts,
+                        "success_rate": r.success_rate,
+                        "mean_time_to_recovery_seconds": r.mean_time_to_recovery,
+                        "recoveries": len(r.recovery_times),
+                        "changes": r.changes,
+                        "failed_changes": r.failed_changes,
+                        "change_failure_rate": r.change_failure_rate,
+                        "up": r.health.up,
+                        "last_success_at": r.health.last_success_at,
+                    }
+                    for name, r in reports.items()
+                },
+                indent=2,
+            )
+        )
         return
     if not any(r.runs for r in reports.values()):
         click.echo("no finished runs recorded", err=True)
@@ -409,13 +487,17 @@ def kpis_cmd(pipeline: str | None, last: int | None, as_json: bool, home: str | 
             return "never"
         return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
-    click.echo(f"{'PIPELINE':<20} {'RUNS':>5} {'SUCCESS':>8} {'MTTR':>9} {'CHANGES':>8} {'CFR':>6} {'UP':>4}"
-               "  LAST SUCCESS (UTC)")
+    click.echo(
+        f"{'PIPELINE':<20} {'RUNS':>5} {'SUCCESS':>8} {'MTTR':>9} {'CHANGES':>8} {'CFR':>6} {'UP':>4}"
+        "  LAST SUCCESS (UTC)"
+    )
     for name, r in reports.items():
         mttr = "-" if r.mean_time_to_recovery is None else f"{r.mean_time_to_recovery:.1f}s"
         up = {True: "yes", False: "no", None: "-"}[r.health.up]
-        click.echo(f"{name:<20} {r.runs:>5} {pct(r.success_rate):>8} {mttr:>9} {r.changes:>8} "
-                   f"{pct(r.change_failure_rate):>6} {up:>4}  {age(r.health.last_success_at)}")
+        click.echo(
+            f"{name:<20} {r.runs:>5} {pct(r.success_rate):>8} {mttr:>9} {r.changes:>8} "
+            f"{pct(r.change_failure_rate):>6} {up:>4}  {age(r.health.last_success_at)}"
+        )
 
 
 @runs.command("resume")
@@ -427,8 +509,16 @@ def kpis_cmd(pipeline: str | None, last: int | None, as_json: bool, home: str | 
 @_PROGRESS
 @click.option("--json", "as_json", is_flag=True)
 @_HOME
-def runs_resume(run_id: str, target: str | None, executor: str, address: str | None, max_workers: int | None,
-                progress: bool | None, as_json: bool, home: str | None) -> None:
+def runs_resume(
+    run_id: str,
+    target: str | None,
+    executor: str,
+    address: str | None,
+    max_workers: int | None,
+    progress: bool | None,
+    as_json: bool,
+    home: str | None,
+) -> None:
     """Run again the failed, timed-out, skipped and interrupted tasks of RUN_ID; exit 1 if it still fails."""
     from agent.errors import PipewardenError
     from agent.loader import load_pipeline
@@ -443,15 +533,16 @@ def runs_resume(run_id: str, target: str | None, executor: str, address: str | N
             return 0
         where = target or rec.target
         if not where:
-            click.echo(f"error: run {run_id} does not say which file it came from; pass --target FILE[:NAME]",
-                       err=True)
+            click.echo(f"error: run {run_id} does not say which file it came from; pass --target FILE[:NAME]", err=True)
             return 2
         if target is None:  # a path read from the store: import it only if nobody else could have put it there
             from agent.loader import split_target
             from agent.trust import require_trusted
 
-            require_trusted([store.path.parent, store.path, split_target(where)[0]],
-                            what=f"import the pipeline file run {run_id} names in the run store")
+            require_trusted(
+                [store.path.parent, store.path, split_target(where)[0]],
+                what=f"import the pipeline file run {run_id} names in the run store",
+            )
         pipe = load_pipeline(where)
         for task, why in runner.plan_resume(pipe, run_id).again.items():
             click.echo(f"resume: {task} finished before but runs again: {why}", err=True)
@@ -477,8 +568,18 @@ def runs_resume(run_id: str, target: str | None, executor: str, address: str | N
 @_WORKERS
 @_PROGRESS
 @_HOME
-def backfill(target: str, start: str, end: str, every: str | None, rerun: bool, executor: str,
-             address: str | None, max_workers: int | None, progress: bool | None, home: str | None) -> None:
+def backfill(
+    target: str,
+    start: str,
+    end: str,
+    every: str | None,
+    rerun: bool,
+    executor: str,
+    address: str | None,
+    max_workers: int | None,
+    progress: bool | None,
+    home: str | None,
+) -> None:
     """Run TARGET (path/to/file.py[:pipeline]) once per logical date of its schedule in [--start, --end]."""
     import datetime as dt
 
@@ -521,8 +622,14 @@ _CONFIG = click.argument("config", default="pipewarden.yml", type=click.Path(dir
 
 
 @cli.command("daemon")
-@click.option("--config", "config_path", default="pipewarden.yml", show_default=True,
-              type=click.Path(dir_okay=False), help="The configuration file.")
+@click.option(
+    "--config",
+    "config_path",
+    default="pipewarden.yml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The configuration file.",
+)
 @_HOME
 def daemon_cmd(config_path: str, home: str | None) -> None:
     """Run the agent as one long-lived process: schedules, file triggers, /metrics, API, status page, alerts.
@@ -569,17 +676,25 @@ def validate_cmd(config: str) -> None:
             click.echo(f"error: {problem}", err=True)
         sys.exit(2)
     alerts = loaded.config.alerts
-    click.echo(f"{config}: valid; {len(loaded.pipelines)} pipeline(s): {', '.join(loaded.pipelines) or 'none'}; "
-               f"{len(alerts.rules) if alerts else 0} alert rule(s) of your own, "
-               f"{len(alerts.receivers) if alerts else 0} receiver(s)")
+    click.echo(
+        f"{config}: valid; {len(loaded.pipelines)} pipeline(s): {', '.join(loaded.pipelines) or 'none'}; "
+        f"{len(alerts.rules) if alerts else 0} alert rule(s) of your own, "
+        f"{len(alerts.receivers) if alerts else 0} receiver(s)"
+    )
 
 
 @cli.command("trigger")
 @click.argument("pipeline")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A run parameter (repeatable).")
 @click.option("--url", default=None, help="The daemon's address (default: agent.listen of --config).")
-@click.option("--config", "config_path", default="pipewarden.yml", show_default=True,
-              type=click.Path(dir_okay=False), help="Where to read agent.listen when --url is not given.")
+@click.option(
+    "--config",
+    "config_path",
+    default="pipewarden.yml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where to read agent.listen when --url is not given.",
+)
 @click.option("--wait/--no-wait", default=False, help="Wait for the run to end; exit 1 if it failed.")
 def trigger_cmd(pipeline: str, params: tuple[str, ...], url: str | None, config_path: str, wait: bool) -> None:
     """Ask a running daemon to run PIPELINE now (the token comes from $PIPEWARDEN_API_TOKEN)."""
@@ -605,9 +720,12 @@ def trigger_cmd(pipeline: str, params: tuple[str, ...], url: str | None, config_
         token = os.environ.get("PIPEWARDEN_API_TOKEN", "")
     base = url.rstrip("/")
     body = json.dumps({"params": _params(params)}).encode()
-    request = urllib.request.Request(f"{base}/api/v1/pipelines/{pipeline}/runs", data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    request = urllib.request.Request(
+        f"{base}/api/v1/pipelines/{pipeline}/runs",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
             answer = json.loads(resp.read())
@@ -618,8 +736,11 @@ def trigger_cmd(pipeline: str, params: tuple[str, ...], url: str | None, config_
         click.echo(f"error: the daemon at {base} answered {exc.code}: {detail}", err=True)
         sys.exit(2)
     except (urllib.error.URLError, OSError) as exc:
-        click.echo(f"error: no pipewarden daemon answers at {base} ({getattr(exc, 'reason', exc)}); start one with "
-                   "`pipewarden daemon`", err=True)
+        click.echo(
+            f"error: no pipewarden daemon answers at {base} ({getattr(exc, 'reason', exc)}); start one with "
+            "`pipewarden daemon`",
+            err=True,
+        )
         sys.exit(2)
     run_id = answer["run_id"]
     click.echo(run_id)
@@ -666,19 +787,29 @@ def baseline_accept(dataset: str, pipeline: str | None, run_id: str | None, note
             found = store.baseline_pipelines(dataset, run_id)
             what = f"dataset {dataset!r}" + (f" in run {run_id!r}" if run_id else "")
             if not found:
-                raise BaselineError(f"no drift profile of {what} in the run store; a drift check with no "
-                                    "reference records one per run", pipeline="", dataset=dataset, run_id=run_id)
+                raise BaselineError(
+                    f"no drift profile of {what} in the run store; a drift check with no reference records one per run",
+                    pipeline="",
+                    dataset=dataset,
+                    run_id=run_id,
+                )
             if len(found) > 1:
-                raise BaselineError(f"{what} has baselines in pipelines {', '.join(found)}; pass --pipeline",
-                                    pipeline="", dataset=dataset, run_id=run_id)
+                raise BaselineError(
+                    f"{what} has baselines in pipelines {', '.join(found)}; pass --pipeline",
+                    pipeline="",
+                    dataset=dataset,
+                    run_id=run_id,
+                )
             pipeline = found[0]
         acc = accept_baseline(store, pipeline=pipeline, dataset=dataset, run_id=run_id, by=by, note=note)
     except (BaselineError, PipewardenError) as exc:
         _fail(exc)
     finally:
         store.close()
-    click.echo(f"accepted run {acc.run_id or '(unnamed)'} as the baseline of {pipeline}/{dataset} "
-               f"({acc.profiles} profile(s)) by {acc.by or 'unknown'} at {acc.accepted_at.isoformat()}")
+    click.echo(
+        f"accepted run {acc.run_id or '(unnamed)'} as the baseline of {pipeline}/{dataset} "
+        f"({acc.profiles} profile(s)) by {acc.by or 'unknown'} at {acc.accepted_at.isoformat()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -727,8 +858,20 @@ def alerts_list(show_all: bool, as_json: bool, home: str | None) -> None:
         import dataclasses
         import json
 
-        click.echo(json.dumps([{**dataclasses.asdict(a), "labels": dict(a.labels),
-                                "annotations": dict(a.annotations), "state": str(a.state)} for a in rows], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        **dataclasses.asdict(a),
+                        "labels": dict(a.labels),
+                        "annotations": dict(a.annotations),
+                        "state": str(a.state),
+                    }
+                    for a in rows
+                ],
+                indent=2,
+            )
+        )
         return
     if not rows:
         click.echo("no alerts pending or firing" if not show_all else "no alerts recorded", err=True)
@@ -737,8 +880,10 @@ def alerts_list(show_all: bool, as_json: bool, home: str | None) -> None:
     for a in rows:
         since = a.fired_at or a.active_at
         ack = a.acknowledged_by or "-"
-        click.echo(f"{a.fingerprint:<16} {a.alert:<26} {a.state!s:<9} {a.severity:<9} "
-                   f"{a.labels.get('pipeline', '-'):<18} {_since(since):<20} {ack}")
+        click.echo(
+            f"{a.fingerprint:<16} {a.alert:<26} {a.state!s:<9} {a.severity:<9} "
+            f"{a.labels.get('pipeline', '-'):<18} {_since(since):<20} {ack}"
+        )
         if summary := a.annotations.get("summary"):
             click.echo(f"{'':<16} {summary}")
 
@@ -765,13 +910,18 @@ def alerts_ack(alert_id: str, by: str | None, home: str | None) -> None:
     except PipewardenError as exc:
         _fail(exc)
     if acked is None:
-        click.echo(f"error: alert {found.fingerprint} ({found.alert}) is {found.state}, not firing; only a firing "
-                   "alert can be acknowledged", err=True)
+        click.echo(
+            f"error: alert {found.fingerprint} ({found.alert}) is {found.state}, not firing; only a firing "
+            "alert can be acknowledged",
+            err=True,
+        )
         sys.exit(2)
     labels = " ".join(f"{k}={v}" for k, v in sorted(acked.labels.items()) if k not in ("alertname", "severity"))
     if acked.acknowledged_by != who:
-        click.echo(f"alert {acked.fingerprint} ({acked.alert} {labels}) was already acknowledged by "
-                   f"{acked.acknowledged_by} at {_since(acked.acknowledged_at)} UTC")
+        click.echo(
+            f"alert {acked.fingerprint} ({acked.alert} {labels}) was already acknowledged by "
+            f"{acked.acknowledged_by} at {_since(acked.acknowledged_at)} UTC"
+        )
         return
     click.echo(f"acknowledged {acked.fingerprint} ({acked.alert} {labels}) as {who}")
 
@@ -785,8 +935,13 @@ def _alerts_config(path: str) -> Any:
 
 
 @alerts_group.command("test")
-@click.option("--config", "config_path", default="pipewarden.yml", show_default=True,
-              help="The pipewarden.yml whose alerts.receivers to test.")
+@click.option(
+    "--config",
+    "config_path",
+    default="pipewarden.yml",
+    show_default=True,
+    help="The pipewarden.yml whose alerts.receivers to test.",
+)
 def alerts_test(config_path: str) -> None:
     """Send a sample alert through every receiver and say what each answered; exit 1 if one failed."""
     import time
@@ -817,8 +972,12 @@ def dashboards() -> None:
 
 @dashboards.command("export")
 @click.argument("directory", type=click.Path(path_type=str))
-@click.option("--prometheus-url", default="http://127.0.0.1:9090", show_default=True,
-              help="URL of the Prometheus the provisioned data source points at.")
+@click.option(
+    "--prometheus-url",
+    default="http://127.0.0.1:9090",
+    show_default=True,
+    help="URL of the Prometheus the provisioned data source points at.",
+)
 def dashboards_export(directory: str, prometheus_url: str) -> None:
     """Write the dashboards to DIRECTORY/dashboards and Grafana provisioning files to DIRECTORY/provisioning.
 

@@ -105,8 +105,10 @@ class _Reader:
             if value is None:
                 if default is not None:
                     return default
-                self.problems.append(f"{self._where(path)}: environment variable {name} is not set "
-                                     f"(write ${{{name}:-default}} for a default)")
+                self.problems.append(
+                    f"{self._where(path)}: environment variable {name} is not set "
+                    f"(write ${{{name}:-default}} for a default)"
+                )
                 return ""
             return value
 
@@ -282,8 +284,11 @@ def _load(path: Path, env: Mapping[str, str]) -> tuple[Any, _Reader]:
     Config = _models()
     data, reader = _read_yaml(path, env)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the configuration is a mapping (agent:, pipelines:, alerts:) — got "
-                          f"{type(data).__name__}", path=str(path), line=1)
+        raise ConfigError(
+            f"{path}:1: the configuration is a mapping (agent:, pipelines:, alerts:) — got {type(data).__name__}",
+            path=str(path),
+            line=1,
+        )
     problems = list(reader.problems)
     config = None
     try:
@@ -381,14 +386,15 @@ def _apply(pipe: Pipeline, spec: Any, where: str, problems: list[str], reader: _
         directory = Path(spec.files.directory)
         if not directory.is_absolute():
             directory = file.parent / directory
-        pipe.schedule = FileArrival(str(directory), spec.files.pattern, spec.files.stable_seconds,
-                                    spec.files.recursive)
+        pipe.schedule = FileArrival(str(directory), spec.files.pattern, spec.files.stable_seconds, spec.files.recursive)
     unknown = [k for k in spec.params if k not in pipe.params and k != "path"]
     for k in unknown:
         hint = difflib.get_close_matches(k, list(pipe.params), n=1)
         declared = ", ".join(pipe.params) or "none"
-        problems.append(f"{line('params', k)}: {pipe.name!r} declares no parameter {k!r}"
-                        + (f"; did you mean {hint[0]!r}?" if hint else f" (declared: {declared})"))
+        problems.append(
+            f"{line('params', k)}: {pipe.name!r} declares no parameter {k!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else f" (declared: {declared})")
+        )
     pipe.params.update({k: v for k, v in spec.params.items() if k not in unknown})
     if spec.max_active_runs is not None:
         pipe.max_active_runs = spec.max_active_runs
@@ -401,8 +407,10 @@ def _apply(pipe: Pipeline, spec: Any, where: str, problems: list[str], reader: _
         for task, declared in spec.checks.items():
             if task not in pipe.tasks:
                 hint = difflib.get_close_matches(task, list(pipe.tasks), n=1)
-                problems.append(f"{line('checks', task)}: {pipe.name!r} has no task {task!r}"
-                                + (f"; did you mean {hint[0]!r}?" if hint else ""))
+                problems.append(
+                    f"{line('checks', task)}: {pipe.name!r} has no task {task!r}"
+                    + (f"; did you mean {hint[0]!r}?" if hint else "")
+                )
                 continue
             try:
                 built = from_config(declared, path=f"{file}:{reader.line_of(('pipelines', i, 'checks', task))}")
@@ -421,13 +429,19 @@ def _problem(file: Path, reader: _Reader, data: Any, err: Mapping[str, Any], mod
     if err["type"] == "extra_forbidden":
         known = _fields_at(model, loc[:-1])
         hint = difflib.get_close_matches(str(path[-1]), known, n=1) if known else []
-        msg = "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "") + (
-            f"; allowed: {', '.join(known)}" if known and not hint else "")
+        msg = (
+            "unknown key"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
+            + (f"; allowed: {', '.join(known)}" if known and not hint else "")
+        )
     elif err["type"] == "missing":
         msg = "required"
     found = err.get("input")
-    if (err["type"] not in ("extra_forbidden", "missing") and isinstance(found, str | int | float | bool)
-            and "got" not in msg):
+    if (
+        err["type"] not in ("extra_forbidden", "missing")
+        and isinstance(found, str | int | float | bool)
+        and "got" not in msg
+    ):
         msg += f" — got {found!r}"
     return f"{file}:{reader.line_of(path)}: {_dotted(path)}: {msg}"
 

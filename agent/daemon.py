@@ -68,9 +68,16 @@ class Daemon:
     ``serve=False`` starts no HTTP server (tests that step ``tick``).
     """
 
-    def __init__(self, config: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
-                 home: str | os.PathLike[str] | None = None, clock: Callable[[], float] = time.time,
-                 serve: bool = True, watch_config: bool = True) -> None:
+    def __init__(
+        self,
+        config: str | os.PathLike[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        home: str | os.PathLike[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        serve: bool = True,
+        watch_config: bool = True,
+    ) -> None:
         self.config_path = Path(config)
         self.env = dict(os.environ if env is None else env)
         self.home_arg = home
@@ -133,11 +140,13 @@ class Daemon:
             env = {**self.env, **self.loaded.agent.env}
             from exporters.metrics import Metrics
 
-            self.telemetry = Telemetry.from_env(env, home=home, store=self.store, history=False,
-                                                metrics=Metrics(daemon=True))
+            self.telemetry = Telemetry.from_env(
+                env, home=home, store=self.store, history=False, metrics=Metrics(daemon=True)
+            )
             recover_interrupted(self.store, self.telemetry, now=self.clock())
-            self.scheduler = Scheduler(self.store, [p.pipeline for p in self.loaded.pipelines.values()],
-                                       telemetry=self.telemetry)
+            self.scheduler = Scheduler(
+                self.store, [p.pipeline for p in self.loaded.pipelines.values()], telemetry=self.telemetry
+            )
             self.scheduler.on_file_event(self.wake.set)
             self.scheduler.start()
             self._start_alerts()
@@ -149,8 +158,12 @@ class Daemon:
             if self.watch_config:
                 self._watch_config()
             self.started_at = self.clock()
-            log.info("pipewarden daemon started: %d pipeline(s), home %s%s", len(self.loaded.pipelines), home,
-                     f", serving {self.http.url}" if self.http is not None else "")
+            log.info(
+                "pipewarden daemon started: %d pipeline(s), home %s%s",
+                len(self.loaded.pipelines),
+                home,
+                f", serving {self.http.url}" if self.http is not None else "",
+            )
         except BaseException:
             self._release_lock()
             raise
@@ -186,9 +199,14 @@ class Daemon:
             active.thread.join(max(0.0, deadline - time.monotonic()))
         left = self._running()
         for active in left:  # past the grace period: the runner records what did not finish as interrupted
-            log.warning("run %s of %s did not finish within the %gs grace period; recording it interrupted "
-                        "(resume it with pipewarden runs resume %s)", active.run_id, active.pipeline, grace,
-                        active.run_id)
+            log.warning(
+                "run %s of %s did not finish within the %gs grace period; recording it interrupted "
+                "(resume it with pipewarden runs resume %s)",
+                active.run_id,
+                active.pipeline,
+                grace,
+                active.run_id,
+            )
             active.cancel.set()
             active.abandon.set()
         for active in left:
@@ -261,8 +279,9 @@ class Daemon:
 
                     executor = ProcessExecutor()
                 try:
-                    Runner(store=self.store, telemetry=self.telemetry, executor=executor,
-                           clock=self.clock).run(pipe, run_id=run_id, cancel=active.cancel, abandon=active.abandon)
+                    Runner(store=self.store, telemetry=self.telemetry, executor=executor, clock=self.clock).run(
+                        pipe, run_id=run_id, cancel=active.cancel, abandon=active.abandon
+                    )
                 finally:
                     if executor is not None:
                         executor.shutdown()
@@ -301,8 +320,9 @@ class Daemon:
 
     # --- triggers from the API and from alert actions -----------------------------------------------------
 
-    def trigger(self, pipeline: str, params: Mapping[str, Any] | None = None, *, trigger: str = "manual",
-                timeout: float = 10.0) -> str:
+    def trigger(
+        self, pipeline: str, params: Mapping[str, Any] | None = None, *, trigger: str = "manual", timeout: float = 10.0
+    ) -> str:
         """Queue a run of ``pipeline`` now; returns its run id once the store has it (ConfigError if unknown)."""
         if self.scheduler is None or pipeline not in self.scheduler.pipelines:
             known = ", ".join(sorted(self.scheduler.pipelines)) if self.scheduler is not None else "none"
@@ -317,7 +337,7 @@ class Daemon:
         if not done.wait(timeout) or not out:
             raise ConfigError(f"the daemon did not take the trigger of {pipeline!r} within {timeout:g}s")
         if out[0].startswith("error:"):
-            raise ConfigError(out[0][len("error: "):])
+            raise ConfigError(out[0][len("error: ") :])
         return out[0]
 
     def _take_triggers(self, when: dt.datetime) -> None:
@@ -351,7 +371,8 @@ class Daemon:
         def work() -> None:
             try:
                 Runner(store=self.store, telemetry=self.telemetry, clock=self.clock).resume(
-                    pipe, run_id, cancel=active.cancel, abandon=active.abandon)
+                    pipe, run_id, cancel=active.cancel, abandon=active.abandon
+                )
             except Exception:
                 log.exception("resuming run %s failed", run_id)
             finally:
@@ -374,12 +395,22 @@ class Daemon:
         from exporters.alert_metrics import PrometheusAlertMetrics
 
         self.evaluator = evaluator_from_config(
-            self.loaded.config.alerts, store=self.store, metrics=PrometheusAlertMetrics(self.telemetry.metrics),
-            actions=_Actions(self), env=self.env, clock=self.clock, tick_interval=None)
+            self.loaded.config.alerts,
+            store=self.store,
+            metrics=PrometheusAlertMetrics(self.telemetry.metrics),
+            actions=_Actions(self),
+            env=self.env,
+            clock=self.clock,
+            tick_interval=None,
+        )
         self.telemetry.bus.add(self.evaluator)
         self.telemetry.on_export_error.append(
-            lambda exporter, pipeline: self.evaluator.export_failed(exporter, pipeline=pipeline or None)
-            if self.evaluator is not None else None)
+            lambda exporter, pipeline: (
+                self.evaluator.export_failed(exporter, pipeline=pipeline or None)
+                if self.evaluator is not None
+                else None
+            )
+        )
         self.evaluator.start()
 
     # --- reloading --------------------------------------------------------------------------------------
@@ -416,8 +447,13 @@ class Daemon:
             self.loaded = new
             self._start_alerts()
         self.loaded = new
-        log.info("configuration reloaded: %d added, %d changed, %d removed, %d unchanged", len(added), len(changed),
-                 len(removed), len(new.pipelines) - len(added) - len(changed))
+        log.info(
+            "configuration reloaded: %d added, %d changed, %d removed, %d unchanged",
+            len(added),
+            len(changed),
+            len(removed),
+            len(new.pipelines) - len(added) - len(changed),
+        )
         self._reloaded(ok=True)
         return True
 
@@ -466,7 +502,9 @@ class Daemon:
             pid = int(text) if text.isdigit() else None
             raise DaemonLockedError(
                 f"another pipewarden daemon{f' (pid {pid})' if pid else ''} is running on {home}; stop it, or give "
-                "this one another home (agent.home in the configuration, or --home)", pid=pid) from None
+                "this one another home (agent.home in the configuration, or --home)",
+                pid=pid,
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))
@@ -510,9 +548,16 @@ class Daemon:
         for name, pipe in sorted(self.scheduler.pipelines.items()):
             sched = pipe.schedule
             nxt = next(iter(sched.ticks(now, now + dt.timedelta(days=366))), None) if sched is not None else None
-            out.append({"name": name, "schedule": _describe(sched), "next_run": nxt.isoformat() if nxt else None,
-                        "tasks": list(pipe.graph().order), "active": sum(a.pipeline == name for a in self._running()),
-                        "max_active_runs": pipe.max_active_runs})
+            out.append(
+                {
+                    "name": name,
+                    "schedule": _describe(sched),
+                    "next_run": nxt.isoformat() if nxt else None,
+                    "tasks": list(pipe.graph().order),
+                    "active": sum(a.pipeline == name for a in self._running()),
+                    "max_active_runs": pipe.max_active_runs,
+                }
+            )
         return out
 
 

@@ -32,8 +32,10 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "orders_etl.py"
 
 def _load_example(path: Path = EXAMPLE) -> ModuleType:
     if not path.is_file():
-        raise FileNotFoundError(f"the demo pipeline {path} is missing; pipewarden demo runs from a clone "
-                                "of the repository (pip install -e .)")
+        raise FileNotFoundError(
+            f"the demo pipeline {path} is missing; pipewarden demo runs from a clone "
+            "of the repository (pip install -e .)"
+        )
     spec = importlib.util.spec_from_file_location("pipewarden_example_orders_etl", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -41,8 +43,7 @@ def _load_example(path: Path = EXAMPLE) -> ModuleType:
     return module
 
 
-def run_demo(rows: int = 50_000, home: str | os.PathLike[str] | None = None, *,
-             out: Any = None) -> int:
+def run_demo(rows: int = 50_000, home: str | os.PathLike[str] | None = None, *, out: Any = None) -> int:
     """Run the example ETL; print the summary. Returns the exit code (0 ok, 1 the run failed)."""
     from rich.console import Console
 
@@ -61,8 +62,10 @@ def run_demo(rows: int = 50_000, home: str | os.PathLike[str] | None = None, *,
             why = f"is not writable ({exc.filename or base})"
         else:
             why = f"cannot be used: {exc.strerror or exc}"
-        raise ConfigError(f"state directory {base} {why}; set PIPEWARDEN_HOME (or --home) to a directory you can "
-                          "write", path=str(base)) from None
+        raise ConfigError(
+            f"state directory {base} {why}; set PIPEWARDEN_HOME (or --home) to a directory you can write",
+            path=str(base),
+        ) from None
     if settings.PIPEWARDEN_TEXTFILE_DIR not in env:
         env[settings.PIPEWARDEN_TEXTFILE_DIR] = str(base / "metrics")
     tel = Telemetry.from_env(env, home=base)
@@ -109,9 +112,13 @@ def _print_summary(console: Any, spans: Any, elapsed: float) -> None:
         if s.name.startswith("RUN ") and "cicd.pipeline.task.name" in attrs:
             result = attrs.get("cicd.pipeline.task.run.result") or attrs.get("cicd.pipeline.result", "")
             style = "green" if result == "success" else "red"
-            tasks.add_row(str(attrs["cicd.pipeline.task.name"]), f"[{style}]{result}[/]",
-                          f"{((s.end_time or 0) - (s.start_time or 0)) / 1e6:.1f} ms",
-                          _fmt(attrs.get("pipewarden.rows_in")), _fmt(attrs.get("pipewarden.rows_out")))
+            tasks.add_row(
+                str(attrs["cicd.pipeline.task.name"]),
+                f"[{style}]{result}[/]",
+                f"{((s.end_time or 0) - (s.start_time or 0)) / 1e6:.1f} ms",
+                _fmt(attrs.get("pipewarden.rows_in")),
+                _fmt(attrs.get("pipewarden.rows_out")),
+            )
         elif s.name.startswith("CHECK "):
             parent = by_id.get(s.parent.span_id) if s.parent else None
             task = (parent.attributes or {}).get("cicd.pipeline.task.name", "") if parent else ""
@@ -141,8 +148,11 @@ def _print_destinations(console: Any, tel: Telemetry, env: dict[str, str], base:
 
     console.print("[bold]where it went[/]")
     for name in traces_exporter_names(env):
-        where = {"jsonl": str(base / "traces.jsonl"), "console": "stderr",
-                 "otlp": env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")}
+        where = {
+            "jsonl": str(base / "traces.jsonl"),
+            "console": "stderr",
+            "otlp": env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        }
         console.print(f"  traces   {name}: {where.get(name, '')}")
     from exporters.prometheus import textfile_name
 
@@ -153,8 +163,10 @@ def _print_destinations(console: Any, tel: Telemetry, env: dict[str, str], base:
             console.print(f"  metrics  pushgateway: {exporter.url}")
     if tel.server is not None:
         console.print(f"  metrics  scrape endpoint: {tel.server.url}")
-    console.print("  (set OTEL_EXPORTER_OTLP_ENDPOINT, PIPEWARDEN_PUSHGATEWAY_URL or PIPEWARDEN_METRICS_PORT "
-                  "to send them elsewhere)")
+    console.print(
+        "  (set OTEL_EXPORTER_OTLP_ENDPOINT, PIPEWARDEN_PUSHGATEWAY_URL or PIPEWARDEN_METRICS_PORT "
+        "to send them elsewhere)"
+    )
 
 
 if __name__ == "__main__":

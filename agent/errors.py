@@ -31,8 +31,9 @@ class PipewardenError(Exception):
 class ConfigError(PipewardenError, ValueError):
     """A configuration value is wrong. ``problems`` lists every problem found, not only the first."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 problems: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None, problems: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.line = line

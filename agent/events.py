@@ -183,8 +183,14 @@ BATCH = 1000
 class _Queued:
     """A listener's own thread and bounded queue: the emitter only enqueues."""
 
-    def __init__(self, name: str, handle: Callable[[Any], None], bus: EventBus, maxsize: int,
-                 handle_batch: Callable[[list[Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[Any], None],
+        bus: EventBus,
+        maxsize: int,
+        handle_batch: Callable[[list[Any]], None] | None = None,
+    ) -> None:
         self.name = name
         self.handle = handle
         self.handle_batch = handle_batch
@@ -264,13 +270,23 @@ class EventBus:
     def __init__(self, on_error: ErrorHook | None = None) -> None:
         self.on_error = on_error
         self._lock = threading.Lock()
-        self._listeners: list[tuple[Any, str, Callable[[Any], None], frozenset[type], _Queued | None,
-                                    Mapping[type, Callable[[Any], None]]]] = []
+        self._listeners: list[
+            tuple[
+                Any, str, Callable[[Any], None], frozenset[type], _Queued | None, Mapping[type, Callable[[Any], None]]
+            ]
+        ] = []
         self._routes: dict[type, tuple[tuple[str, Callable[[Any], None]], ...]] = {t: () for t in EVENT_TYPES}
         self._warned: set[tuple[str, str]] = set()
 
-    def add(self, listener: Listener | Callable[[Any], None], *, inline: bool = False, name: str | None = None,
-            events: Iterable[type] | None = None, queue_size: int = 10_000) -> None:
+    def add(
+        self,
+        listener: Listener | Callable[[Any], None],
+        *,
+        inline: bool = False,
+        name: str | None = None,
+        events: Iterable[type] | None = None,
+        queue_size: int = 10_000,
+    ) -> None:
         """Subscribe ``listener`` (an object with ``handle`` or a callable) to ``events`` (default: all)."""
         handle = getattr(listener, "handle", None) or listener
         if not callable(handle):
@@ -344,10 +360,16 @@ class EventBus:
                 self.on_error(label, what, exc, getattr(event, "pipeline", ""))
             if (label, what) not in self._warned:
                 self._warned.add((label, what))
-                detail = {"raised": f"raised {type(exc).__name__}: {exc}",
-                          "dropped": "fell behind; events for it are dropped",
-                          "stalled": "did not finish in time; what it had left is abandoned"}[what]
-                log.warning("pipewarden listener %s %s (the run goes on; further failures are only counted "
-                            "in pipewarden_listener_errors_total)", label, detail)
+                detail = {
+                    "raised": f"raised {type(exc).__name__}: {exc}",
+                    "dropped": "fell behind; events for it are dropped",
+                    "stalled": "did not finish in time; what it had left is abandoned",
+                }[what]
+                log.warning(
+                    "pipewarden listener %s %s (the run goes on; further failures are only counted "
+                    "in pipewarden_listener_errors_total)",
+                    label,
+                    detail,
+                )
         except Exception:  # reporting must not fail the emitter either
             pass

@@ -51,7 +51,6 @@ __all__ = [
 log = logging.getLogger("pipewarden.executors")
 
 
-
 @runtime_checkable
 class Executor(Protocol):
     """Runs functions somewhere; ``local`` executors let the runner call them in its own threads."""
@@ -187,8 +186,12 @@ class ProcessExecutor:
 
         def parent() -> None:
             try:
-                pool = ProcessPoolExecutor(self.max_workers, mp_context=self._ctx, initializer=_worker_start,
-                                           initargs=(os.getpid(), forked_here))
+                pool = ProcessPoolExecutor(
+                    self.max_workers,
+                    mp_context=self._ctx,
+                    initializer=_worker_start,
+                    initargs=(os.getpid(), forked_here),
+                )
                 pool.submit(os.getpid).result()
                 made.append(pool)
             except BaseException as exc:  # handed to the caller below
@@ -253,9 +256,18 @@ class DaskExecutor:
     name = "dask"
     local = False
 
-    def __init__(self, address: str | None = None, *, client: Any = None, n_workers: int | None = None,
-                 threads_per_worker: int | None = None, processes: bool | None = None,
-                 max_workers: int | None = None, connect_timeout: float = 10.0, **cluster_options: Any) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        client: Any = None,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        processes: bool | None = None,
+        max_workers: int | None = None,
+        connect_timeout: float = 10.0,
+        **cluster_options: Any,
+    ) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:
@@ -267,9 +279,11 @@ class DaskExecutor:
             try:
                 self.client = Client(address, timeout=connect_timeout)
             except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, or not an address
-                raise ConfigError(f"cannot reach the Dask scheduler at {address!r} within {connect_timeout:g} s "
-                                  f"({type(exc).__name__}: {exc}); start one (`dask scheduler`), check --address "
-                                  "(tcp://host:8786), or leave --address out for a local cluster") from None
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {address!r} within {connect_timeout:g} s "
+                    f"({type(exc).__name__}: {exc}); start one (`dask scheduler`), check --address "
+                    "(tcp://host:8786), or leave --address out for a local cluster"
+                ) from None
         else:
             options: dict[str, Any] = {"dashboard_address": None, **cluster_options}
             if n_workers is not None:
@@ -326,8 +340,16 @@ def get_executor(name: str, *, max_workers: int | None = None, address: str | No
 
 # --- a child process per task with a timeout -----------------------------------------------
 
-def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: float, *, grace: float = 5.0,
-                 cancel: Any = None, task: str = "") -> Measured:
+
+def run_in_child(
+    fn: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    timeout: float,
+    *,
+    grace: float = 5.0,
+    cancel: Any = None,
+    task: str = "",
+) -> Measured:
     """Run ``fn(**kwargs)`` in a forked child; at ``timeout`` seconds SIGTERM it, SIGKILL after ``grace``.
 
     Returns the value (pickled back through a pipe) with the child's CPU time
@@ -362,8 +384,9 @@ def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: flo
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 _stop(pid, grace)
-                raise TaskTimeoutError(f"task {task!r} ran past its timeout of {timeout:g} s and was stopped",
-                                       task=task, timeout=timeout)
+                raise TaskTimeoutError(
+                    f"task {task!r} ran past its timeout of {timeout:g} s and was stopped", task=task, timeout=timeout
+                )
             if cancel is not None and cancel.is_set():
                 _stop(pid, grace)
                 raise TaskCancelledError(f"task {task!r} was stopped because the run was cancelled", task=task)
@@ -378,8 +401,10 @@ def run_in_child(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: flo
         os.close(r)
     _, status = os.waitpid(pid, 0)
     if not chunks:
-        raise ChildProcessError(f"the child process of task {task!r} died without a result "
-                                f"({_describe_status(status)}); out of memory, or killed from outside?")
+        raise ChildProcessError(
+            f"the child process of task {task!r} died without a result "
+            f"({_describe_status(status)}); out of memory, or killed from outside?"
+        )
     return _decode(b"".join(chunks))
 
 
@@ -405,8 +430,10 @@ def _child_payload(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> bytes:
         return pickle.dumps((result, cpu, peak), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         what = "output" if result[0] == "ok" else f"exception {type(result[1]).__name__}: {result[1]}"
-        err = RuntimeError(f"the task's {what} cannot be pickled ({type(exc).__name__}: {exc}); a task with a "
-                           "timeout runs in a child process and must return a picklable value")
+        err = RuntimeError(
+            f"the task's {what} cannot be pickled ({type(exc).__name__}: {exc}); a task with a "
+            "timeout runs in a child process and must return a picklable value"
+        )
         return pickle.dumps((("err", err, result[2] if len(result) > 2 else ""), cpu, peak))
 
 
@@ -453,8 +480,9 @@ def _spawned_main(conn: Any, fn: Callable[..., Any], kwargs: Mapping[str, Any]) 
     conn.close()
 
 
-def _run_in_spawned(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: float, *, grace: float,
-                    task: str) -> Measured:
+def _run_in_spawned(
+    fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: float, *, grace: float, task: str
+) -> Measured:
     # Platforms without fork: the function must be importable by the spawned interpreter.
     import multiprocessing
 
@@ -469,13 +497,15 @@ def _run_in_spawned(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: 
         if proc.is_alive():
             proc.kill()
         proc.join()
-        raise TaskTimeoutError(f"task {task!r} ran past its timeout of {timeout:g} s and was stopped",
-                               task=task, timeout=timeout)
+        raise TaskTimeoutError(
+            f"task {task!r} ran past its timeout of {timeout:g} s and was stopped", task=task, timeout=timeout
+        )
     try:
         data = parent.recv_bytes()
     except EOFError:
         proc.join()
-        raise ChildProcessError(f"the child process of task {task!r} died without a result "
-                                f"(exit code {proc.exitcode})") from None
+        raise ChildProcessError(
+            f"the child process of task {task!r} died without a result (exit code {proc.exitcode})"
+        ) from None
     proc.join()
     return _decode(data)

@@ -45,11 +45,17 @@ class Graph:
                     fix = f"; did you mean {hint[0]!r}?" if hint else ""
                     raise UnknownDependencyError(
                         f"task {name!r}{where} depends on {d!r}, which is not a task{where}{fix} "
-                        f"(tasks: {', '.join(sorted(deps))})", task=name, dependency=d)
+                        f"(tasks: {', '.join(sorted(deps))})",
+                        task=name,
+                        dependency=d,
+                    )
         cycle = find_cycle(deps)
         if cycle:
-            raise CycleError(f"tasks{where} form a cycle (each depends on the next): {' -> '.join(cycle)}; "
-                             "remove one of these dependencies", cycle=cycle)
+            raise CycleError(
+                f"tasks{where} form a cycle (each depends on the next): {' -> '.join(cycle)}; "
+                "remove one of these dependencies",
+                cycle=cycle,
+            )
         children: dict[str, list[str]] = {name: [] for name in deps}
         for name, ds in deps.items():
             for d in ds:
@@ -125,7 +131,7 @@ def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str]:
                 continue
             if colour[nxt] == grey:
                 # path holds dependants before their dependencies; report in "depends on" order.
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if colour[nxt] == white:
                 colour[nxt] = grey
                 path.append(nxt)

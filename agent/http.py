@@ -92,8 +92,10 @@ def serve(daemon: Daemon) -> HttpServer:
     try:
         server = _Server((host, port), _Handler)
     except OSError as exc:
-        raise ConfigError(f"agent.listen {host}:{port} cannot be used: {exc.strerror or exc}; pick another port "
-                          "(or 0 for any free port)") from None
+        raise ConfigError(
+            f"agent.listen {host}:{port} cannot be used: {exc.strerror or exc}; pick another port "
+            "(or 0 for any free port)"
+        ) from None
     server.agent = daemon
     thread = threading.Thread(target=server.serve_forever, name="pipewarden-http", daemon=True)
     thread.start()
@@ -156,8 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
         name = agent.loaded.agent.api_token_env
         token = agent.env.get(name, "")
         if not token:
-            raise _Error(403, f"writes are off: set {name} in the daemon's environment and send "
-                              "Authorization: Bearer <token>")
+            raise _Error(
+                403, f"writes are off: set {name} in the daemon's environment and send Authorization: Bearer <token>"
+            )
         given = self.headers.get("Authorization", "")
         if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].strip(), token):
             raise _Error(401, "a valid Authorization: Bearer <token> is needed for this request")
@@ -250,7 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Error(400, f"params must be a JSON object of run parameters — got {type(params).__name__}")
         unknown = sorted(set(body) - {"params"})
         if unknown:
-            raise _Error(400, f"unknown field(s) {', '.join(unknown)}; the body is {{\"params\": {{...}}}}")
+            raise _Error(400, f'unknown field(s) {", ".join(unknown)}; the body is {{"params": {{...}}}}')
         run_id = self.server.agent.trigger(pipeline, params)
         self._send_json(201, {"run_id": run_id, "pipeline": pipeline, "url": f"/api/v1/runs/{run_id}"})
         return 201
@@ -284,20 +287,26 @@ class _Handler(BaseHTTPRequestHandler):
         agent = self.server.agent
         rows = "".join(
             f"<tr><td><a href='/runs?pipeline={_q(p['name'])}'>{_e(p['name'])}</a></td><td>{_e(p['schedule'])}</td>"
-            f"<td>{_e(p['next_run'] or '-')}</td><td>{p['active']}</td></tr>" for p in agent.pipelines())
+            f"<td>{_e(p['next_run'] or '-')}</td><td>{p['active']}</td></tr>"
+            for p in agent.pipelines()
+        )
         runs = agent.store.list_runs(limit=20)
         alerts = agent.store.list_alerts(states=["firing"], limit=50)
         firing = "".join(
             f"<tr><td><a href='/alerts/{_q(a.fingerprint)}'>{_e(a.alert)}</a></td><td>{_e(a.severity)}</td>"
             f"<td>{_e(a.labels.get('pipeline', '-'))}</td><td>{_e(a.annotations.get('summary', ''))}</td>"
-            f"<td>{_ts(a.fired_at)}</td></tr>" for a in alerts)
+            f"<td>{_ts(a.fired_at)}</td></tr>"
+            for a in alerts
+        )
         up = time.time() - (agent.started_at or time.time())
-        body = (f"<p class='meta'>up {up:.0f}s · configuration {'loaded' if agent.last_reload_ok else 'REFUSED: '}"
-                f"{_e(agent.last_reload_error or '')}</p>"
-                "<h2>Pipelines</h2><table><tr><th>pipeline</th><th>schedule</th><th>next run</th><th>running</th></tr>"
-                f"{rows}</table>"
-                f"<h2>Firing alerts</h2>{_table(['alert', 'severity', 'pipeline', 'summary', 'since'], firing)}"
-                f"<h2>Recent runs</h2>{_runs_table(runs)}")
+        body = (
+            f"<p class='meta'>up {up:.0f}s · configuration {'loaded' if agent.last_reload_ok else 'REFUSED: '}"
+            f"{_e(agent.last_reload_error or '')}</p>"
+            "<h2>Pipelines</h2><table><tr><th>pipeline</th><th>schedule</th><th>next run</th><th>running</th></tr>"
+            f"{rows}</table>"
+            f"<h2>Firing alerts</h2>{_table(['alert', 'severity', 'pipeline', 'summary', 'since'], firing)}"
+            f"<h2>Recent runs</h2>{_runs_table(runs)}"
+        )
         self._send_html(200, "pipewarden", body)
         return 200
 
@@ -320,18 +329,26 @@ class _Handler(BaseHTTPRequestHandler):
             f"<td>{'' if not a or a.rows_in is None else a.rows_in}</td>"
             f"<td>{'' if not a or a.rows_out is None else a.rows_out}</td>"
             f"<td>{_e((a.error or a.reason or '') if a else '')}</td></tr>"
-            for t in (rec.tasks or tuple(latest)) for a in [latest.get(t)])
+            for t in (rec.tasks or tuple(latest))
+            for a in [latest.get(t)]
+        )
         checks = "".join(
             f"<tr><td>{_e(a.task)}</td><td>{_e(c.check)}</td><td>{_e(c.column or '')}</td>"
             f"<td class='{_e(str(c.status))}'>{_e(str(c.status))}</td><td>{'' if c.observed is None else c.observed}"
-            f"</td><td>{_e(c.detail)}</td></tr>" for a in rec.attempts for c in a.checks)
-        body = (f"<p class='meta'>pipeline <a href='/runs?pipeline={_q(rec.pipeline)}'>{_e(rec.pipeline)}</a> · "
-                f"<span class='{_e(str(rec.status))}'>{_e(str(rec.status))}</span> · trigger {_e(rec.trigger)} · "
-                f"version {_e(rec.version or '-')} · started {_ts(rec.started_at)} · {_dur(rec.duration)}</p>"
-                + (f"<p class='failed'>{_e(rec.error)}</p>" if rec.error else "")
-                + "<h2>Tasks</h2>"
-                + _table(["task", "status", "attempt", "duration", "rows in", "rows out", "detail"], tasks)
-                + "<h2>Checks</h2>" + _table(["task", "check", "column", "status", "observed", "detail"], checks))
+            f"</td><td>{_e(c.detail)}</td></tr>"
+            for a in rec.attempts
+            for c in a.checks
+        )
+        body = (
+            f"<p class='meta'>pipeline <a href='/runs?pipeline={_q(rec.pipeline)}'>{_e(rec.pipeline)}</a> · "
+            f"<span class='{_e(str(rec.status))}'>{_e(str(rec.status))}</span> · trigger {_e(rec.trigger)} · "
+            f"version {_e(rec.version or '-')} · started {_ts(rec.started_at)} · {_dur(rec.duration)}</p>"
+            + (f"<p class='failed'>{_e(rec.error)}</p>" if rec.error else "")
+            + "<h2>Tasks</h2>"
+            + _table(["task", "status", "attempt", "duration", "rows in", "rows out", "detail"], tasks)
+            + "<h2>Checks</h2>"
+            + _table(["task", "check", "column", "status", "observed", "detail"], checks)
+        )
         self._send_html(200, f"Run {rec.run_id}", body)
         return 200
 
@@ -346,12 +363,20 @@ class _Handler(BaseHTTPRequestHandler):
         labels = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in sorted(a.labels.items()))
         notes = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in sorted(a.annotations.items()))
         run = f" · run <a href='/runs/{_q(a.run_id)}'>{_e(a.run_id)}</a>" if a.run_id else ""
-        body = (f"<p class='meta'><span class='{_e(str(a.state))}'>{_e(str(a.state))}</span> · {_e(a.severity)} · "
-                f"since {_ts(a.fired_at or a.active_at)}{run}"
-                + (f" · acknowledged by {_e(a.acknowledged_by or '')} at {_ts(a.acknowledged_at)}"
-                   if a.acknowledged_at else "") + "</p>"
-                + "<h2>Labels</h2>" + _table(["label", "value"], labels)
-                + "<h2>Annotations</h2>" + _table(["annotation", "value"], notes))
+        body = (
+            f"<p class='meta'><span class='{_e(str(a.state))}'>{_e(str(a.state))}</span> · {_e(a.severity)} · "
+            f"since {_ts(a.fired_at or a.active_at)}{run}"
+            + (
+                f" · acknowledged by {_e(a.acknowledged_by or '')} at {_ts(a.acknowledged_at)}"
+                if a.acknowledged_at
+                else ""
+            )
+            + "</p>"
+            + "<h2>Labels</h2>"
+            + _table(["label", "value"], labels)
+            + "<h2>Annotations</h2>"
+            + _table(["annotation", "value"], notes)
+        )
         self._send_html(200, f"Alert {a.alert}", body)
         return 200
 
@@ -400,10 +425,21 @@ def _int(value: str, name: str) -> int:
 
 
 def _alert_dict(a: Any) -> dict[str, Any]:
-    return {"id": a.fingerprint, "alert": a.alert, "state": str(a.state), "severity": a.severity,
-            "labels": dict(a.labels), "annotations": dict(a.annotations), "value": a.value, "active_at": a.active_at,
-            "fired_at": a.fired_at, "resolved_at": a.resolved_at, "acknowledged_at": a.acknowledged_at,
-            "acknowledged_by": a.acknowledged_by, "run_id": a.run_id}
+    return {
+        "id": a.fingerprint,
+        "alert": a.alert,
+        "state": str(a.state),
+        "severity": a.severity,
+        "labels": dict(a.labels),
+        "annotations": dict(a.annotations),
+        "value": a.value,
+        "active_at": a.active_at,
+        "fired_at": a.fired_at,
+        "resolved_at": a.resolved_at,
+        "acknowledged_at": a.acknowledged_at,
+        "acknowledged_by": a.acknowledged_by,
+        "run_id": a.run_id,
+    }
 
 
 def _e(text: Any) -> str:
@@ -436,7 +472,9 @@ def _runs_table(runs: list[Any]) -> str:
         f"<tr><td><a href='/runs/{_q(r.run_id)}'>{_e(r.run_id)}</a></td>"
         f"<td><a href='/runs?pipeline={_q(r.pipeline)}'>{_e(r.pipeline)}</a></td>"
         f"<td class='{_e(str(r.status))}'>{_e(str(r.status))}</td><td>{_e(r.trigger)}</td>"
-        f"<td>{_ts(r.started_at)}</td><td>{_dur(r.duration)}</td><td>{_e(r.error or '')}</td></tr>" for r in runs)
+        f"<td>{_ts(r.started_at)}</td><td>{_dur(r.duration)}</td><td>{_e(r.error or '')}</td></tr>"
+        for r in runs
+    )
     return _table(["run", "pipeline", "status", "trigger", "started", "duration", "error"], rows)
 
 
@@ -448,6 +486,8 @@ h1 a{color:inherit;text-decoration:none}"""
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h1><a href='/'>pipewarden</a> · {_e(title)}</h1>{body}"
-            "</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1><a href='/'>pipewarden</a> · {_e(title)}</h1>{body}"
+        "</body></html>"
+    )

@@ -135,8 +135,15 @@ def report(runs: Sequence[RunRecord]) -> KpiReport:
         failed += o.failed_change
         if o.recovery_seconds is not None:
             recoveries.append(o.recovery_seconds)
-    return KpiReport(runs=len(runs), verdicts=verdicts, successes=successes, recovery_times=recoveries,
-                     changes=changes, failed_changes=failed, health=h)
+    return KpiReport(
+        runs=len(runs),
+        verdicts=verdicts,
+        successes=successes,
+        recovery_times=recoveries,
+        changes=changes,
+        failed_changes=failed,
+        health=h,
+    )
 
 
 class _Recent(Protocol):

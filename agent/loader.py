@@ -36,16 +36,18 @@ def load_pipelines(path: str | os.PathLike[str]) -> dict[str, Pipeline]:
     """Every :class:`Pipeline` a file defines at module level, by pipeline name."""
     file = Path(path).resolve()
     if file.is_dir():
-        raise ConfigError(f"{path} is a directory; pass a pipeline file: path/to/file.py[:pipeline]",
-                          path=str(path))
+        raise ConfigError(f"{path} is a directory; pass a pipeline file: path/to/file.py[:pipeline]", path=str(path))
     if not file.is_file():
         raise ConfigError(f"pipeline file {path} does not exist; pass path/to/file.py[:pipeline]", path=str(path))
     digest = hashlib.sha256(str(file).encode()).hexdigest()[:8]
     modname = f"{LOADED_PREFIX}{_identifier(file.stem)}_{digest}"
     module = sys.modules.get(modname)
     mtime = file.stat().st_mtime_ns
-    if (module is None or getattr(module, "__file__", None) != str(file)
-            or getattr(module, "__pipewarden_mtime__", mtime) != mtime):  # edited since: import it again
+    if (
+        module is None
+        or getattr(module, "__file__", None) != str(file)
+        or getattr(module, "__pipewarden_mtime__", mtime) != mtime
+    ):  # edited since: import it again
         spec = importlib.util.spec_from_file_location(modname, file)
         if spec is None or spec.loader is None:
             raise ConfigError(f"cannot import {path}: not a Python file", path=str(path))
@@ -64,8 +66,9 @@ def load_pipelines(path: str | os.PathLike[str]) -> dict[str, Pipeline]:
             where = f"{path}:{line}" if line else str(path)
             if isinstance(exc, PipewardenError):  # a declaration pipewarden refused: its own message says it all
                 raise ConfigError(f"{where}: {exc}", path=str(path), line=line) from exc
-            raise ConfigError(f"{where}: importing the pipeline file failed: {type(exc).__name__}: {exc}",
-                              path=str(path), line=line) from exc
+            raise ConfigError(
+                f"{where}: importing the pipeline file failed: {type(exc).__name__}: {exc}", path=str(path), line=line
+            ) from exc
     found: dict[str, Pipeline] = {}
     for value in vars(module).values():
         if isinstance(value, Pipeline):
@@ -79,17 +82,23 @@ def load_pipeline(target: str) -> Pipeline:
     path, name = split_target(target)
     pipelines = load_pipelines(path)
     if not pipelines:
-        raise ConfigError(f"{path} defines no Pipeline at module level; write pipe = Pipeline('name') "
-                          "and decorate tasks with @pipe.task", path=str(path))
+        raise ConfigError(
+            f"{path} defines no Pipeline at module level; write pipe = Pipeline('name') "
+            "and decorate tasks with @pipe.task",
+            path=str(path),
+        )
     if name is None:
         if len(pipelines) > 1:
-            raise ConfigError(f"{path} defines several pipelines ({', '.join(sorted(pipelines))}); "
-                              f"pick one with {path}:NAME", path=str(path))
+            raise ConfigError(
+                f"{path} defines several pipelines ({', '.join(sorted(pipelines))}); pick one with {path}:NAME",
+                path=str(path),
+            )
         pipe = next(iter(pipelines.values()))
     else:
         if name not in pipelines:
-            raise ConfigError(f"{path} has no pipeline {name!r}; it defines {', '.join(sorted(pipelines))}",
-                              path=str(path))
+            raise ConfigError(
+                f"{path} has no pipeline {name!r}; it defines {', '.join(sorted(pipelines))}", path=str(path)
+            )
         pipe = pipelines[name]
     pipe.graph()
     return pipe

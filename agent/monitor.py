@@ -55,8 +55,18 @@ class monitor:
     the module is imported rather than in the middle of a run.
     """
 
-    __slots__ = ("_needs_store", "checks", "dataset", "on_check_error", "on_check_failure", "pipeline", "store",
-                 "task", "telemetry", "version")
+    __slots__ = (
+        "_needs_store",
+        "checks",
+        "dataset",
+        "on_check_error",
+        "on_check_failure",
+        "pipeline",
+        "store",
+        "task",
+        "telemetry",
+        "version",
+    )
 
     def __init__(
         self,
@@ -72,18 +82,21 @@ class monitor:
         version: str | None = None,
     ) -> None:
         if callable(pipeline) and not isinstance(pipeline, str):
-            raise DecorationError("monitor must be called: write @monitor(pipeline=\"name\") "
-                                  "(or @monitor()), not @monitor")
+            raise DecorationError(
+                'monitor must be called: write @monitor(pipeline="name") (or @monitor()), not @monitor'
+            )
         for arg, value in (("pipeline", pipeline), ("task", task), ("dataset", dataset), ("version", version)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise DecorationError(f"monitor({arg}=...) must be a non-empty str, got {value!r}")
         checks = validate_checks(checks, "monitor(checks=...)", error=DecorationError)
         if on_check_failure not in _POLICIES:
-            raise DecorationError(f"monitor(on_check_failure=...) must be one of {', '.join(_POLICIES)}, "
-                                  f"got {on_check_failure!r}")
+            raise DecorationError(
+                f"monitor(on_check_failure=...) must be one of {', '.join(_POLICIES)}, got {on_check_failure!r}"
+            )
         if on_check_error not in ON_ERROR:
-            raise DecorationError(f"monitor(on_check_error=...) must be one of {', '.join(ON_ERROR)}, "
-                                  f"got {on_check_error!r}")
+            raise DecorationError(
+                f"monitor(on_check_error=...) must be one of {', '.join(ON_ERROR)}, got {on_check_error!r}"
+            )
         if telemetry is not None and not isinstance(telemetry, Telemetry):
             raise DecorationError(f"monitor(telemetry=...) must be an agent.Telemetry, got {type(telemetry).__name__}")
         self.pipeline = pipeline
@@ -108,13 +121,16 @@ class monitor:
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         if isinstance(fn, type):
-            raise DecorationError(f"@monitor decorates functions, not classes: got class {fn.__name__}; "
-                                  "decorate its methods instead")
+            raise DecorationError(
+                f"@monitor decorates functions, not classes: got class {fn.__name__}; decorate its methods instead"
+            )
         if not callable(fn):
             raise DecorationError(f"@monitor decorates functions, got {type(fn).__name__} {fn!r}")
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise DecorationError(f"@monitor cannot wrap generator {fn.__qualname__}: its work happens after "
-                                  "the call returns; return a DataFrame (or a list) instead")
+            raise DecorationError(
+                f"@monitor cannot wrap generator {fn.__qualname__}: its work happens after "
+                "the call returns; return a DataFrame (or a list) instead"
+            )
         task = self.task or getattr(fn, "__name__", None) or type(fn).__name__
         pipeline = self.pipeline
         default_pipeline = _default_pipeline(fn)
@@ -122,6 +138,7 @@ class monitor:
         version = _Version(self.version, source)
 
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 scope = self._scope(pipeline, default_pipeline, task, version)
@@ -153,8 +170,13 @@ class monitor:
         tel = self.telemetry or (outer.tel if outer is not None else get_telemetry())
         if outer is None:
             script = sys.argv[0] if sys.argv and sys.argv[0] else None
-            scope = tel.pipeline_scope(pipeline, task=task, dataset=self.dataset, trigger="monitor",
-                                       version=_Version(self.version, script).get())
+            scope = tel.pipeline_scope(
+                pipeline,
+                task=task,
+                dataset=self.dataset,
+                trigger="monitor",
+                version=_Version(self.version, script).get(),
+            )
         else:
             scope = Scope(tel, pipeline, task or pipeline, pipeline_level=False, dataset=self.dataset)
         scope.policy = self._apply_policy  # run.run_checks(...) follows on_check_failure too
@@ -171,12 +193,22 @@ class monitor:
     def _scope(self, pipeline: str | None, default_pipeline: str, task: str, version: _Version) -> Scope:
         outer = current_scope()
         if outer is not None:  # a nested call records where its enclosing call does, unless told otherwise
-            scope = Scope(self.telemetry or outer.tel, pipeline or outer.pipeline, task, pipeline_level=False,
-                          dataset=self.dataset)
+            scope = Scope(
+                self.telemetry or outer.tel,
+                pipeline or outer.pipeline,
+                task,
+                pipeline_level=False,
+                dataset=self.dataset,
+            )
             scope.policy = self._apply_policy
             return scope
-        scope = Scope(self.telemetry or get_telemetry(), pipeline or default_pipeline, task, pipeline_level=True,
-                      dataset=self.dataset)
+        scope = Scope(
+            self.telemetry or get_telemetry(),
+            pipeline or default_pipeline,
+            task,
+            pipeline_level=True,
+            dataset=self.dataset,
+        )
         scope.policy = self._apply_policy
         scope.trigger = "monitor"
         scope.version = version.value if version.value is not None else version.get()
@@ -197,8 +229,14 @@ class monitor:
         """Log every failed or unrunnable result; under ``raise``, a blocking one raises CheckFailedError."""
         bad = [r for r in results if r.status in (Status.FAIL, Status.ERROR)]
         for r in bad:
-            log.warning("%s.%s: check %s %s: %s", scope.pipeline, scope.task or scope.pipeline, r.check, r.status,
-                        r.message or f"observed {r.observed}, threshold {r.threshold}")
+            log.warning(
+                "%s.%s: check %s %s: %s",
+                scope.pipeline,
+                scope.task or scope.pipeline,
+                r.check,
+                r.status,
+                r.message or f"observed {r.observed}, threshold {r.threshold}",
+            )
         stop = blocking(results, self.on_check_error)
         if stop and self.on_check_failure == "raise":
             reason = blocking_reason(stop)

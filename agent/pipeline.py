@@ -81,9 +81,18 @@ class Pipeline:
     ``max_active_runs`` bounds concurrent runs of this pipeline.
     """
 
-    def __init__(self, name: str, schedule: Any = None, *, timezone: str = "UTC",
-                 params: Mapping[str, Any] | None = None, max_workers: int | None = None,
-                 max_active_runs: int = 1, catchup: int | None = 1, description: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        schedule: Any = None,
+        *,
+        timezone: str = "UTC",
+        params: Mapping[str, Any] | None = None,
+        max_workers: int | None = None,
+        max_active_runs: int = 1,
+        catchup: int | None = 1,
+        description: str = "",
+    ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DecorationError(f"Pipeline name must be a non-empty string — got {name!r}")
         if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
@@ -101,8 +110,10 @@ class Pipeline:
         self.params: dict[str, Any] = dict(params or {})
         for p in self.params:
             if p in RUN_PARAMETERS:
-                raise DecorationError(f"Pipeline {name!r}: parameter {p!r} is a built-in run parameter "
-                                      f"({', '.join(RUN_PARAMETERS)}); pick another name")
+                raise DecorationError(
+                    f"Pipeline {name!r}: parameter {p!r} is a built-in run parameter "
+                    f"({', '.join(RUN_PARAMETERS)}); pick another name"
+                )
         self.tasks: dict[str, Task] = {}
         # Every name a registered task's parameters or depends_on mention: only a task named
         # here can close a cycle when it is registered.
@@ -153,18 +164,43 @@ class Pipeline:
     def task(self, fn: F, /) -> F: ...
 
     @overload
-    def task(self, fn: None = None, /, *, name: str | None = None, depends_on: Any = (),
-             retries: int = 0, retry_delay: float = 1.0, retry_backoff: float = 2.0,
-             retry_max_delay: float | None = None, retry_jitter: float = 0.0,
-             retry_on: RetryCondition = None, timeout: float | None = None,
-             checks: Sequence[Any] = (), persist: bool | str = "auto",
-             on_check_error: str = "fail") -> Callable[[F], F]: ...
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        depends_on: Any = (),
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        retry_max_delay: float | None = None,
+        retry_jitter: float = 0.0,
+        retry_on: RetryCondition = None,
+        timeout: float | None = None,
+        checks: Sequence[Any] = (),
+        persist: bool | str = "auto",
+        on_check_error: str = "fail",
+    ) -> Callable[[F], F]: ...
 
-    def task(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, depends_on: Any = (),
-             retries: int = 0, retry_delay: float = 1.0, retry_backoff: float = 2.0,
-             retry_max_delay: float | None = None, retry_jitter: float = 0.0,
-             retry_on: RetryCondition = None, timeout: float | None = None,
-             checks: Sequence[Any] = (), persist: bool | str = "auto", on_check_error: str = "fail") -> Any:
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        depends_on: Any = (),
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        retry_max_delay: float | None = None,
+        retry_jitter: float = 0.0,
+        retry_on: RetryCondition = None,
+        timeout: float | None = None,
+        checks: Sequence[Any] = (),
+        persist: bool | str = "auto",
+        on_check_error: str = "fail",
+    ) -> Any:
         """Register a task; returns the function unchanged (metadata in ``fn.__pipewarden_task__``).
 
         ``depends_on`` adds ordering-only dependencies (names or task functions).
@@ -177,10 +213,15 @@ class Pipeline:
         JSON for plain values, so a resume starts after the last finished task;
         ``"pickle"`` also keeps other values as pickles; ``False`` keeps nothing.
         """
-        retry = RetryPolicy(retries=retries, delay=retry_delay, backoff=retry_backoff,
-                            max_delay=retry_max_delay, jitter=retry_jitter, retry_on=retry_on)
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                    or timeout <= 0):
+        retry = RetryPolicy(
+            retries=retries,
+            delay=retry_delay,
+            backoff=retry_backoff,
+            max_delay=retry_max_delay,
+            jitter=retry_jitter,
+            retry_on=retry_on,
+        )
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
             raise DecorationError(f"timeout must be a number of seconds > 0 or None — got {timeout!r}")
         checks = validate_checks(checks, "@pipe.task", error=DecorationError)
         keep = _PERSIST.get(persist) if isinstance(persist, bool | str) else None
@@ -193,27 +234,37 @@ class Pipeline:
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(f):
                 raise DecorationError(f"@{self.name}.task decorates a function — got {f!r}")
-            self._add(_make_task(self, f, name, deps, retry, float(timeout) if timeout else None,
-                                 tuple(checks), keep, on_check_error))
+            self._add(
+                _make_task(
+                    self, f, name, deps, retry, float(timeout) if timeout else None, tuple(checks), keep, on_check_error
+                )
+            )
             return f
 
         return register(fn) if fn is not None else register
 
     def _add(self, task: Task) -> None:
         if task.name in self.tasks:
-            raise DuplicateTaskError(f"pipeline {self.name!r} already has a task named {task.name!r}; "
-                                     "give one of them another name with @pipe.task(name=...)", task=task.name)
+            raise DuplicateTaskError(
+                f"pipeline {self.name!r} already has a task named {task.name!r}; "
+                "give one of them another name with @pipe.task(name=...)",
+                task=task.name,
+            )
         if task.name in RUN_PARAMETERS or task.name in self.params:
-            raise DecorationError(f"task name {task.name!r} of pipeline {self.name!r} is a run parameter name; "
-                                  "rename the task")
+            raise DecorationError(
+                f"task name {task.name!r} of pipeline {self.name!r} is a run parameter name; rename the task"
+            )
         # Cycles that the tasks known so far close are reported now; forward references wait for graph().
         refs = {*task.parameters, *task.depends_on}
         if task.name in self._referenced or task.name in refs:
             names = {*self.tasks, task.name}
             if self._closes_cycle(task, names):
                 cycle = find_cycle({t.name: t.dependencies(names) for t in (*self.tasks.values(), task)})
-                raise CycleError(f"task {task.name!r} closes a cycle in pipeline {self.name!r} "
-                                 f"(each depends on the next): {' -> '.join(cycle)}", cycle=cycle)
+                raise CycleError(
+                    f"task {task.name!r} closes a cycle in pipeline {self.name!r} "
+                    f"(each depends on the next): {' -> '.join(cycle)}",
+                    cycle=cycle,
+                )
         self.tasks[task.name] = task
         self._referenced |= refs
         self._graph = None
@@ -259,7 +310,10 @@ class Pipeline:
                 raise UnknownDependencyError(
                     f"task {t.name!r} of pipeline {self.name!r} has parameter {p!r}, which is neither a task "
                     f"({', '.join(names)}) nor a run parameter ({', '.join(sorted(known))}); {fix}"
-                    "give it a default, or declare it with Pipeline(params={...})", task=t.name, dependency=p)
+                    "give it a default, or declare it with Pipeline(params={...})",
+                    task=t.name,
+                    dependency=p,
+                )
         return Graph({t.name: t.dependencies(self.tasks) for t in self.tasks.values()}, pipeline=self.name)
 
 
@@ -280,9 +334,17 @@ def _dependency_names(depends_on: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _make_task(pipe: Pipeline, fn: Callable[..., Any], name: str | None, deps: tuple[str, ...],
-               retry: RetryPolicy, timeout: float | None, checks: tuple[Any, ...], persist: str,
-               on_check_error: str = "fail") -> Task:
+def _make_task(
+    pipe: Pipeline,
+    fn: Callable[..., Any],
+    name: str | None,
+    deps: tuple[str, ...],
+    retry: RetryPolicy,
+    timeout: float | None,
+    checks: tuple[Any, ...],
+    persist: str,
+    on_check_error: str = "fail",
+) -> Task:
     task_name = name or getattr(fn, "__name__", None)
     if not task_name or not isinstance(task_name, str):
         raise DecorationError(f"cannot name task {fn!r}; pass @pipe.task(name=...)")
@@ -293,16 +355,30 @@ def _make_task(pipe: Pipeline, fn: Callable[..., Any], name: str | None, deps: t
     params, defaults = [], set()
     for p in sig.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise DecorationError(f"task {task_name!r}: *{p.name} parameters are not supported; name each "
-                                  "input after the task or run parameter it receives")
+            raise DecorationError(
+                f"task {task_name!r}: *{p.name} parameters are not supported; name each "
+                "input after the task or run parameter it receives"
+            )
         if p.kind is p.POSITIONAL_ONLY:
-            raise DecorationError(f"task {task_name!r}: parameter {p.name!r} is positional-only; inputs are "
-                                  "passed by name, remove the '/'")
+            raise DecorationError(
+                f"task {task_name!r}: parameter {p.name!r} is positional-only; inputs are "
+                "passed by name, remove the '/'"
+            )
         params.append(p.name)
         if p.default is not p.empty:
             defaults.add(p.name)
     if task_name in deps:
         raise DecorationError(f"task {task_name!r} of pipeline {pipe.name!r} cannot depend on itself")
-    return Task(name=task_name, fn=fn, parameters=tuple(params), defaults=frozenset(defaults),
-                depends_on=deps, retry=retry, timeout=timeout, checks=checks, persist=persist,
-                pipeline=pipe.name, on_check_error=on_check_error)
+    return Task(
+        name=task_name,
+        fn=fn,
+        parameters=tuple(params),
+        defaults=frozenset(defaults),
+        depends_on=deps,
+        retry=retry,
+        timeout=timeout,
+        checks=checks,
+        persist=persist,
+        pipeline=pipe.name,
+        on_check_error=on_check_error,
+    )

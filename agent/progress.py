@@ -18,9 +18,17 @@ from agent.records import RunRecord
 __all__ = ["LiveProgress", "render_summary", "summary_text"]
 
 _STYLE = {
-    "success": "green", "failed": "bold red", "timed_out": "bold red", "skipped": "yellow",
-    "upstream_failed": "yellow", "cancelled": "magenta", "interrupted": "magenta", "running": "cyan",
-    "pending": "dim", "retrying": "yellow", "done": "dim green",
+    "success": "green",
+    "failed": "bold red",
+    "timed_out": "bold red",
+    "skipped": "yellow",
+    "upstream_failed": "yellow",
+    "cancelled": "magenta",
+    "interrupted": "magenta",
+    "running": "cyan",
+    "pending": "dim",
+    "retrying": "yellow",
+    "done": "dim green",
 }
 
 
@@ -62,8 +70,9 @@ class LiveProgress:
         from rich.live import Live
 
         if self._live is None:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True,
-                              get_renderable=self._render)
+            self._live = Live(
+                self._render(), console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
+            )
             self._live.__enter__()
 
     def _stop(self) -> None:
@@ -76,8 +85,9 @@ class LiveProgress:
             self._task_ended(event)
         elif isinstance(event, TaskStarted):
             with self._lock:
-                self._rows.setdefault(event.task, {}).update(status="running", attempt=event.attempt,
-                                                             start=time.monotonic(), detail="")
+                self._rows.setdefault(event.task, {}).update(
+                    status="running", attempt=event.attempt, start=time.monotonic(), detail=""
+                )
         elif isinstance(event, RunStarted):
             self._run_started(event)
         elif isinstance(event, RunEnded):
@@ -90,20 +100,32 @@ class LiveProgress:
             self._title = f"{e.pipeline} · run {e.run_id}"
             for t in e.tasks:
                 kept = t in e.kept
-                self._rows[t] = {"status": "done" if kept else "pending", "attempt": 0, "start": None,
-                                 "duration": None, "detail": "kept from the earlier run" if kept else ""}
+                self._rows[t] = {
+                    "status": "done" if kept else "pending",
+                    "attempt": 0,
+                    "start": None,
+                    "duration": None,
+                    "detail": "kept from the earlier run" if kept else "",
+                }
         if self._entered:
             self._start()
 
     def _task_ended(self, e: TaskEnded) -> None:
         if e.retry_in is not None:
-            update: dict[str, Any] = {"status": "retrying", "start": None,
-                                      "detail": f"retry in {e.retry_in:.1f}s after {e.error}"}
+            update: dict[str, Any] = {
+                "status": "retrying",
+                "start": None,
+                "detail": f"retry in {e.retry_in:.1f}s after {e.error}",
+            }
         else:
             warned = [c.check for c in e.checks if str(c.status) in ("warn", "error")]
             detail = e.error or e.reason or (f"checks warned: {', '.join(warned)}" if warned else "")
-            update = {"status": str(e.status), "start": None, "duration": e.duration if e.attempt else None,
-                      "detail": detail}
+            update = {
+                "status": str(e.status),
+                "start": None,
+                "duration": e.duration if e.attempt else None,
+                "detail": detail,
+            }
         with self._lock:
             self._rows.setdefault(e.task, {}).update(update)
 
@@ -122,8 +144,13 @@ class LiveProgress:
         for name, r in rows:
             status = r.get("status", "pending")
             elapsed = (now - r["start"]) if r.get("start") else r.get("duration")
-            table.add_row(name, f"[{_STYLE.get(status, '')}]{status}[/]", str(r.get("attempt") or ""),
-                          f"{elapsed:.2f}s" if elapsed is not None else "", _short(r.get("detail", ""), 80))
+            table.add_row(
+                name,
+                f"[{_STYLE.get(status, '')}]{status}[/]",
+                str(r.get("attempt") or ""),
+                f"{elapsed:.2f}s" if elapsed is not None else "",
+                _short(r.get("detail", ""), 80),
+            )
         return table
 
 
@@ -148,8 +175,16 @@ def _rows(record: RunRecord) -> list[tuple[str, str, str, str, str, str]]:
         detail = a.error or a.reason or ""
         dur = f"{a.duration:.3f}s" if a.duration is not None and a.attempt else ""
         rows_out = "" if a.rows_out is None else str(a.rows_out)
-        out.append((name, str(a.status), str(executions.get(name) or ""), dur, rows_out,
-                    "; ".join(x for x in (checks, _short(detail, 100)) if x)))
+        out.append(
+            (
+                name,
+                str(a.status),
+                str(executions.get(name) or ""),
+                dur,
+                rows_out,
+                "; ".join(x for x in (checks, _short(detail, 100)) if x),
+            )
+        )
     return out
 
 
@@ -159,8 +194,9 @@ def render_summary(record: RunRecord) -> Any:
 
     dur = f" in {record.duration:.2f}s" if record.duration is not None else ""
     style = "green" if record.ok else "bold red"
-    table = Table(title=f"{record.pipeline} · run {record.run_id} · [{style}]{record.status}[/]{dur}",
-                  title_justify="left")
+    table = Table(
+        title=f"{record.pipeline} · run {record.run_id} · [{style}]{record.status}[/]{dur}", title_justify="left"
+    )
     for col in ("task", "status", "runs", "time", "rows out", "checks / detail"):
         table.add_column(col, justify="right" if col in ("runs", "time", "rows out") else "left")
     for name, status, runs, dur_s, rows_out, detail in _rows(record):

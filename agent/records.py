@@ -229,10 +229,20 @@ def record_to_dict(record: RunRecord) -> dict[str, Any]:
         "error": record.error,
         "tasks": {t: (str(s) if s else None) for t, s in record.task_states.items()},
         "attempts": [
-            {"task": a.task, "attempt": a.attempt, "status": str(a.status), "started_at": a.started_at,
-             "ended_at": a.ended_at, "duration": a.duration, "rows_in": a.rows_in, "rows_out": a.rows_out,
-             "error": a.error, "reason": a.reason, "output_ref": a.output_ref,
-             "checks": [c.to_dict() for c in a.checks]}
+            {
+                "task": a.task,
+                "attempt": a.attempt,
+                "status": str(a.status),
+                "started_at": a.started_at,
+                "ended_at": a.ended_at,
+                "duration": a.duration,
+                "rows_in": a.rows_in,
+                "rows_out": a.rows_out,
+                "error": a.error,
+                "reason": a.reason,
+                "output_ref": a.output_ref,
+                "checks": [c.to_dict() for c in a.checks],
+            }
             for a in record.attempts
         ],
     }

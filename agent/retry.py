@@ -55,10 +55,14 @@ class RetryPolicy:
         if not _number(self.jitter) or not 0 <= self.jitter <= 1:
             problems.append(f"retry_jitter must be a fraction between 0 and 1 — got {self.jitter!r}")
         r = self.retry_on
-        if r is not None and not callable(r) and not (
-                isinstance(r, tuple) and all(isinstance(t, type) and issubclass(t, BaseException) for t in r)):
-            problems.append("retry_on must be an exception type, a tuple of them, or a predicate "
-                            f"(exc) -> bool — got {r!r}")
+        if (
+            r is not None
+            and not callable(r)
+            and not (isinstance(r, tuple) and all(isinstance(t, type) and issubclass(t, BaseException) for t in r))
+        ):
+            problems.append(
+                f"retry_on must be an exception type, a tuple of them, or a predicate (exc) -> bool — got {r!r}"
+            )
         if problems:
             raise DecorationError("; ".join(problems))
 

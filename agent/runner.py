@@ -77,8 +77,9 @@ def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     return {k: v for k, v in options.items() if k not in _RUN_OPTIONS}, run_opts
 
 
-def run_values(pipeline: Pipeline, params: Mapping[str, Any] | None, *, run_id: str, trigger: str,
-               logical_date: Any, now: float) -> tuple[dict[str, Any], dict[str, Any], dt.datetime]:
+def run_values(
+    pipeline: Pipeline, params: Mapping[str, Any] | None, *, run_id: str, trigger: str, logical_date: Any, now: float
+) -> tuple[dict[str, Any], dict[str, Any], dt.datetime]:
     """(values tasks may ask for by name, params to store, logical date); ConfigError on unknown params."""
     given = dict(params or {})
     if "logical_date" in given:
@@ -87,15 +88,23 @@ def run_values(pipeline: Pipeline, params: Mapping[str, Any] | None, *, run_id: 
     unknown = [k for k in given if k not in pipeline.params and k != "path"]
     if unknown:
         declared = ", ".join(sorted(pipeline.params)) or "none"
-        raise ConfigError(f"pipeline {pipeline.name!r} has no run parameter {', '.join(map(repr, unknown))} "
-                          f"(declared: {declared}; built-in: path, logical_date); declare it with "
-                          f"Pipeline({pipeline.name!r}, params={{{unknown[0]!r}: default}})")
+        raise ConfigError(
+            f"pipeline {pipeline.name!r} has no run parameter {', '.join(map(repr, unknown))} "
+            f"(declared: {declared}; built-in: path, logical_date); declare it with "
+            f"Pipeline({pipeline.name!r}, params={{{unknown[0]!r}: default}})"
+        )
     merged = {**pipeline.params}
     for k, v in given.items():
         merged[k] = _coerce(v, pipeline.params.get(k)) if k in pipeline.params else v
     ld = _as_datetime(logical_date, now)
-    values = {**merged, "params": merged, "path": merged.get("path"), "run_id": run_id, "trigger": trigger,
-              "logical_date": ld}
+    values = {
+        **merged,
+        "params": merged,
+        "path": merged.get("path"),
+        "run_id": run_id,
+        "trigger": trigger,
+        "logical_date": ld,
+    }
     return values, merged, ld
 
 
@@ -132,8 +141,9 @@ def _as_datetime(value: Any, now: float) -> dt.datetime:
         try:
             return _as_datetime(dt.datetime.fromisoformat(value), now)
         except ValueError:
-            raise ConfigError(f"logical date {value!r} is not an ISO date or datetime "
-                              "(2025-01-31 or 2025-01-31T06:00:00+00:00)") from None
+            raise ConfigError(
+                f"logical date {value!r} is not an ISO date or datetime (2025-01-31 or 2025-01-31T06:00:00+00:00)"
+            ) from None
     raise ConfigError(f"logical date must be a datetime, a date or an ISO string — got {value!r}")
 
 
@@ -153,20 +163,30 @@ def recover_interrupted(store: RunStore, telemetry: Any = None, *, now: float | 
             continue
         latest = rec.latest()
         never = [t for t in rec.tasks if t not in latest]
-        store.record_task_states(run_id, [(t, RunStatus.INTERRUPTED, "the run's process died before it started")
-                                          for t in never], now=now)
+        store.record_task_states(
+            run_id, [(t, RunStatus.INTERRUPTED, "the run's process died before it started") for t in never], now=now
+        )
         if telemetry is None:
             continue
         stopped = [t for t, a in latest.items() if a.status is RunStatus.INTERRUPTED] + never
         try:
             for t in stopped:
-                telemetry.task_state(rec.pipeline, t, RunStatus.INTERRUPTED, reason="the run's process died",
-                                     run_id=run_id, durable=True)
+                telemetry.task_state(
+                    rec.pipeline, t, RunStatus.INTERRUPTED, reason="the run's process died", run_id=run_id, durable=True
+                )
             health = kpis.health_of(r for r in store.recent_runs(rec.pipeline) if r.run_id != run_id)
-            telemetry.run_state(rec.pipeline, run_id, RunStatus.INTERRUPTED, started_at=rec.started_at or now,
-                                ended_at=now, outcome=kpis.fold(health, RunStatus.INTERRUPTED, rec.version, now),
-                                version=rec.version, trigger=rec.trigger, reason="the run's process died",
-                                durable=True)
+            telemetry.run_state(
+                rec.pipeline,
+                run_id,
+                RunStatus.INTERRUPTED,
+                started_at=rec.started_at or now,
+                ended_at=now,
+                outcome=kpis.fold(health, RunStatus.INTERRUPTED, rec.version, now),
+                version=rec.version,
+                trigger=rec.trigger,
+                reason="the run's process died",
+                durable=True,
+            )
         except Exception:
             log.exception("could not report interrupted run %s", run_id)
     return ids
@@ -194,11 +214,20 @@ class Runner:
     calling a silent run interrupted.
     """
 
-    def __init__(self, *, executor: Executor | None = None, store: RunStore | None = None,
-                 telemetry: Any = None, max_workers: int | None = None,
-                 sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None,
-                 rng: random.Random | None = None, home: str | os.PathLike[str] | None = None,
-                 kill_grace: float = 5.0, lease_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        executor: Executor | None = None,
+        store: RunStore | None = None,
+        telemetry: Any = None,
+        max_workers: int | None = None,
+        sleep: Callable[[float], Any] | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+        home: str | os.PathLike[str] | None = None,
+        kill_grace: float = 5.0,
+        lease_seconds: float = 60.0,
+    ) -> None:
         self.executor = executor
         self.store = store
         self.telemetry = telemetry
@@ -212,9 +241,18 @@ class Runner:
 
     # --- public ---------------------------------------------------------------------------
 
-    def run(self, pipeline: Pipeline, params: Mapping[str, Any] | None = None, *, logical_date: Any = None,
-            trigger: str = "manual", run_id: str | None = None, cancel: threading.Event | None = None,
-            wait: float = 0.0, abandon: threading.Event | None = None) -> RunRecord:
+    def run(
+        self,
+        pipeline: Pipeline,
+        params: Mapping[str, Any] | None = None,
+        *,
+        logical_date: Any = None,
+        trigger: str = "manual",
+        run_id: str | None = None,
+        cancel: threading.Event | None = None,
+        wait: float = 0.0,
+        abandon: threading.Event | None = None,
+    ) -> RunRecord:
         """Run every task of ``pipeline`` once; returns the run record (task failures do not raise).
 
         ``run_id`` of a run already recorded QUEUED (by the scheduler) starts that run.
@@ -236,29 +274,59 @@ class Runner:
                 if existing.pipeline != pipeline.name:
                     raise ConfigError(f"run {run_id} is a run of pipeline {existing.pipeline!r}, not {pipeline.name!r}")
                 if existing.status is not RunStatus.QUEUED:
-                    raise ConfigError(f"run {run_id} is already {existing.status}; resume it with "
-                                      f"`pipewarden runs resume {run_id}`")
+                    raise ConfigError(
+                        f"run {run_id} is already {existing.status}; resume it with `pipewarden runs resume {run_id}`"
+                    )
                 params = {**existing.params, **(params or {})}
                 logical_date = logical_date or existing.logical_date
                 trigger = existing.trigger
-            values, stored, ld = run_values(pipeline, params, run_id=run_id, trigger=trigger,
-                                            logical_date=logical_date, now=now)
+            values, stored, ld = run_values(
+                pipeline, params, run_id=run_id, trigger=trigger, logical_date=logical_date, now=now
+            )
             tel = self._telemetry()
             recover_interrupted(store, tel, now=now)
             if existing is None:
-                store.create_run(run_id=run_id, pipeline=pipeline.name, trigger=trigger, tasks=graph.order,
-                                 params=stored, logical_date=ld, version=pipeline.version,
-                                 target=pipeline.target, now=now)
-            job = _Job(self, pipeline, store, tel, run_id, values, to_run=list(graph.order), preloaded={},
-                       attempts={}, trigger=trigger, resumed=False, cancel=cancel, abandon=abandon)
+                store.create_run(
+                    run_id=run_id,
+                    pipeline=pipeline.name,
+                    trigger=trigger,
+                    tasks=graph.order,
+                    params=stored,
+                    logical_date=ld,
+                    version=pipeline.version,
+                    target=pipeline.target,
+                    now=now,
+                )
+            job = _Job(
+                self,
+                pipeline,
+                store,
+                tel,
+                run_id,
+                values,
+                to_run=list(graph.order),
+                preloaded={},
+                attempts={},
+                trigger=trigger,
+                resumed=False,
+                cancel=cancel,
+                abandon=abandon,
+            )
             job.wait, job.created = wait, existing is None
             return job.execute()
         finally:
             if owned:
                 store.close()
 
-    def resume(self, pipeline: Pipeline, run_id: str, *, cancel: threading.Event | None = None,
-               wait: float = 0.0, abandon: threading.Event | None = None) -> RunRecord:
+    def resume(
+        self,
+        pipeline: Pipeline,
+        run_id: str,
+        *,
+        cancel: threading.Event | None = None,
+        wait: float = 0.0,
+        abandon: threading.Event | None = None,
+    ) -> RunRecord:
         """Run again the tasks of ``run_id`` that did not succeed.
 
         A task that succeeded is not run again: its output was kept (see
@@ -277,11 +345,29 @@ class Runner:
             attempts: dict[str, int] = {}
             for a in rec.attempts:
                 attempts[a.task] = max(attempts.get(a.task, 0), a.attempt)
-            values, _, _ = run_values(pipeline, rec.params, run_id=run_id, trigger=rec.trigger,
-                                      logical_date=rec.logical_date, now=self.clock())
-            job = _Job(self, pipeline, store, self._telemetry(), run_id, values, to_run=list(plan.to_run),
-                       preloaded=dict(plan.preloaded), attempts=attempts, trigger=rec.trigger, resumed=True,
-                       cancel=cancel, abandon=abandon)
+            values, _, _ = run_values(
+                pipeline,
+                rec.params,
+                run_id=run_id,
+                trigger=rec.trigger,
+                logical_date=rec.logical_date,
+                now=self.clock(),
+            )
+            job = _Job(
+                self,
+                pipeline,
+                store,
+                self._telemetry(),
+                run_id,
+                values,
+                to_run=list(plan.to_run),
+                preloaded=dict(plan.preloaded),
+                attempts=attempts,
+                trigger=rec.trigger,
+                resumed=True,
+                cancel=cancel,
+                abandon=abandon,
+            )
             job.wait = wait
             return job.execute()
         finally:
@@ -310,16 +396,20 @@ class Runner:
         if rec.pipeline != pipeline.name:
             raise ConfigError(f"run {run_id} is a run of pipeline {rec.pipeline!r}, not {pipeline.name!r}")
         if rec.status is RunStatus.RUNNING:
-            raise ConfigError(f"run {run_id} is still running (pid {rec.owner_pid} on {rec.owner_host}); "
-                              "wait for it, or stop that process first")
+            raise ConfigError(
+                f"run {run_id} is still running (pid {rec.owner_pid} on {rec.owner_host}); "
+                "wait for it, or stop that process first"
+            )
         if rec.status is RunStatus.SUCCESS:
             return ResumePlan(rec, (), {}, {})
         alive = store.live_workers(run_id)
         if alive:
             pids = " ".join(map(str, alive))
-            raise ConfigError(f"run {run_id}: worker processes {pids} of its last execution are still alive and may "
-                              f"still be running its tasks; wait for them to end, or stop them (kill {pids}), "
-                              "then resume")
+            raise ConfigError(
+                f"run {run_id}: worker processes {pids} of its last execution are still alive and may "
+                f"still be running its tasks; wait for them to end, or stop them (kill {pids}), "
+                "then resume"
+            )
         home = self._home(store)
         if isinstance(store, SQLiteRunStore):  # outputs are read back from it and its directory
             require_trusted([store.path.parent, store.path], what=f"resume run {run_id} from {store.path}")
@@ -336,8 +426,7 @@ class Runner:
                 if inp not in kept or inp in to_run:
                     continue
                 attempt = kept[inp]
-                problem = output_problem(home, attempt.output_ref,
-                                         allow_pickle=pipeline.tasks[inp].persist == "pickle")
+                problem = output_problem(home, attempt.output_ref, allow_pickle=pipeline.tasks[inp].persist == "pickle")
                 if problem is not None:
                     if attempt.output_ref is None and attempt.reason:
                         problem = f"its output was not kept: {attempt.reason}"
@@ -387,10 +476,23 @@ class ResumePlan:
 class _Job:
     """One execution of a run (first run or resume): the state shared by the worker threads."""
 
-    def __init__(self, runner: Runner, pipeline: Pipeline, store: RunStore, tel: Any, run_id: str,
-                 values: dict[str, Any], *, to_run: list[str], preloaded: dict[str, str | None],
-                 attempts: dict[str, int], trigger: str, resumed: bool, cancel: threading.Event | None,
-                 abandon: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        pipeline: Pipeline,
+        store: RunStore,
+        tel: Any,
+        run_id: str,
+        values: dict[str, Any],
+        *,
+        to_run: list[str],
+        preloaded: dict[str, str | None],
+        attempts: dict[str, int],
+        trigger: str,
+        resumed: bool,
+        cancel: threading.Event | None,
+        abandon: threading.Event | None = None,
+    ) -> None:
         self.r = runner
         self.pipeline = pipeline
         self.name = pipeline.name
@@ -436,8 +538,12 @@ class _Job:
         self._claim()
         executor = r.executor
         owns_executor = executor is None
-        workers = (r.max_workers or self.pipeline.max_workers or (executor.max_workers if executor else None)
-                   or min(32, (os.cpu_count() or 1) + 4))
+        workers = (
+            r.max_workers
+            or self.pipeline.max_workers
+            or (executor.max_workers if executor else None)
+            or min(32, (os.cpu_count() or 1) + 4)
+        )
         self.max_drivers = workers
         if executor is None:
             executor = ThreadExecutor(workers)
@@ -447,9 +553,17 @@ class _Job:
         if worker_pids is not None:  # a resume must not start a task one of them may still be running
             store.record_workers(self.run_id, worker_pids())
         interrupted: BaseException | None = None
-        ps = tel.pipeline_scope(self.name, run_id=self.run_id, version=version, trigger=self.trigger,
-                                tasks=self.graph.order, kept=tuple(self.preloaded), params=self.values.get("params"),
-                                resumed=self.resumed, durable=True)
+        ps = tel.pipeline_scope(
+            self.name,
+            run_id=self.run_id,
+            version=version,
+            trigger=self.trigger,
+            tasks=self.graph.order,
+            kept=tuple(self.preloaded),
+            params=self.values.get("params"),
+            resumed=self.resumed,
+            durable=True,
+        )
         ps.__enter__()
         failure: BaseException | None = None
         try:
@@ -503,8 +617,13 @@ class _Job:
         while True:
             now = r.clock()
             try:
-                store.start_run(self.run_id, now=now, lease_until=now + r.lease_seconds, tasks=self.graph.order,
-                                max_active=self.pipeline.max_active_runs)
+                store.start_run(
+                    self.run_id,
+                    now=now,
+                    lease_until=now + r.lease_seconds,
+                    tasks=self.graph.order,
+                    max_active=self.pipeline.max_active_runs,
+                )
                 return
             except RunLimitError:
                 waited_out = time.monotonic() >= deadline
@@ -542,13 +661,18 @@ class _Job:
             left = [t for t in self.to_run if t not in self.states]
             for t in left:
                 self.states[t] = status
-        running = set(self.store.cancel_running_tasks(self.run_id, now=now, status=status,
-                                                      reason="the run was interrupted while the task ran"))
-        self.store.record_task_states(self.run_id, [(t, status, "the run was interrupted")
-                                                    for t in left if t not in running], now=now)
+        running = set(
+            self.store.cancel_running_tasks(
+                self.run_id, now=now, status=status, reason="the run was interrupted while the task ran"
+            )
+        )
+        self.store.record_task_states(
+            self.run_id, [(t, status, "the run was interrupted") for t in left if t not in running], now=now
+        )
         for t in left:
-            self.tel.task_state(self.name, t, status, reason="the run was interrupted", run_id=self.run_id,
-                                durable=True)
+            self.tel.task_state(
+                self.name, t, status, reason="the run was interrupted", run_id=self.run_id, durable=True
+            )
 
     def _outcome(self) -> tuple[RunStatus, str | None]:
         if self.abandon.is_set() and any(s is RunStatus.INTERRUPTED for s in self.states.values()):
@@ -735,8 +859,12 @@ class _Job:
                 if rows_out:
                     ts.rows_out(rows_out)
                 if task.checks:
-                    ctx = ts.context(inputs=frames, store=store, now=dt.datetime.fromtimestamp(clock(), dt.UTC),
-                                     logical_date=self.values.get("logical_date"))
+                    ctx = ts.context(
+                        inputs=frames,
+                        store=store,
+                        now=dt.datetime.fromtimestamp(clock(), dt.UTC),
+                        logical_date=self.values.get("logical_date"),
+                    )
                     results = ts.run_checks(task.checks, value, ctx)
                     stop = blocking(results, task.on_check_error)
                     reason = blocking_reason(stop) if stop else None
@@ -745,15 +873,15 @@ class _Job:
                 elif value is None:
                     ref = NONE_REF
                 elif task.persist != "off" and name in self.consumed:
-                    ref, not_kept = save_output(self.home, self.run_id, name, value,
-                                                allow_pickle=task.persist == "pickle")
+                    ref, not_kept = save_output(
+                        self.home, self.run_id, name, value, allow_pickle=task.persist == "pickle"
+                    )
             except TaskCancelledError as exc:
                 failure = exc
                 ts.set_status(RunStatus.CANCELLED, str(exc))
             except BaseException as exc:
                 failure = exc
-                if (isinstance(exc, Exception) and task.retry.should_retry(exc, tries)
-                        and not self.cancelled.is_set()):
+                if isinstance(exc, Exception) and task.retry.should_retry(exc, tries) and not self.cancelled.is_set():
                     ts.retry_in = task.retry.delay_for(tries, self.r.rng)
             end = clock()
             ts.ended_at = end
@@ -763,8 +891,17 @@ class _Job:
             status = ts.status or RunStatus.FAILED
             error = reason if reason is not None else ts.error
             ok = status is RunStatus.SUCCESS
-            store.finish_task(tr_id, status, now=end, rows_in=rows_in, rows_out=rows_out, error=error,
-                              reason=not_kept if ok else None, output_ref=ref if ok else None, checks=results)
+            store.finish_task(
+                tr_id,
+                status,
+                now=end,
+                rows_in=rows_in,
+                rows_out=rows_out,
+                error=error,
+                reason=not_kept if ok else None,
+                output_ref=ref if ok else None,
+                checks=results,
+            )
             if event is not None:
                 tel.bus.emit(event)
             if status is RunStatus.SUCCESS:
@@ -781,8 +918,9 @@ class _Job:
         ex = self.executor
         if task.timeout is not None:
             if ex.local:
-                return run_in_child(task.fn, kwargs, task.timeout, grace=self.r.kill_grace, cancel=self.cancelled,
-                                    task=task.name)
+                return run_in_child(
+                    task.fn, kwargs, task.timeout, grace=self.r.kill_grace, cancel=self.cancelled, task=task.name
+                )
             return self._wait_remote(ex.submit(timed, task.fn, kwargs, task.timeout, self.r.kill_grace), task)
         if ex.local:
             return invoke(task.fn, kwargs)
@@ -794,6 +932,7 @@ class _Job:
         while not finished.wait(0.25):
             if self.cancelled.is_set():
                 future.cancel()
-                raise TaskCancelledError(f"task {task.name!r} was abandoned because the run was cancelled",
-                                         task=task.name)
+                raise TaskCancelledError(
+                    f"task {task.name!r} was abandoned because the run was cancelled", task=task.name
+                )
         return future.result()

@@ -85,8 +85,9 @@ class Scheduler:
         if isinstance(sched, FileArrival):
             from agent.triggers import FileTrigger
 
-            self._files[pipeline.name] = FileTrigger(sched.directory, sched.pattern,
-                                                     stable_seconds=sched.stable_seconds, recursive=sched.recursive)
+            self._files[pipeline.name] = FileTrigger(
+                sched.directory, sched.pattern, stable_seconds=sched.stable_seconds, recursive=sched.recursive
+            )
 
     def start(self) -> None:
         """Start watching directories of file-arrival schedules (watchdog); ``tick`` also works without it."""
@@ -150,8 +151,10 @@ class Scheduler:
         name = pipe.name
         if name not in self._recovered:  # runs claimed by a process that died before starting them
             self._recovered.add(name)
-            out.extend(DueRun(name, r.run_id, r.trigger, r.logical_date, dict(r.params), r.idempotency_key)
-                       for r in self.store.queued_runs(name))
+            out.extend(
+                DueRun(name, r.run_id, r.trigger, r.logical_date, dict(r.params), r.idempotency_key)
+                for r in self.store.queued_runs(name)
+            )
         sched = pipe.schedule
         if sched is None or sched.kind == "manual":
             return out
@@ -162,13 +165,12 @@ class Scheduler:
         anchor = self._anchor.get(name)
         if anchor is None:
             last = self.store.last_scheduled(name, TIMED)
-            anchor = (dt.datetime.fromtimestamp(last, UTC) if last is not None
-                      else now - dt.timedelta(microseconds=1))
+            anchor = dt.datetime.fromtimestamp(last, UTC) if last is not None else now - dt.timedelta(microseconds=1)
         ticks = list(sched.ticks(anchor, now))
         if not ticks:
             self._anchor[name] = anchor
             return out
-        keep = ticks if pipe.catchup is None else ticks[len(ticks) - pipe.catchup:] if pipe.catchup else []
+        keep = ticks if pipe.catchup is None else ticks[len(ticks) - pipe.catchup :] if pipe.catchup else []
         missed = len(ticks) - len(keep)
         if missed:
             log.info("pipeline %s missed %d schedule tick(s); catchup=%s", name, missed, pipe.catchup)
@@ -192,21 +194,46 @@ class Scheduler:
             if len(out) >= room:
                 break  # over the concurrency limit: the file stays pending for the next tick
             key = f"{pipe.name}@file:{f.path}:{f.mtime_ns}:{f.size}"
-            d = self._new_run(pipe, trigger="file", key=key, logical_date=now, scheduled_for=None,
-                              params={"path": f.path}, now=now)
+            d = self._new_run(
+                pipe, trigger="file", key=key, logical_date=now, scheduled_for=None, params={"path": f.path}, now=now
+            )
             trig.mark_done(f)
             if d is not None:
                 out.append(d)
         return out
 
     def _claim(self, pipe: Pipeline, tick: dt.datetime, *, trigger: str, now: dt.datetime) -> DueRun | None:
-        return self._new_run(pipe, trigger=trigger, key=tick_key(pipe.name, tick), logical_date=tick,
-                             scheduled_for=tick.timestamp(), params={}, now=now)
+        return self._new_run(
+            pipe,
+            trigger=trigger,
+            key=tick_key(pipe.name, tick),
+            logical_date=tick,
+            scheduled_for=tick.timestamp(),
+            params={},
+            now=now,
+        )
 
-    def _new_run(self, pipe: Pipeline, *, trigger: str, key: str | None, logical_date: dt.datetime,
-                 scheduled_for: float | None, params: Mapping[str, Any], now: dt.datetime) -> DueRun | None:
-        d = _queue_run(self.store, pipe, trigger=trigger, key=key, logical_date=logical_date,
-                       scheduled_for=scheduled_for, params=params, now=now)
+    def _new_run(
+        self,
+        pipe: Pipeline,
+        *,
+        trigger: str,
+        key: str | None,
+        logical_date: dt.datetime,
+        scheduled_for: float | None,
+        params: Mapping[str, Any],
+        now: dt.datetime,
+    ) -> DueRun | None:
+        d = _queue_run(
+            self.store,
+            pipe,
+            trigger=trigger,
+            key=key,
+            logical_date=logical_date,
+            scheduled_for=scheduled_for,
+            params=params,
+            now=now,
+        )
         if d is not None:
             self._count("pipewarden_scheduler_triggers_total", pipe.name, trigger)
         return d
@@ -222,26 +249,49 @@ class Scheduler:
 
     # --- on demand -------------------------------------------------------------------------
 
-    def trigger(self, pipeline: str, params: Mapping[str, Any] | None = None, *,
-                now: dt.datetime | None = None, trigger: str = "manual") -> DueRun:
+    def trigger(
+        self,
+        pipeline: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        now: dt.datetime | None = None,
+        trigger: str = "manual",
+    ) -> DueRun:
         """A run on demand (``trigger``: manual, or alert for an alert's action), recorded QUEUED now.
 
         No idempotency key: every call is a new run.
         """
         pipe = self._pipeline(pipeline)
         now = now or dt.datetime.now(UTC)
-        d = self._new_run(pipe, trigger=trigger, key=None, logical_date=now, scheduled_for=None,
-                          params=dict(params or {}), now=now)
+        d = self._new_run(
+            pipe, trigger=trigger, key=None, logical_date=now, scheduled_for=None, params=dict(params or {}), now=now
+        )
         assert d is not None
         return d
 
-    def backfill(self, pipeline: str, start: dt.datetime, end: dt.datetime, *, every: dt.timedelta | None = None,
-                 rerun: bool = False, now: dt.datetime | None = None) -> list[DueRun]:
+    def backfill(
+        self,
+        pipeline: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        every: dt.timedelta | None = None,
+        rerun: bool = False,
+        now: dt.datetime | None = None,
+    ) -> list[DueRun]:
         """One queued run per schedule tick in ``[start, end]``; ticks that already ran are left out
         unless ``rerun``."""
         pipe = self._pipeline(pipeline)
-        return backfill_runs(self.store, pipe, start, end, every=every, rerun=rerun, now=now,
-                             count=lambda: self._count("pipewarden_scheduler_triggers_total", pipe.name, "backfill"))
+        return backfill_runs(
+            self.store,
+            pipe,
+            start,
+            end,
+            every=every,
+            rerun=rerun,
+            now=now,
+            count=lambda: self._count("pipewarden_scheduler_triggers_total", pipe.name, "backfill"),
+        )
 
     def _pipeline(self, name: str) -> Pipeline:
         try:
@@ -250,25 +300,36 @@ class Scheduler:
             raise ConfigError(f"the scheduler has no pipeline {name!r} ({', '.join(self.pipelines)})") from None
 
 
-def backfill_runs(store: RunStore, pipe: Pipeline, start: dt.datetime, end: dt.datetime, *,
-                  every: dt.timedelta | None = None, rerun: bool = False, now: dt.datetime | None = None,
-                  count: Any = None) -> list[DueRun]:
+def backfill_runs(
+    store: RunStore,
+    pipe: Pipeline,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    every: dt.timedelta | None = None,
+    rerun: bool = False,
+    now: dt.datetime | None = None,
+    count: Any = None,
+) -> list[DueRun]:
     """Queued runs of ``pipe`` for the logical dates of its schedule (or ``every``) in ``[start, end]``."""
     start, end = _aware(start), _aware(end)
     if end < start:
         raise ConfigError(f"backfill end {end.isoformat()} is before its start {start.isoformat()}")
     sched: Schedule | None = Interval(every, anchor=start) if every else pipe.schedule
     if sched is None or sched.kind not in TIMED:
-        raise ConfigError(f"pipeline {pipe.name!r} has no cron or interval schedule to take logical dates from; "
-                          "pass --every (e.g. --every 1d)")
+        raise ConfigError(
+            f"pipeline {pipe.name!r} has no cron or interval schedule to take logical dates from; "
+            "pass --every (e.g. --every 1d)"
+        )
     now = now or dt.datetime.now(UTC)
     out = []
     for t in sched.ticks(start - dt.timedelta(microseconds=1), end):
         key = tick_key(pipe.name, t)
         if rerun and store.has_key(key):
             key = f"{key}#rerun-{new_run_id(now.timestamp())}"
-        d = _queue_run(store, pipe, trigger="backfill", key=key, logical_date=t, scheduled_for=t.timestamp(),
-                       params={}, now=now)
+        d = _queue_run(
+            store, pipe, trigger="backfill", key=key, logical_date=t, scheduled_for=t.timestamp(), params={}, now=now
+        )
         if d is not None:
             if count is not None:
                 count()
@@ -276,14 +337,32 @@ def backfill_runs(store: RunStore, pipe: Pipeline, start: dt.datetime, end: dt.d
     return out
 
 
-def _queue_run(store: RunStore, pipe: Pipeline, *, trigger: str, key: str | None, logical_date: dt.datetime,
-               scheduled_for: float | None, params: Mapping[str, Any], now: dt.datetime) -> DueRun | None:
+def _queue_run(
+    store: RunStore,
+    pipe: Pipeline,
+    *,
+    trigger: str,
+    key: str | None,
+    logical_date: dt.datetime,
+    scheduled_for: float | None,
+    params: Mapping[str, Any],
+    now: dt.datetime,
+) -> DueRun | None:
     """Record a QUEUED run of ``pipe``; None when ``key`` was claimed before (a restart mid-tick, a done date)."""
     run_id = new_run_id(now.timestamp())
-    if not store.create_run(run_id=run_id, pipeline=pipe.name, trigger=trigger, tasks=pipe.graph().order,
-                            params=dict(params), logical_date=logical_date, version=pipe.version,
-                            target=pipe.target, idempotency_key=key, scheduled_for=scheduled_for,
-                            now=now.timestamp()):
+    if not store.create_run(
+        run_id=run_id,
+        pipeline=pipe.name,
+        trigger=trigger,
+        tasks=pipe.graph().order,
+        params=dict(params),
+        logical_date=logical_date,
+        version=pipe.version,
+        target=pipe.target,
+        idempotency_key=key,
+        scheduled_for=scheduled_for,
+        now=now.timestamp(),
+    ):
         return None
     return DueRun(pipe.name, run_id, trigger, logical_date, dict(params), key)
 

@@ -37,8 +37,9 @@ def _zone(name: str, where: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: time zone {name!r} is unknown; use an IANA name like 'Europe/Paris' "
-                          "or 'UTC'") from None
+        raise ConfigError(
+            f"{where}: time zone {name!r} is unknown; use an IANA name like 'Europe/Paris' or 'UTC'"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,18 @@ class Cron(Schedule):
 
         _zone(self.timezone, f"cron {self.expr!r}")
         if not isinstance(self.expr, str) or not croniter.is_valid(self.expr):
-            raise ConfigError(f"schedule {self.expr!r} is not a valid cron expression; write five fields "
-                              "'minute hour day-of-month month day-of-week', e.g. '*/15 * * * *', or "
-                              "'every 10m' for an interval")
+            raise ConfigError(
+                f"schedule {self.expr!r} is not a valid cron expression; write five fields "
+                "'minute hour day-of-month month day-of-week', e.g. '*/15 * * * *', or "
+                "'every 10m' for an interval"
+            )
         try:
             croniter(self.expr, _EPOCH).get_next(dt.datetime)
         except (ValueError, KeyError) as exc:  # CroniterBadDateError is a ValueError: no date matches
-            raise ConfigError(f"schedule {self.expr!r} never fires (no date matches it: {exc}); check the "
-                              "day of month against the month, e.g. '0 0 30 2 *' asks for February 30") from None
+            raise ConfigError(
+                f"schedule {self.expr!r} never fires (no date matches it: {exc}); check the "
+                "day of month against the month, e.g. '0 0 30 2 *' asks for February 30"
+            ) from None
 
     def ticks(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
         from croniter import croniter
@@ -146,8 +151,9 @@ class Manual(Schedule):
 
 _EVERY = re.compile(r"^\s*every\s+(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\w*\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)\s*$",
-                       re.IGNORECASE)
+_DURATION = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)\s*$", re.IGNORECASE
+)
 
 
 def parse_interval(text: str, *, where: str = "interval") -> dt.timedelta:
@@ -159,8 +165,9 @@ def parse_interval(text: str, *, where: str = "interval") -> dt.timedelta:
     m = _DURATION.match(text) if isinstance(text, str) else None
     seconds = float(m.group(1)) * _UNITS[m.group(2)[0].lower()] if m else 0.0
     if seconds <= 0:
-        raise ConfigError(f"{where} {text!r} is not a positive duration; write a number and a unit, "
-                          "e.g. 30s, 15m, 6h, 1d or 2w")
+        raise ConfigError(
+            f"{where} {text!r} is not a positive duration; write a number and a unit, e.g. 30s, 15m, 6h, 1d or 2w"
+        )
     return dt.timedelta(seconds=seconds)
 
 
@@ -180,5 +187,7 @@ def parse_schedule(spec: Any, *, timezone: str = "UTC", where: str = "schedule")
             return Cron(spec.strip(), timezone=timezone)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    raise ConfigError(f"{where}: schedule must be a cron string, 'every 10m', a timedelta or a schedule object "
-                      f"(Cron, Interval, FileArrival, Manual) — got {spec!r}")
+    raise ConfigError(
+        f"{where}: schedule must be a cron string, 'every 10m', a timedelta or a schedule object "
+        f"(Cron, Interval, FileArrival, Manual) — got {spec!r}"
+    )

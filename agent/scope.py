@@ -54,8 +54,9 @@ log = logging.getLogger("pipewarden.telemetry")
 _PEAK_SAMPLE_AFTER = 0.001
 
 #: Options a scope takes besides its pipeline, task and level (see the class attributes).
-_OPTIONS = frozenset({"run_id", "attempt", "version", "trigger", "tasks", "kept", "params", "resumed", "durable",
-                      "attributes"})
+_OPTIONS = frozenset(
+    {"run_id", "attempt", "version", "trigger", "tasks", "kept", "params", "resumed", "durable", "attributes"}
+)
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("pipewarden_scope", default=None)
 
@@ -111,8 +112,16 @@ class Scope:
     #: None for the runner, which decides about blocking results itself.
     policy: Callable[[Scope, list[CheckResult]], None] | None = None
 
-    def __init__(self, tel: Telemetry, pipeline: str, task: str | None, *, pipeline_level: bool,
-                 dataset: str | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        tel: Telemetry,
+        pipeline: str,
+        task: str | None,
+        *,
+        pipeline_level: bool,
+        dataset: str | None = None,
+        **options: Any,
+    ) -> None:
         self.tel = tel
         self.pipeline = pipeline
         self.task = task
@@ -147,16 +156,27 @@ class Scope:
     def set_attribute(self, key: str, value: Any) -> None:
         self.span.set_attribute(key, value)
 
-    def context(self, *, inputs: Sequence[Any] = (), store: Any = None, now: dt.datetime | None = None,
-                logical_date: dt.datetime | None = None) -> CheckContext:
+    def context(
+        self,
+        *,
+        inputs: Sequence[Any] = (),
+        store: Any = None,
+        now: dt.datetime | None = None,
+        logical_date: dt.datetime | None = None,
+    ) -> CheckContext:
         """A check context for this scope's pipeline, task and run (``logical_date``: the time the data is for)."""
-        return CheckContext(pipeline=self.pipeline, task=self.task or "", dataset=self.dataset,
-                            run_id=self.run_id or "", inputs=tuple(inputs), store=store,
-                            now=now or dt.datetime.fromtimestamp(self.tel.clock(), dt.UTC),
-                            logical_date=logical_date)
+        return CheckContext(
+            pipeline=self.pipeline,
+            task=self.task or "",
+            dataset=self.dataset,
+            run_id=self.run_id or "",
+            inputs=tuple(inputs),
+            store=store,
+            now=now or dt.datetime.fromtimestamp(self.tel.clock(), dt.UTC),
+            logical_date=logical_date,
+        )
 
-    def run_checks(self, checks: Iterable[Any], output: Any, context: CheckContext | None = None
-                   ) -> list[CheckResult]:
+    def run_checks(self, checks: Iterable[Any], output: Any, context: CheckContext | None = None) -> list[CheckResult]:
         """Run checks on ``output``: a span and a :class:`~agent.events.ChecksEvaluated` per check.
 
         Raises TypeError when ``checks`` is not a list of checks (the arguments swapped:
@@ -164,8 +184,10 @@ class Scope:
         ``on_check_failure`` policy applies to the results (``raise``: CheckFailedError).
         """
         if isinstance(checks, str | bytes | Mapping) or is_data(checks) or not isinstance(checks, Iterable):
-            raise TypeError(f"run_checks(checks, output): checks must be a list of checks — got "
-                            f"{type(checks).__name__}; write run.run_checks([unique(\"id\")], df)")
+            raise TypeError(
+                f"run_checks(checks, output): checks must be a list of checks — got "
+                f'{type(checks).__name__}; write run.run_checks([unique("id")], df)'
+            )
         ctx = context if context is not None else self.context()
         tel = self.tel
         out: list[CheckResult] = []
@@ -179,8 +201,17 @@ class Scope:
                     _annotate_check_span(span, name, results)
                 except Exception:
                     log.exception("pipewarden could not annotate the span of check %s", name)
-            tel.bus.emit(ChecksEvaluated(self.run_id or "", self.pipeline, self.task or self.pipeline,
-                                         self.dataset, name, tuple(results), elapsed))
+            tel.bus.emit(
+                ChecksEvaluated(
+                    self.run_id or "",
+                    self.pipeline,
+                    self.task or self.pipeline,
+                    self.dataset,
+                    name,
+                    tuple(results),
+                    elapsed,
+                )
+            )
             out.extend(results)
         self.check_results = (*self.check_results, *out)
         if self.policy is not None:
@@ -208,16 +239,28 @@ class Scope:
             attrs["pipewarden.task.attempt"] = self.attempt
         if self.attributes:
             attrs.update(self.attributes)
-        span = self.span = tel.tracer.start_span(name, kind=SpanKind.SERVER if pipeline_level else SpanKind.INTERNAL,
-                                                 attributes=attrs)
+        span = self.span = tel.tracer.start_span(
+            name, kind=SpanKind.SERVER if pipeline_level else SpanKind.INTERNAL, attributes=attrs
+        )
         self._token = otel_context.attach(trace.set_span_in_context(span))
         self._var_token = _current.set(self)
         now = self.started_at = tel.clock()
         bus = tel.bus
         if pipeline_level and bus.wants(RunStarted):
-            bus.emit(RunStarted(run_id, self.pipeline, now, self.trigger, self.version,
-                                tuple(self.tasks) or ((task,) if task else ()), tuple(self.kept), self.params or {},
-                                self.resumed, self.durable))
+            bus.emit(
+                RunStarted(
+                    run_id,
+                    self.pipeline,
+                    now,
+                    self.trigger,
+                    self.version,
+                    tuple(self.tasks) or ((task,) if task else ()),
+                    tuple(self.kept),
+                    self.params or {},
+                    self.resumed,
+                    self.durable,
+                )
+            )
         if task is not None and bus.wants(TaskStarted):
             bus.emit(TaskStarted(run_id, self.pipeline, task, self.attempt, now, self.durable))
         self._c0 = time.thread_time()
@@ -245,8 +288,9 @@ class Scope:
             _current.reset(self._var_token)
             otel_context.detach(self._token)
 
-    def _finish(self, exc: BaseException | None, duration: float, cpu: float
-                ) -> tuple[TaskEnded | None, RunEnded | None]:
+    def _finish(
+        self, exc: BaseException | None, duration: float, cpu: float
+    ) -> tuple[TaskEnded | None, RunEnded | None]:
         span, task, status = self.span, self.task, self.status
         if exc is not None:
             if status is None or status is RunStatus.SUCCESS:
@@ -263,8 +307,10 @@ class Scope:
         if self.reason:
             span.set_attribute("pipewarden.reason", self.reason)
         # One attribute per call: set_attributes() costs more than one set_attribute().
-        span.set_attribute("cicd.pipeline.result" if self.pipeline_level else "cicd.pipeline.task.run.result",
-                           _OTEL_RESULT.get(status, "error"))
+        span.set_attribute(
+            "cicd.pipeline.result" if self.pipeline_level else "cicd.pipeline.task.run.result",
+            _OTEL_RESULT.get(status, "error"),
+        )
         rows_in, rows_out = self._rows_in, self._rows_out
         if rows_in:
             span.set_attribute("pipewarden.rows_in", rows_in)
@@ -281,16 +327,43 @@ class Scope:
             if peak is None and (duration >= _PEAK_SAMPLE_AFTER or self.tel.first_peak(self.pipeline, task)):
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
             retry = self.retry
-            task_event = TaskEnded(run_id, self.pipeline, task, self.attempt, status, self.started_at, now, duration,
-                                   rows_in or None, rows_out or None, cpu, peak, self.error, self.reason or None,
-                                   retry if retry is not None else self.attempt > 1, self.retry_in,
-                                   self.check_results, self.durable)
+            task_event = TaskEnded(
+                run_id,
+                self.pipeline,
+                task,
+                self.attempt,
+                status,
+                self.started_at,
+                now,
+                duration,
+                rows_in or None,
+                rows_out or None,
+                cpu,
+                peak,
+                self.error,
+                self.reason or None,
+                retry if retry is not None else self.attempt > 1,
+                self.retry_in,
+                self.check_results,
+                self.durable,
+            )
         if self.pipeline_level:
             outcome = self.outcome
             if outcome is None:
                 outcome = self.tel.kpis.outcome(self.pipeline, status, self.version, now)
-            run_event = RunEnded(run_id, self.pipeline, status, self.started_at, now, duration, self.trigger,
-                                 self.version, self.error or self.reason or None, outcome, self.durable)
+            run_event = RunEnded(
+                run_id,
+                self.pipeline,
+                status,
+                self.started_at,
+                now,
+                duration,
+                self.trigger,
+                self.version,
+                self.error or self.reason or None,
+                outcome,
+                self.durable,
+            )
         return task_event, run_event
 
 

@@ -71,6 +71,10 @@ def _mention_old_default() -> None:
     _told_old_default = True
     old = Path(_OLD_DEFAULT) / "pipewarden.db"
     if old.is_file():
-        log.warning("%s was the default state directory of earlier pipewarden versions and is no longer read; "
-                    "the default is now %s. Set PIPEWARDEN_HOME=%s to keep using it, or move it there.",
-                    old.parent.resolve(), default_home(), old.parent.resolve())
+        log.warning(
+            "%s was the default state directory of earlier pipewarden versions and is no longer read; "
+            "the default is now %s. Set PIPEWARDEN_HOME=%s to keep using it, or move it there.",
+            old.parent.resolve(),
+            default_home(),
+            old.parent.resolve(),
+        )

@@ -264,7 +264,7 @@ def _proc_stat(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-        fields = data[data.rindex(b")") + 2:].decode().split()
+        fields = data[data.rindex(b")") + 2 :].decode().split()
         return fields if len(fields) > 19 else None
     except (OSError, ValueError):
         return None
@@ -285,17 +285,35 @@ class RunStore(abc.ABC):
 
     # --- runs ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def create_run(self, *, run_id: str, pipeline: str, trigger: str, tasks: Sequence[str] = (),
-                   params: Mapping[str, Any] | None = None, logical_date: dt.datetime | None = None,
-                   version: str = "", target: str | None = None, idempotency_key: str | None = None,
-                   scheduled_for: float | None = None, status: RunStatus = RunStatus.QUEUED,
-                   now: float | None = None) -> bool:
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        pipeline: str,
+        trigger: str,
+        tasks: Sequence[str] = (),
+        params: Mapping[str, Any] | None = None,
+        logical_date: dt.datetime | None = None,
+        version: str = "",
+        target: str | None = None,
+        idempotency_key: str | None = None,
+        scheduled_for: float | None = None,
+        status: RunStatus = RunStatus.QUEUED,
+        now: float | None = None,
+    ) -> bool:
         """Record a new run; False (and nothing written) when ``idempotency_key`` was already used."""
 
     @abc.abstractmethod
-    def start_run(self, run_id: str, *, now: float, lease_until: float | None = None,
-                  version: str | None = None, tasks: Sequence[str] | None = None,
-                  max_active: int | None = None) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        now: float,
+        lease_until: float | None = None,
+        version: str | None = None,
+        tasks: Sequence[str] | None = None,
+        max_active: int | None = None,
+    ) -> None:
         """Mark a run RUNNING and owned by this process.
 
         With ``max_active``, atomically (two processes never both get the last
@@ -317,8 +335,7 @@ class RunStore(abc.ABC):
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     @abc.abstractmethod
-    def list_runs(self, *, pipeline: str | None = None, status: str | None = None,
-                  limit: int = 50) -> list[RunRecord]:
+    def list_runs(self, *, pipeline: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Newest first, without task states (``get_run`` has them)."""
 
     @abc.abstractmethod
@@ -358,8 +375,16 @@ class RunStore(abc.ABC):
         """The recorded worker processes of the run that still run (resume must not start its tasks)."""
 
     @abc.abstractmethod
-    def prune_runs(self, before: float, *, pipeline: str | None = None, dry_run: bool = False,
-                   mark: str | None = None, every: float = 0.0, now: float | None = None) -> list[str] | None:
+    def prune_runs(
+        self,
+        before: float,
+        *,
+        pipeline: str | None = None,
+        dry_run: bool = False,
+        mark: str | None = None,
+        every: float = 0.0,
+        now: float | None = None,
+    ) -> list[str] | None:
         """Delete finished runs that ended before ``before``, with their task states and check results.
 
         Returns the ids of the runs deleted (or that would be, with ``dry_run``). With
@@ -375,9 +400,15 @@ class RunStore(abc.ABC):
 
     # --- cumulative metrics for outputs that outlive the process ---------------------------
     @abc.abstractmethod
-    def merge_metric_samples(self, pipeline: str, added: Mapping[tuple[str, str], float],
-                             values: Mapping[tuple[str, str], float], *, now: float,
-                             replaced: Iterable[str] = ()) -> list[tuple[str, str, float]]:
+    def merge_metric_samples(
+        self,
+        pipeline: str,
+        added: Mapping[tuple[str, str], float],
+        values: Mapping[tuple[str, str], float],
+        *,
+        now: float,
+        replaced: Iterable[str] = (),
+    ) -> list[tuple[str, str, float]]:
         """Add ``added`` to the pipeline's stored counter samples and set its gauge ``values`` (keys are
         ``(sample name, labels as JSON)``); samples named in ``replaced`` are first dropped (an info
         metric whose labels changed). Returns every stored sample of the pipeline, sorted."""
@@ -388,22 +419,35 @@ class RunStore(abc.ABC):
         """Record a task attempt RUNNING; returns its id for :meth:`finish_task`."""
 
     @abc.abstractmethod
-    def finish_task(self, task_run_id: int, status: RunStatus, *, now: float, rows_in: int | None = None,
-                    rows_out: int | None = None, error: str | None = None, reason: str | None = None,
-                    output_ref: str | None = None, checks: Sequence[CheckResult] = ()) -> None: ...
+    def finish_task(
+        self,
+        task_run_id: int,
+        status: RunStatus,
+        *,
+        now: float,
+        rows_in: int | None = None,
+        rows_out: int | None = None,
+        error: str | None = None,
+        reason: str | None = None,
+        output_ref: str | None = None,
+        checks: Sequence[CheckResult] = (),
+    ) -> None: ...
 
     @abc.abstractmethod
-    def cancel_running_tasks(self, run_id: str, *, now: float, reason: str,
-                             status: RunStatus = RunStatus.CANCELLED) -> list[str]:
+    def cancel_running_tasks(
+        self, run_id: str, *, now: float, reason: str, status: RunStatus = RunStatus.CANCELLED
+    ) -> list[str]:
         """Mark the RUNNING task attempts of a run ``status`` (the runner gave up waiting); return their tasks."""
 
     @abc.abstractmethod
-    def record_task_state(self, run_id: str, task: str, status: RunStatus, *, now: float,
-                          reason: str | None = None) -> None:
+    def record_task_state(
+        self, run_id: str, task: str, status: RunStatus, *, now: float, reason: str | None = None
+    ) -> None:
         """Record a task that ends without running (skipped, upstream_failed, cancelled, interrupted)."""
 
-    def record_task_states(self, run_id: str, states: Iterable[tuple[str, RunStatus, str | None]], *,
-                           now: float) -> None:
+    def record_task_states(
+        self, run_id: str, states: Iterable[tuple[str, RunStatus, str | None]], *, now: float
+    ) -> None:
         """Several :meth:`record_task_state` at once (a failure skipping a whole subtree)."""
         for task, status, reason in states:
             self.record_task_state(run_id, task, status, now=now, reason=reason)
@@ -416,16 +460,29 @@ class RunStore(abc.ABC):
     def load_profile(self, pipeline: str, name: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def add_profile(self, pipeline: str, dataset: str, check: str, profile: dict[str, Any], *, run_id: str,
-                    now: dt.datetime, accepted: bool, pinned: bool = False, keep: int = 100) -> None: ...
+    def add_profile(
+        self,
+        pipeline: str,
+        dataset: str,
+        check: str,
+        profile: dict[str, Any],
+        *,
+        run_id: str,
+        now: dt.datetime,
+        accepted: bool,
+        pinned: bool = False,
+        keep: int = 100,
+    ) -> None: ...
 
     @abc.abstractmethod
-    def profiles(self, pipeline: str, dataset: str, check: str, *, limit: int,
-                 accepted_only: bool = True) -> list[StoredProfile]: ...
+    def profiles(
+        self, pipeline: str, dataset: str, check: str, *, limit: int, accepted_only: bool = True
+    ) -> list[StoredProfile]: ...
 
     @abc.abstractmethod
-    def accept_profiles(self, pipeline: str, dataset: str, run_id: str | None, *, now: dt.datetime, by: str,
-                        note: str) -> int: ...
+    def accept_profiles(
+        self, pipeline: str, dataset: str, run_id: str | None, *, now: dt.datetime, by: str, note: str
+    ) -> int: ...
 
     @abc.abstractmethod
     def acceptances(self, pipeline: str, dataset: str, *, limit: int = 50) -> list[Acceptance]: ...
@@ -530,18 +587,23 @@ class SQLiteRunStore(RunStore):
             raise StoreError(
                 f"run store {self.path} cannot be created: {exc.strerror or exc} at "
                 f"{exc.filename or self.path.parent}; set PIPEWARDEN_HOME (or --home) to a writable directory",
-                path=str(self.path)) from exc
+                path=str(self.path),
+            ) from exc
         try:
-            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False,
-                                   cached_statements=256)
+            conn = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         self._conn = conn
         try:
             _identify(conn, self.path)  # before anything writes: another application's file stays untouched
             if existed:
-                for f in (self.path, self.path.with_name(self.path.name + "-wal"),
-                          self.path.with_name(self.path.name + "-shm")):
+                for f in (
+                    self.path,
+                    self.path.with_name(self.path.name + "-wal"),
+                    self.path.with_name(self.path.name + "-shm"),
+                ):
                     tighten(f)  # a store written 0644 by an older version
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={sync}")
@@ -569,9 +631,12 @@ class SQLiteRunStore(RunStore):
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
         current = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
         if current > SCHEMA_VERSION:
-            raise StoreError(f"run store {self.path} has schema version {current}, newer than this pipewarden "
-                             f"supports ({SCHEMA_VERSION}); upgrade pipewarden or set PIPEWARDEN_HOME to "
-                             "another directory", path=str(self.path))
+            raise StoreError(
+                f"run store {self.path} has schema version {current}, newer than this pipewarden "
+                f"supports ({SCHEMA_VERSION}); upgrade pipewarden or set PIPEWARDEN_HOME to "
+                "another directory",
+                path=str(self.path),
+            )
         if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if current == SCHEMA_VERSION:
@@ -601,18 +666,41 @@ class SQLiteRunStore(RunStore):
     # --- runs ---------------------------------------------------------------------------
 
     @_guarded
-    def create_run(self, *, run_id: str, pipeline: str, trigger: str, tasks: Sequence[str] = (),
-                   params: Mapping[str, Any] | None = None, logical_date: dt.datetime | None = None,
-                   version: str = "", target: str | None = None, idempotency_key: str | None = None,
-                   scheduled_for: float | None = None, status: RunStatus = RunStatus.QUEUED,
-                   now: float | None = None) -> bool:
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        pipeline: str,
+        trigger: str,
+        tasks: Sequence[str] = (),
+        params: Mapping[str, Any] | None = None,
+        logical_date: dt.datetime | None = None,
+        version: str = "",
+        target: str | None = None,
+        idempotency_key: str | None = None,
+        scheduled_for: float | None = None,
+        status: RunStatus = RunStatus.QUEUED,
+        now: float | None = None,
+    ) -> bool:
         try:
             self.conn.execute(
                 "INSERT INTO runs (run_id, pipeline, status, trigger, version, params, logical_date, target,"
                 " tasks, idempotency_key, scheduled_for, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, pipeline, str(status), trigger, version, _dumps(params or {}),
-                 logical_date.isoformat() if logical_date else None, target, json.dumps(list(tasks)),
-                 idempotency_key, scheduled_for, time.time() if now is None else now))
+                (
+                    run_id,
+                    pipeline,
+                    str(status),
+                    trigger,
+                    version,
+                    _dumps(params or {}),
+                    logical_date.isoformat() if logical_date else None,
+                    target,
+                    json.dumps(list(tasks)),
+                    idempotency_key,
+                    scheduled_for,
+                    time.time() if now is None else now,
+                ),
+            )
         except sqlite3.IntegrityError as exc:
             if idempotency_key is not None and "idempotency_key" in str(exc):
                 return False
@@ -620,17 +708,36 @@ class SQLiteRunStore(RunStore):
         return True
 
     @_guarded
-    def start_run(self, run_id: str, *, now: float, lease_until: float | None = None,
-                  version: str | None = None, tasks: Sequence[str] | None = None,
-                  max_active: int | None = None) -> None:
-        sql = ("UPDATE runs SET status='running', started_at=coalesce(started_at, ?), ended_at=NULL, error=NULL,"
-               " owner_pid=?, owner_host=?, owner_start=?, lease_until=?, version=coalesce(?, version),"
-               " tasks=coalesce(?, tasks) WHERE run_id=?")
-        args: tuple[Any, ...] = (now, self._pid, self._host, self._start, lease_until, version,
-                                 json.dumps(list(tasks)) if tasks is not None else None, run_id)
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        now: float,
+        lease_until: float | None = None,
+        version: str | None = None,
+        tasks: Sequence[str] | None = None,
+        max_active: int | None = None,
+    ) -> None:
+        sql = (
+            "UPDATE runs SET status='running', started_at=coalesce(started_at, ?), ended_at=NULL, error=NULL,"
+            " owner_pid=?, owner_host=?, owner_start=?, lease_until=?, version=coalesce(?, version),"
+            " tasks=coalesce(?, tasks) WHERE run_id=?"
+        )
+        args: tuple[Any, ...] = (
+            now,
+            self._pid,
+            self._host,
+            self._start,
+            lease_until,
+            version,
+            json.dumps(list(tasks)) if tasks is not None else None,
+            run_id,
+        )
         if max_active is not None:  # one statement: SQLite runs it under the write lock, so the count holds
-            sql += (" AND (SELECT count(*) FROM runs o WHERE o.pipeline=runs.pipeline AND o.status='running'"
-                    " AND o.run_id!=runs.run_id) < ?")
+            sql += (
+                " AND (SELECT count(*) FROM runs o WHERE o.pipeline=runs.pipeline AND o.status='running'"
+                " AND o.run_id!=runs.run_id) < ?"
+            )
             args += (max_active,)
         cur = self.conn.execute(sql, args)
         if cur.rowcount == 1:
@@ -640,22 +747,33 @@ class SQLiteRunStore(RunStore):
             raise StoreError(f"run {run_id!r} is not in the run store {self.path}", path=str(self.path))
         running = self.conn.execute(
             "SELECT run_id, owner_pid, owner_host FROM runs WHERE pipeline=? AND status='running' AND run_id!=?"
-            " ORDER BY started_at", (row[0], run_id)).fetchall()
+            " ORDER BY started_at",
+            (row[0], run_id),
+        ).fetchall()
         who = ", ".join(f"{r[0]} (pid {r[1]} on {r[2]})" for r in running[:3]) + (" ..." if len(running) > 3 else "")
-        raise RunLimitError(f"pipeline {row[0]!r} already has {len(running)} run(s) running, its limit "
-                            f"(max_active_runs={max_active}): {who}; this run was not started. Queue it "
-                            "(pipewarden run --wait, or wait= in Runner.run), or raise Pipeline(max_active_runs=...)",
-                            pipeline=row[0], limit=max_active or 0, running=[r[0] for r in running])
+        raise RunLimitError(
+            f"pipeline {row[0]!r} already has {len(running)} run(s) running, its limit "
+            f"(max_active_runs={max_active}): {who}; this run was not started. Queue it "
+            "(pipewarden run --wait, or wait= in Runner.run), or raise Pipeline(max_active_runs=...)",
+            pipeline=row[0],
+            limit=max_active or 0,
+            running=[r[0] for r in running],
+        )
 
     @_guarded
     def discard_run(self, run_id: str) -> None:
-        self.conn.execute("DELETE FROM runs WHERE run_id=? AND status='queued' AND NOT EXISTS"
-                          " (SELECT 1 FROM task_runs t WHERE t.run_id=runs.run_id)", (run_id,))
+        self.conn.execute(
+            "DELETE FROM runs WHERE run_id=? AND status='queued' AND NOT EXISTS"
+            " (SELECT 1 FROM task_runs t WHERE t.run_id=runs.run_id)",
+            (run_id,),
+        )
 
     @_guarded
     def finish_run(self, run_id: str, status: RunStatus, *, now: float, error: str | None = None) -> None:
-        self.conn.execute("UPDATE runs SET status=?, ended_at=?, error=?, lease_until=NULL WHERE run_id=?",
-                          (str(status), now, error, run_id))
+        self.conn.execute(
+            "UPDATE runs SET status=?, ended_at=?, error=?, lease_until=NULL WHERE run_id=?",
+            (str(status), now, error, run_id),
+        )
 
     @_guarded
     def renew_lease(self, run_id: str, lease_until: float) -> None:
@@ -668,20 +786,35 @@ class SQLiteRunStore(RunStore):
             return None
         checks: dict[int, list[CheckResult]] = {}
         for tr_id, result in self.conn.execute(
-                "SELECT task_run_id, result FROM check_results WHERE run_id=? ORDER BY id", (run_id,)):
+            "SELECT task_run_id, result FROM check_results WHERE run_id=? ORDER BY id", (run_id,)
+        ):
             checks.setdefault(tr_id, []).append(CheckResult.from_dict(json.loads(result)))
         attempts = tuple(
-            TaskAttempt(run_id=run_id, task=r[1], attempt=r[2], status=RunStatus(r[3]), started_at=r[4],
-                        ended_at=r[5], rows_in=r[6], rows_out=r[7], error=r[8], reason=r[9], output_ref=r[10],
-                        checks=tuple(checks.get(r[0], ())), id=r[0])
+            TaskAttempt(
+                run_id=run_id,
+                task=r[1],
+                attempt=r[2],
+                status=RunStatus(r[3]),
+                started_at=r[4],
+                ended_at=r[5],
+                rows_in=r[6],
+                rows_out=r[7],
+                error=r[8],
+                reason=r[9],
+                output_ref=r[10],
+                checks=tuple(checks.get(r[0], ())),
+                id=r[0],
+            )
             for r in self.conn.execute(
                 "SELECT id, task, attempt, status, started_at, ended_at, rows_in, rows_out, error, reason,"
-                " output_ref FROM task_runs WHERE run_id=? ORDER BY id", (run_id,)))
+                " output_ref FROM task_runs WHERE run_id=? ORDER BY id",
+                (run_id,),
+            )
+        )
         return _run_record(row, attempts)
 
     @_guarded
-    def list_runs(self, *, pipeline: str | None = None, status: str | None = None,
-                  limit: int = 50) -> list[RunRecord]:
+    def list_runs(self, *, pipeline: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
         where, args = [], []
         if pipeline:
             where.append("pipeline=?")
@@ -710,20 +843,24 @@ class SQLiteRunStore(RunStore):
                 dead.append(run_id)
         for run_id in dead:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute("UPDATE task_runs SET status='interrupted', ended_at=?, reason=? "
-                              "WHERE run_id=? AND status='running'",
-                              (now, "the process running it died", run_id))
-            self.conn.execute("UPDATE runs SET status='interrupted', ended_at=?, lease_until=NULL, error=? "
-                              "WHERE run_id=? AND status='running'",
-                              (now, "the process running it died", run_id))
+            self.conn.execute(
+                "UPDATE task_runs SET status='interrupted', ended_at=?, reason=? WHERE run_id=? AND status='running'",
+                (now, "the process running it died", run_id),
+            )
+            self.conn.execute(
+                "UPDATE runs SET status='interrupted', ended_at=?, lease_until=NULL, error=? "
+                "WHERE run_id=? AND status='running'",
+                (now, "the process running it died", run_id),
+            )
             self.conn.execute("COMMIT")
         return dead
 
     @_guarded
     def record_workers(self, run_id: str, pids: Sequence[int]) -> None:
         workers = [[pid, _process_start(pid)] for pid in pids]
-        self.conn.execute("UPDATE runs SET workers=? WHERE run_id=?",
-                          (json.dumps({"host": self._host, "workers": workers}), run_id))
+        self.conn.execute(
+            "UPDATE runs SET workers=? WHERE run_id=?", (json.dumps({"host": self._host, "workers": workers}), run_id)
+        )
 
     @_guarded
     def live_workers(self, run_id: str) -> list[int]:
@@ -736,8 +873,16 @@ class SQLiteRunStore(RunStore):
         return [pid for pid, start in recorded.get("workers", ()) if pid_alive(pid, start)]
 
     @_guarded
-    def prune_runs(self, before: float, *, pipeline: str | None = None, dry_run: bool = False,
-                   mark: str | None = None, every: float = 0.0, now: float | None = None) -> list[str] | None:
+    def prune_runs(
+        self,
+        before: float,
+        *,
+        pipeline: str | None = None,
+        dry_run: bool = False,
+        mark: str | None = None,
+        every: float = 0.0,
+        now: float | None = None,
+    ) -> list[str] | None:
         conn = self.conn
         now = time.time() if now is None else now
         conn.execute("BEGIN IMMEDIATE")
@@ -748,10 +893,14 @@ class SQLiteRunStore(RunStore):
                     conn.execute("ROLLBACK")
                     return None
                 if not dry_run:
-                    conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-                                 (mark, repr(now)))
-            sql = ("SELECT run_id FROM runs WHERE status NOT IN ('queued', 'running')"
-                   " AND coalesce(ended_at, created_at) < ?")
+                    conn.execute(
+                        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                        (mark, repr(now)),
+                    )
+            sql = (
+                "SELECT run_id FROM runs WHERE status NOT IN ('queued', 'running')"
+                " AND coalesce(ended_at, created_at) < ?"
+            )
             args: tuple[Any, ...] = (before,)
             if pipeline is not None:
                 sql += " AND pipeline=?"
@@ -772,31 +921,42 @@ class SQLiteRunStore(RunStore):
 
     @_guarded
     def active_runs(self, pipeline: str) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM runs WHERE pipeline=? AND status IN (?, ?)",
-                                     (pipeline, *_ACTIVE)).fetchone()[0])
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM runs WHERE pipeline=? AND status IN (?, ?)", (pipeline, *_ACTIVE)
+            ).fetchone()[0]
+        )
 
     @_guarded
     def last_scheduled(self, pipeline: str, triggers: Sequence[str]) -> float | None:
         marks = ",".join("?" * len(triggers))
-        row = self.conn.execute(f"SELECT max(scheduled_for) FROM runs WHERE pipeline=? AND trigger IN ({marks})",
-                                (pipeline, *triggers)).fetchone()
+        row = self.conn.execute(
+            f"SELECT max(scheduled_for) FROM runs WHERE pipeline=? AND trigger IN ({marks})", (pipeline, *triggers)
+        ).fetchone()
         return row[0]
 
     @_guarded
     def has_key(self, idempotency_key: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM runs WHERE idempotency_key=?", (idempotency_key,)).fetchone() \
-            is not None
+        return (
+            self.conn.execute("SELECT 1 FROM runs WHERE idempotency_key=?", (idempotency_key,)).fetchone() is not None
+        )
 
     @_guarded
     def queued_runs(self, pipeline: str) -> list[RunRecord]:
-        return [_run_record(r, ()) for r in self.conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline=? AND status='queued' ORDER BY created_at, rowid",
-            (pipeline,))]
+        return [
+            _run_record(r, ())
+            for r in self.conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline=? AND status='queued' ORDER BY created_at, rowid",
+                (pipeline,),
+            )
+        ]
 
     @_guarded
     def pipeline_history(self, pipeline: str, *, limit: int | None = None) -> list[RunRecord]:
-        sql = (f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline=? AND status NOT IN ('queued', 'running')"
-               " ORDER BY coalesce(ended_at, created_at) DESC, rowid DESC")
+        sql = (
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline=? AND status NOT IN ('queued', 'running')"
+            " ORDER BY coalesce(ended_at, created_at) DESC, rowid DESC"
+        )
         args: tuple[Any, ...] = (pipeline,)
         if limit is not None:
             sql += " LIMIT ?"
@@ -805,11 +965,17 @@ class SQLiteRunStore(RunStore):
 
     @_guarded
     def recent_runs(self, pipeline: str) -> list[RunRecord]:
-        since = self.conn.execute("SELECT max(ended_at) FROM runs WHERE pipeline=? AND status='success'",
-                                  (pipeline,)).fetchone()[0]
-        return [_run_record(r, ()) for r in self.conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline=? AND ended_at IS NOT NULL AND ended_at >= ?"
-            " AND status NOT IN ('queued', 'running') ORDER BY ended_at, rowid", (pipeline, since or 0.0))]
+        since = self.conn.execute(
+            "SELECT max(ended_at) FROM runs WHERE pipeline=? AND status='success'", (pipeline,)
+        ).fetchone()[0]
+        return [
+            _run_record(r, ())
+            for r in self.conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline=? AND ended_at IS NOT NULL AND ended_at >= ?"
+                " AND status NOT IN ('queued', 'running') ORDER BY ended_at, rowid",
+                (pipeline, since or 0.0),
+            )
+        ]
 
     # --- @monitor runs --------------------------------------------------------------------
 
@@ -825,26 +991,54 @@ class SQLiteRunStore(RunStore):
                     cur = conn.execute(
                         "INSERT INTO task_runs (run_id, task, attempt, status, started_at, ended_at, rows_in,"
                         " rows_out, error, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        (e.run_id, e.task, e.attempt, str(e.status), e.started_at, e.ended_at, e.rows_in,
-                         e.rows_out, e.error, e.reason))
+                        (
+                            e.run_id,
+                            e.task,
+                            e.attempt,
+                            str(e.status),
+                            e.started_at,
+                            e.ended_at,
+                            e.rows_in,
+                            e.rows_out,
+                            e.error,
+                            e.reason,
+                        ),
+                    )
                     if e.checks:
                         conn.executemany(
                             "INSERT INTO check_results (task_run_id, run_id, task, check_name, status, result)"
                             " VALUES (?,?,?,?,?,?)",
-                            [(cur.lastrowid, e.run_id, e.task, c.check, str(c.status), _dumps(c.to_dict()))
-                             for c in e.checks])
+                            [
+                                (cur.lastrowid, e.run_id, e.task, c.check, str(c.status), _dumps(c.to_dict()))
+                                for c in e.checks
+                            ],
+                        )
                 elif isinstance(e, RunStarted):
                     conn.execute(
                         "INSERT OR IGNORE INTO runs (run_id, pipeline, status, trigger, version, params, tasks,"
                         " created_at, started_at, owner_pid, owner_host, owner_start)"
                         " VALUES (?,?,'running',?,?,?,?,?,?,?,?,?)",
-                        (e.run_id, e.pipeline, e.trigger, e.version, _dumps(e.params), json.dumps(list(e.tasks)),
-                         e.started_at, e.started_at, self._pid, self._host, self._start))
+                        (
+                            e.run_id,
+                            e.pipeline,
+                            e.trigger,
+                            e.version,
+                            _dumps(e.params),
+                            json.dumps(list(e.tasks)),
+                            e.started_at,
+                            e.started_at,
+                            self._pid,
+                            self._host,
+                            self._start,
+                        ),
+                    )
                 elif isinstance(e, RunEnded):
                     conn.execute(
                         "UPDATE runs SET status=?, ended_at=?, error=?, tasks=(SELECT json_group_array(task) FROM"
                         " (SELECT task FROM task_runs WHERE run_id=? GROUP BY task ORDER BY min(started_at), min(id)))"
-                        " WHERE run_id=?", (str(e.status), e.ended_at, e.error, e.run_id, e.run_id))
+                        " WHERE run_id=?",
+                        (str(e.status), e.ended_at, e.error, e.run_id, e.run_id),
+                    )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -853,24 +1047,34 @@ class SQLiteRunStore(RunStore):
     # --- cumulative metric samples ---------------------------------------------------------
 
     @_guarded
-    def merge_metric_samples(self, pipeline: str, added: Mapping[tuple[str, str], float],
-                             values: Mapping[tuple[str, str], float], *, now: float,
-                             replaced: Iterable[str] = ()) -> list[tuple[str, str, float]]:
+    def merge_metric_samples(
+        self,
+        pipeline: str,
+        added: Mapping[tuple[str, str], float],
+        values: Mapping[tuple[str, str], float],
+        *,
+        now: float,
+        replaced: Iterable[str] = (),
+    ) -> list[tuple[str, str, float]]:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("DELETE FROM metric_samples WHERE pipeline=? AND name=?",
-                             [(pipeline, name) for name in replaced])
+            conn.executemany(
+                "DELETE FROM metric_samples WHERE pipeline=? AND name=?", [(pipeline, name) for name in replaced]
+            )
             conn.executemany(
                 "INSERT INTO metric_samples VALUES (?,?,?,'counter',?,?) ON CONFLICT (pipeline, name, labels)"
                 " DO UPDATE SET value=value+excluded.value, updated_at=excluded.updated_at",
-                [(pipeline, name, labels, v, now) for (name, labels), v in added.items()])
+                [(pipeline, name, labels, v, now) for (name, labels), v in added.items()],
+            )
             conn.executemany(
                 "INSERT INTO metric_samples VALUES (?,?,?,'gauge',?,?) ON CONFLICT (pipeline, name, labels)"
                 " DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
-                [(pipeline, name, labels, v, now) for (name, labels), v in values.items()])
-            rows = conn.execute("SELECT name, labels, value FROM metric_samples WHERE pipeline=?"
-                                " ORDER BY name, labels", (pipeline,)).fetchall()
+                [(pipeline, name, labels, v, now) for (name, labels), v in values.items()],
+            )
+            rows = conn.execute(
+                "SELECT name, labels, value FROM metric_samples WHERE pipeline=? ORDER BY name, labels", (pipeline,)
+            ).fetchall()
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -883,16 +1087,29 @@ class SQLiteRunStore(RunStore):
     def start_task(self, run_id: str, task: str, attempt: int, *, now: float) -> int:
         cur = self.conn.execute(
             "INSERT INTO task_runs (run_id, task, attempt, status, started_at) VALUES (?,?,?,'running',?)",
-            (run_id, task, attempt, now))
+            (run_id, task, attempt, now),
+        )
         return int(cur.lastrowid or 0)
 
     @_guarded
-    def finish_task(self, task_run_id: int, status: RunStatus, *, now: float, rows_in: int | None = None,
-                    rows_out: int | None = None, error: str | None = None, reason: str | None = None,
-                    output_ref: str | None = None, checks: Sequence[CheckResult] = ()) -> None:
+    def finish_task(
+        self,
+        task_run_id: int,
+        status: RunStatus,
+        *,
+        now: float,
+        rows_in: int | None = None,
+        rows_out: int | None = None,
+        error: str | None = None,
+        reason: str | None = None,
+        output_ref: str | None = None,
+        checks: Sequence[CheckResult] = (),
+    ) -> None:
         conn = self.conn
-        sql = ("UPDATE task_runs SET status=?, ended_at=?, rows_in=?, rows_out=?, error=?, reason=?, output_ref=?"
-               " WHERE id=?")
+        sql = (
+            "UPDATE task_runs SET status=?, ended_at=?, rows_in=?, rows_out=?, error=?, reason=?, output_ref=?"
+            " WHERE id=?"
+        )
         args = (str(status), now, rows_in, rows_out, error, reason, output_ref, task_run_id)
         if not checks:
             conn.execute(sql, args)
@@ -904,107 +1121,153 @@ class SQLiteRunStore(RunStore):
             conn.executemany(
                 "INSERT INTO check_results (task_run_id, run_id, task, check_name, status, result)"
                 " VALUES (?,?,?,?,?,?)",
-                [(task_run_id, run_id, task, c.check, str(c.status), _dumps(c.to_dict())) for c in checks])
+                [(task_run_id, run_id, task, c.check, str(c.status), _dumps(c.to_dict())) for c in checks],
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
     @_guarded
-    def cancel_running_tasks(self, run_id: str, *, now: float, reason: str,
-                             status: RunStatus = RunStatus.CANCELLED) -> list[str]:
-        rows = self.conn.execute("UPDATE task_runs SET status=?, ended_at=?, reason=? "
-                                 "WHERE run_id=? AND status='running' RETURNING task",
-                                 (str(status), now, reason, run_id)).fetchall()
+    def cancel_running_tasks(
+        self, run_id: str, *, now: float, reason: str, status: RunStatus = RunStatus.CANCELLED
+    ) -> list[str]:
+        rows = self.conn.execute(
+            "UPDATE task_runs SET status=?, ended_at=?, reason=? WHERE run_id=? AND status='running' RETURNING task",
+            (str(status), now, reason, run_id),
+        ).fetchall()
         return [r[0] for r in rows]
 
     @_guarded
-    def record_task_state(self, run_id: str, task: str, status: RunStatus, *, now: float,
-                          reason: str | None = None) -> None:
+    def record_task_state(
+        self, run_id: str, task: str, status: RunStatus, *, now: float, reason: str | None = None
+    ) -> None:
         self.conn.execute(
             "INSERT INTO task_runs (run_id, task, attempt, status, started_at, ended_at, reason)"
-            " VALUES (?,?,0,?,?,?,?)", (run_id, task, str(status), now, now, reason))
+            " VALUES (?,?,0,?,?,?,?)",
+            (run_id, task, str(status), now, now, reason),
+        )
 
     @_guarded
-    def record_task_states(self, run_id: str, states: Iterable[tuple[str, RunStatus, str | None]], *,
-                           now: float) -> None:
+    def record_task_states(
+        self, run_id: str, states: Iterable[tuple[str, RunStatus, str | None]], *, now: float
+    ) -> None:
         rows = [(run_id, t, str(s), now, now, r) for t, s, r in states]
         if rows:
             self.conn.execute("BEGIN")
             self.conn.executemany(
                 "INSERT INTO task_runs (run_id, task, attempt, status, started_at, ended_at, reason)"
-                " VALUES (?,?,0,?,?,?,?)", rows)
+                " VALUES (?,?,0,?,?,?,?)",
+                rows,
+            )
             self.conn.execute("COMMIT")
 
     # --- CheckStore ----------------------------------------------------------------------
 
     @_guarded
     def save_profile(self, pipeline: str, name: str, profile: dict[str, Any]) -> None:
-        self.conn.execute("INSERT INTO reference_profiles VALUES (?,?,?,?) ON CONFLICT (pipeline, name) DO UPDATE"
-                          " SET profile=excluded.profile, updated_at=excluded.updated_at",
-                          (pipeline, name, _dumps(profile), time.time()))
+        self.conn.execute(
+            "INSERT INTO reference_profiles VALUES (?,?,?,?) ON CONFLICT (pipeline, name) DO UPDATE"
+            " SET profile=excluded.profile, updated_at=excluded.updated_at",
+            (pipeline, name, _dumps(profile), time.time()),
+        )
 
     @_guarded
     def load_profile(self, pipeline: str, name: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT profile FROM reference_profiles WHERE pipeline=? AND name=?",
-                                (pipeline, name)).fetchone()
+        row = self.conn.execute(
+            "SELECT profile FROM reference_profiles WHERE pipeline=? AND name=?", (pipeline, name)
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     @_guarded
-    def add_profile(self, pipeline: str, dataset: str, check: str, profile: dict[str, Any], *, run_id: str,
-                    now: dt.datetime, accepted: bool, pinned: bool = False, keep: int = 100) -> None:
+    def add_profile(
+        self,
+        pipeline: str,
+        dataset: str,
+        check: str,
+        profile: dict[str, Any],
+        *,
+        run_id: str,
+        now: dt.datetime,
+        accepted: bool,
+        pinned: bool = False,
+        keep: int = 100,
+    ) -> None:
         conn = self.conn
         t = now.timestamp()
         conn.execute("BEGIN")
         try:
-            conn.execute("INSERT INTO check_profiles (pipeline, dataset, check_name, run_id, created_at, accepted,"
-                         " pinned_at, profile) VALUES (?,?,?,?,?,?,?,?)",
-                         (pipeline, dataset, check, run_id, t, int(accepted), t if pinned else None, _dumps(profile)))
-            conn.execute("DELETE FROM check_profiles WHERE pipeline=? AND dataset=? AND check_name=?"
-                         " AND pinned_at IS NULL AND id NOT IN (SELECT id FROM check_profiles WHERE pipeline=?"
-                         " AND dataset=? AND check_name=? ORDER BY id DESC LIMIT ?)",
-                         (pipeline, dataset, check, pipeline, dataset, check, max(int(keep), 1)))
+            conn.execute(
+                "INSERT INTO check_profiles (pipeline, dataset, check_name, run_id, created_at, accepted,"
+                " pinned_at, profile) VALUES (?,?,?,?,?,?,?,?)",
+                (pipeline, dataset, check, run_id, t, int(accepted), t if pinned else None, _dumps(profile)),
+            )
+            conn.execute(
+                "DELETE FROM check_profiles WHERE pipeline=? AND dataset=? AND check_name=?"
+                " AND pinned_at IS NULL AND id NOT IN (SELECT id FROM check_profiles WHERE pipeline=?"
+                " AND dataset=? AND check_name=? ORDER BY id DESC LIMIT ?)",
+                (pipeline, dataset, check, pipeline, dataset, check, max(int(keep), 1)),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
     @_guarded
-    def profiles(self, pipeline: str, dataset: str, check: str, *, limit: int,
-                 accepted_only: bool = True) -> list[StoredProfile]:
-        sql = ("SELECT run_id, check_name, created_at, accepted, pinned_at, profile FROM check_profiles"
-               " WHERE pipeline=? AND dataset=? AND check_name=?")
+    def profiles(
+        self, pipeline: str, dataset: str, check: str, *, limit: int, accepted_only: bool = True
+    ) -> list[StoredProfile]:
+        sql = (
+            "SELECT run_id, check_name, created_at, accepted, pinned_at, profile FROM check_profiles"
+            " WHERE pipeline=? AND dataset=? AND check_name=?"
+        )
         if accepted_only:
             sql += " AND accepted=1"
         rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (pipeline, dataset, check, max(limit, 0)))
-        return [StoredProfile(r[0], r[1], _utc(r[2]), bool(r[3]), None if r[4] is None else _utc(r[4]),
-                              json.loads(r[5])) for r in rows]
+        return [
+            StoredProfile(r[0], r[1], _utc(r[2]), bool(r[3]), None if r[4] is None else _utc(r[4]), json.loads(r[5]))
+            for r in rows
+        ]
 
     @_guarded
-    def accept_profiles(self, pipeline: str, dataset: str, run_id: str | None, *, now: dt.datetime, by: str,
-                        note: str) -> int:
+    def accept_profiles(
+        self, pipeline: str, dataset: str, run_id: str | None, *, now: dt.datetime, by: str, note: str
+    ) -> int:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             if run_id is None:  # each check's newest profile
-                ids = [r[0] for r in conn.execute(
-                    "SELECT max(id) FROM check_profiles WHERE pipeline=? AND dataset=? GROUP BY check_name",
-                    (pipeline, dataset))]
-                row = conn.execute("SELECT run_id FROM check_profiles WHERE pipeline=? AND dataset=?"
-                                   " ORDER BY id DESC LIMIT 1", (pipeline, dataset)).fetchone()
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT max(id) FROM check_profiles WHERE pipeline=? AND dataset=? GROUP BY check_name",
+                        (pipeline, dataset),
+                    )
+                ]
+                row = conn.execute(
+                    "SELECT run_id FROM check_profiles WHERE pipeline=? AND dataset=? ORDER BY id DESC LIMIT 1",
+                    (pipeline, dataset),
+                ).fetchone()
                 chosen = row[0] if row else ""
             else:
-                ids = [r[0] for r in conn.execute(
-                    "SELECT id FROM check_profiles WHERE pipeline=? AND dataset=? AND run_id=?",
-                    (pipeline, dataset, run_id))]
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM check_profiles WHERE pipeline=? AND dataset=? AND run_id=?",
+                        (pipeline, dataset, run_id),
+                    )
+                ]
                 chosen = run_id
             if ids:
                 marks = ",".join("?" * len(ids))
-                conn.execute(f"UPDATE check_profiles SET accepted=1, pinned_at=? WHERE id IN ({marks})",
-                             (now.timestamp(), *ids))
-                conn.execute("INSERT INTO baseline_acceptances (pipeline, dataset, run_id, accepted_at, accepted_by,"
-                             " note, profiles) VALUES (?,?,?,?,?,?,?)",
-                             (pipeline, dataset, chosen, now.timestamp(), by, note, len(ids)))
+                conn.execute(
+                    f"UPDATE check_profiles SET accepted=1, pinned_at=? WHERE id IN ({marks})", (now.timestamp(), *ids)
+                )
+                conn.execute(
+                    "INSERT INTO baseline_acceptances (pipeline, dataset, run_id, accepted_at, accepted_by,"
+                    " note, profiles) VALUES (?,?,?,?,?,?,?)",
+                    (pipeline, dataset, chosen, now.timestamp(), by, note, len(ids)),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -1015,7 +1278,9 @@ class SQLiteRunStore(RunStore):
     def acceptances(self, pipeline: str, dataset: str, *, limit: int = 50) -> list[Acceptance]:
         rows = self.conn.execute(
             "SELECT pipeline, dataset, run_id, accepted_at, accepted_by, note, profiles FROM baseline_acceptances"
-            " WHERE pipeline=? AND dataset=? ORDER BY id DESC LIMIT ?", (pipeline, dataset, max(limit, 0)))
+            " WHERE pipeline=? AND dataset=? ORDER BY id DESC LIMIT ?",
+            (pipeline, dataset, max(limit, 0)),
+        )
         return [Acceptance(r[0], r[1], r[2], _utc(r[3]), r[4], r[5], r[6]) for r in rows]
 
     @_guarded
@@ -1048,8 +1313,10 @@ class SQLiteRunStore(RunStore):
 
         key = (pipeline, dataset)
         last_id, known = self._keys.get(key, (0, np.empty(0, dtype=np.uint64)))
-        rows = self.conn.execute("SELECT id, hashes FROM key_sets WHERE pipeline=? AND dataset=? AND id>? ORDER BY id",
-                                 (pipeline, dataset, last_id)).fetchall()
+        rows = self.conn.execute(
+            "SELECT id, hashes FROM key_sets WHERE pipeline=? AND dataset=? AND id>? ORDER BY id",
+            (pipeline, dataset, last_id),
+        ).fetchall()
         if rows:
             parts = [known, *(np.frombuffer(blob, dtype="<u8").astype(np.uint64) for _, blob in rows)]
             known = _sorted_unique(np.concatenate(parts))
@@ -1065,9 +1332,10 @@ class SQLiteRunStore(RunStore):
         # retention of a key counts from its last one.
         h = _sorted_unique(np.ascontiguousarray(hashes, dtype=np.uint64))
         if h.size:
-            self.conn.execute("INSERT INTO key_sets (pipeline, dataset, run_id, created_at, n, hashes)"
-                              " VALUES (?,?,?,?,?,?)",
-                              (pipeline, dataset, run_id, now.timestamp(), int(h.size), h.astype("<u8").tobytes()))
+            self.conn.execute(
+                "INSERT INTO key_sets (pipeline, dataset, run_id, created_at, n, hashes) VALUES (?,?,?,?,?,?)",
+                (pipeline, dataset, run_id, now.timestamp(), int(h.size), h.astype("<u8").tobytes()),
+            )
 
     @_guarded
     def prune_keys(self, pipeline: str, dataset: str, before: dt.datetime) -> int:
@@ -1077,8 +1345,10 @@ class SQLiteRunStore(RunStore):
         """
         import numpy as np
 
-        rows = self.conn.execute("DELETE FROM key_sets WHERE pipeline=? AND dataset=? AND created_at<?"
-                                 " RETURNING hashes", (pipeline, dataset, before.timestamp())).fetchall()
+        rows = self.conn.execute(
+            "DELETE FROM key_sets WHERE pipeline=? AND dataset=? AND created_at<? RETURNING hashes",
+            (pipeline, dataset, before.timestamp()),
+        ).fetchall()
         if not rows:
             return 0
         self._keys.pop((pipeline, dataset), None)  # the cached array still holds the dropped sightings
@@ -1090,15 +1360,20 @@ class SQLiteRunStore(RunStore):
 
     @_guarded
     def row_count_history(self, pipeline: str, dataset: str, limit: int) -> list[tuple[dt.datetime, int]]:
-        return [(_utc(r[0]), r[1]) for r in self.conn.execute(
-            "SELECT created_at, rows FROM row_counts WHERE pipeline=? AND dataset=? ORDER BY id DESC LIMIT ?",
-            (pipeline, dataset, limit))]
+        return [
+            (_utc(r[0]), r[1])
+            for r in self.conn.execute(
+                "SELECT created_at, rows FROM row_counts WHERE pipeline=? AND dataset=? ORDER BY id DESC LIMIT ?",
+                (pipeline, dataset, limit),
+            )
+        ]
 
     @_guarded
     def add_row_count(self, pipeline: str, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None:
-        self.conn.execute("INSERT INTO row_counts (pipeline, dataset, run_id, rows, created_at) VALUES (?,?,?,?,?)",
-                          (pipeline, dataset, run_id, int(rows), now.timestamp()))
-
+        self.conn.execute(
+            "INSERT INTO row_counts (pipeline, dataset, run_id, rows, created_at) VALUES (?,?,?,?,?)",
+            (pipeline, dataset, run_id, int(rows), now.timestamp()),
+        )
 
     # --- alert states (alerts.store.AlertStateStore) ------------------------------------------
 
@@ -1119,17 +1394,25 @@ class SQLiteRunStore(RunStore):
             " acknowledged_by=CASE WHEN excluded.acknowledged_at IS NULL AND excluded.fired_at IS NOT NULL"
             "   AND alert_states.fired_at IS excluded.fired_at THEN alert_states.acknowledged_by"
             "   ELSE excluded.acknowledged_by END",
-            _alert_row(event))
+            _alert_row(event),
+        )
 
     @_guarded
     def get_alert(self, fingerprint: str) -> AlertEvent | None:
-        row = self.conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alert_states WHERE fingerprint=?",
-                                (fingerprint,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alert_states WHERE fingerprint=?", (fingerprint,)
+        ).fetchone()
         return _alert_event(row) if row else None
 
     @_guarded
-    def list_alerts(self, *, states: Iterable[str] | None = None, updated_since: float | None = None,
-                    prefix: str | None = None, limit: int | None = None) -> list[AlertEvent]:
+    def list_alerts(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        updated_since: float | None = None,
+        prefix: str | None = None,
+        limit: int | None = None,
+    ) -> list[AlertEvent]:
         where: list[str] = []
         args: list[Any] = []
         if states is not None:
@@ -1158,16 +1441,21 @@ class SQLiteRunStore(RunStore):
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alert_states WHERE fingerprint=?",
-                               (fingerprint,)).fetchone()
+            row = conn.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alert_states WHERE fingerprint=?", (fingerprint,)
+            ).fetchone()
             current = _alert_event(row) if row else None
             if current is None or current.state is not AlertState.FIRING or current.acknowledged_at is not None:
                 conn.execute("COMMIT")
                 return current if current is not None and current.state is AlertState.FIRING else None
-            conn.execute("UPDATE alert_states SET acknowledged_at=?, acknowledged_by=?, updated_at=? "
-                         "WHERE fingerprint=?", (now, by, now, fingerprint))
-            conn.execute("INSERT INTO alert_history (fingerprint, alert, kind, name, run_id, at) VALUES (?,?,?,?,?,?)",
-                         (fingerprint, current.alert, str(HistoryKind.ACK), by, current.run_id, now))
+            conn.execute(
+                "UPDATE alert_states SET acknowledged_at=?, acknowledged_by=?, updated_at=? WHERE fingerprint=?",
+                (now, by, now, fingerprint),
+            )
+            conn.execute(
+                "INSERT INTO alert_history (fingerprint, alert, kind, name, run_id, at) VALUES (?,?,?,?,?,?)",
+                (fingerprint, current.alert, str(HistoryKind.ACK), by, current.run_id, now),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -1179,12 +1467,27 @@ class SQLiteRunStore(RunStore):
         self.conn.execute(
             "INSERT INTO alert_history (fingerprint, alert, kind, name, outcome, detail, run_id, at)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (entry.fingerprint, entry.alert, str(entry.kind), entry.name, str(entry.outcome), entry.detail,
-             entry.run_id, entry.at))
+            (
+                entry.fingerprint,
+                entry.alert,
+                str(entry.kind),
+                entry.name,
+                str(entry.outcome),
+                entry.detail,
+                entry.run_id,
+                entry.at,
+            ),
+        )
 
     @_guarded
-    def alert_history(self, *, fingerprint: str | None = None, kind: str | None = None,
-                      since: float | None = None, limit: int | None = 100) -> list[AlertHistoryEntry]:
+    def alert_history(
+        self,
+        *,
+        fingerprint: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        limit: int | None = 100,
+    ) -> list[AlertHistoryEntry]:
         where: list[str] = []
         args: list[Any] = []
         for column, value in (("fingerprint", fingerprint), ("kind", kind)):
@@ -1201,12 +1504,25 @@ class SQLiteRunStore(RunStore):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [AlertHistoryEntry(fingerprint=r[1], alert=r[2], kind=r[3], at=r[8], name=r[4], outcome=r[5],
-                                  detail=r[6], run_id=r[7], id=r[0]) for r in self.conn.execute(sql, args)]
+        return [
+            AlertHistoryEntry(
+                fingerprint=r[1],
+                alert=r[2],
+                kind=r[3],
+                at=r[8],
+                name=r[4],
+                outcome=r[5],
+                detail=r[6],
+                run_id=r[7],
+                id=r[0],
+            )
+            for r in self.conn.execute(sql, args)
+        ]
 
     @_guarded
-    def count_alert_history(self, *, fingerprint: str, kind: str, since: float, name: str | None = None,
-                            outcome: str | None = None) -> int:
+    def count_alert_history(
+        self, *, fingerprint: str, kind: str, since: float, name: str | None = None, outcome: str | None = None
+    ) -> int:
         sql = "SELECT count(*) FROM alert_history WHERE fingerprint=? AND kind=? AND at >= ?"
         args: list[Any] = [fingerprint, str(kind), since]
         for column, value in (("name", name), ("outcome", outcome)):
@@ -1220,8 +1536,9 @@ class SQLiteRunStore(RunStore):
         conn = self.conn
         conn.execute("BEGIN")
         try:
-            states = conn.execute("DELETE FROM alert_states WHERE state IN ('resolved', 'inactive') AND updated_at < ?",
-                                  (before,)).rowcount
+            states = conn.execute(
+                "DELETE FROM alert_states WHERE state IN ('resolved', 'inactive') AND updated_at < ?", (before,)
+            ).rowcount
             history = conn.execute("DELETE FROM alert_history WHERE at < ?", (before,)).rowcount
             conn.execute("COMMIT")
         except BaseException:
@@ -1255,9 +1572,11 @@ def _identify(conn: sqlite3.Connection, path: Path) -> None:
     if not tables or {"schema_version", "runs", "task_runs"} <= set(tables):
         return
     shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
-    raise StoreError(f"{path} is not a pipewarden run store (it holds tables {shown}); pipewarden left it "
-                     "untouched. Set PIPEWARDEN_HOME (or --home) to another directory, or move that file away",
-                     path=str(path))
+    raise StoreError(
+        f"{path} is not a pipewarden run store (it holds tables {shown}); pipewarden left it "
+        "untouched. Set PIPEWARDEN_HOME (or --home) to another directory, or move that file away",
+        path=str(path),
+    )
 
 
 def _utc(t: float) -> dt.datetime:
@@ -1285,33 +1604,79 @@ def _contains(known: Any, sorted_probe: Any) -> Any:
     return known[idx] == sorted_probe
 
 
-_RUN_COLUMNS = ("run_id, pipeline, status, trigger, version, params, logical_date, target, tasks, "
-                "idempotency_key, created_at, started_at, ended_at, owner_pid, owner_host, error")
+_RUN_COLUMNS = (
+    "run_id, pipeline, status, trigger, version, params, logical_date, target, tasks, "
+    "idempotency_key, created_at, started_at, ended_at, owner_pid, owner_host, error"
+)
 
 
 def _run_record(r: Sequence[Any], attempts: tuple[TaskAttempt, ...]) -> RunRecord:
-    return RunRecord(run_id=r[0], pipeline=r[1], status=RunStatus(r[2]), trigger=r[3], version=r[4],
-                     params=json.loads(r[5]), logical_date=dt.datetime.fromisoformat(r[6]) if r[6] else None,
-                     target=r[7], tasks=tuple(json.loads(r[8])), idempotency_key=r[9], created_at=r[10],
-                     started_at=r[11], ended_at=r[12], owner_pid=r[13], owner_host=r[14], error=r[15],
-                     attempts=attempts)
+    return RunRecord(
+        run_id=r[0],
+        pipeline=r[1],
+        status=RunStatus(r[2]),
+        trigger=r[3],
+        version=r[4],
+        params=json.loads(r[5]),
+        logical_date=dt.datetime.fromisoformat(r[6]) if r[6] else None,
+        target=r[7],
+        tasks=tuple(json.loads(r[8])),
+        idempotency_key=r[9],
+        created_at=r[10],
+        started_at=r[11],
+        ended_at=r[12],
+        owner_pid=r[13],
+        owner_host=r[14],
+        error=r[15],
+        attempts=attempts,
+    )
 
 
-_ALERT_COLUMNS = ("fingerprint, alert, state, severity, labels, annotations, value, active_at, fired_at, resolved_at,"
-                  " last_sent_at, acknowledged_at, acknowledged_by, run_id, updated_at")
+_ALERT_COLUMNS = (
+    "fingerprint, alert, state, severity, labels, annotations, value, active_at, fired_at, resolved_at,"
+    " last_sent_at, acknowledged_at, acknowledged_by, run_id, updated_at"
+)
 
 
 def _alert_row(e: AlertEvent) -> tuple[Any, ...]:
-    return (e.fingerprint, e.alert, str(e.state), e.severity, _dumps(dict(e.labels)), _dumps(dict(e.annotations)),
-            e.value, e.active_at, e.fired_at, e.resolved_at, e.last_sent_at, e.acknowledged_at, e.acknowledged_by,
-            e.run_id, e.updated_at if e.updated_at is not None else time.time())
+    return (
+        e.fingerprint,
+        e.alert,
+        str(e.state),
+        e.severity,
+        _dumps(dict(e.labels)),
+        _dumps(dict(e.annotations)),
+        e.value,
+        e.active_at,
+        e.fired_at,
+        e.resolved_at,
+        e.last_sent_at,
+        e.acknowledged_at,
+        e.acknowledged_by,
+        e.run_id,
+        e.updated_at if e.updated_at is not None else time.time(),
+    )
 
 
 def _alert_event(r: Sequence[Any]) -> AlertEvent:
-    return AlertEvent(fingerprint=r[0], alert=r[1], state=AlertState(r[2]), severity=r[3], labels=json.loads(r[4]),
-                      annotations=json.loads(r[5]), value=r[6], active_at=r[7], fired_at=r[8], resolved_at=r[9],
-                      last_sent_at=r[10], acknowledged_at=r[11], acknowledged_by=r[12], run_id=r[13],
-                      updated_at=r[14])
+    return AlertEvent(
+        fingerprint=r[0],
+        alert=r[1],
+        state=AlertState(r[2]),
+        severity=r[3],
+        labels=json.loads(r[4]),
+        annotations=json.loads(r[5]),
+        value=r[6],
+        active_at=r[7],
+        fired_at=r[8],
+        resolved_at=r[9],
+        last_sent_at=r[10],
+        acknowledged_at=r[11],
+        acknowledged_by=r[12],
+        run_id=r[13],
+        updated_at=r[14],
+    )
+
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=_json_default, separators=(",", ":"))
@@ -1336,17 +1701,25 @@ def _store_error(exc: BaseException, path: Path) -> StoreError:
     low = text.lower()
     where = f"run store {path}"
     if "locked" in low or "busy" in low:
-        msg = (f"{where} is locked by another process ({text}); wait for the other pipewarden to finish, "
-               "or set PIPEWARDEN_HOME (or --home) to another directory")
+        msg = (
+            f"{where} is locked by another process ({text}); wait for the other pipewarden to finish, "
+            "or set PIPEWARDEN_HOME (or --home) to another directory"
+        )
     elif "readonly" in low or "read-only" in low:
-        msg = (f"{where} is read-only ({text}); make {path} and its directory writable, "
-               "or set PIPEWARDEN_HOME (or --home) to a writable directory")
+        msg = (
+            f"{where} is read-only ({text}); make {path} and its directory writable, "
+            "or set PIPEWARDEN_HOME (or --home) to a writable directory"
+        )
     elif "unable to open" in low or "permission" in low or getattr(exc, "errno", None) in (errno.EACCES, errno.EROFS):
-        msg = (f"{where} cannot be opened for writing ({text}); make {path.parent} writable, "
-               "or set PIPEWARDEN_HOME (or --home) to a writable directory")
+        msg = (
+            f"{where} cannot be opened for writing ({text}); make {path.parent} writable, "
+            "or set PIPEWARDEN_HOME (or --home) to a writable directory"
+        )
     elif "not a database" in low or "malformed" in low:
-        msg = (f"{where} is not a readable pipewarden database ({text}); move the file aside, "
-               "or set PIPEWARDEN_HOME (or --home) to another directory")
+        msg = (
+            f"{where} is not a readable pipewarden database ({text}); move the file aside, "
+            "or set PIPEWARDEN_HOME (or --home) to another directory"
+        )
     elif "disk" in low or "full" in low:
         msg = f"{where} could not be written ({text}); free disk space or set PIPEWARDEN_HOME elsewhere"
     else:

@@ -59,9 +59,16 @@ class Telemetry:
     and keeps the cumulative totals that ``exporters`` push.
     """
 
-    def __init__(self, *, metrics: Metrics | None = None, tracer_provider: TracerProvider | None = None,
-                 store: Any = None, exporters: Sequence[Any] = (), clock: Callable[[], float] = time.time,
-                 history: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        metrics: Metrics | None = None,
+        tracer_provider: TracerProvider | None = None,
+        store: Any = None,
+        exporters: Sequence[Any] = (),
+        clock: Callable[[], float] = time.time,
+        history: bool = True,
+    ) -> None:
         self.metrics = metrics if metrics is not None else Metrics()
         # A provider with no processor records nothing and costs little.
         self.tracer_provider = tracer_provider if tracer_provider is not None else TracerProvider()
@@ -91,16 +98,26 @@ class Telemetry:
         if exporters:
             from exporters.outputs import CumulativeSamples, MetricOutputs
 
-            self.outputs = MetricOutputs(CumulativeSamples(self.metrics.registry, store, clock), exporters,
-                                         on_error=lambda p, name, exc: self.export_error(name, exc, pipeline=p))
+            self.outputs = MetricOutputs(
+                CumulativeSamples(self.metrics.registry, store, clock),
+                exporters,
+                on_error=lambda p, name, exc: self.export_error(name, exc, pipeline=p),
+            )
             self.bus.add(self.outputs)
 
     # --- construction ---------------------------------------------------------------
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, home: str | os.PathLike[str] | None = None,
-                 metrics: Metrics | None = None, store: Any = None, history: bool = True,
-                 config: str | os.PathLike[str] | None = None) -> Telemetry:
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        metrics: Metrics | None = None,
+        store: Any = None,
+        history: bool = True,
+        config: str | os.PathLike[str] | None = None,
+    ) -> Telemetry:
         """Telemetry as the environment configures it (``OTEL_*`` and ``PIPEWARDEN_*``).
 
         Opens the run store under ``home`` (argument > ``$PIPEWARDEN_HOME`` > default)
@@ -131,16 +148,25 @@ class Telemetry:
         from alerts.config import evaluator_from_config
         from exporters.alert_metrics import PrometheusAlertMetrics
 
-        self.alerts = evaluator_from_config(alerts, store=self.store, metrics=PrometheusAlertMetrics(self.metrics),
-                                            clock=self.clock, tick_interval=None)
+        self.alerts = evaluator_from_config(
+            alerts, store=self.store, metrics=PrometheusAlertMetrics(self.metrics), clock=self.clock, tick_interval=None
+        )
         self.bus.add(self.alerts)
-        self.on_export_error.append(lambda exporter, pipeline: self.alerts.export_failed(
-            exporter, pipeline=pipeline or None))
+        self.on_export_error.append(
+            lambda exporter, pipeline: self.alerts.export_failed(exporter, pipeline=pipeline or None)
+        )
         self.alerts.start()
 
     @classmethod
-    def _from_env(cls, env: Mapping[str, str], *, home: str | os.PathLike[str] | None, metrics: Metrics | None,
-                  store: Any, history: bool) -> Telemetry:
+    def _from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        home: str | os.PathLike[str] | None,
+        metrics: Metrics | None,
+        store: Any,
+        history: bool,
+    ) -> Telemetry:
         from exporters.logs import configure_logging, install_trace_context
         from exporters.outputs import PushgatewayExporter, TextfileExporter
         from exporters.prometheus import PrometheusSettings
@@ -224,69 +250,147 @@ class Telemetry:
         """A new run id, unique in this process and sortable by start (cheap: one counter step)."""
         return f"{self._id_prefix}.{next(self._ids)}"
 
-    def task_scope(self, pipeline: str, task: str, *, run_id: str | None = None, attempt: int = 1,
-                   retry: bool | None = None, dataset: str | None = None, durable: bool = False,
-                   attributes: Mapping[str, Any] | None = None) -> Scope:
+    def task_scope(
+        self,
+        pipeline: str,
+        task: str,
+        *,
+        run_id: str | None = None,
+        attempt: int = 1,
+        retry: bool | None = None,
+        dataset: str | None = None,
+        durable: bool = False,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Scope:
         """A scope for one task attempt: a child span of the current span, a TaskEnded at the end.
 
         ``retry`` says whether this attempt retries a failure (counted in
         ``pipewarden_task_retries_total``); by default, any attempt after the first.
         A resumed run's first attempt is not a retry: pass ``retry=False``.
         """
-        scope = Scope(self, pipeline, task, pipeline_level=False, run_id=run_id, attempt=attempt,
-                      dataset=dataset, durable=durable, attributes=attributes)
+        scope = Scope(
+            self,
+            pipeline,
+            task,
+            pipeline_level=False,
+            run_id=run_id,
+            attempt=attempt,
+            dataset=dataset,
+            durable=durable,
+            attributes=attributes,
+        )
         if retry is not None:
             scope.retry = retry
         return scope
 
-    def pipeline_scope(self, pipeline: str, *, run_id: str | None = None, version: str = "",
-                       trigger: str = "manual", tasks: Sequence[str] = (), kept: Sequence[str] = (),
-                       params: Mapping[str, Any] | None = None, resumed: bool = False, durable: bool = False,
-                       task: str | None = None, dataset: str | None = None,
-                       attributes: Mapping[str, Any] | None = None) -> Scope:
+    def pipeline_scope(
+        self,
+        pipeline: str,
+        *,
+        run_id: str | None = None,
+        version: str = "",
+        trigger: str = "manual",
+        tasks: Sequence[str] = (),
+        kept: Sequence[str] = (),
+        params: Mapping[str, Any] | None = None,
+        resumed: bool = False,
+        durable: bool = False,
+        task: str | None = None,
+        dataset: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Scope:
         """A scope for one pipeline run: the root span ``RUN <pipeline>``, RunStarted and RunEnded.
 
         With ``task``, the run is also that task's one attempt (an outermost ``@monitor`` call).
         """
-        return Scope(self, pipeline, task, pipeline_level=True, run_id=run_id, version=version, trigger=trigger,
-                     tasks=tasks, kept=kept, params=params, resumed=resumed, durable=durable, dataset=dataset,
-                     attributes=attributes)
+        return Scope(
+            self,
+            pipeline,
+            task,
+            pipeline_level=True,
+            run_id=run_id,
+            version=version,
+            trigger=trigger,
+            tasks=tasks,
+            kept=kept,
+            params=params,
+            resumed=resumed,
+            durable=durable,
+            dataset=dataset,
+            attributes=attributes,
+        )
 
-    def task_state(self, pipeline: str, task: str, status: RunStatus | str, *, reason: str = "",
-                   run_id: str, durable: bool = False) -> None:
+    def task_state(
+        self, pipeline: str, task: str, status: RunStatus | str, *, reason: str = "", run_id: str, durable: bool = False
+    ) -> None:
         """A task that ends without running (skipped, upstream failed, cancelled, interrupted): span and event."""
         try:
             status = RunStatus(status)
             now = self.clock()
-            attrs = {"cicd.pipeline.name": pipeline, "cicd.pipeline.task.name": task, "cicd.pipeline.run.id": run_id,
-                     "cicd.pipeline.task.run.result": otel_result(status), "pipewarden.status": str(status)}
+            attrs = {
+                "cicd.pipeline.name": pipeline,
+                "cicd.pipeline.task.name": task,
+                "cicd.pipeline.run.id": run_id,
+                "cicd.pipeline.task.run.result": otel_result(status),
+                "pipewarden.status": str(status),
+            }
             if reason:
                 attrs["pipewarden.reason"] = reason
             span = self.tracer.start_span(f"RUN {task}", attributes=attrs)
             if status in FAILURES:
                 span.set_status(StatusCode.ERROR, reason or str(status))
             span.end(end_time=span.start_time)  # type: ignore[attr-defined]
-            self.bus.emit(TaskEnded(run_id, pipeline, task, 0, status, now, now, reason=reason or None,
-                                    durable=durable))
+            self.bus.emit(
+                TaskEnded(run_id, pipeline, task, 0, status, now, now, reason=reason or None, durable=durable)
+            )
         except Exception:
             log.exception("pipewarden could not record task state for %s.%s", pipeline, task)
 
-    def run_state(self, pipeline: str, run_id: str, status: RunStatus, *, started_at: float, ended_at: float,
-                  outcome: RunOutcome, version: str = "", trigger: str = "manual", reason: str = "",
-                  durable: bool = False) -> None:
+    def run_state(
+        self,
+        pipeline: str,
+        run_id: str,
+        status: RunStatus,
+        *,
+        started_at: float,
+        ended_at: float,
+        outcome: RunOutcome,
+        version: str = "",
+        trigger: str = "manual",
+        reason: str = "",
+        durable: bool = False,
+    ) -> None:
         """A run found ended after the fact (its process died): its root span and its RunEnded."""
         try:
-            attrs = {"cicd.pipeline.name": pipeline, "cicd.pipeline.run.id": run_id,
-                     "cicd.pipeline.result": otel_result(status), "pipewarden.status": str(status)}
+            attrs = {
+                "cicd.pipeline.name": pipeline,
+                "cicd.pipeline.run.id": run_id,
+                "cicd.pipeline.result": otel_result(status),
+                "pipewarden.status": str(status),
+            }
             if reason:
                 attrs["pipewarden.reason"] = reason
-            span = self.tracer.start_span(f"RUN {pipeline}", kind=SpanKind.SERVER, attributes=attrs,
-                                          start_time=int(started_at * 1e9))
+            span = self.tracer.start_span(
+                f"RUN {pipeline}", kind=SpanKind.SERVER, attributes=attrs, start_time=int(started_at * 1e9)
+            )
             if status in FAILURES:
                 span.set_status(StatusCode.ERROR, reason or str(status))
             span.end(end_time=int(ended_at * 1e9))
-            self.bus.emit(RunEnded(run_id, pipeline, status, started_at, ended_at, max(0.0, ended_at - started_at),
-                                   trigger, version, reason or None, outcome, durable))
+            self.bus.emit(
+                RunEnded(
+                    run_id,
+                    pipeline,
+                    status,
+                    started_at,
+                    ended_at,
+                    max(0.0, ended_at - started_at),
+                    trigger,
+                    version,
+                    reason or None,
+                    outcome,
+                    durable,
+                )
+            )
         except Exception:
             log.exception("pipewarden could not record the end of run %s", run_id)
 
@@ -296,8 +400,9 @@ class Telemetry:
 
     # --- failures of pipewarden's own outputs ----------------------------------------------
 
-    def export_error(self, exporter: str, exc: BaseException | None, *pipelines: str,
-                     pipeline: str | None = None) -> None:
+    def export_error(
+        self, exporter: str, exc: BaseException | None, *pipelines: str, pipeline: str | None = None
+    ) -> None:
         """Count a failed export (once per pipeline it concerned) and warn once per exporter; never raises."""
         try:
             names = (*pipelines, *([pipeline] if pipeline is not None else [])) or ("",)
@@ -305,9 +410,13 @@ class Telemetry:
                 self.run_metrics.export_error(p, exporter)
                 for hook in self.on_export_error:
                     hook(exporter, p)
-            self._warn_once(exporter, "pipewarden could not export to %s (%s); the pipeline goes on, further "
-                            "failures are only counted in pipewarden_export_errors_total", exporter,
-                            exc or "export failed")
+            self._warn_once(
+                exporter,
+                "pipewarden could not export to %s (%s); the pipeline goes on, further "
+                "failures are only counted in pipewarden_export_errors_total",
+                exporter,
+                exc or "export failed",
+            )
         except Exception:
             pass
 
@@ -315,8 +424,9 @@ class Telemetry:
         self.run_metrics.listener_error(pipeline, listener, reason)
 
     def _store_failed(self, exc: BaseException) -> None:
-        self._warn_once("store", "pipewarden could not read the run store (%s); KPIs start from this process's "
-                        "runs", exc)
+        self._warn_once(
+            "store", "pipewarden could not read the run store (%s); KPIs start from this process's runs", exc
+        )
 
     def _warn_once(self, key: str, msg: str, *args: Any) -> None:
         with self._lock:

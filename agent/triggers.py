@@ -46,8 +46,14 @@ class FileTrigger:
     ['a.csv']
     """
 
-    def __init__(self, directory: str | os.PathLike[str], pattern: str = "*", *, stable_seconds: float = 5.0,
-                 recursive: bool = False) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        pattern: str = "*",
+        *,
+        stable_seconds: float = 5.0,
+        recursive: bool = False,
+    ) -> None:
         if stable_seconds < 0:
             raise ConfigError(f"stable_seconds must be >= 0 — got {stable_seconds!r}")
         self.directory = Path(directory).absolute()

@@ -32,12 +32,24 @@ def source_version(path: str | os.PathLike[str] | None, *, fallback: str | Calla
 def _git_commit(file: Path) -> str | None:
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
     try:
-        status = subprocess.run(["git", "status", "--porcelain", "--", file.name], cwd=file.parent,
-                                capture_output=True, text=True, timeout=5, env=env)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", file.name],
+            cwd=file.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            env=env,
+        )
         if status.returncode != 0 or status.stdout.strip():
             return None  # not a repository, or the file is modified / untracked
-        log = subprocess.run(["git", "log", "-1", "--format=%h", "--abbrev=12", "--", file.name], cwd=file.parent,
-                             capture_output=True, text=True, timeout=5, env=env)
+        log = subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--abbrev=12", "--", file.name],
+            cwd=file.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            env=env,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     commit = log.stdout.strip()

@@ -117,9 +117,15 @@ class AlertEvaluator:
             receiver.bind(metrics=self.metrics, on_result=self._delivered, external_url=external_url)
         declare = getattr(self.metrics, "declare", None)  # optional: a sink written before it existed lacks it
         if declare is not None:
-            declare([(r.name, str(o)) for r in self.receivers for o in NotificationOutcome],
-                    [(rule.name, action.name, str(o)) for rule in self.rules for action in rule.actions
-                     for o in ActionOutcome])
+            declare(
+                [(r.name, str(o)) for r in self.receivers for o in NotificationOutcome],
+                [
+                    (rule.name, action.name, str(o))
+                    for rule in self.rules
+                    for action in rule.actions
+                    for o in ActionOutcome
+                ],
+            )
         self.actions = ActionRunner(actions, self.store, self.metrics) if actions is not None else None
         if actions is None and (acting := [r.name for r in self.rules if r.actions]):
             log.info(

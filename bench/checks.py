@@ -62,6 +62,7 @@ def _baseline_suite() -> ModuleType:
     # before its streamed run measures the process's peak memory
     return _bench_module("baseline_suite")
 
+
 from checks import (  # noqa: E402  (after the sys.path fix above)
     CheckContext,
     CheckResult,
@@ -101,9 +102,7 @@ def load(n: int, data: Path) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
             print(f"  generating {path} ...", flush=True)
             df = orders_data.generate(n, seed=seed, drift=drifted)
             df.to_parquet(path, index=False, engine="pyarrow", compression="snappy")
-            frames[name] = pd.read_parquet(
-                path
-            )  # time what a pipeline reads, not the generator's arrays
+            frames[name] = pd.read_parquet(path)  # time what a pipeline reads, not the generator's arrays
             truth.pop(name, None)
         if name not in truth:
             truth[name] = orders_data.truth(frames[name])
@@ -133,13 +132,8 @@ def run_pipewarden(df: pd.DataFrame, checks: list[Any], ctx: CheckContext) -> li
 def gx_suite_for(ref: pd.DataFrame, columns: list[str]) -> Any:
     import great_expectations as gx
 
-    exps: list[dict[str, Any]] = [
-        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}
-    ]
-    exps += [
-        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c, "mostly": 0.0}}
-        for c in columns
-    ]
+    exps: list[dict[str, Any]] = [{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}]
+    exps += [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c, "mostly": 0.0}} for c in columns]
     exps += [
         {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "order_id"}},
         {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": columns}},
@@ -242,20 +236,10 @@ def verify(
         )
         nulls = {r.column: r.details["nulls"] for r in rs if r.measure == "null_fraction"}
         expect(nulls == t["nulls"], f"{name}: nulls {nulls} != truth {t['nulls']}")
-        expect(
-            next(r for r in rs if r.measure == "row_count").observed == t["rows"], f"{name}: rows"
-        )
-    flagged_cur = [
-        (r.column, r.measure)
-        for r in results["cur"]
-        if r.kind == "drift" and r.status is not Status.PASS
-    ]
+        expect(next(r for r in rs if r.measure == "row_count").observed == t["rows"], f"{name}: rows")
+    flagged_cur = [(r.column, r.measure) for r in results["cur"] if r.kind == "drift" and r.status is not Status.PASS]
     expect(not flagged_cur, f"cur: clean columns flagged: {flagged_cur}")
-    flagged = {
-        r.column
-        for r in results["drift"]
-        if r.kind == "drift" and r.status in (Status.WARN, Status.FAIL)
-    }
+    flagged = {r.column for r in results["drift"] if r.kind == "drift" and r.status in (Status.WARN, Status.FAIL)}
     expect(
         flagged == {"amount", "country"},
         f"drift: flagged {sorted(flagged)}, expected amount, country",
@@ -281,9 +265,7 @@ def drift_summary(rs: list[CheckResult]) -> str:
     return " ".join(parts)
 
 
-def bench_size(
-    n: int, args: argparse.Namespace, rows: list[tuple[Any, ...]], failures: list[str]
-) -> None:
+def bench_size(n: int, args: argparse.Namespace, rows: list[tuple[Any, ...]], failures: list[str]) -> None:
     """Measure and verify the three suites on frames of n rows; append table rows and failures."""
     print(f"size {n:,}: loading", flush=True)
     frames, truth = load(n, args.data)
@@ -345,9 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     ap.add_argument("--no-gx", action="store_true", help="skip the Great Expectations suite")
     ap.add_argument("--data", type=Path, default=HERE.parent / "bench-data")
-    ap.add_argument(
-        "--repeat", type=int, default=2, help="timed runs after one warm-up (best is shown)"
-    )
+    ap.add_argument("--repeat", type=int, default=2, help="timed runs after one warm-up (best is shown)")
     args = ap.parse_args(argv)
 
     rows: list[tuple[Any, ...]] = []
@@ -357,9 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
 
     print()
-    print(
-        "peak = tracemalloc peak of one untimed run; time = best of the timed runs after a warm-up"
-    )
+    print("peak = tracemalloc peak of one untimed run; time = best of the timed runs after a warm-up")
     print(
         f"{'rows':>10} {'suite':<11} {'seconds':>8} {'rows/s':>12} {'peak MB':>8} {'frame MB':>9} "
         f"{'peak/frame':>10} {'vs baseline':>11}"

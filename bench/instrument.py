@@ -86,8 +86,11 @@ def overhead(calls: int, repeats: int) -> dict[str, float]:
 
     def same_span() -> int:
         t0 = time.perf_counter()
-        span = tracer.start_span("RUN bench", kind=SpanKind.SERVER,
-                                 attributes={**same_attrs, "cicd.pipeline.run.id": "20260101T000000-000000.1"})
+        span = tracer.start_span(
+            "RUN bench",
+            kind=SpanKind.SERVER,
+            attributes={**same_attrs, "cicd.pipeline.run.id": "20260101T000000-000000.1"},
+        )
         token = context.attach(trace.set_span_in_context(span))
         try:
             r = work()
@@ -105,8 +108,13 @@ def overhead(calls: int, repeats: int) -> dict[str, float]:
         return monitored()
 
     outer = monitor(pipeline="bench", task="outer", telemetry=tel)(nested_outer)
-    cases = {"bare": (work, calls), "floor": (floor, calls), "same_span": (same_span, calls),
-             "monitor": (monitored, calls), "monitor_nested_pair": (outer, calls // 2)}
+    cases = {
+        "bare": (work, calls),
+        "floor": (floor, calls),
+        "same_span": (same_span, calls),
+        "monitor": (monitored, calls),
+        "monitor_nested_pair": (outer, calls // 2),
+    }
     # Interleaved rounds: every case sees the same spells of machine noise. The first round is
     # the first calls this process makes (caches, label children and templates still cold).
     rounds: list[dict[str, float]] = []
@@ -131,11 +139,19 @@ print(json.dumps({{'seconds': elapsed, 'heavy': heavy, 'otlp': otlp}}))
 def import_cost(module: str, repeats: int = 5) -> dict[str, object]:
     runs = []
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", _IMPORT_PROBE.format(module=module)], cwd=ROOT,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _IMPORT_PROBE.format(module=module)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         runs.append(json.loads(out.stdout))
-    return {"seconds": statistics.median(r["seconds"] for r in runs), "heavy": runs[0]["heavy"],
-            "otlp": runs[0]["otlp"]}
+    return {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "heavy": runs[0]["heavy"],
+        "otlp": runs[0]["otlp"],
+    }
 
 
 def main() -> None:
@@ -146,15 +162,19 @@ def main() -> None:
 
     rounds = overhead(a.calls, a.repeats)
     print(f"per-call cost, {a.repeats} interleaved rounds of {a.calls} calls each, every round printed (us)")
-    print(f"  {'round':>5} {'bare':>6} {'floor':>7} {'same span':>10} {'@monitor':>9} {'nested pair':>12}"
-          f" {'monitor/floor':>14} {'monitor/same span':>18}")
+    print(
+        f"  {'round':>5} {'bare':>6} {'floor':>7} {'same span':>10} {'@monitor':>9} {'nested pair':>12}"
+        f" {'monitor/floor':>14} {'monitor/same span':>18}"
+    )
     ratios, same = [], []
     for n, r in enumerate(rounds, 1):
         us = {k: v * 1e6 for k, v in r.items()}
         ratios.append(r["monitor"] / r["floor"])
         same.append(r["monitor"] / r["same_span"])
-        print(f"  {n:>5} {us['bare']:6.2f} {us['floor']:7.2f} {us['same_span']:10.2f} {us['monitor']:9.2f}"
-              f" {us['monitor_nested_pair']:12.2f} {ratios[-1]:14.2f} {same[-1]:18.2f}")
+        print(
+            f"  {n:>5} {us['bare']:6.2f} {us['floor']:7.2f} {us['same_span']:10.2f} {us['monitor']:9.2f}"
+            f" {us['monitor_nested_pair']:12.2f} {ratios[-1]:14.2f} {same[-1]:18.2f}"
+        )
     print("  floor: one span (start_as_current_span, no attributes) + one histogram observation, by hand")
     print("  same span: the span @monitor makes (CI/CD attributes, current while the call runs, result) by hand,")
     print("             + one histogram observation")
@@ -164,8 +184,10 @@ def main() -> None:
     print("import cost (median of 5 fresh processes)")
     for module in ("pandas", "agent", "agent.monitor"):
         c = import_cost(module)
-        print(f"  import {module:<14} {c['seconds'] * 1e3:8.1f} ms   heavy modules loaded: "
-              f"{', '.join(c['heavy']) or '-'}; OTLP exporter loaded: {c['otlp']}")
+        print(
+            f"  import {module:<14} {c['seconds'] * 1e3:8.1f} ms   heavy modules loaded: "
+            f"{', '.join(c['heavy']) or '-'}; OTLP exporter loaded: {c['otlp']}"
+        )
 
 
 if __name__ == "__main__":

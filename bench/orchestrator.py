@@ -56,8 +56,9 @@ def pipeline_file(directory: Path, shape: str, n: int) -> Path:
         step = "t{p}.assign(a=t{p}['a'] + 1)" if shape == "frames" else "t{p} + 1"
         body.insert(0, "import pandas as pd")
         for i in range(n):
-            body.append(f"@pipe.task\ndef t{i}({f't{i - 1}' if i else ''}):\n"
-                        f"    return {step.format(p=i - 1) if i else first}")
+            body.append(
+                f"@pipe.task\ndef t{i}({f't{i - 1}' if i else ''}):\n    return {step.format(p=i - 1) if i else first}"
+            )
     else:
         body.append("pipe.task(name='root')(noop)")
         body.append(f"names = [f't{{i}}' for i in range({n})]")
@@ -73,8 +74,12 @@ def run_measured(target: Path, home: Path) -> tuple[float, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
     env["PYTHONPATH"] = str(ROOT)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", str(target), "--no-progress", "--home", str(home)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", str(target), "--no-progress", "--home", str(home)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -125,15 +130,19 @@ def main() -> None:
         files[("frames", 100)] = pipeline_file(work, "frames", 100)
         one = pipeline_file(work, "chain", 1)
         print("`python -m agent run FILE --no-progress --home NEW_HOME`, fresh process, default configuration")
-        print(f"  {'round':>5} {'pipeline':<14} {'tasks':>6} {'wall s':>8} {'peak MiB':>9} {'us/task':>8}"
-              f" {'wall / 1-task wall':>19}")
+        print(
+            f"  {'round':>5} {'pipeline':<14} {'tasks':>6} {'wall s':>8} {'peak MiB':>9} {'us/task':>8}"
+            f" {'wall / 1-task wall':>19}"
+        )
         run_no = 0
         for r in range(1, a.rounds + 1):
             py = bare_python()
             run_no += 1
             base, base_rss = run_measured(one, work / f"home{run_no}")
-            print(f"  {r:>5} {'chain':<14} {1:>6} {base:8.3f} {base_rss:9.1f} {'-':>8} {1.0:19.2f}"
-                  f"   (python -c pass: {py:.3f} s)")
+            print(
+                f"  {r:>5} {'chain':<14} {1:>6} {base:8.3f} {base_rss:9.1f} {'-':>8} {1.0:19.2f}"
+                f"   (python -c pass: {py:.3f} s)"
+            )
             for (shape, n), target in files.items():
                 run_no += 1
                 wall, peak = run_measured(target, work / f"home{run_no}")
@@ -142,18 +151,24 @@ def main() -> None:
                 per_task.setdefault((shape, n), []).append(us)
                 rss.setdefault((shape, n), []).append(peak)
                 print(f"  {r:>5} {shape:<14} {tasks:>6} {wall:8.3f} {peak:9.1f} {us:8.1f} {wall / base:19.2f}")
-        print("per task added (us), every round; budget "
-              f"{BUDGET_US:.0f} us for no-op tasks, and no higher at {max(a.sizes)} than at {min(a.sizes)}")
+        print(
+            "per task added (us), every round; budget "
+            f"{BUDGET_US:.0f} us for no-op tasks, and no higher at {max(a.sizes)} than at {min(a.sizes)}"
+        )
         for (shape, n), values in per_task.items():
             if shape == "frames":
-                print(f"  frames     100: {', '.join(f'{v:.0f}' for v in values)}  (a 10,000-row frame made, passed "
-                      "and kept per task: real work, no budget)")
+                print(
+                    f"  frames     100: {', '.join(f'{v:.0f}' for v in values)}  (a 10,000-row frame made, passed "
+                    "and kept per task: real work, no budget)"
+                )
                 continue
             ok = max(values) <= BUDGET_US and max(rss[(shape, n)]) < RSS_BUDGET_MIB
             each = ", ".join(f"{v:.0f}" for v in values)
-            print(f"  {shape:<7} {n:>6}: {each}  (median {statistics.median(values):.0f};"
-                  f" peak RSS max {max(rss[(shape, n)]):.0f} MiB, budget {RSS_BUDGET_MIB:.0f}: "
-                  f"{'ok' if ok else 'OVER'})")
+            print(
+                f"  {shape:<7} {n:>6}: {each}  (median {statistics.median(values):.0f};"
+                f" peak RSS max {max(rss[(shape, n)]):.0f} MiB, budget {RSS_BUDGET_MIB:.0f}: "
+                f"{'ok' if ok else 'OVER'})"
+            )
         normal = commit_cost(d, "NORMAL")
         full = commit_cost(d, "FULL", n=300)
         print("SQLite commit, WAL, one small INSERT (this process)")

@@ -242,9 +242,7 @@ class Check:
         except Exception as exc:  # a check never raises into the pipeline
             results = [self.result(Status.ERROR, message=f"{self.name}: {type(exc).__name__}: {exc}")]
         if self.on_error is Severity.WARN:
-            results = [
-                replace(r, severity=Severity.WARN) if r.status is Status.ERROR else r for r in results
-            ]
+            results = [replace(r, severity=Severity.WARN) if r.status is Status.ERROR else r for r in results]
         return _stamp(results, ctx.dataset)
 
     def result(self, status: Status, **kw: Any) -> CheckResult:

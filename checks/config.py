@@ -72,8 +72,7 @@ def _params(cls: type[Check]) -> dict[str, inspect.Parameter]:
     return {
         n: p
         for n, p in sig.parameters.items()
-        if n != "self"
-        and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        if n != "self" and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
     }
 
 
@@ -155,10 +154,7 @@ def _validate(path: str, where: str, entry: Any, problems: list[str]) -> Check |
     if cls is None:
         close = difflib.get_close_matches(str(name), CHECKS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        problems.append(
-            f"{path}: {where} unknown check {name!r}{hint} Known checks are: "
-            f"{', '.join(sorted(CHECKS))}"
-        )
+        problems.append(f"{path}: {where} unknown check {name!r}{hint} Known checks are: {', '.join(sorted(CHECKS))}")
         return None
     here = f"{where}.{name}"
     params = _params(cls)
@@ -174,9 +170,7 @@ def _validate(path: str, where: str, entry: Any, problems: list[str]) -> Check |
             None,
         )
         if first is None:
-            problems.append(
-                f"{path}: {here} takes a mapping of arguments ({', '.join(params)}) — got {args!r}"
-            )
+            problems.append(f"{path}: {here} takes a mapping of arguments ({', '.join(params)}) — got {args!r}")
             return None
         kwargs = {first: args}
     ok = True
@@ -184,10 +178,7 @@ def _validate(path: str, where: str, entry: Any, problems: list[str]) -> Check |
         if k not in params:
             close = difflib.get_close_matches(k, params, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(
-                f"{path}: {here}.{k} is not an argument of {name}{hint} Arguments are: "
-                f"{', '.join(params)}"
-            )
+            problems.append(f"{path}: {here}.{k} is not an argument of {name}{hint} Arguments are: {', '.join(params)}")
             ok = False
             continue
         choices = _choices(str(name), k)
@@ -195,9 +186,7 @@ def _validate(path: str, where: str, entry: Any, problems: list[str]) -> Check |
             values = v if isinstance(v, list | tuple) and k == "method" else [v]
             bad = [x for x in values if x not in choices]
             if bad:
-                problems.append(
-                    f"{path}: {here}.{k} must be one of {', '.join(choices)} — got {bad[0]!r}"
-                )
+                problems.append(f"{path}: {here}.{k} must be one of {', '.join(choices)} — got {bad[0]!r}")
                 ok = False
                 continue
         convert = _CONVERTERS.get((str(name), k))
@@ -211,9 +200,7 @@ def _validate(path: str, where: str, entry: Any, problems: list[str]) -> Check |
         if k in hints and not _type_ok(v, hints[k]):
             problems.append(f"{path}: {here}.{k} must be {_type_name(hints[k])} — got {v!r}")
             ok = False
-    missing = [
-        n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in kwargs
-    ]
+    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in kwargs]
     for n in missing:
         problems.append(f"{path}: {here}.{n} is required")
         ok = False

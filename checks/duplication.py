@@ -74,8 +74,7 @@ class Unique(Check):
     ) -> CheckResult:
         status = Status.FAIL if extra > self.max_duplicates else Status.PASS
         msg = (
-            f"{self.name}: {extra} duplicate occurrence(s) of {groups} key(s) over "
-            f"{involved} rows; e.g. {examples[:3]}"
+            f"{self.name}: {extra} duplicate occurrence(s) of {groups} key(s) over {involved} rows; e.g. {examples[:3]}"
             if extra
             else f"{self.name}: keys are unique"
         )

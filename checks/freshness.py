@@ -22,24 +22,18 @@ def parse_duration(value: dt.timedelta | float | int | str) -> dt.timedelta:
     if isinstance(value, dt.timedelta):
         return value
     if isinstance(value, bool):
-        raise ValueError(
-            f"a duration is a timedelta, seconds or a string like '2h' — got {value!r}"
-        )
+        raise ValueError(f"a duration is a timedelta, seconds or a string like '2h' — got {value!r}")
     if isinstance(value, int | float):
         return dt.timedelta(seconds=float(value))
     if isinstance(value, str):
         try:
             td = pd.Timedelta(value)
         except ValueError as exc:
-            raise ValueError(
-                f"cannot read {value!r} as a duration; write e.g. '2h', '30min', '1 day'"
-            ) from exc
+            raise ValueError(f"cannot read {value!r} as a duration; write e.g. '2h', '30min', '1 day'") from exc
         if td is pd.NaT:
             raise ValueError(f"cannot read {value!r} as a duration")
         return td.to_pytimedelta()
-    raise ValueError(
-        f"a duration is a timedelta, seconds or a string like '2h' — got {type(value).__name__}"
-    )
+    raise ValueError(f"a duration is a timedelta, seconds or a string like '2h' — got {type(value).__name__}")
 
 
 def _utc(t: Any) -> pd.Timestamp:
@@ -83,14 +77,8 @@ def _newest(s: pd.Series) -> tuple[pd.Timestamp | None, int, list[str]]:
             return None, len(values), sorted({type(v).__name__ for v in values.head(100)})
         newest = parsed.max()
     else:
-        hint = (
-            "; convert epoch numbers with pd.to_datetime(..., unit='s')"
-            if kind == "numeric"
-            else ""
-        )
-        raise CheckInputError(
-            f"column {s.name!r} has dtype {s.dtype}, not timestamps{hint}", column=str(s.name)
-        )
+        hint = "; convert epoch numbers with pd.to_datetime(..., unit='s')" if kind == "numeric" else ""
+        raise CheckInputError(f"column {s.name!r} has dtype {s.dtype}, not timestamps{hint}", column=str(s.name))
     if newest is None or newest is pd.NaT or (isinstance(newest, float) and np.isnan(newest)):
         return None, 0, []
     return _utc(newest), 0, []
@@ -141,8 +129,7 @@ class Freshness(Check):
                 threshold=limit,
                 column=self.column,
                 measure="freshness_lag_seconds",
-                message=f"{self.name}: column {self.column!r} has no timestamps "
-                f"({rows} rows, all null)",
+                message=f"{self.name}: column {self.column!r} has no timestamps ({rows} rows, all null)",
                 details={"rows": rows, "newest": None},
             )
         now = pd.Timestamp(context.now)  # UTC already: CheckContext normalises it
@@ -155,8 +142,7 @@ class Freshness(Check):
             threshold=limit,
             column=self.column,
             measure="freshness_lag_seconds",
-            message=f"{self.name}: newest {newest.isoformat()} is {lag:.0f}s old, "
-            f"limit {limit:.0f}s{note}",
+            message=f"{self.name}: newest {newest.isoformat()} is {lag:.0f}s old, limit {limit:.0f}s{note}",
             details={
                 "newest": newest.isoformat(),
                 "now": now.isoformat(),

@@ -51,9 +51,7 @@ def gx_batch_definition() -> Any:
     global _batch_definition
     with _lock:
         if _batch_definition is None:
-            os.environ.setdefault(
-                "GX_ANALYTICS_ENABLED", "false"
-            )  # no traffic the user did not ask for
+            os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no traffic the user did not ask for
             _quiet()
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -74,9 +72,7 @@ def _suite_dict(suite: Mapping[str, Any]) -> dict[str, Any]:
         e = dict(e)
         if "expectation_type" in e and "type" not in e:
             e["type"] = e.pop("expectation_type")
-        expectations.append(
-            {k: e[k] for k in ("type", "kwargs", "meta", "id", "severity") if k in e}
-        )
+        expectations.append({k: e[k] for k in ("type", "kwargs", "meta", "id", "severity") if k in e})
     return {"name": name, "expectations": expectations, "meta": suite.get("meta") or {}}
 
 
@@ -118,8 +114,7 @@ class GxSuite(Check):
         else:
             if not hasattr(suite, "expectations"):
                 raise TypeError(
-                    "gx_suite takes an ExpectationSuite, its JSON dict or a path — got "
-                    f"{type(suite).__name__}"
+                    f"gx_suite takes an ExpectationSuite, its JSON dict or a path — got {type(suite).__name__}"
                 )
             self._spec, self._suite = None, suite
             label = getattr(suite, "name", "suite")
@@ -188,8 +183,7 @@ class GxSuite(Check):
             column=column,
             measure=measure,
             details=details,
-            message=f"{self.name}: {etype}({_describe(kwargs)}) "
-            f"{'passed' if r.success else 'failed'}",
+            message=f"{self.name}: {etype}({_describe(kwargs)}) {'passed' if r.success else 'failed'}",
         )
 
 

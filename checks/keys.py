@@ -75,8 +75,7 @@ def _repeat_mask(s: pd.Series) -> np.ndarray:
 def _unhashable(s: pd.Series, exc: Exception) -> CheckInputError:
     kinds = sorted({type(v).__name__ for v in s.head(1000)})
     return CheckInputError(
-        f"column {s.name!r} ({s.dtype}) holds values that cannot be compared "
-        f"({', '.join(kinds)}): {exc}",
+        f"column {s.name!r} ({s.dtype}) holds values that cannot be compared ({', '.join(kinds)}): {exc}",
         column=str(s.name),
     )
 
@@ -116,14 +115,10 @@ def duplicate_stats(df: pd.DataFrame, columns: Sequence[str]) -> DuplicateStats:
         if len(cand) == 0:
             return DuplicateStats(0, 0, 0, cand)
     groups = len(np.unique(group))
-    return DuplicateStats(
-        extra=len(cand) - groups, involved=len(cand), groups=groups, positions=cand
-    )
+    return DuplicateStats(extra=len(cand) - groups, involved=len(cand), groups=groups, positions=cand)
 
 
-def shared_key_codes(
-    a: pd.DataFrame, b: pd.DataFrame, columns: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, int]:
+def shared_key_codes(a: pd.DataFrame, b: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """Dense codes of the key rows of ``a`` and ``b``, equal exactly when the keys are equal.
 
     Each column is factorised over both frames at once, so values pandas holds
@@ -214,9 +209,7 @@ def jsonable(v: Any) -> Any:
         return str(v)
 
 
-def example_keys(
-    df: pd.DataFrame, columns: Sequence[str], positions: np.ndarray, limit: int = 5
-) -> list[Any]:
+def example_keys(df: pd.DataFrame, columns: Sequence[str], positions: np.ndarray, limit: int = 5) -> list[Any]:
     """The first ``limit`` distinct key values at ``positions`` (in frame order), JSON-ready."""
     if len(positions) == 0:
         return []

@@ -323,25 +323,23 @@ class Reconcile(Check):
     ) -> CheckResult:
         fraction = missing_rows / n_src if n_src else 0.0
         allowed = self.max_missing * n_src if self.max_missing < 1 else self.max_missing
-        return (
-            self.result(
-                Status.FAIL if missing_rows > allowed else Status.PASS,
-                observed=float(missing_rows),
-                threshold=float(allowed),
-                column=self.key[0] if len(self.key) == 1 else None,
-                measure="rows_lost",
-                message=f"{self.name}: {missing_rows} of {n_src} source rows ({missing_keys} keys) "
-                f"missing "
-                f"from the output" + (f"; e.g. {examples[:3]}" if examples else ""),
-                details={
-                    "source_rows": n_src,
-                    "target_rows": n_target,
-                    "missing_rows": missing_rows,
-                    "missing_keys": missing_keys,
-                    "fraction": fraction,
-                    "examples": examples,
-                },
-            )
+        return self.result(
+            Status.FAIL if missing_rows > allowed else Status.PASS,
+            observed=float(missing_rows),
+            threshold=float(allowed),
+            column=self.key[0] if len(self.key) == 1 else None,
+            measure="rows_lost",
+            message=f"{self.name}: {missing_rows} of {n_src} source rows ({missing_keys} keys) "
+            f"missing "
+            f"from the output" + (f"; e.g. {examples[:3]}" if examples else ""),
+            details={
+                "source_rows": n_src,
+                "target_rows": n_target,
+                "missing_rows": missing_rows,
+                "missing_keys": missing_keys,
+                "fraction": fraction,
+                "examples": examples,
+            },
         )
 
     def _sum_problem(self, source: pd.DataFrame, target: pd.DataFrame) -> CheckResult | None:

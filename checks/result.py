@@ -89,7 +89,7 @@ class CheckResult:
     def detail(self) -> str:
         """The message without the check name it starts with, for displays that show the name already."""
         prefix = f"{self.check}: "
-        return self.message[len(prefix):] if self.message.startswith(prefix) else self.message
+        return self.message[len(prefix) :] if self.message.startswith(prefix) else self.message
 
     @property
     def blocking(self) -> bool:

@@ -74,8 +74,9 @@ def compose_yaml(
     return _read(source, path, max_values, compose)
 
 
-def _read(source: str | bytes | IO[str] | IO[bytes], path: str, max_values: int,
-          step: Callable[[_BoundedLoader], T]) -> T:
+def _read(
+    source: str | bytes | IO[str] | IO[bytes], path: str, max_values: int, step: Callable[[_BoundedLoader], T]
+) -> T:
     loader = _BoundedLoader(source)
     loader.max_values = max_values
     loader.where = path

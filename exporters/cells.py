@@ -116,8 +116,19 @@ class TaskCell:
 class PipelineCell:
     """Everything exported about one pipeline's runs (``active`` is set by the daemon, which owns run slots)."""
 
-    __slots__ = ("active", "changes", "duration", "failed_changes", "last_failure", "last_success", "lock",
-                 "recovery", "runs", "up", "version")
+    __slots__ = (
+        "active",
+        "changes",
+        "duration",
+        "failed_changes",
+        "last_failure",
+        "last_success",
+        "lock",
+        "recovery",
+        "runs",
+        "up",
+        "version",
+    )
 
     def __init__(self, bounds: Sequence[float], recovery_bounds: Sequence[float]) -> None:
         self.lock = threading.Lock()
@@ -163,10 +174,18 @@ class TaskCollector(Collector):
     """The task families of the catalogue, from one cell per (pipeline, task)."""
 
     def __init__(self, registry: Any = None) -> None:
-        self._spec = {n: by_name(n) for n in (
-            "pipewarden_task_runs_total", "pipewarden_task_duration_seconds", "pipewarden_task_retries_total",
-            "pipewarden_task_rows_in_total", "pipewarden_task_rows_out_total", "pipewarden_task_cpu_seconds_total",
-            "pipewarden_task_peak_memory_bytes")}
+        self._spec = {
+            n: by_name(n)
+            for n in (
+                "pipewarden_task_runs_total",
+                "pipewarden_task_duration_seconds",
+                "pipewarden_task_retries_total",
+                "pipewarden_task_rows_in_total",
+                "pipewarden_task_rows_out_total",
+                "pipewarden_task_cpu_seconds_total",
+                "pipewarden_task_peak_memory_bytes",
+            )
+        }
         self._bounds = tuple(self._spec["pipewarden_task_duration_seconds"].buckets)
         self._cells: dict[tuple[str, str], TaskCell] = {}
         self._lock = threading.Lock()
@@ -192,8 +211,11 @@ class TaskCollector(Collector):
     def _families(self, items: list[tuple[tuple[str, str], TaskCell]]) -> list[Metric]:
         s = self._spec
         runs = _counter(s["pipewarden_task_runs_total"])
-        duration = HistogramMetricFamily(s["pipewarden_task_duration_seconds"].name,
-                                         s["pipewarden_task_duration_seconds"].help, labels=("pipeline", "task"))
+        duration = HistogramMetricFamily(
+            s["pipewarden_task_duration_seconds"].name,
+            s["pipewarden_task_duration_seconds"].help,
+            labels=("pipeline", "task"),
+        )
         retries = _counter(s["pipewarden_task_retries_total"])
         rows_in = _counter(s["pipewarden_task_rows_in_total"])
         rows_out = _counter(s["pipewarden_task_rows_out_total"])
@@ -218,12 +240,21 @@ class PipelineCollector(Collector):
     """The pipeline-run families of the catalogue, from one cell per pipeline."""
 
     def __init__(self, registry: Any = None) -> None:
-        self._spec = {m: by_name(m) for m in (
-            "pipewarden_pipeline_runs_total", "pipewarden_pipeline_duration_seconds",
-            "pipewarden_pipeline_last_success_timestamp_seconds", "pipewarden_pipeline_last_failure_timestamp_seconds",
-            "pipewarden_pipeline_up", "pipewarden_pipeline_recovery_seconds", "pipewarden_pipeline_changes_total",
-            "pipewarden_pipeline_failed_changes_total", "pipewarden_pipeline_active_runs",
-            "pipewarden_pipeline_version_info")}
+        self._spec = {
+            m: by_name(m)
+            for m in (
+                "pipewarden_pipeline_runs_total",
+                "pipewarden_pipeline_duration_seconds",
+                "pipewarden_pipeline_last_success_timestamp_seconds",
+                "pipewarden_pipeline_last_failure_timestamp_seconds",
+                "pipewarden_pipeline_up",
+                "pipewarden_pipeline_recovery_seconds",
+                "pipewarden_pipeline_changes_total",
+                "pipewarden_pipeline_failed_changes_total",
+                "pipewarden_pipeline_active_runs",
+                "pipewarden_pipeline_version_info",
+            )
+        }
         self._bounds = tuple(self._spec["pipewarden_pipeline_duration_seconds"].buckets)
         self._recovery_bounds = tuple(self._spec["pipewarden_pipeline_recovery_seconds"].buckets)
         self._cells: dict[str, PipelineCell] = {}
@@ -257,8 +288,11 @@ class PipelineCollector(Collector):
         changes = _counter(s["pipewarden_pipeline_changes_total"])
         failed_changes = _counter(s["pipewarden_pipeline_failed_changes_total"])
         active = _gauge(s["pipewarden_pipeline_active_runs"])
-        version = InfoMetricFamily(s["pipewarden_pipeline_version_info"].base_name,
-                                   s["pipewarden_pipeline_version_info"].help, labels=("pipeline",))
+        version = InfoMetricFamily(
+            s["pipewarden_pipeline_version_info"].base_name,
+            s["pipewarden_pipeline_version_info"].help,
+            labels=("pipeline",),
+        )
         for pipeline, c in items:
             key = [pipeline]
             with c.lock:

@@ -37,7 +37,11 @@ FORMATS = ("text", "json")
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName", "trace_id", "span_id",
+    "message",
+    "asctime",
+    "taskName",
+    "trace_id",
+    "span_id",
 }
 _HANDLER_MARK = "_pipewarden_handler"
 
@@ -186,8 +190,9 @@ def configure_logging(
     if isinstance(level, str):
         resolved = logging.getLevelName(level.upper())
         if not isinstance(resolved, int):
-            raise ValueError(f"log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL "
-                             f"or an int — got {level!r}")
+            raise ValueError(
+                f"log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL or an int — got {level!r}"
+            )
         level = resolved
 
     install_trace_context()

@@ -15,12 +15,18 @@ __all__ = ["CELL_FAMILIES", "DAEMON_FAMILIES", "Metrics"]
 
 #: Families kept in cells (``exporters.cells``): one lock per task or pipeline on the hot path.
 CELL_FAMILIES: frozenset[str] = frozenset(
-    m.name for m in CATALOGUE if m.name.startswith(("pipewarden_task_", "pipewarden_pipeline_")))
+    m.name for m in CATALOGUE if m.name.startswith(("pipewarden_task_", "pipewarden_pipeline_"))
+)
 #: Families only the daemon has: a script or `pipewarden run` has no configuration to reload, no API and
 #: no schedule loop, and a gauge without labels would read 0 ("reload failed") in every such process.
-DAEMON_FAMILIES: frozenset[str] = frozenset({
-    "pipewarden_config_last_reload_successful", "pipewarden_config_last_reload_success_timestamp_seconds",
-    "pipewarden_api_requests_total", "pipewarden_scheduler_lateness_seconds"})
+DAEMON_FAMILIES: frozenset[str] = frozenset(
+    {
+        "pipewarden_config_last_reload_successful",
+        "pipewarden_config_last_reload_success_timestamp_seconds",
+        "pipewarden_api_requests_total",
+        "pipewarden_scheduler_lateness_seconds",
+    }
+)
 
 
 class Metrics:

@@ -75,8 +75,9 @@ class PushgatewayExporter:
 
     name = "pushgateway"
 
-    def __init__(self, url: str, *, timeout: float = DEFAULT_PUSH_TIMEOUT, instance: str | None = None,
-                 job: str = "pipewarden") -> None:
+    def __init__(
+        self, url: str, *, timeout: float = DEFAULT_PUSH_TIMEOUT, instance: str | None = None, job: str = "pipewarden"
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.instance = instance
@@ -120,9 +121,15 @@ class TextfileExporter:
 
 
 class _TotalsStore(Protocol):
-    def merge_metric_samples(self, pipeline: str, added: Mapping[tuple[str, str], float],
-                             values: Mapping[tuple[str, str], float], *, now: float,
-                             replaced: Iterable[str] = ()) -> list[tuple[str, str, float]]: ...
+    def merge_metric_samples(
+        self,
+        pipeline: str,
+        added: Mapping[tuple[str, str], float],
+        values: Mapping[tuple[str, str], float],
+        *,
+        now: float,
+        replaced: Iterable[str] = (),
+    ) -> list[tuple[str, str, float]]: ...
 
 
 _SPEC_OF_SAMPLE: dict[str, MetricSpec] = {}
@@ -152,8 +159,9 @@ class StoredSamples(Collector):
             family = families.get(spec.name)
             if family is None:
                 fname = spec.base_name if spec.type in (MetricType.COUNTER, MetricType.INFO) else spec.name
-                family = families[spec.name] = Metric(fname, spec.help, str(spec.type), spec.unit
-                                                      if spec.type is not MetricType.INFO else "")
+                family = families[spec.name] = Metric(
+                    fname, spec.help, str(spec.type), spec.unit if spec.type is not MetricType.INFO else ""
+                )
             family.samples.append(Sample(name, json.loads(labels), value))
         for family in families.values():
             family.samples.sort(key=_sample_order)
@@ -177,8 +185,9 @@ class CumulativeSamples:
     Without a store, the process's own samples (what a long-lived process has anyway).
     """
 
-    def __init__(self, source: Collector, store: _TotalsStore | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, source: Collector, store: _TotalsStore | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.source = source
         self.store = store
         self.clock = clock
@@ -212,8 +221,9 @@ class CumulativeSamples:
                 out[(s.name, json.dumps(s.labels, sort_keys=True, separators=(",", ":")))] = float(s.value)
         return out
 
-    def _changes(self, pipeline: str, current: Mapping[tuple[str, str], float]
-                 ) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+    def _changes(
+        self, pipeline: str, current: Mapping[tuple[str, str], float]
+    ) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
         sent = self._sent.get(pipeline, {})
         added: dict[tuple[str, str], float] = {}
         values: dict[tuple[str, str], float] = {}
@@ -239,8 +249,9 @@ class MetricOutputs:
 
     name = "metric-outputs"
 
-    def __init__(self, samples: CumulativeSamples, exporters: Sequence[MetricExporter],
-                 on_error: ErrorHook | None = None) -> None:
+    def __init__(
+        self, samples: CumulativeSamples, exporters: Sequence[MetricExporter], on_error: ErrorHook | None = None
+    ) -> None:
         from agent.events import RunEnded
 
         self.events = (RunEnded,)

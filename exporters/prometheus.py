@@ -112,8 +112,7 @@ class PrometheusSettings:
             except ValueError:
                 port = -1
             if not 0 <= port <= 65535:
-                problems.append(f"{PIPEWARDEN_METRICS_PORT} must be an integer port from 0 to "
-                                f"65535 — got {raw!r}")
+                problems.append(f"{PIPEWARDEN_METRICS_PORT} must be an integer port from 0 to 65535 — got {raw!r}")
                 port = None
 
         timeout = DEFAULT_PUSH_TIMEOUT
@@ -123,14 +122,17 @@ class PrometheusSettings:
             except ValueError:
                 timeout = math.nan
             if not (math.isfinite(timeout) and timeout > 0):
-                problems.append(f"{PIPEWARDEN_PUSH_TIMEOUT} must be a positive number of seconds "
-                                f"(e.g. 2 or 0.5) — got {raw!r}")
+                problems.append(
+                    f"{PIPEWARDEN_PUSH_TIMEOUT} must be a positive number of seconds (e.g. 2 or 0.5) — got {raw!r}"
+                )
                 timeout = DEFAULT_PUSH_TIMEOUT
 
         url = get(PIPEWARDEN_PUSHGATEWAY_URL)
         if url is not None and "://" in url and not url.startswith(("http://", "https://")):
-            problems.append(f"{PIPEWARDEN_PUSHGATEWAY_URL} must be an http:// or https:// URL "
-                            f"such as http://localhost:9091 — got {url!r}")
+            problems.append(
+                f"{PIPEWARDEN_PUSHGATEWAY_URL} must be an http:// or https:// URL "
+                f"such as http://localhost:9091 — got {url!r}"
+            )
 
         textfile = get(PIPEWARDEN_TEXTFILE_DIR)
         if problems:
@@ -218,8 +220,7 @@ class PipelineView:
     leaves out whole families by name.
     """
 
-    def __init__(self, source: Collector, pipeline: str, *,
-                 drop_suffixes: Iterable[str] = ()) -> None:
+    def __init__(self, source: Collector, pipeline: str, *, drop_suffixes: Iterable[str] = ()) -> None:
         self.source = source
         self.pipeline = pipeline
         self.drop_suffixes = tuple(drop_suffixes)
@@ -238,8 +239,15 @@ class PipelineView:
         return ()  # nothing to check at registration; collect() decides per call
 
 
-def push(registry: Registry, url: str, *, pipeline: str, instance: str | None = None,
-         timeout: float = DEFAULT_PUSH_TIMEOUT, job: str = "pipewarden") -> None:
+def push(
+    registry: Registry,
+    url: str,
+    *,
+    pipeline: str,
+    instance: str | None = None,
+    timeout: float = DEFAULT_PUSH_TIMEOUT,
+    job: str = "pipewarden",
+) -> None:
     """Replace ``pipeline``'s group at the Pushgateway at ``url`` with its samples in ``registry``.
 
     The group is ``{job, pipeline, instance}`` (``instance`` defaults to the host name).
@@ -254,8 +262,7 @@ def push(registry: Registry, url: str, *, pipeline: str, instance: str | None = 
     view = CollectorRegistry(auto_describe=False)
     view.register(PipelineView(source, pipeline))
     key = {"pipeline": pipeline, "instance": instance or socket.gethostname()}
-    push_to_gateway(url, job=job, registry=view, grouping_key=key, timeout=timeout,
-                    handler=_deadline_handler(timeout))
+    push_to_gateway(url, job=job, registry=view, grouping_key=key, timeout=timeout, handler=_deadline_handler(timeout))
 
 
 def _deadline_handler(deadline: float) -> Any:
@@ -265,8 +272,7 @@ def _deadline_handler(deadline: float) -> Any:
     left (:mod:`exporters.http`): at the deadline the connection is closed, nothing is left behind.
     """
 
-    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
-                data: bytes) -> Any:
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes) -> Any:
         def run() -> None:
             try:
                 answer = http.request(method, url, data, dict(headers), timeout=deadline)

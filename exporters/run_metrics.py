@@ -55,7 +55,10 @@ class RunMetrics:
         self._pipelines = metrics.pipelines
         self._children: dict[tuple[Any, ...], Any] = {}
         self._dispatch: dict[type, Callable[[Any], None]] = {
-            TaskEnded: self._task_ended, ChecksEvaluated: self._checks, RunEnded: self._run_ended}
+            TaskEnded: self._task_ended,
+            ChecksEvaluated: self._checks,
+            RunEnded: self._run_ended,
+        }
 
     def handle(self, event: Any) -> None:
         self._dispatch[type(event)](event)

@@ -81,8 +81,13 @@ class JsonLinesSpanExporter(SpanExporter):
     file, and a writer that finds the file rotated under it reopens the new one.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_TRACES_MAX_BYTES,
-                 backups: int = DEFAULT_TRACES_BACKUPS) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = DEFAULT_TRACES_MAX_BYTES,
+        backups: int = DEFAULT_TRACES_BACKUPS,
+    ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = max(int(backups), 0)
@@ -162,8 +167,9 @@ class GuardedSpanExporter(SpanExporter):
     def _report(self, exc: BaseException | None, spans: Sequence[ReadableSpan]) -> None:
         if self.on_error is not None:
             try:
-                pipelines = sorted({str(p) for s in spans
-                                    if (p := (s.attributes or {}).get("cicd.pipeline.name")) is not None})
+                pipelines = sorted(
+                    {str(p) for s in spans if (p := (s.attributes or {}).get("cicd.pipeline.name")) is not None}
+                )
                 self.on_error(self.name, exc, pipelines)
             except Exception:  # the hook must not break the export thread either
                 log.debug("export error hook failed", exc_info=True)
@@ -226,8 +232,10 @@ class DeadlineSpanExporter(SpanExporter):
             worker.join(self.timeout)
             if not outcome:
                 self._stuck = worker
-                raise TimeoutError(f"could not {what}: no complete answer from the collector within "
-                                   f"{self.timeout:g}s (OTEL_EXPORTER_OTLP_TIMEOUT)")
+                raise TimeoutError(
+                    f"could not {what}: no complete answer from the collector within "
+                    f"{self.timeout:g}s (OTEL_EXPORTER_OTLP_TIMEOUT)"
+                )
         ok, value = outcome[0]
         if not ok:
             raise value
@@ -247,13 +255,19 @@ def traces_exporter_names(env: Mapping[str, str] | None = None) -> list[str]:
     names = [n.strip().lower() for n in raw.split(",") if n.strip()]
     unknown = [n for n in names if n not in KNOWN_EXPORTERS]
     if unknown:
-        raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {unknown[0]!r}; "
-                         f"allowed: {', '.join(KNOWN_EXPORTERS)} (comma-separated)")
+        raise ValueError(
+            f"OTEL_TRACES_EXPORTER: unknown exporter {unknown[0]!r}; "
+            f"allowed: {', '.join(KNOWN_EXPORTERS)} (comma-separated)"
+        )
     return [n for n in names if n != "none"]
 
 
-def build_tracer_provider(env: Mapping[str, str] | None = None, *, home: str | os.PathLike[str] | None = None,
-                          on_error: ErrorHook | None = None) -> TracerProvider:
+def build_tracer_provider(
+    env: Mapping[str, str] | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    on_error: ErrorHook | None = None,
+) -> TracerProvider:
     """A tracer provider with the exporters the environment asks for.
 
     ``home`` is the state directory for the JSON-lines file; ``on_error`` is
@@ -305,11 +319,15 @@ def _make_exporter(name: str, env: Mapping[str, str], home: str | os.PathLike[st
 
 
 def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
-    protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-                or "http/protobuf")
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+    )
     if protocol != "http/protobuf":
-        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported by pipewarden; "
-                    "using http/protobuf (allowed: http/protobuf)", protocol)
+        log.warning(
+            "OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported by pipewarden; "
+            "using http/protobuf (allowed: http/protobuf)",
+            protocol,
+        )
     # Imported here: the OTLP exporter pulls in requests and protobuf, which an
     # agent that does not export OTLP should not pay for.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -320,8 +338,9 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
     if endpoint is None and (base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
         endpoint = base.rstrip("/") + "/v1/traces"
     headers = _pairs(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or "")
-    compression = _compression(env.get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
-                               or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "")
+    compression = _compression(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION") or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or ""
+    )
     _quiet_otlp_logger()
     return OTLPSpanExporter(endpoint=endpoint, timeout=timeout, headers=headers or None, compression=compression)
 
@@ -336,8 +355,11 @@ def _otlp_timeout(env: Mapping[str, str]) -> float:
     except ValueError:
         timeout = -1.0
     if not timeout > 0:
-        log.warning("OTEL_EXPORTER_OTLP_TIMEOUT must be a positive number of seconds — got %r; using %s",
-                    raw, DEFAULT_OTLP_TIMEOUT)
+        log.warning(
+            "OTEL_EXPORTER_OTLP_TIMEOUT must be a positive number of seconds — got %r; using %s",
+            raw,
+            DEFAULT_OTLP_TIMEOUT,
+        )
         return DEFAULT_OTLP_TIMEOUT
     return timeout
 
@@ -351,8 +373,11 @@ def _compression(raw: str) -> Any:
     try:
         return Compression(value)
     except ValueError:
-        log.warning("OTEL_EXPORTER_OTLP_COMPRESSION must be one of %s — got %r; sending uncompressed",
-                    ", ".join(c.value for c in Compression), raw)
+        log.warning(
+            "OTEL_EXPORTER_OTLP_COMPRESSION must be one of %s — got %r; sending uncompressed",
+            ", ".join(c.value for c in Compression),
+            raw,
+        )
         return Compression.NoCompression
 
 
@@ -371,8 +396,10 @@ class _FirstOnly(logging.Filter):
 
 
 def _quiet_otlp_logger() -> None:
-    for name in ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                 "opentelemetry.exporter.otlp.proto.http._common"):
+    for name in (
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        "opentelemetry.exporter.otlp.proto.http._common",
+    ):
         lg = logging.getLogger(name)
         if not any(isinstance(f, _FirstOnly) for f in lg.filters):
             lg.addFilter(_FirstOnly())

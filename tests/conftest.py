@@ -43,8 +43,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(autouse=True)
-def _default_home_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def _default_home_in_a_temporary_directory(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No test (or process it starts) writes to the real per-user state directory."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
@@ -86,8 +87,9 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def alertmanager_server(tmp_path_factory: pytest.TempPathFactory,
-                        webhook_receiver: WebhookReceiver) -> Iterator[AlertmanagerServer]:
+def alertmanager_server(
+    tmp_path_factory: pytest.TempPathFactory, webhook_receiver: WebhookReceiver
+) -> Iterator[AlertmanagerServer]:
     """A running Alertmanager sending every alert to ``.webhook``; stopped after the test."""
     server = servers.start_alertmanager(tmp_path_factory.mktemp("alertmanager"), webhook_receiver)
     yield server

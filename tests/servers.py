@@ -73,8 +73,9 @@ def require_binary(tool: str) -> str:
     for name in names:
         if path := shutil.which(name):
             return path
-    reason = (f"{tool} is not installed (looked for {', '.join(names)} on PATH); "
-              f"install the Debian packages as .ci/run does")
+    reason = (
+        f"{tool} is not installed (looked for {', '.join(names)} on PATH); install the Debian packages as .ci/run does"
+    )
     if in_ci():
         pytest.fail(f"{reason} — CI must not skip tests that need it", pytrace=False)
     pytest.skip(reason)
@@ -93,8 +94,9 @@ def http_get(url: str, *, timeout: float = 5.0) -> bytes:
         return bytes(resp.read())
 
 
-def wait_until(probe: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.2,
-               what: str = "condition") -> T:
+def wait_until(
+    probe: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.2, what: str = "condition"
+) -> T:
     """Call ``probe`` until it returns something other than ``None``; return that.
 
     Exceptions from ``probe`` count as "not yet"; after ``timeout`` seconds an
@@ -110,8 +112,9 @@ def wait_until(probe: Callable[[], T | None], *, timeout: float = 20.0, interval
         except Exception as exc:
             last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                 + (f"; last error: {last!r}" if last else ""))
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what}" + (f"; last error: {last!r}" if last else "")
+            )
         time.sleep(interval)
 
 
@@ -141,8 +144,9 @@ class ProcessServer:
     def start(self, ready_path: str = "/-/ready", timeout: float = _STARTUP_TIMEOUT) -> None:
         """Start the program and wait until ``ready_path`` answers; raise ``StartError`` if not."""
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, cwd=self.workdir, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self.argv, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         _LIVE.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -156,8 +160,7 @@ class ProcessServer:
         code = self.proc.poll()
         self.stop()
         state = f"exited with code {code}" if code is not None else f"not ready after {timeout}s"
-        raise StartError(f"{self.name} {state}: {' '.join(self.argv)}\n"
-                         f"--- {self.log_path} ---\n{self.log_tail()}")
+        raise StartError(f"{self.name} {state}: {' '.join(self.argv)}\n--- {self.log_path} ---\n{self.log_tail()}")
 
     def stop(self) -> None:
         """Terminate the program and wait for it (kill after 10 s); safe to call twice."""
@@ -191,14 +194,14 @@ class StartError(RuntimeError):
     """A server process exited or never became ready; the message holds its log."""
 
 
-def _start(name: str, argv_for_port: Callable[[int], list[str]], workdir: Path,
-           ready_path: str = "/-/ready", attempts: int = 3) -> ProcessServer:
+def _start(
+    name: str, argv_for_port: Callable[[int], list[str]], workdir: Path, ready_path: str = "/-/ready", attempts: int = 3
+) -> ProcessServer:
     """Start ``name`` on a free port; retry elsewhere if the port was taken meanwhile."""
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, attempts + 1):
         port = free_port()
-        server = ProcessServer(name, argv_for_port(port), port, workdir,
-                               workdir / f"{name}-{attempt}.log")
+        server = ProcessServer(name, argv_for_port(port), port, workdir, workdir / f"{name}-{attempt}.log")
         try:
             server.start(ready_path)
             return server
@@ -233,6 +236,7 @@ class PrometheusServer:
 
     def wait_for_value(self, expr: str, expected: float, *, timeout: float = 30.0) -> float:
         """Poll ``expr`` until its single result equals ``expected``; return the value."""
+
         def probe() -> float | None:
             result = self.query(expr)
             if len(result) == 1 and float(result[0]["value"][1]) == expected:
@@ -242,8 +246,9 @@ class PrometheusServer:
         try:
             return wait_until(probe, timeout=timeout, what=f"{expr} == {expected}")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; last result: {self._safe_query(expr)}; "
-                                 f"targets: {self._safe_targets()}") from None
+            raise AssertionError(
+                f"{exc}; last result: {self._safe_query(expr)}; targets: {self._safe_targets()}"
+            ) from None
 
     def targets(self) -> list[dict[str, Any]]:
         """The active scrape targets with their health and last error."""
@@ -268,24 +273,37 @@ class PrometheusServer:
             return exc
 
 
-def prometheus_config(targets: Sequence[str], *, scrape_interval: str = "1s",
-                      rule_files: Iterable[str | os.PathLike[str]] = (),
-                      alertmanagers: Sequence[str] = (), honor_labels: bool = False) -> str:
+def prometheus_config(
+    targets: Sequence[str],
+    *,
+    scrape_interval: str = "1s",
+    rule_files: Iterable[str | os.PathLike[str]] = (),
+    alertmanagers: Sequence[str] = (),
+    honor_labels: bool = False,
+) -> str:
     """A prometheus.yml (JSON is valid YAML) scraping ``targets`` as job ``pipewarden``.
 
     ``honor_labels`` keeps the job and instance labels of the samples, as a Pushgateway's scrape needs.
     """
     config: dict[str, Any] = {
-        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval,
-                   "scrape_timeout": scrape_interval},
-        "scrape_configs": [{"job_name": "pipewarden", "metrics_path": "/metrics", "honor_labels": honor_labels,
-                            "static_configs": [{"targets": list(targets)}]}],
+        "global": {
+            "scrape_interval": scrape_interval,
+            "evaluation_interval": scrape_interval,
+            "scrape_timeout": scrape_interval,
+        },
+        "scrape_configs": [
+            {
+                "job_name": "pipewarden",
+                "metrics_path": "/metrics",
+                "honor_labels": honor_labels,
+                "static_configs": [{"targets": list(targets)}],
+            }
+        ],
     }
     if rules := [str(p) for p in rule_files]:
         config["rule_files"] = rules
     if alertmanagers:
-        config["alerting"] = {
-            "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
     return json.dumps(config, indent=2)
 
 
@@ -295,14 +313,18 @@ def start_prometheus(workdir: Path, targets: Sequence[str], **config: Any) -> Pr
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "prometheus.yml"
     config_path.write_text(prometheus_config(targets, **config))
-    process = _start("prometheus", lambda port: [
-        binary,
-        f"--config.file={config_path}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-lifecycle",
-        "--log.level=info",
-    ], workdir)
+    process = _start(
+        "prometheus",
+        lambda port: [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+            "--log.level=info",
+        ],
+        workdir,
+    )
     return PrometheusServer(process, config_path)
 
 
@@ -328,12 +350,20 @@ class PushgatewayServer:
 
 def start_pushgateway(workdir: Path) -> PushgatewayServer:
     binary = require_binary("pushgateway")
-    return PushgatewayServer(_start("pushgateway", lambda port: [
-        binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=info",
-        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default, which
-        # would carry one test's groups into the next gateway: keep everything in memory.
-        "--persistence.file=",
-    ], workdir))
+    return PushgatewayServer(
+        _start(
+            "pushgateway",
+            lambda port: [
+                binary,
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=info",
+                # Debian's build persists to /var/lib/prometheus/pushgateway.data by default, which
+                # would carry one test's groups into the next gateway: keep everything in memory.
+                "--persistence.file=",
+            ],
+            workdir,
+        )
+    )
 
 
 # --- in-process HTTP receivers ---------------------------------------------------------------
@@ -347,8 +377,9 @@ class _Receiver:
         self._server.receiver = self  # type: ignore[attr-defined]
         self.port = int(self._server.server_address[1])
         self.lock = threading.Lock()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                         name=f"{type(self).__name__}:{self.port}")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name=f"{type(self).__name__}:{self.port}"
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -440,8 +471,11 @@ class RecordingReceiver(_Receiver):
 
     def wait_for(self, count: int, *, timeout: float = 10.0) -> list[RecordedRequest]:
         """Poll until at least ``count`` requests arrived; return them all."""
-        return wait_until(lambda: (r if len(r := self.received()) >= count else None),
-                          timeout=timeout, what=f"{count} requests at {self.url('')}")
+        return wait_until(
+            lambda: r if len(r := self.received()) >= count else None,
+            timeout=timeout,
+            what=f"{count} requests at {self.url('')}",
+        )
 
     def close(self) -> None:
         """Stop at once: a connection wakes the server loop instead of waiting out its 0.5 s poll."""
@@ -477,8 +511,11 @@ class TricklingServer:
 
     def __init__(self, *, interval: float = 0.05, length: int = 2000) -> None:
         self.interval = interval
-        self.answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                       + f"Content-Length: {length}\r\n\r\n".encode() + b"x" * length)
+        self.answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+            + f"Content-Length: {length}\r\n\r\n".encode()
+            + b"x" * length
+        )
         self.sent = 0
         self.closed_by_client = threading.Event()
         self._sock = socket.socket()
@@ -537,8 +574,11 @@ class AlertmanagerServer:
     def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         """Send alerts as Prometheus would (``POST /api/v2/alerts``)."""
         request = urllib.request.Request(
-            self.url + "/api/v2/alerts", data=json.dumps(alerts).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
+            self.url + "/api/v2/alerts",
+            data=json.dumps(alerts).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         urllib.request.urlopen(request, timeout=5).close()
 
     def alerts(self) -> list[dict[str, Any]]:
@@ -548,12 +588,19 @@ class AlertmanagerServer:
 
 def alertmanager_config(webhook_url: str) -> str:
     """An alertmanager.yml with one webhook receiver and fast grouping for tests."""
-    return json.dumps({
-        "route": {"receiver": "webhook", "group_by": ["alertname"], "group_wait": "0s",
-                  "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "webhook", "webhook_configs": [
-            {"url": webhook_url, "send_resolved": True}]}],
-    }, indent=2)
+    return json.dumps(
+        {
+            "route": {
+                "receiver": "webhook",
+                "group_by": ["alertname"],
+                "group_wait": "0s",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
+            },
+            "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+        },
+        indent=2,
+    )
 
 
 def start_alertmanager(workdir: Path, webhook: WebhookReceiver) -> AlertmanagerServer:
@@ -561,14 +608,18 @@ def start_alertmanager(workdir: Path, webhook: WebhookReceiver) -> AlertmanagerS
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "alertmanager.yml"
     config_path.write_text(alertmanager_config(webhook.url))
-    process = _start("alertmanager", lambda port: [
-        binary,
-        f"--config.file={config_path}",
-        f"--storage.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",  # no gossip port: one instance, nothing else to bind
-        "--log.level=info",
-    ], workdir)
+    process = _start(
+        "alertmanager",
+        lambda port: [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # no gossip port: one instance, nothing else to bind
+            "--log.level=info",
+        ],
+        workdir,
+    )
     return AlertmanagerServer(process, webhook, config_path)
 
 
@@ -621,8 +672,11 @@ class OtlpReceiver(_Receiver):
 
     def wait_for_spans(self, count: int, *, timeout: float = 10.0) -> list[ReceivedSpan]:
         """Poll until at least ``count`` spans arrived; return them all."""
-        return wait_until(lambda: (s if len(s := self.spans()) >= count else None),
-                          timeout=timeout, what=f"{count} spans at {self.endpoint}")
+        return wait_until(
+            lambda: s if len(s := self.spans()) >= count else None,
+            timeout=timeout,
+            what=f"{count} spans at {self.endpoint}",
+        )
 
     def clear(self) -> None:
         with self.lock:
@@ -640,8 +694,7 @@ class _OtlpHandler(_QuietHandler):
             return
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         if content_type != "application/x-protobuf":
-            self._reply(415, f"Content-Type {content_type!r} unsupported; send "
-                             f"application/x-protobuf".encode())
+            self._reply(415, f"Content-Type {content_type!r} unsupported; send application/x-protobuf".encode())
             return
         request = trace_service_pb2.ExportTraceServiceRequest()
         request.ParseFromString(self._body())
@@ -651,8 +704,7 @@ class _OtlpHandler(_QuietHandler):
         if receiver.status != 200:
             self._reply(receiver.status, b"told to fail")
             return
-        self._reply(200, trace_service_pb2.ExportTraceServiceResponse().SerializeToString(),
-                    "application/x-protobuf")
+        self._reply(200, trace_service_pb2.ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
 
 def _flatten(request: Any) -> Iterable[ReceivedSpan]:
@@ -671,10 +723,22 @@ def _flatten(request: Any) -> Iterable[ReceivedSpan]:
                     attributes=_attributes(s.attributes),
                     status_code=int(s.status.code),
                     status_message=s.status.message,
-                    events=[{"name": e.name, "attributes": _attributes(e.attributes),
-                             "time_unix_nano": int(e.time_unix_nano)} for e in s.events],
-                    links=[{"trace_id": ln.trace_id.hex(), "span_id": ln.span_id.hex(),
-                            "attributes": _attributes(ln.attributes)} for ln in s.links],
+                    events=[
+                        {
+                            "name": e.name,
+                            "attributes": _attributes(e.attributes),
+                            "time_unix_nano": int(e.time_unix_nano),
+                        }
+                        for e in s.events
+                    ],
+                    links=[
+                        {
+                            "trace_id": ln.trace_id.hex(),
+                            "span_id": ln.span_id.hex(),
+                            "attributes": _attributes(ln.attributes),
+                        }
+                        for ln in s.links
+                    ],
                     resource=resource,
                     scope=scope_spans.scope.name,
                 )

@@ -1,6 +1,6 @@
 """The smallest pipeline: one task, no data libraries (``bench/orchestrator.py`` times it as a process).
 
-    python -m agent run examples/pipelines/one_task.py
+python -m agent run examples/pipelines/one_task.py
 """
 
 from __future__ import annotations

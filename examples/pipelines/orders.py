@@ -27,8 +27,9 @@ def extract(rows: int, seed: int, logical_date: dt.datetime) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ids = np.arange(rows)
     ids[rng.random(rows) < 0.02] = 0  # duplicates, removed by transform
-    return pd.DataFrame({"order_id": ids, "amount": rng.gamma(2.0, 30.0, rows).round(2),
-                         "created_at": pd.Timestamp(logical_date)})
+    return pd.DataFrame(
+        {"order_id": ids, "amount": rng.gamma(2.0, 30.0, rows).round(2), "created_at": pd.Timestamp(logical_date)}
+    )
 
 
 @pipe.task(checks=[unique("order_id"), not_null("amount"), row_count(min=1)], persist=True)

@@ -96,7 +96,10 @@ def test_run_failure_exits_1_then_resume_exits_0(home: Path, tmp_path: Path) -> 
 
 def test_run_with_a_check_that_cannot_run_exits_1_and_says_why(home: Path, tmp_path: Path) -> None:
     """A blocking check on a misspelled column fails transform, skips load and exits 1 naming the column."""
-    path = write(tmp_path, "gate.py", """
+    path = write(
+        tmp_path,
+        "gate.py",
+        """
         import pandas as pd
         from agent.pipeline import Pipeline
         from checks import unique
@@ -114,7 +117,8 @@ def test_run_with_a_check_that_cannot_run_exits_1_and_says_why(home: Path, tmp_p
         @pipe.task
         def load(transform: pd.DataFrame) -> int:
             raise AssertionError("load must not run")
-    """)
+    """,
+    )
     res = invoke(home, "run", str(path), "--no-progress")
     assert res.exit_code == 1, res.output
     [transform] = [line for line in res.output.splitlines() if line.strip().startswith("transform")]
@@ -125,7 +129,10 @@ def test_run_with_a_check_that_cannot_run_exits_1_and_says_why(home: Path, tmp_p
 
 def test_run_parameters_from_the_command_line(home: Path, tmp_path: Path) -> None:
     """-p KEY=VALUE reaches the task, coerced to the declared default's type."""
-    path = write(tmp_path, "params.py", """
+    path = write(
+        tmp_path,
+        "params.py",
+        """
         from agent.pipeline import Pipeline
         pipe = Pipeline("params", params={"n": 1})
 
@@ -133,25 +140,35 @@ def test_run_parameters_from_the_command_line(home: Path, tmp_path: Path) -> Non
         def double(n: int, path: str) -> int:
             assert isinstance(n, int) and path == "/in/x.csv"
             return n * 2
-    """)
+    """,
+    )
     res = invoke(home, "run", str(path), "-p", "n=21", "-p", "path=/in/x.csv", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["params"] == {"n": 21, "path": "/in/x.csv"}
 
 
-@pytest.mark.parametrize("body, target_suffix, message", [
-    (None, "", "does not exist"),
-    ("x = 1\n", "", "defines no Pipeline"),
-    ("from agent.pipeline import Pipeline\np = Pipeline('a')\np.task(name='t')(lambda: 1)\n", ":b",
-     "has no pipeline 'b'"),
-    ("from agent.pipeline import Pipeline\np = Pipeline('a')\n@p.task\ndef t(u): ...\n@p.task\ndef u(t): ...\n",
-     "", "cycle"),
-    ("from agent.pipeline import Pipeline\np = Pipeline('a')\n@p.task\ndef t(nope): ...\n", "",
-     "neither a task"),
-    ("raise ImportError('no module named warehouse')\n", "", "importing the pipeline file failed"),
-])
-def test_configuration_errors_exit_2_with_a_message(home: Path, tmp_path: Path, body: str | None,
-                                                     target_suffix: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "body, target_suffix, message",
+    [
+        (None, "", "does not exist"),
+        ("x = 1\n", "", "defines no Pipeline"),
+        (
+            "from agent.pipeline import Pipeline\np = Pipeline('a')\np.task(name='t')(lambda: 1)\n",
+            ":b",
+            "has no pipeline 'b'",
+        ),
+        (
+            "from agent.pipeline import Pipeline\np = Pipeline('a')\n@p.task\ndef t(u): ...\n@p.task\ndef u(t): ...\n",
+            "",
+            "cycle",
+        ),
+        ("from agent.pipeline import Pipeline\np = Pipeline('a')\n@p.task\ndef t(nope): ...\n", "", "neither a task"),
+        ("raise ImportError('no module named warehouse')\n", "", "importing the pipeline file failed"),
+    ],
+)
+def test_configuration_errors_exit_2_with_a_message(
+    home: Path, tmp_path: Path, body: str | None, target_suffix: str, message: str
+) -> None:
     """A missing file, no pipeline, a wrong name, a cycle, an unknown input or an import error exit 2."""
     path = tmp_path / "pipe.py"
     if body is not None:
@@ -187,7 +204,10 @@ def test_show_unknown_run_exits_2(home: Path) -> None:
 
 def test_show_json_carries_check_results(home: Path, tmp_path: Path) -> None:
     """`runs show --json` includes each attempt's check results."""
-    path = write(tmp_path, "gated.py", """
+    path = write(
+        tmp_path,
+        "gated.py",
+        """
         from agent.pipeline import Pipeline
         pipe = Pipeline("gated")
 
@@ -200,7 +220,8 @@ def test_show_json_carries_check_results(home: Path, tmp_path: Path) -> None:
 
         @pipe.task
         def load(extract: list) -> None: ...
-    """)
+    """,
+    )
     res = invoke(home, "run", str(path))
     assert res.exit_code == 1
     run_id = SQLiteRunStore(home / "pipewarden.db").list_runs()[0].run_id
@@ -221,15 +242,17 @@ def test_backfill_runs_each_logical_date_once(home: Path, tmp_path: Path) -> Non
     assert {r.trigger for r in runs} == {"backfill"} and all(r.ok for r in runs)
     again = invoke(home, "backfill", str(path), "--start", "2025-01-01T00:00", "--end", "2025-01-01T02:00")
     assert again.exit_code == 0 and "nothing to backfill" in again.output
-    daily = invoke(home, "backfill", f"{path}:flaky", "--start", "2025-02-01", "--end", "2025-02-02",
-                   "--every", "1d")
+    daily = invoke(home, "backfill", f"{path}:flaky", "--start", "2025-02-01", "--end", "2025-02-02", "--every", "1d")
     assert daily.exit_code == 0 and len(store.list_runs()) == 5
 
 
 def test_run_with_the_process_executor(home: Path, tmp_path: Path) -> None:
     """--executor processes runs the task functions in worker processes, not in the CLI's process."""
     pid_file = tmp_path / "pid"
-    path = write(tmp_path, "where.py", f"""
+    path = write(
+        tmp_path,
+        "where.py",
+        f"""
         import os
         from agent.pipeline import Pipeline
         pipe = Pipeline("where")
@@ -238,7 +261,8 @@ def test_run_with_the_process_executor(home: Path, tmp_path: Path) -> None:
         def record_pid() -> None:
             with open({str(pid_file)!r}, "w") as f:
                 f.write(str(os.getpid()))
-    """)
+    """,
+    )
     res = invoke(home, "run", str(path), "--executor", "processes", "--no-progress")
     assert res.exit_code == 0, res.output
     assert int(pid_file.read_text()) != os.getpid()
@@ -248,11 +272,15 @@ def test_run_with_the_process_executor(home: Path, tmp_path: Path) -> None:
 
 def test_resume_of_a_successful_run_needs_no_pipeline_file(home: Path, tmp_path: Path) -> None:
     """`runs resume` of a run that succeeded exits 0 at once, even when its file is gone."""
-    path = write(tmp_path, "gone.py", """
+    path = write(
+        tmp_path,
+        "gone.py",
+        """
         from agent.pipeline import Pipeline
         pipe = Pipeline("gone")
         pipe.task(name="t")(lambda: None)
-    """)
+    """,
+    )
     res = invoke(home, "run", str(path), "--json", "--no-progress")
     assert res.exit_code == 0, res.output
     path.unlink()
@@ -263,26 +291,47 @@ def test_resume_of_a_successful_run_needs_no_pipeline_file(home: Path, tmp_path:
 def test_python_dash_m_agent_run_as_a_process(tmp_path: Path) -> None:
     """`python -m agent run` works as a whole process and exits 0."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-m", "agent", "run", str(REPO / "examples" / "pipelines" / "one_task.py"),
-                          "--home", str(tmp_path / "h")], capture_output=True, text=True, env=env, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            str(REPO / "examples" / "pipelines" / "one_task.py"),
+            "--home",
+            str(tmp_path / "h"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert "success" in res.stdout
     assert (tmp_path / "h" / "pipewarden.db").exists()
 
 
-def test_ctrl_c_cancels_and_a_second_one_abandons_a_stuck_task(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_cancels_and_a_second_one_abandons_a_stuck_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """First SIGINT cancels (the stuck task keeps the run waiting), the second exits 1 with the run recorded
     cancelled; resume then completes it."""
     import signal
     import time
 
     home, marker, gate = tmp_path / "home", tmp_path / "marker", tmp_path / "gate"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PIPEWARDEN_EXAMPLE_MARKER": str(marker),
-           "PIPEWARDEN_EXAMPLE_GATE": str(gate)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PIPEWARDEN_EXAMPLE_MARKER": str(marker),
+        "PIPEWARDEN_EXAMPLE_GATE": str(gate),
+    }
     example = str(REPO / "examples" / "pipelines" / "resumable.py")
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", example, "--no-progress", "--home", str(home)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", example, "--no-progress", "--home", str(home)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (marker.exists() and "wait_for_gate:start" in marker.read_text()):
         assert proc.poll() is None and time.monotonic() < deadline
@@ -315,26 +364,51 @@ NEVER_FIRES = """
 
 
 BAD_INPUT = [
-    ("cron-never-fires", ["backfill", "{feb30}", "--start", "2025-01-01", "--end", "2025-03-01"], {},
-     "schedule '0 0 30 2 *' never fires"),
-    ("status-bogus", ["runs", "list", "--status", "bogus"], {},
-     "--status 'bogus' is not a run state; allowed: queued, running, success, failed, cancelled, interrupted"),
+    (
+        "cron-never-fires",
+        ["backfill", "{feb30}", "--start", "2025-01-01", "--end", "2025-03-01"],
+        {},
+        "schedule '0 0 30 2 *' never fires",
+    ),
+    (
+        "status-bogus",
+        ["runs", "list", "--status", "bogus"],
+        {},
+        "--status 'bogus' is not a run state; allowed: queued, running, success, failed, cancelled, interrupted",
+    ),
     ("run-a-directory", ["run", "{dir}"], {}, "is a directory; pass a pipeline file: path/to/file.py[:pipeline]"),
-    ("every-negative", ["backfill", "{one_task}", "--start", "2025-01-01", "--end", "2025-01-02", "--every", "-5m"],
-     {}, "--every '-5m' is not a positive duration; write a number and a unit, e.g. 30s, 15m, 6h, 1d or 2w"),
-    ("log-format-xml", ["run", "{one_task}"], {"PIPEWARDEN_LOG_FORMAT": "xml"},
-     "PIPEWARDEN_LOG_FORMAT must be one of text, json — got 'xml'"),
-    ("demo-home-is-a-file", ["demo", "--rows", "100"], {"PIPEWARDEN_HOME": "{file}"},
-     "is a file, not a directory; set PIPEWARDEN_HOME (or --home)"),
+    (
+        "every-negative",
+        ["backfill", "{one_task}", "--start", "2025-01-01", "--end", "2025-01-02", "--every", "-5m"],
+        {},
+        "--every '-5m' is not a positive duration; write a number and a unit, e.g. 30s, 15m, 6h, 1d or 2w",
+    ),
+    (
+        "log-format-xml",
+        ["run", "{one_task}"],
+        {"PIPEWARDEN_LOG_FORMAT": "xml"},
+        "PIPEWARDEN_LOG_FORMAT must be one of text, json — got 'xml'",
+    ),
+    (
+        "demo-home-is-a-file",
+        ["demo", "--rows", "100"],
+        {"PIPEWARDEN_HOME": "{file}"},
+        "is a file, not a directory; set PIPEWARDEN_HOME (or --home)",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case, args, env, needle", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
-def test_bad_input_is_one_line_naming_it_and_exit_2(tmp_path: Path, case: str, args: list[str],
-                                                    env: dict[str, str], needle: str) -> None:
+def test_bad_input_is_one_line_naming_it_and_exit_2(
+    tmp_path: Path, case: str, args: list[str], env: dict[str, str], needle: str
+) -> None:
     """Each bad input gets one `error:` line naming the input and what is allowed, and exit 2, not a traceback."""
-    names = {"feb30": str(write(tmp_path, "feb30.py", NEVER_FIRES)), "dir": str(tmp_path),
-             "one_task": str(REPO / "examples" / "pipelines" / "one_task.py"), "file": str(tmp_path / "a-file")}
+    names = {
+        "feb30": str(write(tmp_path, "feb30.py", NEVER_FIRES)),
+        "dir": str(tmp_path),
+        "one_task": str(REPO / "examples" / "pipelines" / "one_task.py"),
+        "file": str(tmp_path / "a-file"),
+    }
     (tmp_path / "a-file").write_text("")
     argv = [a.format(**names) for a in args]
     if case != "demo-home-is-a-file":

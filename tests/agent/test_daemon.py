@@ -102,8 +102,9 @@ def setup(tmp_path: Path) -> Iterator[tuple[Path, Clock]]:
 @pytest.fixture
 def daemon(setup: tuple[Path, Clock]) -> Iterator[Daemon]:
     tmp_path, clock = setup
-    d = Daemon(tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False,
-               watch_config=False)
+    d = Daemon(
+        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
+    )
     d.start()
     yield d
     d.stop(grace=5)
@@ -127,12 +128,15 @@ def test_cron_ticks_run_on_time_and_once(daemon: Daemon, setup: tuple[Path, Cloc
     settle(daemon)
     assert runs(daemon, "hourly") == []
     step(daemon, clock, 30)  # 10:00:00
-    step(daemon, clock, 0)   # the same time again: nothing new
+    step(daemon, clock, 0)  # the same time again: nothing new
     step(daemon, clock, 20)  # 10:00:20
     [hourly] = runs(daemon, "hourly")
     [quarter] = runs(daemon, "quarter")
     assert (hourly.status, hourly.trigger, hourly.logical_date) == (
-        RunStatus.SUCCESS, "cron", dt.datetime(2026, 3, 2, 10, tzinfo=dt.UTC))
+        RunStatus.SUCCESS,
+        "cron",
+        dt.datetime(2026, 3, 2, 10, tzinfo=dt.UTC),
+    )
     assert quarter.status is RunStatus.SUCCESS
     step(daemon, clock, 15 * 60)  # 10:15:20
     assert len(runs(daemon, "quarter")) == 2 and len(runs(daemon, "hourly")) == 1
@@ -162,11 +166,11 @@ def test_a_file_that_arrives_runs_once_when_stable(daemon: Daemon, setup: tuple[
 def test_a_hanging_pipeline_does_not_delay_the_others(tmp_path: Path) -> None:
     """While one pipeline's task hangs, another pipeline's tick still starts and finishes."""
     (tmp_path / "pipes.py").write_text(PIPES)
-    (tmp_path / "pipewarden.yml").write_text(
-        "pipelines:\n  - target: pipes.py:slow\n  - target: pipes.py:quarter\n")
+    (tmp_path / "pipewarden.yml").write_text("pipelines:\n  - target: pipes.py:slow\n  - target: pipes.py:quarter\n")
     clock = Clock(dt.datetime(2026, 3, 2, 10, 14, 30, tzinfo=dt.UTC).timestamp())
-    d = Daemon(tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False,
-               watch_config=False)
+    d = Daemon(
+        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
+    )
     d.start()
     try:
         d.tick(clock.now)
@@ -214,24 +218,30 @@ def test_a_failing_run_fires_the_default_alert(daemon: Daemon, setup: tuple[Path
     step(daemon, clock, 1)
     firing = daemon.store.list_alerts(states=["firing"])
     assert [(a.alert, a.labels["pipeline"]) for a in firing] == [("PipelineRunFailed", "broken")]
-    assert daemon.telemetry.metrics.sample("pipewarden_alerts_firing", alert="PipelineRunFailed",
-                                           severity=firing[0].severity, pipeline="broken") == 1
+    assert (
+        daemon.telemetry.metrics.sample(
+            "pipewarden_alerts_firing", alert="PipelineRunFailed", severity=firing[0].severity, pipeline="broken"
+        )
+        == 1
+    )
 
 
 def test_a_good_reload_applies_the_difference(daemon: Daemon, setup: tuple[Path, Clock]) -> None:
     """A changed file adds and removes pipelines; an unchanged pipeline keeps its object; the metric says ok."""
     tmp_path, _ = setup
     hourly = daemon.scheduler.pipelines["hourly"]
-    (tmp_path / "pipewarden.yml").write_text(CONFIG.replace("  - target: pipes.py:quarter\n", "")
-                                             + "  - {target: 'pipes.py:slow', schedule: manual}\n")
+    (tmp_path / "pipewarden.yml").write_text(
+        CONFIG.replace("  - target: pipes.py:quarter\n", "") + "  - {target: 'pipes.py:slow', schedule: manual}\n"
+    )
     assert daemon.reload()
     assert set(daemon.scheduler.pipelines) == {"hourly", "files", "broken", "slow"}
     assert daemon.scheduler.pipelines["hourly"] is hourly
     assert daemon.telemetry.metrics.sample("pipewarden_config_last_reload_successful") == 1
 
 
-def test_a_bad_reload_keeps_the_running_configuration(daemon: Daemon, setup: tuple[Path, Clock],
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bad_reload_keeps_the_running_configuration(
+    daemon: Daemon, setup: tuple[Path, Clock], caplog: pytest.LogCaptureFixture
+) -> None:
     """A broken edit is refused: every error logged once, the old pipelines keep running, the metric reads 0."""
     tmp_path, clock = setup
     (tmp_path / "pipewarden.yml").write_text(CONFIG.replace("pipes.py:quarter", "pipes.py:quartr") + "oops: 1\n")
@@ -248,8 +258,9 @@ def test_a_bad_reload_keeps_the_running_configuration(daemon: Daemon, setup: tup
 def test_a_second_daemon_on_the_same_home_refuses(daemon: Daemon, setup: tuple[Path, Clock]) -> None:
     """Starting another daemon on a home that has one fails with the first one's pid."""
     tmp_path, clock = setup
-    other = Daemon(tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False,
-                   watch_config=False)
+    other = Daemon(
+        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
+    )
     with pytest.raises(DaemonLockedError, match=r"another pipewarden daemon \(pid \d+\) is running") as info:
         other.start()
     assert info.value.pid is not None
@@ -257,7 +268,8 @@ def test_a_second_daemon_on_the_same_home_refuses(daemon: Daemon, setup: tuple[P
 
 def test_stop_records_interrupted_what_outlives_the_grace_period(tmp_path: Path) -> None:
     """A task still running when the grace period ends is recorded interrupted, and so is its run."""
-    (tmp_path / "pipes.py").write_text(textwrap.dedent("""
+    (tmp_path / "pipes.py").write_text(
+        textwrap.dedent("""
         import threading
         from agent import Pipeline
 
@@ -271,11 +283,13 @@ def test_stop_records_interrupted_what_outlives_the_grace_period(tmp_path: Path)
         @slow.task
         def after(wait: None) -> None:
             return None
-    """))
+    """)
+    )
     (tmp_path / "pipewarden.yml").write_text("agent: {grace_period: 0.5s}\npipelines:\n  - target: pipes.py:slow\n")
     clock = Clock(dt.datetime(2026, 3, 2, 10, 0, 30, tzinfo=dt.UTC).timestamp())
-    d = Daemon(tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False,
-               watch_config=False)
+    d = Daemon(
+        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
+    )
     d.start()
     d.tick(clock.now)
     clock.now += 30
@@ -297,7 +311,8 @@ def test_stop_records_interrupted_what_outlives_the_grace_period(tmp_path: Path)
 def test_a_pipeline_at_max_active_runs_keeps_its_next_run_queued(tmp_path: Path) -> None:
     """With max_active_runs=1, a second trigger waits queued while the first runs, here or in another process's
     runner on the same store, and starts once the slot is free; nothing runs twice, nothing is dropped."""
-    (tmp_path / "pipes.py").write_text(textwrap.dedent("""
+    (tmp_path / "pipes.py").write_text(
+        textwrap.dedent("""
         import threading
         from agent import Pipeline
 
@@ -307,11 +322,13 @@ def test_a_pipeline_at_max_active_runs_keeps_its_next_run_queued(tmp_path: Path)
         @one.task
         def work() -> None:
             GATE.wait(30)
-    """))
+    """)
+    )
     (tmp_path / "pipewarden.yml").write_text("pipelines:\n  - target: pipes.py:one\n")
     clock = Clock(T0)
-    d = Daemon(tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False,
-               watch_config=False)
+    d = Daemon(
+        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
+    )
     d.start()
     gate = pipeline_module(tmp_path).GATE
 
@@ -348,8 +365,9 @@ def test_a_pipeline_at_max_active_runs_keeps_its_next_run_queued(tmp_path: Path)
         outside = threading.Thread(target=Runner(store=d.store).run, args=(pipeline_module(tmp_path).one,))
         outside.start()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not [r for r in d.store.list_runs(pipeline="one")
-                                                   if r.status is RunStatus.RUNNING]:
+        while time.monotonic() < deadline and not [
+            r for r in d.store.list_runs(pipeline="one") if r.status is RunStatus.RUNNING
+        ]:
             time.sleep(0.02)
         third = trigger()
         for _ in range(20):  # the daemon's attempt is refused a slot: its run stays queued, not failed

@@ -130,8 +130,10 @@ def test_a_raising_listener_costs_a_monitored_call_nothing(tmp_path: Any) -> Non
 
     assert [load(), load()] == [7, 7]
     assert tel.metrics.sample("pipewarden_pipeline_runs_total", pipeline="orders", status="success") == 2
-    assert tel.metrics.sample("pipewarden_listener_errors_total", pipeline="orders", listener="broken",
-                              reason="raised") == 8  # RunStarted, TaskStarted, TaskEnded, RunEnded of each
+    assert (
+        tel.metrics.sample("pipewarden_listener_errors_total", pipeline="orders", listener="broken", reason="raised")
+        == 8
+    )  # RunStarted, TaskStarted, TaskEnded, RunEnded of each
 
 
 def test_a_hanging_listener_costs_a_monitored_call_nothing() -> None:
@@ -147,7 +149,8 @@ def test_a_hanging_listener_costs_a_monitored_call_nothing() -> None:
     try:
         assert [load() for _ in range(3)] == [7, 7, 7]
         assert tel.flush(timeout=0.2) is False
-        assert tel.metrics.sample("pipewarden_listener_errors_total", pipeline="", listener="hung",
-                                  reason="stalled") == 1
+        assert (
+            tel.metrics.sample("pipewarden_listener_errors_total", pipeline="", listener="hung", reason="stalled") == 1
+        )
     finally:
         release.set()

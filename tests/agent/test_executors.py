@@ -70,13 +70,25 @@ def _pipeline() -> Pipeline:
 
 def _history(store: Any, run_id: str) -> list[tuple[Any, ...]]:
     rec = store.get_run(run_id)
-    return [(a.task, a.attempt, str(a.status), a.rows_in, a.rows_out, a.error, a.reason,
-             tuple((c.check, str(c.status), c.observed) for c in a.checks)) for a in rec.attempts]
+    return [
+        (
+            a.task,
+            a.attempt,
+            str(a.status),
+            a.rows_in,
+            a.rows_out,
+            a.error,
+            a.reason,
+            tuple((c.check, str(c.status), c.observed) for c in a.checks),
+        )
+        for a in rec.attempts
+    ]
 
 
 def _cpu(run_opts: dict[str, Any]) -> float:
-    return run_opts["telemetry"].metrics.sample("pipewarden_task_cpu_seconds_total", pipeline="exec",
-                                                task="busy") or 0.0
+    return (
+        run_opts["telemetry"].metrics.sample("pipewarden_task_cpu_seconds_total", pipeline="exec", task="busy") or 0.0
+    )
 
 
 def _compare(executor: Executor, run_opts: dict[str, Any]) -> float:
@@ -168,19 +180,40 @@ def test_workers_and_their_children_die_with_a_killed_runner(tmp_path: Path) -> 
     (tmp_path / "slow.py").write_text(SLOW)
     pids = tmp_path / "pids"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PIDS": str(pids)}
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", str(tmp_path / "slow.py"), "--executor",
-                             "processes", "--no-progress", "--home", str(tmp_path / "home")],
-                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            str(tmp_path / "slow.py"),
+            "--executor",
+            "processes",
+            "--no-progress",
+            "--home",
+            str(tmp_path / "home"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_until(lambda: len(pids.read_text().split()) == 4 or None, timeout=60,
-                   what="the worker and the timed task's child to start")
+        wait_until(
+            lambda: len(pids.read_text().split()) == 4 or None,
+            timeout=60,
+            what="the worker and the timed task's child to start",
+        )
     finally:
         proc.kill()
         proc.wait(30)
     started = [int(pid) for pid in pids.read_text().split()[1::2]]
     try:
-        wait_until(lambda: not any(pid_alive(pid) for pid in started) or None, timeout=10,
-                   what=f"processes {started} to die with the runner")
+        wait_until(
+            lambda: not any(pid_alive(pid) for pid in started) or None,
+            timeout=10,
+            what=f"processes {started} to die with the runner",
+        )
     finally:  # a failing run of this test leaves nothing behind
         for pid in started:
             with contextlib.suppress(OSError):

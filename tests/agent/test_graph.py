@@ -92,9 +92,11 @@ def test_cycle_closed_at_decoration_is_reported_immediately() -> None:
         return b
 
     with pytest.raises(CycleError) as err:
+
         @pipe.task
         def b(a: int) -> int:
             return a
+
     assert set(err.value.cycle) == {"a", "b"}
 
 
@@ -129,14 +131,17 @@ def test_dependencies_from_parameters_and_depends_on() -> None:
     assert pipe.graph().deps["extract"] == ()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"retries": -1}, "retries must be an int >= 0"),
-    ({"retry_delay": "soon"}, "retry_delay"),
-    ({"retry_jitter": 2}, "retry_jitter"),
-    ({"retry_on": "IOError"}, "retry_on"),
-    ({"timeout": 0}, "timeout"),
-    ({"checks": ["not a check"]}, "not callable"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"retries": -1}, "retries must be an int >= 0"),
+        ({"retry_delay": "soon"}, "retry_delay"),
+        ({"retry_jitter": 2}, "retry_jitter"),
+        ({"retry_on": "IOError"}, "retry_on"),
+        ({"timeout": 0}, "timeout"),
+        ({"checks": ["not a check"]}, "not callable"),
+    ],
+)
 def test_bad_decorator_arguments_fail_at_decoration(kwargs: dict[str, object], match: str) -> None:
     """Wrong decorator arguments raise DecorationError naming the argument."""
     pipe = Pipeline("p")
@@ -148,6 +153,7 @@ def test_variadic_parameters_are_refused() -> None:
     """*args / **kwargs cannot be wired by name and are refused."""
     pipe = Pipeline("p")
     with pytest.raises(DecorationError, match=r"\*kwargs"):
+
         @pipe.task
         def f(**kwargs: object) -> None: ...
 
@@ -165,15 +171,19 @@ def _fn(name: str, params: tuple[str, ...]) -> Any:
     return ns[name]
 
 
-@pytest.mark.parametrize("tasks, cycle", [
-    ([("a", ("a",), ())], ["a", "a"]),
-    ([("a", ("b",), ()), ("b", ("a",), ())], ["a", "b", "a"]),
-    ([("a", ("c",), ()), ("b", ("a",), ()), ("c", ("b",), ())], ["a", "c", "b", "a"]),
-    ([("x", (), ()), ("a", ("x",), ("c",)), ("b", ("a",), ()), ("c", ("b",), ())], ["a", "c", "b", "a"]),
-    ([("a", (), ()), ("b", ("a",), ()), ("c", ("b", "d"), ()), ("d", ("c",), ())], ["c", "d", "c"]),
-])
-def test_the_task_closing_a_cycle_is_refused_with_the_cycle(tasks: list[tuple[str, tuple[str, ...], tuple[str, ...]]],
-                                                            cycle: list[str]) -> None:
+@pytest.mark.parametrize(
+    "tasks, cycle",
+    [
+        ([("a", ("a",), ())], ["a", "a"]),
+        ([("a", ("b",), ()), ("b", ("a",), ())], ["a", "b", "a"]),
+        ([("a", ("c",), ()), ("b", ("a",), ()), ("c", ("b",), ())], ["a", "c", "b", "a"]),
+        ([("x", (), ()), ("a", ("x",), ("c",)), ("b", ("a",), ()), ("c", ("b",), ())], ["a", "c", "b", "a"]),
+        ([("a", (), ()), ("b", ("a",), ()), ("c", ("b", "d"), ()), ("d", ("c",), ())], ["c", "d", "c"]),
+    ],
+)
+def test_the_task_closing_a_cycle_is_refused_with_the_cycle(
+    tasks: list[tuple[str, tuple[str, ...], tuple[str, ...]]], cycle: list[str]
+) -> None:
     """The last task, closing a cycle (by parameter or depends_on), raises CycleError with the path; others register."""
     pipe = Pipeline("p")
     *fine, (name, params, deps) = tasks
@@ -187,6 +197,7 @@ def test_the_task_closing_a_cycle_is_refused_with_the_cycle(tasks: list[tuple[st
 
 def test_many_tasks_in_any_declaration_order_build_the_same_graph() -> None:
     """A 500-task chain declared forwards or backwards (forward references) gives the same order."""
+
     def build(names: list[str]) -> tuple[str, ...]:
         pipe = Pipeline("chain")
         for n in names:

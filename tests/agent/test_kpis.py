@@ -31,20 +31,25 @@ def history(*runs: tuple[RunStatus, str, float]) -> list[RunRecord]:
     return [RunRecord(str(i), "p", status, version=v, ended_at=end) for i, (status, v, end) in enumerate(runs)]
 
 
-@pytest.mark.parametrize(("runs", "changes", "failed", "rate", "recoveries"), [
-    # the first verdict of a pipeline is a change
-    ([(S, "v1", 10)], 1, 0, 1.0, []),
-    # cancelling the first run of a new version is no change; the run that follows is, and it succeeded
-    ([(S, "v1", 10), (C, "v2", 20), (S, "v2", 30)], 2, 0, 1.0, []),
-    # a new version that fails is a failed change; its fix in the same version is not another change
-    ([(S, "v1", 10), (F, "v2", 20), (F, "v2", 25), (S, "v2", 40)], 2, 1, 0.5, [20.0]),
-    # an interrupted run is a failure; recovery runs from the first failure after the last success
-    ([(S, "v1", 10), (INT, "v1", 15), (F, "v1", 18), (S, "v1", 19)], 1, 0, 0.5, [4.0]),
-    # cancelled runs between failures do not reset the streak
-    ([(F, "v1", 1), (C, "v1", 2), (S, "v1", 6)], 1, 1, 0.5, [5.0]),
-], ids=["first", "cancel-then-success", "failed-change", "interrupted", "cancel-in-streak"])
-def test_report_follows_the_documented_rules(runs: list[tuple[RunStatus, str, float]], changes: int, failed: int,
-                                             rate: float, recoveries: list[float]) -> None:
+@pytest.mark.parametrize(
+    ("runs", "changes", "failed", "rate", "recoveries"),
+    [
+        # the first verdict of a pipeline is a change
+        ([(S, "v1", 10)], 1, 0, 1.0, []),
+        # cancelling the first run of a new version is no change; the run that follows is, and it succeeded
+        ([(S, "v1", 10), (C, "v2", 20), (S, "v2", 30)], 2, 0, 1.0, []),
+        # a new version that fails is a failed change; its fix in the same version is not another change
+        ([(S, "v1", 10), (F, "v2", 20), (F, "v2", 25), (S, "v2", 40)], 2, 1, 0.5, [20.0]),
+        # an interrupted run is a failure; recovery runs from the first failure after the last success
+        ([(S, "v1", 10), (INT, "v1", 15), (F, "v1", 18), (S, "v1", 19)], 1, 0, 0.5, [4.0]),
+        # cancelled runs between failures do not reset the streak
+        ([(F, "v1", 1), (C, "v1", 2), (S, "v1", 6)], 1, 1, 0.5, [5.0]),
+    ],
+    ids=["first", "cancel-then-success", "failed-change", "interrupted", "cancel-in-streak"],
+)
+def test_report_follows_the_documented_rules(
+    runs: list[tuple[RunStatus, str, float]], changes: int, failed: int, rate: float, recoveries: list[float]
+) -> None:
     """Changes, failed changes, success rate and recovery times follow the rules in agent.kpis."""
     r = kpis.report(history(*runs))
     assert (r.changes, r.failed_changes, r.success_rate, r.recovery_times) == (changes, failed, rate, recoveries)
@@ -104,7 +109,8 @@ def test_runner_metrics_equal_the_report_of_its_history(store: Any) -> None:
     assert m.sample("pipewarden_pipeline_failed_changes_total", pipeline="mixed") == report.failed_changes == 1
     assert m.sample("pipewarden_pipeline_recovery_seconds_count", pipeline="mixed") == len(report.recovery_times)
     assert m.sample("pipewarden_pipeline_recovery_seconds_sum", pipeline="mixed") == pytest.approx(
-        sum(report.recovery_times))
+        sum(report.recovery_times)
+    )
     successes = m.sample("pipewarden_pipeline_runs_total", pipeline="mixed", status="success")
     failures = m.sample("pipewarden_pipeline_runs_total", pipeline="mixed", status="failed")
     assert successes / (successes + failures) == report.success_rate
@@ -112,6 +118,7 @@ def test_runner_metrics_equal_the_report_of_its_history(store: Any) -> None:
 
 def test_a_monitored_script_seeds_its_kpis_from_the_store(store: Any) -> None:
     """A new process (fresh telemetry) continues a failure streak recorded by an earlier one: recovery counts."""
+
     def process(ok: bool) -> Telemetry:
         tel = Telemetry(metrics=Metrics(), store=store)
 
@@ -158,5 +165,9 @@ def test_the_cli_prints_the_same_kpis(store: Any, tmp_path: Any) -> None:
     shown = json.loads(result.output)["shown"]
     report = kpis.report(store.pipeline_history("shown"))
     assert (shown["runs"], shown["success_rate"], shown["recoveries"], shown["changes"]) == (
-        3, report.success_rate, 1, report.changes)
+        3,
+        report.success_rate,
+        1,
+        report.changes,
+    )
     assert shown["success_rate"] == 2 / 3 and shown["up"] is True

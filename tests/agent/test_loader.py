@@ -14,11 +14,14 @@ from agent.versions import source_version
 SOURCE = "from agent.pipeline import Pipeline\n{defs}\n"
 
 
-@pytest.mark.parametrize("target, expected", [
-    ("a/b.py", ("a/b.py", None)),
-    ("a/b.py:orders", ("a/b.py", "orders")),
-    ("C:/x/b.py", ("C:/x/b.py", None)),
-])
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("a/b.py", ("a/b.py", None)),
+        ("a/b.py:orders", ("a/b.py", "orders")),
+        ("C:/x/b.py", ("C:/x/b.py", None)),
+    ],
+)
 def test_split_target(target: str, expected: tuple[str, str | None]) -> None:
     """file.py[:name] splits into a path and an optional pipeline name."""
     path, name = split_target(target)
@@ -28,8 +31,11 @@ def test_split_target(target: str, expected: tuple[str, str | None]) -> None:
 def test_several_pipelines_need_a_name(tmp_path: Path) -> None:
     """A file with two pipelines needs file.py:name; each is found by name."""
     f = tmp_path / "two.py"
-    f.write_text(SOURCE.format(defs="a = Pipeline('a')\na.task(name='x')(lambda: 1)\n"
-                                    "b = Pipeline('b')\nb.task(name='y')(lambda: 2)"))
+    f.write_text(
+        SOURCE.format(
+            defs="a = Pipeline('a')\na.task(name='x')(lambda: 1)\nb = Pipeline('b')\nb.task(name='y')(lambda: 2)"
+        )
+    )
     assert sorted(load_pipelines(f)) == ["a", "b"]
     with pytest.raises(ConfigError, match="several pipelines"):
         load_pipeline(str(f))

@@ -43,7 +43,6 @@ class Clock:
         return self.now
 
 
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -112,9 +111,9 @@ def frame(n: int) -> pd.DataFrame:
 # --- sync and async calls -------------------------------------------------------------------
 
 
-def test_sync_call_returns_value_and_records_one_successful_run(tel: Telemetry,
-                                                                 spans: InMemorySpanExporter) -> None:
+def test_sync_call_returns_value_and_records_one_successful_run(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """A successful call returns its value and counts one task run and one pipeline run."""
+
     @monitor(pipeline="orders", telemetry=tel)
     def load(x: int) -> int:
         return x * 2
@@ -126,15 +125,14 @@ def test_sync_call_returns_value_and_records_one_successful_run(tel: Telemetry,
     assert sample(tel, "pipewarden_task_duration_seconds_count", pipeline="orders", task="load") == 1
     assert sample(tel, "pipewarden_pipeline_up", pipeline="orders") == 1
     [span] = spans.get_finished_spans()
-    assert (span.name, span.kind, span.status.status_code) == ("RUN orders", SpanKind.SERVER,
-                                                              StatusCode.UNSET)
+    assert (span.name, span.kind, span.status.status_code) == ("RUN orders", SpanKind.SERVER, StatusCode.UNSET)
     assert span.attributes is not None
     assert span.attributes["cicd.pipeline.result"] == "success"
 
 
-def test_async_call_returns_value_and_records_one_successful_run(
-        tel: Telemetry, spans: InMemorySpanExporter) -> None:
+def test_async_call_returns_value_and_records_one_successful_run(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """An async function stays a coroutine function and its awaited call is recorded like a sync one."""
+
     @monitor(pipeline="orders", telemetry=tel)
     async def load(x: int) -> int:
         await asyncio.sleep(0)
@@ -148,9 +146,9 @@ def test_async_call_returns_value_and_records_one_successful_run(
     assert (span.name, span.kind) == ("RUN orders", SpanKind.SERVER)
 
 
-def test_concurrent_async_calls_each_get_their_own_trace(tel: Telemetry,
-                                                         spans: InMemorySpanExporter) -> None:
+def test_concurrent_async_calls_each_get_their_own_trace(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """Interleaved async calls of one function never see each other's scope: one trace each."""
+
     @monitor(pipeline="orders", telemetry=tel)
     async def inner(i: int) -> int:
         await asyncio.sleep(0)
@@ -185,19 +183,23 @@ class BoomError(Exception):
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 def test_exception_is_reraised_unchanged_and_recorded_as_failure(
-        tel: Telemetry, spans: InMemorySpanExporter, is_async: bool) -> None:
+    tel: Telemetry, spans: InMemorySpanExporter, is_async: bool
+) -> None:
     """The user's exception object propagates; the span is ERROR with it; runs count as failed."""
     error = BoomError("bad input")
 
     if is_async:
+
         @monitor(pipeline="orders", telemetry=tel)
         async def load_async() -> None:
             raise error
 
         def call() -> None:
             asyncio.run(load_async())
+
         task = "load_async"
     else:
+
         @monitor(pipeline="orders", telemetry=tel)
         def load() -> None:
             raise error
@@ -229,6 +231,7 @@ def test_exception_is_reraised_unchanged_and_recorded_as_failure(
 
 def test_timeout_error_counts_as_timed_out(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """A TaskTimeoutError escaping the call records status timed_out and result timeout."""
+
     @monitor(pipeline="orders", telemetry=tel)
     def load() -> None:
         raise TaskTimeoutError("load ran past 5s", task="load", timeout=5.0)
@@ -243,9 +246,9 @@ def test_timeout_error_counts_as_timed_out(tel: Telemetry, spans: InMemorySpanEx
     assert span.attributes["cicd.pipeline.result"] == "timeout"
 
 
-def test_exception_caught_by_outer_call_fails_only_the_inner_task(
-        tel: Telemetry, spans: InMemorySpanExporter) -> None:
+def test_exception_caught_by_outer_call_fails_only_the_inner_task(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """An inner failure the outer function handles leaves the pipeline run successful."""
+
     @monitor(telemetry=tel)
     def fragile() -> None:
         raise BoomError("flaky source")
@@ -291,9 +294,9 @@ def test_exception_through_two_levels_is_the_same_object(tel: Telemetry) -> None
 # --- nesting -----------------------------------------------------------------------------------
 
 
-def test_nested_calls_form_parent_and_child_spans(tel: Telemetry,
-                                                  spans: InMemorySpanExporter) -> None:
+def test_nested_calls_form_parent_and_child_spans(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """The outermost call is a SERVER span RUN <pipeline>; nested calls are INTERNAL children."""
+
     @monitor(telemetry=tel)
     def extract() -> pd.DataFrame:
         return frame(3)
@@ -317,18 +320,27 @@ def test_nested_calls_form_parent_and_child_spans(tel: Telemetry,
     run_id = dict(root.attributes or {})["cicd.pipeline.run.id"]
     assert run_id
     assert dict(root.attributes or {}) == {
-        "cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "run", "cicd.pipeline.run.id": run_id,
+        "cicd.pipeline.name": "orders",
+        "cicd.pipeline.task.name": "run",
+        "cicd.pipeline.run.id": run_id,
         "pipewarden.pipeline.version": source_version(__file__),
-        "cicd.pipeline.result": "success", "pipewarden.rows_out": 2}
+        "cicd.pipeline.result": "success",
+        "pipewarden.rows_out": 2,
+    }
     assert dict(tr.attributes or {}) == {
-        "cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "transform", "cicd.pipeline.run.id": run_id,
-        "cicd.pipeline.task.run.result": "success", "pipewarden.rows_in": 3,
-        "pipewarden.rows_out": 2}
+        "cicd.pipeline.name": "orders",
+        "cicd.pipeline.task.name": "transform",
+        "cicd.pipeline.run.id": run_id,
+        "cicd.pipeline.task.run.result": "success",
+        "pipewarden.rows_in": 3,
+        "pipewarden.rows_out": 2,
+    }
     assert dict(ex.attributes or {})["cicd.pipeline.task.run.result"] == "success"
 
 
 def test_three_levels_chain_their_parents(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """A grandchild's parent is the child, whose parent is the root, all in one trace."""
+
     @monitor(telemetry=tel)
     def leaf() -> int:
         return 1
@@ -350,6 +362,7 @@ def test_three_levels_chain_their_parents(tel: Telemetry, spans: InMemorySpanExp
 
 def test_nested_calls_count_one_pipeline_run_and_each_task(tel: Telemetry) -> None:
     """Only the outermost call is a pipeline run; every call is a task run."""
+
     @monitor(telemetry=tel)
     def step(i: int) -> int:
         return i
@@ -365,9 +378,9 @@ def test_nested_calls_count_one_pipeline_run_and_each_task(tel: Telemetry) -> No
     assert sample(tel, "pipewarden_pipeline_runs_total", pipeline="step", status="success") is None
 
 
-def test_pipeline_name_defaults_to_the_module_name(tel: Telemetry,
-                                                   spans: InMemorySpanExporter) -> None:
+def test_pipeline_name_defaults_to_the_module_name(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """Without pipeline= the outermost call's pipeline is the last part of its module's name."""
+
     @monitor(telemetry=tel)
     def load() -> None:
         return None
@@ -380,9 +393,9 @@ def test_pipeline_name_defaults_to_the_module_name(tel: Telemetry,
     assert span.name == f"RUN {expected}"
 
 
-def test_nested_call_inherits_the_enclosing_pipeline(tel: Telemetry,
-                                                     spans: InMemorySpanExporter) -> None:
+def test_nested_call_inherits_the_enclosing_pipeline(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """A nested call without pipeline= is recorded under the enclosing call's pipeline."""
+
     @monitor(telemetry=tel)
     def load() -> None:
         return None
@@ -403,6 +416,7 @@ def test_nested_call_inherits_the_enclosing_pipeline(tel: Telemetry,
 
 def test_explicit_task_name_overrides_the_function_name(tel: Telemetry) -> None:
     """task= names the task in metrics instead of the function's __name__."""
+
     @monitor(pipeline="orders", task="load_orders", telemetry=tel)
     def f() -> None:
         return None
@@ -415,8 +429,7 @@ def test_explicit_task_name_overrides_the_function_name(tel: Telemetry) -> None:
 # --- threads ------------------------------------------------------------------------------------
 
 
-def test_threads_keep_exact_counts_and_separate_traces(tel: Telemetry,
-                                                       spans: InMemorySpanExporter) -> None:
+def test_threads_keep_exact_counts_and_separate_traces(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """8 threads x 200 nested calls: exact counts, one trace per call, nothing left in progress."""
     frames = [frame(i % 7) for i in range(7)]
 
@@ -450,8 +463,9 @@ def test_threads_keep_exact_counts_and_separate_traces(tel: Telemetry,
     assert pipeline_runs(tel, "failed") == failed
     assert pipeline_runs(tel, "success") == calls - failed
     assert sample(tel, "pipewarden_task_duration_seconds_count", pipeline="orders", task="transform") == calls
-    assert sample(tel, "pipewarden_task_rows_in_total",
-                  pipeline="orders", task="transform") == sum(i % 7 for i in range(calls))
+    assert sample(tel, "pipewarden_task_rows_in_total", pipeline="orders", task="transform") == sum(
+        i % 7 for i in range(calls)
+    )
 
     finished = spans.get_finished_spans()
     roots = {s.context.span_id: s for s in finished if s.name == "RUN orders"}
@@ -478,8 +492,7 @@ async def _async_target(df: pd.DataFrame, *, limit: int = 10) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("fn", [_sync_target, _async_target], ids=["sync", "async"])
-def test_wrapper_keeps_signature_name_doc_and_wrapped(tel: Telemetry,
-                                                      fn: Callable[..., Any]) -> None:
+def test_wrapper_keeps_signature_name_doc_and_wrapped(tel: Telemetry, fn: Callable[..., Any]) -> None:
     """The wrapper has the function's signature, __name__, __qualname__, __doc__ and __wrapped__."""
     wrapped = monitor(pipeline="orders", telemetry=tel)(fn)
     assert inspect.signature(wrapped) == inspect.signature(fn)
@@ -493,6 +506,7 @@ def test_wrapper_keeps_signature_name_doc_and_wrapped(tel: Telemetry,
 
 def test_methods_and_partials_can_be_decorated(tel: Telemetry) -> None:
     """Methods get self through the wrapper; a functools.partial is named after its type."""
+
     class Loader:
         def __init__(self) -> None:
             self.calls = 0
@@ -523,16 +537,19 @@ TABLES: list[tuple[str, Callable[[int], Any]]] = [
 
 @pytest.mark.parametrize(("kind", "make"), TABLES, ids=[k for k, _ in TABLES])
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-def test_rows_in_and_out_are_counted(tel: Telemetry, spans: InMemorySpanExporter, kind: str,
-                                     make: Callable[[int], Any], is_async: bool) -> None:
+def test_rows_in_and_out_are_counted(
+    tel: Telemetry, spans: InMemorySpanExporter, kind: str, make: Callable[[int], Any], is_async: bool
+) -> None:
     """Table arguments (positional and keyword) add to rows in; a returned table to rows out."""
     if is_async:
+
         @monitor(pipeline="orders", task="step", telemetry=tel)
         async def step_async(a: Any, *, b: Any, factor: int) -> Any:
             return a.slice(0, 2) if hasattr(a, "num_rows") else a.head(2)
 
         out = asyncio.run(step_async(make(5), b=make(3), factor=7))
     else:
+
         @monitor(pipeline="orders", task="step", telemetry=tel)
         def step(a: Any, *, b: Any, factor: int) -> Any:
             return a.slice(0, 2) if hasattr(a, "num_rows") else a.head(2)
@@ -547,9 +564,9 @@ def test_rows_in_and_out_are_counted(tel: Telemetry, spans: InMemorySpanExporter
     assert (span.attributes["pipewarden.rows_in"], span.attributes["pipewarden.rows_out"]) == (8, 2)
 
 
-def test_non_table_values_are_not_counted_as_rows(tel: Telemetry,
-                                                  spans: InMemorySpanExporter) -> None:
+def test_non_table_values_are_not_counted_as_rows(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """Lists, dicts, strings and numbers are not tables: rows stay at zero."""
+
     @monitor(pipeline="orders", telemetry=tel)
     def step(items: list[int], mapping: dict[str, int], text: str) -> list[int]:
         return items
@@ -564,6 +581,7 @@ def test_non_table_values_are_not_counted_as_rows(tel: Telemetry,
 
 def test_rows_accumulate_over_calls(tel: Telemetry) -> None:
     """Row counters add up across calls."""
+
     @monitor(pipeline="orders", telemetry=tel)
     def step(df: pd.DataFrame) -> pd.DataFrame:
         return df
@@ -577,8 +595,7 @@ def test_rows_accumulate_over_calls(tel: Telemetry) -> None:
 # --- the with form --------------------------------------------------------------------------------
 
 
-def test_with_block_with_task_records_a_task_and_a_pipeline_run(
-        tel: Telemetry, spans: InMemorySpanExporter) -> None:
+def test_with_block_with_task_records_a_task_and_a_pipeline_run(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """`with monitor(pipeline=, task=) as run` records the block like a call of that task."""
     with monitor(pipeline="orders", task="load", telemetry=tel) as run:
         assert current_scope() is run
@@ -595,8 +612,7 @@ def test_with_block_with_task_records_a_task_and_a_pipeline_run(
     assert span.attributes["cicd.pipeline.task.name"] == "load"
 
 
-def test_with_block_without_task_is_a_pipeline_run_only(tel: Telemetry,
-                                                        spans: InMemorySpanExporter) -> None:
+def test_with_block_without_task_is_a_pipeline_run_only(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """A top-level block without task= counts a pipeline run and no task run."""
     with monitor(pipeline="orders", telemetry=tel):
         pass
@@ -608,6 +624,7 @@ def test_with_block_without_task_is_a_pipeline_run_only(tel: Telemetry,
 
 def test_with_blocks_and_calls_nest(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """A block inside a block, and a decorated call inside that, are children inheriting the pipeline."""
+
     @monitor(telemetry=tel)
     def transform() -> int:
         return 1
@@ -644,8 +661,7 @@ def test_same_monitor_object_is_reentrant(tel: Telemetry, spans: InMemorySpanExp
     assert pipeline_runs(tel, "success") == 1
 
 
-def test_same_monitor_object_used_from_many_threads(tel: Telemetry,
-                                                    spans: InMemorySpanExporter) -> None:
+def test_same_monitor_object_used_from_many_threads(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """Threads entering one monitor object each get their own root span."""
     m = monitor(pipeline="orders", task="load", telemetry=tel)
     barrier = threading.Barrier(4)
@@ -666,8 +682,7 @@ def test_same_monitor_object_used_from_many_threads(tel: Telemetry,
     assert pipeline_runs(tel, "success") == 4
 
 
-def test_with_block_exception_propagates_and_fails_the_run(tel: Telemetry,
-                                                          spans: InMemorySpanExporter) -> None:
+def test_with_block_exception_propagates_and_fails_the_run(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """An exception leaving the block is the same object and marks the run failed."""
     error = BoomError("in block")
     with pytest.raises(BoomError) as info, monitor(pipeline="orders", task="load", telemetry=tel):
@@ -684,7 +699,8 @@ def test_with_block_exception_propagates_and_fails_the_run(tel: Telemetry,
 
 
 def test_warn_policy_logs_records_and_returns_the_value(
-        tel: Telemetry, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture) -> None:
+    tel: Telemetry, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
     """A failing check under warn is logged and counted; the call returns its value as a success."""
     out = frame(2)
 
@@ -697,8 +713,18 @@ def test_warn_policy_logs_records_and_returns_the_value(
 
     [record] = [r for r in caplog.records if r.name == "pipewarden.monitor"]
     assert "min_rows" in record.getMessage() and "fail" in record.getMessage()
-    assert sample(tel, "pipewarden_check_results_total", pipeline="orders", dataset="transform",
-                  check="min_rows", kind="volume", status="fail") == 1
+    assert (
+        sample(
+            tel,
+            "pipewarden_check_results_total",
+            pipeline="orders",
+            dataset="transform",
+            check="min_rows",
+            kind="volume",
+            status="fail",
+        )
+        == 1
+    )
     assert task_runs(tel, "transform", "success") == 1
     named = by_name(spans)
     check_span = named["CHECK min_rows"]
@@ -707,13 +733,11 @@ def test_warn_policy_logs_records_and_returns_the_value(
     assert named["RUN orders"].status.status_code is StatusCode.UNSET
 
 
-def test_raise_policy_raises_after_recording_the_failure(tel: Telemetry,
-                                                         spans: InMemorySpanExporter) -> None:
+def test_raise_policy_raises_after_recording_the_failure(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """A blocking check under raise gives CheckFailedError with .results, after metrics and span."""
     check = MinRows(5)
 
-    @monitor(pipeline="orders", checks=[check, MinRows(1, name="non_empty")],
-             on_check_failure="raise", telemetry=tel)
+    @monitor(pipeline="orders", checks=[check, MinRows(1, name="non_empty")], on_check_failure="raise", telemetry=tel)
     def transform() -> pd.DataFrame:
         return frame(2)
 
@@ -728,8 +752,18 @@ def test_raise_policy_raises_after_recording_the_failure(tel: Telemetry,
     assert task_runs(tel, "transform", "failed") == 1
     assert task_runs(tel, "transform", "success") == 0
     assert pipeline_runs(tel, "failed") == 1
-    assert sample(tel, "pipewarden_check_results_total", pipeline="orders", dataset="transform",
-                  check="non_empty", kind="volume", status="pass") == 1
+    assert (
+        sample(
+            tel,
+            "pipewarden_check_results_total",
+            pipeline="orders",
+            dataset="transform",
+            check="non_empty",
+            kind="volume",
+            status="pass",
+        )
+        == 1
+    )
     named = by_name(spans)
     run = named["RUN orders"]
     assert run.status.status_code is StatusCode.ERROR
@@ -741,6 +775,7 @@ def test_raise_policy_raises_after_recording_the_failure(tel: Telemetry,
 
 def test_raise_policy_with_passing_checks_returns_the_value(tel: Telemetry) -> None:
     """When every check passes, the raise policy changes nothing."""
+
     @monitor(pipeline="orders", checks=[MinRows(1)], on_check_failure="raise", telemetry=tel)
     def transform() -> pd.DataFrame:
         return frame(2)
@@ -756,22 +791,37 @@ def _exploding(df: pd.DataFrame) -> bool:
 
 def test_check_that_raises_becomes_an_error_result(tel: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
     """Under warn, a check callable that raises gives a result of status error, logged; the call returns."""
+
     @monitor(pipeline="orders", checks=[_exploding], telemetry=tel)
     def transform() -> pd.DataFrame:
         return frame(2)
 
     with caplog.at_level(logging.WARNING, logger="pipewarden.monitor"):
         assert len(transform()) == 2
-    assert sample(tel, "pipewarden_check_results_total", pipeline="orders", dataset="transform",
-                  check="_exploding", kind="custom", status="error") == 1
+    assert (
+        sample(
+            tel,
+            "pipewarden_check_results_total",
+            pipeline="orders",
+            dataset="transform",
+            check="_exploding",
+            kind="custom",
+            status="error",
+        )
+        == 1
+    )
     assert task_runs(tel, "transform", "success") == 1
-    assert any("_exploding" in r.getMessage() and "KeyError" in r.getMessage()
-               for r in caplog.records if r.name == "pipewarden.monitor")
+    assert any(
+        "_exploding" in r.getMessage() and "KeyError" in r.getMessage()
+        for r in caplog.records
+        if r.name == "pipewarden.monitor"
+    )
 
 
 @pytest.mark.parametrize("check", [_exploding, Unique("idd")], ids=["callable-raises", "missing-column"])
 def test_raise_policy_raises_on_a_check_that_cannot_run(tel: Telemetry, check: Any) -> None:
     """Under raise, a blocking check in status error raises CheckFailedError saying why, like a failure."""
+
     @monitor(pipeline="orders", checks=[check], on_check_failure="raise", telemetry=tel)
     def transform() -> pd.DataFrame:
         return frame(2)
@@ -782,12 +832,17 @@ def test_raise_policy_raises_on_a_check_that_cannot_run(tel: Telemetry, check: A
     assert task_runs(tel, "transform", "failed") == 1
 
 
-@pytest.mark.parametrize("opt_out", [
-    {"checks": [Unique("idd", on_error="warn")]},
-    {"checks": [_exploding], "on_check_error": "warn"},
-], ids=["Check(on_error=warn)", "monitor(on_check_error=warn)"])
+@pytest.mark.parametrize(
+    "opt_out",
+    [
+        {"checks": [Unique("idd", on_error="warn")]},
+        {"checks": [_exploding], "on_check_error": "warn"},
+    ],
+    ids=["Check(on_error=warn)", "monitor(on_check_error=warn)"],
+)
 def test_error_opt_out_lets_the_call_return(tel: Telemetry, opt_out: dict[str, Any]) -> None:
     """An explicit on_error / on_check_error of warn records the error result without raising."""
+
     @monitor(pipeline="orders", on_check_failure="raise", telemetry=tel, **opt_out)
     def transform() -> pd.DataFrame:
         return frame(2)
@@ -819,14 +874,23 @@ def test_run_checks_with_swapped_arguments_is_a_type_error(tel: Telemetry) -> No
 
 
 @pytest.mark.parametrize("policy", ["warn", "raise"])
-@pytest.mark.parametrize("check", [
-    MinRows(5, severity="warn"),
-    lambda df: CheckResult("raw", Kind.CUSTOM, Status.FAIL, severity=Severity.WARN),
-], ids=["Check(severity=warn)", "raw-result-severity-warn"])
+@pytest.mark.parametrize(
+    "check",
+    [
+        MinRows(5, severity="warn"),
+        lambda df: CheckResult("raw", Kind.CUSTOM, Status.FAIL, severity=Severity.WARN),
+    ],
+    ids=["Check(severity=warn)", "raw-result-severity-warn"],
+)
 def test_severity_warn_never_raises(tel: Telemetry, policy: str, check: Any) -> None:
     """A violated check of severity warn is recorded but never raises, whatever the policy."""
-    @monitor(pipeline="orders", checks=[check], on_check_failure=policy,  # type: ignore[arg-type]
-             telemetry=tel)
+
+    @monitor(
+        pipeline="orders",
+        checks=[check],
+        on_check_failure=policy,  # type: ignore[arg-type]
+        telemetry=tel,
+    )
     def transform() -> pd.DataFrame:
         return frame(2)
 
@@ -852,6 +916,7 @@ def test_checks_get_inputs_and_names_in_their_context(tel: Telemetry, clock: Clo
 
 def test_predicate_checks_pass_and_fail(tel: Telemetry) -> None:
     """A check returning a bool is a pass (True) or a fail (False)."""
+
     def has_rows(df: pd.DataFrame) -> bool:
         return len(df) > 0
 
@@ -864,14 +929,13 @@ def test_predicate_checks_pass_and_fail(tel: Telemetry) -> None:
 
     transform()
     common = {"pipeline": "orders", "dataset": "transform", "kind": "custom"}
-    assert sample(tel, "pipewarden_check_results_total", check="has_rows", status="pass",
-                  **common) == 1
-    assert sample(tel, "pipewarden_check_results_total", check="has_many_rows", status="fail",
-                  **common) == 1
+    assert sample(tel, "pipewarden_check_results_total", check="has_rows", status="pass", **common) == 1
+    assert sample(tel, "pipewarden_check_results_total", check="has_many_rows", status="fail", **common) == 1
 
 
 def test_checks_run_on_async_results(tel: Telemetry) -> None:
     """Async functions get their checks run on the awaited value, with the same policy."""
+
     @monitor(pipeline="orders", checks=[MinRows(5)], on_check_failure="raise", telemetry=tel)
     async def transform() -> pd.DataFrame:
         return frame(2)
@@ -924,8 +988,7 @@ MISUSE: list[tuple[str, Callable[[], Any], str]] = [
 
 
 @pytest.mark.parametrize(("case", "decorate", "needle"), MISUSE, ids=[m[0] for m in MISUSE])
-def test_misuse_fails_at_decoration_time(case: str, decorate: Callable[[], Any],
-                                         needle: str) -> None:
+def test_misuse_fails_at_decoration_time(case: str, decorate: Callable[[], Any], needle: str) -> None:
     """Wrong targets or argument types raise DecorationError (a TypeError) naming the problem."""
     with pytest.raises(DecorationError) as info:
         decorate()
@@ -953,8 +1016,7 @@ def test_last_success_is_set_only_by_a_success(tel: Telemetry, clock: Clock) -> 
     with pytest.raises(BoomError):
         load()
     assert stamps() is None
-    assert sample(tel, "pipewarden_pipeline_last_failure_timestamp_seconds",
-                  pipeline="orders") == 1000.0
+    assert sample(tel, "pipewarden_pipeline_last_failure_timestamp_seconds", pipeline="orders") == 1000.0
 
     clock.now, fail["now"] = 2000.0, False
     load()
@@ -964,12 +1026,10 @@ def test_last_success_is_set_only_by_a_success(tel: Telemetry, clock: Clock) -> 
     with pytest.raises(BoomError):
         load()
     assert stamps() == 2000.0
-    assert sample(tel, "pipewarden_pipeline_last_failure_timestamp_seconds",
-                  pipeline="orders") == 3000.0
+    assert sample(tel, "pipewarden_pipeline_last_failure_timestamp_seconds", pipeline="orders") == 3000.0
 
 
-def test_recovery_is_measured_from_the_first_failure_to_the_next_success(
-        tel: Telemetry, clock: Clock) -> None:
+def test_recovery_is_measured_from_the_first_failure_to_the_next_success(tel: Telemetry, clock: Clock) -> None:
     """Two failures then a success observe one recovery from the first failure; later successes none."""
     outcomes = iter([False, False, True, True])
 
@@ -979,8 +1039,10 @@ def test_recovery_is_measured_from_the_first_failure_to_the_next_success(
             raise BoomError
 
     def recovery() -> tuple[float | None, float | None]:
-        return (sample(tel, "pipewarden_pipeline_recovery_seconds_count", pipeline="orders"),
-                sample(tel, "pipewarden_pipeline_recovery_seconds_sum", pipeline="orders"))
+        return (
+            sample(tel, "pipewarden_pipeline_recovery_seconds_count", pipeline="orders"),
+            sample(tel, "pipewarden_pipeline_recovery_seconds_sum", pipeline="orders"),
+        )
 
     for now in (100.0, 400.0):
         clock.now = now
@@ -992,10 +1054,8 @@ def test_recovery_is_measured_from_the_first_failure_to_the_next_success(
     clock.now = 1000.0
     load()
     assert recovery() == (1.0, 900.0)
-    assert sample(tel, "pipewarden_pipeline_recovery_seconds_bucket",
-                  pipeline="orders", le="900.0") == 1
-    assert sample(tel, "pipewarden_pipeline_recovery_seconds_bucket",
-                  pipeline="orders", le="300.0") == 0
+    assert sample(tel, "pipewarden_pipeline_recovery_seconds_bucket", pipeline="orders", le="900.0") == 1
+    assert sample(tel, "pipewarden_pipeline_recovery_seconds_bucket", pipeline="orders", le="300.0") == 0
     assert sample(tel, "pipewarden_pipeline_up", pipeline="orders") == 1
 
     clock.now = 5000.0
@@ -1003,9 +1063,9 @@ def test_recovery_is_measured_from_the_first_failure_to_the_next_success(
     assert recovery() == (1.0, 900.0)
 
 
-def test_versions_count_changes_and_failed_changes(tel: Telemetry,
-                                                   spans: InMemorySpanExporter) -> None:
+def test_versions_count_changes_and_failed_changes(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """Each new version counts a change; a new version whose first run fails, a failed change."""
+
     @monitor(telemetry=tel)
     def load(ok: bool) -> None:
         if not ok:
@@ -1016,8 +1076,10 @@ def test_versions_count_changes_and_failed_changes(tel: Telemetry,
             load(ok)
 
     def changes() -> tuple[float | None, float | None]:
-        return (sample(tel, "pipewarden_pipeline_changes_total", pipeline="orders"),
-                sample(tel, "pipewarden_pipeline_failed_changes_total", pipeline="orders"))
+        return (
+            sample(tel, "pipewarden_pipeline_changes_total", pipeline="orders"),
+            sample(tel, "pipewarden_pipeline_failed_changes_total", pipeline="orders"),
+        )
 
     run("v1", True)
     assert changes() == (1.0, 0.0)
@@ -1075,10 +1137,13 @@ def test_nested_call_without_telemetry_records_where_its_enclosing_call_does(tel
     assert tel.metrics.sample("pipewarden_task_runs_total", pipeline="orders", task="inner", status="success") == 1
 
 
-@pytest.mark.parametrize(("exc", "status"), [
-    (KeyboardInterrupt(), "interrupted"),
-    (asyncio.CancelledError(), "cancelled"),
-])
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (KeyboardInterrupt(), "interrupted"),
+        (asyncio.CancelledError(), "cancelled"),
+    ],
+)
 def test_interrupting_exceptions_map_to_their_end_state(tel: Telemetry, exc: BaseException, status: str) -> None:
     """KeyboardInterrupt is recorded as interrupted and CancelledError as cancelled, and both propagate."""
 

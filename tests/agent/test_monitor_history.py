@@ -17,13 +17,18 @@ from checks import drift, unique_across_runs, volume
 
 def _orders(ids: range, *, shift: float = 1.0, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"order_id": np.fromiter(ids, dtype=np.int64),
-                         "amount": rng.lognormal(3.5, 0.8, size=len(ids)) * shift})
+    return pd.DataFrame(
+        {"order_id": np.fromiter(ids, dtype=np.int64), "amount": rng.lognormal(3.5, 0.8, size=len(ids)) * shift}
+    )
 
 
 def _count(tel: Telemetry, check: str, kind: str, dataset: str, status: str) -> float:
-    return tel.metrics.sample("pipewarden_check_results_total", pipeline="orders", dataset=dataset,
-                              check=check, kind=kind, status=status) or 0.0
+    return (
+        tel.metrics.sample(
+            "pipewarden_check_results_total", pipeline="orders", dataset=dataset, check=check, kind=kind, status=status
+        )
+        or 0.0
+    )
 
 
 @pytest.fixture
@@ -41,8 +46,10 @@ def test_keys_loaded_in_an_earlier_run_are_reported_with_their_count(tel: Teleme
         return df
 
     load(_orders(range(0, 1000)))
-    assert (_count(tel, check, "duplication", "load", "pass"), _count(tel, check, "duplication", "load", "fail")) \
-        == (1, 0)
+    assert (_count(tel, check, "duplication", "load", "pass"), _count(tel, check, "duplication", "load", "fail")) == (
+        1,
+        0,
+    )
     load(_orders(range(950, 2000)))
     assert _count(tel, check, "duplication", "load", "fail") == 1
     assert tel.metrics.sample("pipewarden_dq_duplicates", pipeline="orders", dataset="load", check=check) == 50
@@ -63,13 +70,15 @@ def test_drift_against_the_previous_run_flags_a_shifted_batch(tel: Telemetry, tm
     transform(_orders(range(20_000), shift=1.3, seed=3))
     flagged = _count(tel, check, "drift", "transform", "warn") + _count(tel, check, "drift", "transform", "fail")
     assert flagged == 1
-    score = tel.metrics.sample("pipewarden_dq_drift_score", pipeline="orders", dataset="transform",
-                               column="amount", method="ks")
+    score = tel.metrics.sample(
+        "pipewarden_dq_drift_score", pipeline="orders", dataset="transform", column="amount", method="ks"
+    )
     assert score is not None and score > 0.03
 
 
-def test_default_store_lives_under_pipewarden_home(tel: Telemetry, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_store_lives_under_pipewarden_home(
+    tel: Telemetry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A history check with no store given opens the run store in $PIPEWARDEN_HOME and records there."""
     monkeypatch.setenv("PIPEWARDEN_HOME", str(tmp_path / "home"))
 

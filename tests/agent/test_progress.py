@@ -42,8 +42,15 @@ def test_a_listener_hears_every_task_state(run_opts: dict[str, Any]) -> None:
             events.append(("run", type(e).__name__))
 
     _record(run_opts, hear)
-    assert events == [("run", "RunStarted"), ("extract", "started"), ("extract", "success"), ("boom", "started"),
-                      ("boom", "failed"), ("after", "upstream_failed"), ("run", "RunEnded")]
+    assert events == [
+        ("run", "RunStarted"),
+        ("extract", "started"),
+        ("extract", "success"),
+        ("boom", "started"),
+        ("boom", "failed"),
+        ("after", "upstream_failed"),
+        ("run", "RunEnded"),
+    ]
 
 
 def test_a_broken_listener_does_not_break_the_run(run_opts: dict[str, Any]) -> None:
@@ -53,8 +60,12 @@ def test_a_broken_listener_does_not_break_the_run(run_opts: dict[str, Any]) -> N
         raise RuntimeError("display crashed")
 
     assert _record(run_opts, broken).task_state("extract") is RunStatus.SUCCESS
-    assert run_opts["telemetry"].metrics.sample("pipewarden_listener_errors_total", pipeline="shown",
-                                                listener="function", reason="raised") >= 1
+    assert (
+        run_opts["telemetry"].metrics.sample(
+            "pipewarden_listener_errors_total", pipeline="shown", listener="function", reason="raised"
+        )
+        >= 1
+    )
 
 
 def _text(renderable: Any) -> str:
@@ -84,9 +95,9 @@ def test_live_table_is_gone_before_the_summary_is_printed(run_opts: dict[str, An
     console = Console(file=out, width=120, force_terminal=True)
     with LiveProgress(console) as live:
         _record(run_opts, live)
-        assert live._live is None          # stopped at run_finished
+        assert live._live is None  # stopped at run_finished
         assert not console.is_alt_screen
-        console.print("SUMMARY")           # what the CLI prints next lands after the erased table
+        console.print("SUMMARY")  # what the CLI prints next lands after the erased table
     text = out.getvalue()
     assert text.rstrip().endswith("SUMMARY")
 

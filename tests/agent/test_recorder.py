@@ -90,8 +90,14 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args, "--home", str(home)], capture_output=True,
-                          text=True, env=_env(home), cwd=home.parent, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        env=_env(home),
+        cwd=home.parent,
+        timeout=60,
+    )
 
 
 def test_runs_list_and_show_a_monitored_script(tmp_path: Path) -> None:
@@ -99,8 +105,9 @@ def test_runs_list_and_show_a_monitored_script(tmp_path: Path) -> None:
     script = tmp_path / "cronjob.py"
     script.write_text(SCRIPT)
     home = tmp_path / ".pw"
-    done = subprocess.run([sys.executable, str(script), "quick"], env=_env(home), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(script), "quick"], env=_env(home), cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     listed = _cli(home, "runs", "list")
     assert listed.returncode == 0, listed.stderr
@@ -117,8 +124,9 @@ def test_a_killed_monitored_run_is_found_interrupted(tmp_path: Path) -> None:
     script = tmp_path / "cronjob.py"
     script.write_text(SCRIPT)
     home = tmp_path / ".pw"
-    proc = subprocess.Popen([sys.executable, str(script), "sleep"], env=_env(home), cwd=tmp_path,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "sleep"], env=_env(home), cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
 

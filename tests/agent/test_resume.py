@@ -113,16 +113,24 @@ def test_resume_refuses_unknown_runs_and_other_pipelines(run_opts: dict[str, Any
 
 
 def _cli(home: Path, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args, "--home", str(home)], env=env, cwd=home.parent,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args, "--home", str(home)],
+        env=env,
+        cwd=home.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _wait_for(predicate: Any, what: str, proc: subprocess.Popen[str], limit: float = 60.0) -> None:
     deadline = time.monotonic() + limit
     while not predicate():
         if proc.poll() is not None:
-            raise AssertionError(f"runner exited early ({proc.returncode}) while waiting for {what}: "
-                                 f"{proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(
+                f"runner exited early ({proc.returncode}) while waiting for {what}: "
+                f"{proc.stderr.read() if proc.stderr else ''}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.05)
@@ -132,11 +140,22 @@ def test_sigkilled_runner_is_interrupted_then_resumed_without_rerunning_finished
     """A runner killed with SIGKILL mid-run: the next start marks the run interrupted, resume completes it,
     no finished task runs twice and nothing recorded is lost."""
     home, marker, gate = tmp_path / "home", tmp_path / "marker.txt", tmp_path / "gate"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PIPEWARDEN_HOME": str(home),
-           "PIPEWARDEN_EXAMPLE_MARKER": str(marker), "PIPEWARDEN_EXAMPLE_GATE": str(gate)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PIPEWARDEN_HOME": str(home),
+        "PIPEWARDEN_EXAMPLE_MARKER": str(marker),
+        "PIPEWARDEN_EXAMPLE_GATE": str(gate),
+    }
     example = str(REPO / "examples" / "pipelines" / "resumable.py")
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", example, "--no-progress", "--home", str(home)],
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", example, "--no-progress", "--home", str(home)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: (home / "pipewarden.db").exists(), "the store", proc)
         store = SQLiteRunStore(home / "pipewarden.db")
@@ -164,7 +183,11 @@ def test_sigkilled_runner_is_interrupted_then_resumed_without_rerunning_finished
     interrupted = store.get_run(run_id)
     assert interrupted.status is RunStatus.INTERRUPTED
     assert {t: str(s) for t, s in interrupted.task_states.items()} == {
-        "extract": "success", "side": "success", "wait_for_gate": "interrupted", "load": "interrupted"}
+        "extract": "success",
+        "side": "success",
+        "wait_for_gate": "interrupted",
+        "load": "interrupted",
+    }
     gate.write_text("open")
     resumed = _cli(home, "runs", "resume", run_id, "--no-progress", env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -201,12 +224,15 @@ def step(i: int, before: int) -> int:
     with marker.open("a") as f:
         f.write(f"t{i}\\n")
     return before + i
-""" + "".join(f"""
+""" + "".join(
+    f"""
 
 @pipe.task
 def t{i}({f"t{i - 1}: int" if i > 1 else ""}) -> int:
     return step({i}, {f"t{i - 1}" if i > 1 else 0})
-""" for i in range(1, 21))
+"""
+    for i in range(1, 21)
+)
 
 
 def test_killed_chain_resumes_after_the_last_finished_task(tmp_path: Path) -> None:
@@ -214,10 +240,21 @@ def test_killed_chain_resumes_after_the_last_finished_task(tmp_path: Path) -> No
     t8..t20 only, each earlier task exactly once in all, and the values flow on."""
     home, marker, gate = tmp_path / "home", tmp_path / "marker", tmp_path / "gate"
     (tmp_path / "chain.py").write_text(CHAIN)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PIPEWARDEN_HOME": str(home), "CHAIN_MARKER": str(marker),
-           "CHAIN_GATE": str(gate)}
-    with subprocess.Popen([sys.executable, "-m", "agent", "run", str(tmp_path / "chain.py"), "--no-progress"],
-                          env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PIPEWARDEN_HOME": str(home),
+        "CHAIN_MARKER": str(marker),
+        "CHAIN_GATE": str(gate),
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", str(tmp_path / "chain.py"), "--no-progress"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
         try:
             _wait_for(lambda: marker.exists() and "t8:start" in marker.read_text(), "t8 to start", proc)
         finally:

@@ -10,11 +10,14 @@ from agent.errors import DecorationError, TaskTimeoutError
 from agent.retry import RetryPolicy
 
 
-@pytest.mark.parametrize("policy, expected", [
-    (RetryPolicy(retries=4, delay=2.0, backoff=2.0), [2.0, 4.0, 8.0, 16.0]),
-    (RetryPolicy(retries=4, delay=2.0, backoff=3.0, max_delay=10.0), [2.0, 6.0, 10.0, 10.0]),
-    (RetryPolicy(retries=2, delay=0.0), [0.0, 0.0]),
-])
+@pytest.mark.parametrize(
+    "policy, expected",
+    [
+        (RetryPolicy(retries=4, delay=2.0, backoff=2.0), [2.0, 4.0, 8.0, 16.0]),
+        (RetryPolicy(retries=4, delay=2.0, backoff=3.0, max_delay=10.0), [2.0, 6.0, 10.0, 10.0]),
+        (RetryPolicy(retries=2, delay=0.0), [0.0, 0.0]),
+    ],
+)
 def test_delays(policy: RetryPolicy, expected: list[float]) -> None:
     """delay * backoff**(n-1), capped."""
     assert [policy.delay_for(n) for n in range(1, len(expected) + 1)] == expected

@@ -89,10 +89,18 @@ def test_run_parameters_reach_tasks_that_ask_for_them(run_opts: dict[str, Any]) 
     got: dict[str, Any] = {}
 
     @pipe.task
-    def extract(path: str, logical_date: dt.datetime, run_id: str, limit: int, dry: bool,
-                params: dict[str, Any], other: str = "default") -> None:
-        got.update(path=path, logical_date=logical_date, run_id=run_id, limit=limit, dry=dry, params=params,
-                   other=other)
+    def extract(
+        path: str,
+        logical_date: dt.datetime,
+        run_id: str,
+        limit: int,
+        dry: bool,
+        params: dict[str, Any],
+        other: str = "default",
+    ) -> None:
+        got.update(
+            path=path, logical_date=logical_date, run_id=run_id, limit=limit, dry=dry, params=params, other=other
+        )
 
     rec = run(pipe, {"path": "/data/in.csv", "limit": "7", "dry": "true"}, logical_date="2025-01-31", **run_opts)
     assert rec.ok
@@ -139,15 +147,19 @@ def test_failure_marks_downstream_upstream_failed_and_sibling_completes(run_opts
 
     rec = run(pipe, **run_opts)
     assert rec.status is RunStatus.FAILED
-    assert _status(rec) == {"root": "success", "bad": "failed", "after_bad": "upstream_failed",
-                            "last": "upstream_failed", "sibling": "success"}
+    assert _status(rec) == {
+        "root": "success",
+        "bad": "failed",
+        "after_bad": "upstream_failed",
+        "last": "upstream_failed",
+        "sibling": "success",
+    }
     latest = rec.latest()
     assert latest["bad"].error == "ValueError: bad data in row 7"
     assert latest["last"].reason == "upstream task bad failed"
     assert "bad failed: ValueError: bad data in row 7" in (rec.error or "")
     m = run_opts["telemetry"].metrics
-    assert m.sample("pipewarden_task_runs_total", pipeline="branches", task="after_bad",
-                    status="upstream_failed") == 1
+    assert m.sample("pipewarden_task_runs_total", pipeline="branches", task="after_bad", status="upstream_failed") == 1
     assert m.sample("pipewarden_pipeline_runs_total", pipeline="branches", status="failed") == 1
 
 
@@ -162,8 +174,14 @@ class _Unique(Check):
     def evaluate(self, df: pd.DataFrame, context: CheckContext) -> CheckResult:
         self.contexts.append(context)
         dups = int(df[self.column].duplicated().sum())
-        return self.result(Status.FAIL if dups else Status.PASS, observed=dups, threshold=0, column=self.column,
-                           measure="duplicates", message=f"{dups} duplicate {self.column}")
+        return self.result(
+            Status.FAIL if dups else Status.PASS,
+            observed=dups,
+            threshold=0,
+            column=self.column,
+            measure="duplicates",
+            message=f"{dups} duplicate {self.column}",
+        )
 
 
 def test_blocking_check_stops_only_its_downstream(run_opts: dict[str, Any]) -> None:
@@ -193,8 +211,13 @@ def test_blocking_check_stops_only_its_downstream(run_opts: dict[str, Any]) -> N
 
     rec = run(pipe, **run_opts)
     assert rec.status is RunStatus.FAILED
-    assert _status(rec) == {"extract": "success", "transform": "failed", "load": "skipped", "report": "skipped",
-                            "archive": "success"}
+    assert _status(rec) == {
+        "extract": "success",
+        "transform": "failed",
+        "load": "skipped",
+        "report": "skipped",
+        "archive": "success",
+    }
     latest = rec.latest()
     assert "unique(order_id)" in (latest["load"].reason or "") and "1 duplicate" in (latest["load"].reason or "")
     assert [c.status for c in latest["transform"].checks] == [Status.FAIL]
@@ -205,8 +228,17 @@ def test_blocking_check_stops_only_its_downstream(run_opts: dict[str, Any]) -> N
     assert ctx.store is run_opts["store"] and len(ctx.inputs) == 1
     m = run_opts["telemetry"].metrics
     assert m.sample("pipewarden_task_runs_total", pipeline="gated", task="load", status="skipped") == 1
-    assert m.sample("pipewarden_check_results_total", pipeline="gated", dataset="transform",
-                    check="unique(order_id)", kind="duplication", status="fail") == 1
+    assert (
+        m.sample(
+            "pipewarden_check_results_total",
+            pipeline="gated",
+            dataset="transform",
+            check="unique(order_id)",
+            kind="duplication",
+            status="fail",
+        )
+        == 1
+    )
 
 
 def test_warning_check_does_not_block(run_opts: dict[str, Any]) -> None:
@@ -262,12 +294,16 @@ def _gated(output: Any, checks: list[Any], **task: Any) -> tuple[Pipeline, list[
     return pipe, ran
 
 
-@pytest.mark.parametrize("output", [
-    pd.DataFrame({"id": [1, 2]}),
-    [1, 2],
-    {"id": [1, 2]},
-    None,
-], ids=["misspelled-column", "list", "dict", "none"])
+@pytest.mark.parametrize(
+    "output",
+    [
+        pd.DataFrame({"id": [1, 2]}),
+        [1, 2],
+        {"id": [1, 2]},
+        None,
+    ],
+    ids=["misspelled-column", "list", "dict", "none"],
+)
 def test_a_blocking_check_that_cannot_run_stops_downstream(run_opts: dict[str, Any], output: Any) -> None:
     """A check in status error (a misspelled column, an output it cannot read) fails the task and skips load."""
     column = "idd" if isinstance(output, pd.DataFrame) else "id"
@@ -289,10 +325,14 @@ def test_an_arrow_table_output_is_checked_like_a_frame(run_opts: dict[str, Any])
     assert result.status is Status.FAIL and ran == []
 
 
-@pytest.mark.parametrize("opt_out", [
-    {"checks": [unique("idd", on_error="warn")]},
-    {"checks": [lambda df: df["idd"].is_unique], "on_check_error": "warn"},
-], ids=["Check(on_error=warn)", "task(on_check_error=warn)"])
+@pytest.mark.parametrize(
+    "opt_out",
+    [
+        {"checks": [unique("idd", on_error="warn")]},
+        {"checks": [lambda df: df["idd"].is_unique], "on_check_error": "warn"},
+    ],
+    ids=["Check(on_error=warn)", "task(on_check_error=warn)"],
+)
 def test_an_explicit_on_error_warn_lets_an_error_through(run_opts: dict[str, Any], opt_out: dict[str, Any]) -> None:
     """on_error="warn" on the check, or on_check_error="warn" on the task, records the error and runs load."""
     checks = opt_out.pop("checks")
@@ -302,11 +342,15 @@ def test_an_explicit_on_error_warn_lets_an_error_through(run_opts: dict[str, Any
     assert [c.status for c in rec.latest()["transform"].checks] == [Status.ERROR]
 
 
-@pytest.mark.parametrize("checks, needle", [
-    ([unique], "unique(...)"),
-    ([_Unique], "class _Unique"),
-    ("unique", "list of checks"),
-], ids=["factory-uncalled", "class", "string"])
+@pytest.mark.parametrize(
+    "checks, needle",
+    [
+        ([unique], "unique(...)"),
+        ([_Unique], "class _Unique"),
+        ("unique", "list of checks"),
+    ],
+    ids=["factory-uncalled", "class", "string"],
+)
 def test_checks_that_are_not_built_checks_fail_at_decoration(checks: Any, needle: str) -> None:
     """checks=[unique] (not called), a class or a string is a one-line DecorationError saying what to write."""
     pipe = Pipeline("deco")
@@ -328,13 +372,17 @@ def _flaky(failures: int, exc: type[BaseException] = OSError) -> Any:
     return task
 
 
-@pytest.mark.parametrize("retry, expected", [
-    ({"retry_delay": 1.0, "retry_backoff": 2.0}, [1.0, 2.0, 4.0]),
-    ({"retry_delay": 1.0, "retry_backoff": 2.0, "retry_max_delay": 3.0}, [1.0, 2.0, 3.0]),
-    ({"retry_delay": 0.5, "retry_backoff": 1.0}, [0.5, 0.5, 0.5]),
-])
-def test_retries_follow_backoff_and_cap(run_opts: dict[str, Any], retry: dict[str, float],
-                                         expected: list[float]) -> None:
+@pytest.mark.parametrize(
+    "retry, expected",
+    [
+        ({"retry_delay": 1.0, "retry_backoff": 2.0}, [1.0, 2.0, 4.0]),
+        ({"retry_delay": 1.0, "retry_backoff": 2.0, "retry_max_delay": 3.0}, [1.0, 2.0, 3.0]),
+        ({"retry_delay": 0.5, "retry_backoff": 1.0}, [0.5, 0.5, 0.5]),
+    ],
+)
+def test_retries_follow_backoff_and_cap(
+    run_opts: dict[str, Any], retry: dict[str, float], expected: list[float]
+) -> None:
     """Delays between attempts grow by the backoff factor and stop at the cap."""
     pipe = Pipeline("retry")
     fn = _flaky(3)
@@ -352,8 +400,9 @@ def test_retries_follow_backoff_and_cap(run_opts: dict[str, Any], retry: dict[st
 def test_retry_jitter_stays_within_bounds(run_opts: dict[str, Any]) -> None:
     """With jitter j each delay lies in [d(1-j), min(cap, d(1+j))]."""
     pipe = Pipeline("jitter")
-    pipe.task(name="flaky", retries=5, retry_delay=1.0, retry_backoff=2.0, retry_max_delay=10.0,
-              retry_jitter=0.5)(_flaky(5))
+    pipe.task(name="flaky", retries=5, retry_delay=1.0, retry_backoff=2.0, retry_max_delay=10.0, retry_jitter=0.5)(
+        _flaky(5)
+    )
     rec = run(pipe, rng=random.Random(42), **run_opts)
     assert rec.ok
     delays = run_opts["sleep"].delays
@@ -374,12 +423,15 @@ def test_retries_run_out_and_the_task_fails(run_opts: dict[str, Any]) -> None:
     assert len(run_opts["sleep"].delays) == 2
 
 
-@pytest.mark.parametrize("retry_on, retried", [
-    ((OSError,), False),
-    (ValueError, True),
-    (lambda exc: "transient" in str(exc), True),
-    (lambda exc: "permanent" in str(exc), False),
-])
+@pytest.mark.parametrize(
+    "retry_on, retried",
+    [
+        ((OSError,), False),
+        (ValueError, True),
+        (lambda exc: "transient" in str(exc), True),
+        (lambda exc: "permanent" in str(exc), False),
+    ],
+)
 def test_retry_condition_on_the_exception(run_opts: dict[str, Any], retry_on: Any, retried: bool) -> None:
     """retry_on (exception types or a predicate) decides whether an attempt is retried."""
     pipe = Pipeline("cond")
@@ -493,18 +545,34 @@ def test_every_end_state_has_a_metric_and_a_span(run_opts: dict[str, Any], spans
     pipe.task(name="below_boom", depends_on=["boom"])(lambda: None)
     pipe.task(name="slow", timeout=0.3, depends_on=["ok"])(lambda: time.sleep(60))
     rec = run(pipe, kill_grace=0.5, **run_opts)
-    assert _status(rec) == {"ok": "success", "gate": "failed", "gated": "skipped", "boom": "failed",
-                            "below_boom": "upstream_failed", "slow": "timed_out"}
+    assert _status(rec) == {
+        "ok": "success",
+        "gate": "failed",
+        "gated": "skipped",
+        "boom": "failed",
+        "below_boom": "upstream_failed",
+        "slow": "timed_out",
+    }
     canc = Pipeline("states")
     canc.task(name="ok")(lambda: cancel.set() or time.sleep(0.3))
     canc.task(name="later", depends_on=["ok"])(lambda: None)
     assert _status(run(canc, cancel=cancel, **run_opts))["later"] == "cancelled"
     m = run_opts["telemetry"].metrics
-    for task, status in [("ok", "success"), ("gate", "failed"), ("gated", "skipped"), ("boom", "failed"),
-                         ("below_boom", "upstream_failed"), ("slow", "timed_out"), ("later", "cancelled")]:
+    for task, status in [
+        ("ok", "success"),
+        ("gate", "failed"),
+        ("gated", "skipped"),
+        ("boom", "failed"),
+        ("below_boom", "upstream_failed"),
+        ("slow", "timed_out"),
+        ("later", "cancelled"),
+    ]:
         assert m.sample("pipewarden_task_runs_total", pipeline="states", task=task, status=status) >= 1, task
-    task_spans = {s.attributes.get("cicd.pipeline.task.name"): s for s in spans.get_finished_spans()
-                  if s.attributes.get("cicd.pipeline.task.name")}
+    task_spans = {
+        s.attributes.get("cicd.pipeline.task.name"): s
+        for s in spans.get_finished_spans()
+        if s.attributes.get("cicd.pipeline.task.name")
+    }
     assert {"ok", "gate", "gated", "boom", "below_boom", "slow", "later"} <= set(task_spans)
     roots = [s for s in spans.get_finished_spans() if s.name == "RUN states"]
     assert len(roots) == 2
@@ -635,8 +703,9 @@ def test_a_store_failing_mid_run_ends_the_run_with_store_error(run_opts: dict[st
         run(pipe, **run_opts)
 
 
-def test_a_store_failing_once_while_recording_stopped_tasks_does_not_hang_the_run(tmp_path: Any, tel: Any,
-                                                                                    sleeps: Any) -> None:
+def test_a_store_failing_once_while_recording_stopped_tasks_does_not_hang_the_run(
+    tmp_path: Any, tel: Any, sleeps: Any
+) -> None:
     """When recording the tasks a failure stops raises StoreError once, the run still ends, failed."""
     from agent.errors import StoreError
     from agent.store import SQLiteRunStore
@@ -656,8 +725,9 @@ def test_a_store_failing_once_while_recording_stopped_tasks_does_not_hang_the_ru
     pipe.task(name="after", depends_on=["boom"])(lambda: None)
     done: dict[str, Any] = {}
     # In a thread so that a run which never ends fails this test instead of hanging the suite.
-    t = threading.Thread(target=lambda: done.setdefault("rec", run(pipe, store=store, telemetry=tel, sleep=sleeps)),
-                         daemon=True)
+    t = threading.Thread(
+        target=lambda: done.setdefault("rec", run(pipe, store=store, telemetry=tel, sleep=sleeps)), daemon=True
+    )
     t.start()
     t.join(timeout=60)
     assert not t.is_alive(), "run(pipe) never returned"
@@ -666,8 +736,9 @@ def test_a_store_failing_once_while_recording_stopped_tasks_does_not_hang_the_ru
     store.close()
 
 
-def test_rows_in_is_the_sum_of_table_inputs_counted_once(run_opts: dict[str, Any],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_in_is_the_sum_of_table_inputs_counted_once(
+    run_opts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """rows_in adds the rows of each DataFrame input, each counted once; other inputs do not count."""
     import agent.runner
 

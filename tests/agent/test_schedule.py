@@ -60,24 +60,38 @@ def test_cron_fall_back_runs_a_fixed_time_once_and_hourly_every_hour() -> None:
 def test_interval_ticks_sit_on_a_fixed_grid() -> None:
     """Interval ticks are anchor + k*every, whatever the moment of asking."""
     i = Interval(dt.timedelta(minutes=10))
-    assert _utc(list(i.ticks(at(2025, 1, 1, 0, 3), at(2025, 1, 1, 0, 30)))) == ["01-01 00:10", "01-01 00:20",
-                                                                                  "01-01 00:30"]
+    assert _utc(list(i.ticks(at(2025, 1, 1, 0, 3), at(2025, 1, 1, 0, 30)))) == [
+        "01-01 00:10",
+        "01-01 00:20",
+        "01-01 00:30",
+    ]
 
 
-@pytest.mark.parametrize("spec, kind", [
-    ("*/15 * * * *", "cron"), ("@hourly", "cron"), ("every 10m", "interval"), ("every 2h", "interval"),
-    (dt.timedelta(seconds=30), "interval"), ("manual", "manual"), (FileArrival("/tmp"), "file"),
-])
+@pytest.mark.parametrize(
+    "spec, kind",
+    [
+        ("*/15 * * * *", "cron"),
+        ("@hourly", "cron"),
+        ("every 10m", "interval"),
+        ("every 2h", "interval"),
+        (dt.timedelta(seconds=30), "interval"),
+        ("manual", "manual"),
+        (FileArrival("/tmp"), "file"),
+    ],
+)
 def test_parse_schedule(spec: Any, kind: str) -> None:
     """Cron strings, 'every N<unit>', timedeltas, 'manual' and schedule objects are accepted."""
     assert parse_schedule(spec).kind == kind
 
 
-@pytest.mark.parametrize("spec, tz, match", [
-    ("61 * * * *", "UTC", "not a valid cron expression"),
-    ("0 6 * * *", "Mars/Olympus", "time zone 'Mars/Olympus' is unknown"),
-    (42, "UTC", "schedule must be"),
-])
+@pytest.mark.parametrize(
+    "spec, tz, match",
+    [
+        ("61 * * * *", "UTC", "not a valid cron expression"),
+        ("0 6 * * *", "Mars/Olympus", "time zone 'Mars/Olympus' is unknown"),
+        (42, "UTC", "schedule must be"),
+    ],
+)
 def test_bad_schedules_are_config_errors_at_declaration(spec: Any, tz: str, match: str) -> None:
     """A wrong schedule fails when the Pipeline is declared, saying what to write instead."""
     with pytest.raises(ConfigError, match=match):
@@ -95,12 +109,15 @@ def test_first_tick_does_not_catch_up_from_the_past(store: SQLiteRunStore) -> No
     assert s.tick(at(2025, 1, 1, 10, 0, 30)) == []
 
 
-@pytest.mark.parametrize("catchup, expected", [
-    (1, ["01-01 14:00"]),
-    (3, ["01-01 12:00", "01-01 13:00", "01-01 14:00"]),
-    (None, ["01-01 10:00", "01-01 11:00", "01-01 12:00", "01-01 13:00", "01-01 14:00"]),
-    (0, []),
-])
+@pytest.mark.parametrize(
+    "catchup, expected",
+    [
+        (1, ["01-01 14:00"]),
+        (3, ["01-01 12:00", "01-01 13:00", "01-01 14:00"]),
+        (None, ["01-01 10:00", "01-01 11:00", "01-01 12:00", "01-01 13:00", "01-01 14:00"]),
+        (0, []),
+    ],
+)
 def test_missed_run_policy(store: SQLiteRunStore, tel: Any, catchup: int | None, expected: list[str]) -> None:
     """After downtime: catchup=1 skips to the latest tick, N runs at most the N latest, None runs all."""
     s = Scheduler(store, [_pipe(catchup=catchup, max_active_runs=10)], telemetry=tel)
@@ -109,8 +126,9 @@ def test_missed_run_policy(store: SQLiteRunStore, tel: Any, catchup: int | None,
     assert _utc([d.logical_date for d in due if d.logical_date]) == expected
     missed = tel.metrics.sample("pipewarden_scheduler_missed_runs_total", pipeline="p") or 0
     assert missed == 5 - len(expected)
-    assert (tel.metrics.sample("pipewarden_scheduler_triggers_total", pipeline="p", trigger="cron") or 0) \
-        == len(expected)
+    assert (tel.metrics.sample("pipewarden_scheduler_triggers_total", pipeline="p", trigger="cron") or 0) == len(
+        expected
+    )
 
 
 def test_a_tick_runs_once_across_a_restart(store: SQLiteRunStore, tel: Any) -> None:

@@ -148,8 +148,9 @@ def test_a_run_whose_owner_is_an_unreaped_zombie_is_interrupted(store: SQLiteRun
             time.sleep(0.01)
         store.create_run(run_id="zombie", pipeline="p", trigger="manual", now=1.0)
         store.start_run("zombie", now=1.0)
-        store.conn.execute("UPDATE runs SET owner_pid=?, owner_start=? WHERE run_id='zombie'",
-                           (zombie.pid, _process_start(zombie.pid)))
+        store.conn.execute(
+            "UPDATE runs SET owner_pid=?, owner_start=? WHERE run_id='zombie'", (zombie.pid, _process_start(zombie.pid))
+        )
         assert store.recover_interrupted(now=2.0) == ["zombie"]
         assert store.get_run("zombie").status is RunStatus.INTERRUPTED
     finally:
@@ -256,8 +257,14 @@ def test_list_and_get_runs(store: SQLiteRunStore) -> None:
     tid = store.start_task("r1", "load", 1, now=100.5)
     store.finish_task(tid, RunStatus.FAILED, now=101.0, rows_in=5, rows_out=2, error="too few", checks=[check])
     [attempt] = store.get_run("r1").attempts
-    assert (attempt.task, attempt.attempt, attempt.status, attempt.rows_in, attempt.rows_out, attempt.error) == \
-        ("load", 1, RunStatus.FAILED, 5, 2, "too few")
+    assert (attempt.task, attempt.attempt, attempt.status, attempt.rows_in, attempt.rows_out, attempt.error) == (
+        "load",
+        1,
+        RunStatus.FAILED,
+        5,
+        2,
+        "too few",
+    )
     assert attempt.duration == pytest.approx(0.5)
     assert attempt.checks == (check,)
     assert store.get_run("r1").check_results == [check]
@@ -281,5 +288,3 @@ def test_store_errors_are_also_oserrors(tmp_path: Path) -> None:
         SQLiteRunStore(blocker / "x.db")
     assert isinstance(err.value, PipewardenError)
     assert getattr(err.value, "path", None) == str(blocker / "x.db")
-
-

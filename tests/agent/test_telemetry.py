@@ -33,7 +33,6 @@ def tel(spans: InMemorySpanExporter) -> Telemetry:
     return Telemetry(metrics=Metrics(), tracer_provider=provider, clock=lambda: 1_700_000_000.0)
 
 
-
 def sample(tel: Telemetry, name: str, **labels: str) -> float | None:
     return tel.metrics.sample(name, **labels)
 
@@ -58,6 +57,7 @@ def _ran(tel: Telemetry, action: Callable[[Scope], None]) -> None:
 def _raise(exc: BaseException) -> Callable[[Scope], None]:
     def action(scope: Scope) -> None:
         raise exc
+
     return action
 
 
@@ -79,7 +79,8 @@ STATUSES: list[tuple[str, str, str]] = [
 
 @pytest.mark.parametrize(("status", "route", "result"), STATUSES, ids=[s[0] for s in STATUSES])
 def test_every_task_status_gives_its_span_and_count(
-        tel: Telemetry, spans: InMemorySpanExporter, status: str, route: str, result: str) -> None:
+    tel: Telemetry, spans: InMemorySpanExporter, status: str, route: str, result: str
+) -> None:
     """Each final task status counts one run under its label and sets the semconv task result."""
     errors = {"failed": BoomError("boom"), "timed_out": TaskTimeoutError("slow", task="load")}
     with tel.pipeline_scope("orders", run_id="r1"):
@@ -92,12 +93,14 @@ def test_every_task_status_gives_its_span_and_count(
         else:
             tel.task_state("orders", "load", status, reason="why", run_id="r1")
 
-    assert sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load",
-                  status=status) == 1
+    assert sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load", status=status) == 1
     # success and failed are exported at 0 (rates divide by them); other statuses appear when they happen.
     others = [s for s, _, _ in STATUSES if s != status]
-    assert all(sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load",
-                      status=o) == (0 if o in ("success", "failed") else None) for o in others)
+    assert all(
+        sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load", status=o)
+        == (0 if o in ("success", "failed") else None)
+        for o in others
+    )
     duration_count = sample(tel, "pipewarden_task_duration_seconds_count", pipeline="orders", task="load")
     # A task that never ran has no duration: the histogram observes nothing.
     assert duration_count == (0 if route == "never ran" else 1)
@@ -117,7 +120,8 @@ def test_every_task_status_gives_its_span_and_count(
 
 @pytest.mark.parametrize(("status", "route", "result"), STATUSES, ids=[s[0] for s in STATUSES])
 def test_every_pipeline_status_gives_its_span_and_count(
-        tel: Telemetry, spans: InMemorySpanExporter, status: str, route: str, result: str) -> None:
+    tel: Telemetry, spans: InMemorySpanExporter, status: str, route: str, result: str
+) -> None:
     """A pipeline run ending in each status counts under it and sets cicd.pipeline.result."""
     with tel.pipeline_scope("orders", run_id="r1") as run:
         if status != "success":
@@ -132,12 +136,10 @@ def test_every_pipeline_status_gives_its_span_and_count(
     assert sample(tel, "pipewarden_pipeline_up", pipeline="orders") == up
 
 
-def test_interrupted_task_scope_is_a_failed_run_of_result_error(tel: Telemetry,
-                                                                spans: InMemorySpanExporter) -> None:
+def test_interrupted_task_scope_is_a_failed_run_of_result_error(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """A task scope set to interrupted counts under interrupted with result error and an ERROR span."""
     _ran(tel, _set("interrupted"))
-    assert sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load",
-                  status="interrupted") == 1
+    assert sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load", status="interrupted") == 1
     task = named(spans, "RUN load")
     assert dict(task.attributes or {})["cicd.pipeline.task.run.result"] == "error"
     assert task.status.status_code is StatusCode.ERROR
@@ -147,22 +149,29 @@ def test_interrupted_task_scope_is_a_failed_run_of_result_error(tel: Telemetry,
 @pytest.mark.parametrize("status", list(RunStatus))
 def test_otel_result_maps_every_status(status: RunStatus) -> None:
     """Every status maps to a CI/CD semconv result; non-final states map to error."""
-    expected = {"success": "success", "failed": "failure", "timed_out": "timeout",
-                "skipped": "skip", "upstream_failed": "skip", "cancelled": "cancellation",
-                "interrupted": "error", "queued": "error", "pending": "error", "running": "error"}[status.value]
+    expected = {
+        "success": "success",
+        "failed": "failure",
+        "timed_out": "timeout",
+        "skipped": "skip",
+        "upstream_failed": "skip",
+        "cancelled": "cancellation",
+        "interrupted": "error",
+        "queued": "error",
+        "pending": "error",
+        "running": "error",
+    }[status.value]
     assert otel_result(status) == otel_result(status.value) == expected
 
 
-def test_task_state_rejects_nothing_and_never_raises(
-        tel: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+def test_task_state_rejects_nothing_and_never_raises(tel: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
     """An unknown status is logged, not raised: bookkeeping never breaks the caller."""
     with caplog.at_level(logging.ERROR, logger="pipewarden.telemetry"):
         tel.task_state("orders", "load", "exploded", run_id="r1")
     assert any("orders.load" in r.getMessage() for r in caplog.records)
 
 
-def test_retry_attempt_is_counted_and_on_the_span(tel: Telemetry,
-                                                  spans: InMemorySpanExporter) -> None:
+def test_retry_attempt_is_counted_and_on_the_span(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """A second attempt increments the retry counter and carries its attempt number."""
     for attempt in (1, 2):
         with tel.task_scope("orders", "load", attempt=attempt):
@@ -184,19 +193,33 @@ def result_of(**kw: Any) -> Callable[[Any], CheckResult]:
 
     def fixed(df: Any) -> CheckResult:
         return CheckResult(**kw)
+
     fixed.__name__ = check
     return fixed
 
 
-def test_run_checks_gives_one_child_span_per_check(tel: Telemetry,
-                                                   spans: InMemorySpanExporter) -> None:
+def test_run_checks_gives_one_child_span_per_check(tel: Telemetry, spans: InMemorySpanExporter) -> None:
     """Each check gets a CHECK <name> span, child of the task span, with its result attributes."""
     checks = [
         result_of(check="rows", kind=Kind.VOLUME, observed=10, threshold=1, measure="row_count"),
-        result_of(check="nulls", kind=Kind.COMPLETENESS, status=Status.FAIL, observed=0.5,
-                  threshold=0.1, column="amount", measure="null_fraction", message="too many"),
-        result_of(check="fresh", kind=Kind.FRESHNESS, status=Status.WARN, observed=90.0,
-                  column="ts", measure="freshness_lag_seconds"),
+        result_of(
+            check="nulls",
+            kind=Kind.COMPLETENESS,
+            status=Status.FAIL,
+            observed=0.5,
+            threshold=0.1,
+            column="amount",
+            measure="null_fraction",
+            message="too many",
+        ),
+        result_of(
+            check="fresh",
+            kind=Kind.FRESHNESS,
+            status=Status.WARN,
+            observed=90.0,
+            column="ts",
+            measure="freshness_lag_seconds",
+        ),
     ]
     with tel.task_scope("orders", "load", dataset="orders_raw") as task:
         results = task.run_checks(checks, object())
@@ -210,18 +233,33 @@ def test_run_checks_gives_one_child_span_per_check(tel: Telemetry,
         assert s.parent is not None and s.parent.span_id == parent.context.span_id
         assert s.context.trace_id == parent.context.trace_id
     nulls = dict(check_spans[1].attributes or {})
-    assert nulls == {"pipewarden.check.name": "nulls", "pipewarden.check.kind": "completeness",
-                     "pipewarden.check.status": "fail", "pipewarden.check.results": 1,
-                     "pipewarden.check.observed": 0.5, "pipewarden.check.threshold": 0.1,
-                     "pipewarden.check.column": "amount", "pipewarden.check.message": "too many"}
+    assert nulls == {
+        "pipewarden.check.name": "nulls",
+        "pipewarden.check.kind": "completeness",
+        "pipewarden.check.status": "fail",
+        "pipewarden.check.results": 1,
+        "pipewarden.check.observed": 0.5,
+        "pipewarden.check.threshold": 0.1,
+        "pipewarden.check.column": "amount",
+        "pipewarden.check.message": "too many",
+    }
     assert check_spans[1].status.status_code is StatusCode.ERROR
     assert check_spans[0].status.status_code is StatusCode.UNSET
     assert check_spans[2].status.status_code is StatusCode.UNSET
     for kind in ("volume", "completeness", "freshness"):
-        assert sample(tel, "pipewarden_check_duration_seconds_count", pipeline="orders",
-                      kind=kind) == 1
-    assert sample(tel, "pipewarden_check_results_total", pipeline="orders", dataset="orders_raw",
-                  check="nulls", kind="completeness", status="fail") == 1
+        assert sample(tel, "pipewarden_check_duration_seconds_count", pipeline="orders", kind=kind) == 1
+    assert (
+        sample(
+            tel,
+            "pipewarden_check_results_total",
+            pipeline="orders",
+            dataset="orders_raw",
+            check="nulls",
+            kind="completeness",
+            status="fail",
+        )
+        == 1
+    )
 
 
 # measure and column of a result -> the gauge and labels (beyond pipeline, dataset) it sets
@@ -231,22 +269,27 @@ GAUGES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("duplicates", None, "pipewarden_dq_duplicates", {"check": "c"}),
     ("rows_lost", None, "pipewarden_dq_rows_lost", {"check": "c"}),
     ("freshness_lag_seconds", "ts", "pipewarden_dq_freshness_lag_seconds", {"column": "ts"}),
-    *[(m, "price", "pipewarden_dq_drift_score", {"column": "price", "method": m})
-      for m in ("psi", "ks", "wasserstein", "js", "chi2")],
+    *[
+        (m, "price", "pipewarden_dq_drift_score", {"column": "price", "method": m})
+        for m in ("psi", "ks", "wasserstein", "js", "chi2")
+    ],
 ]
 DQ_GAUGES = sorted({g for _, _, g, _ in GAUGES})
 
 
 def dq_samples(tel: Telemetry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in tel.metrics.registry.collect() if family.name in DQ_GAUGES
-            for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in tel.metrics.registry.collect()
+        if family.name in DQ_GAUGES
+        for s in family.samples
+    }
 
 
-@pytest.mark.parametrize(("measure", "column", "gauge", "labels"), GAUGES,
-                         ids=[f"{g[0]}" for g in GAUGES])
-def test_observed_value_goes_to_its_gauge(tel: Telemetry, measure: str, column: str | None,
-                                          gauge: str, labels: dict[str, str]) -> None:
+@pytest.mark.parametrize(("measure", "column", "gauge", "labels"), GAUGES, ids=[f"{g[0]}" for g in GAUGES])
+def test_observed_value_goes_to_its_gauge(
+    tel: Telemetry, measure: str, column: str | None, gauge: str, labels: dict[str, str]
+) -> None:
     """A result's observed value sets exactly the gauge its measure names, with its labels."""
     check = result_of(observed=0.25, column=column, measure=measure)
     with tel.task_scope("orders", "load", dataset="orders_raw") as task:
@@ -255,22 +298,35 @@ def test_observed_value_goes_to_its_gauge(tel: Telemetry, measure: str, column: 
     assert dq_samples(tel) == {(gauge, full): 0.25}
 
 
-@pytest.mark.parametrize("kw", [
-    {"observed": 3.0, "measure": "volume_zscore"},
-    {"observed": 0.5, "measure": "null_fraction"},  # no column
-    {"observed": 0.5, "measure": "psi"},  # no column
-    {"observed": 0.5, "measure": "null_fraction", "column": "a", "status": Status.ERROR},
-    {"observed": None, "measure": "row_count"},
-], ids=["unknown-measure", "null-fraction-without-column", "drift-without-column",
-        "error-status", "no-observed"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"observed": 3.0, "measure": "volume_zscore"},
+        {"observed": 0.5, "measure": "null_fraction"},  # no column
+        {"observed": 0.5, "measure": "psi"},  # no column
+        {"observed": 0.5, "measure": "null_fraction", "column": "a", "status": Status.ERROR},
+        {"observed": None, "measure": "row_count"},
+    ],
+    ids=["unknown-measure", "null-fraction-without-column", "drift-without-column", "error-status", "no-observed"],
+)
 def test_results_without_a_gauge_set_none(tel: Telemetry, kw: dict[str, Any]) -> None:
     """Unknown measures, missing columns, errors and missing values set no gauge but still count."""
     with tel.task_scope("orders", "load") as task:
         task.run_checks([result_of(**kw)], object())
     assert dq_samples(tel) == {}
     status = str(kw.get("status", Status.PASS))
-    assert sample(tel, "pipewarden_check_results_total", pipeline="orders", dataset="load",
-                  check="c", kind="custom", status=status) == 1
+    assert (
+        sample(
+            tel,
+            "pipewarden_check_results_total",
+            pipeline="orders",
+            dataset="load",
+            check="c",
+            kind="custom",
+            status=status,
+        )
+        == 1
+    )
 
 
 def test_result_dataset_overrides_the_scope_dataset(tel: Telemetry) -> None:
@@ -282,19 +338,17 @@ def test_result_dataset_overrides_the_scope_dataset(tel: Telemetry) -> None:
 
 
 def test_unrecordable_result_is_counted_and_the_block_completes(
-        tel: Telemetry, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture) -> None:
+    tel: Telemetry, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
     """A result the metrics cannot record is one warning and one count; the check span ends and the run succeeds."""
     bad = result_of(check="weird", observed="not a number", measure="row_count")  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="pipewarden.events"), \
-            tel.task_scope("orders", "load") as task:
+    with caplog.at_level(logging.WARNING, logger="pipewarden.events"), tel.task_scope("orders", "load") as task:
         results = task.run_checks([bad], object())
     assert len(results) == 1
     assert [r.getMessage() for r in caplog.records if "listener metrics raised ValueError" in r.getMessage()]
-    assert sample(tel, "pipewarden_listener_errors_total", pipeline="orders", listener="metrics",
-                  reason="raised") == 1
+    assert sample(tel, "pipewarden_listener_errors_total", pipeline="orders", listener="metrics", reason="raised") == 1
     assert [s.name for s in spans.get_finished_spans()] == ["CHECK weird", "RUN load"]
-    assert sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load",
-                  status="success") == 1
+    assert sample(tel, "pipewarden_task_runs_total", pipeline="orders", task="load", status="success") == 1
 
 
 def test_current_scope_follows_the_blocks(tel: Telemetry) -> None:
@@ -319,8 +373,7 @@ def test_task_inherits_the_run_id(tel: Telemetry, spans: InMemorySpanExporter) -
 # --- export errors -----------------------------------------------------------------------------
 
 
-def test_export_error_counts_each_and_warns_once_per_exporter(
-        tel: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+def test_export_error_counts_each_and_warns_once_per_exporter(tel: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
     """Every failure is counted under its exporter and pipeline; each exporter is warned about once."""
     with caplog.at_level(logging.WARNING, logger="pipewarden.telemetry"):
         for _ in range(3):
@@ -353,16 +406,21 @@ def test_warnings_are_per_telemetry_instance(caplog: pytest.LogCaptureFixture) -
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 @pytest.mark.usefixtures("restore_logging")
 def test_from_env_serves_metrics_on_port_zero_until_shutdown(tmp_path: Path) -> None:
     """PIPEWARDEN_METRICS_PORT=0 serves /metrics on a free port; shutdown() closes it."""
-    tel = Telemetry.from_env({"OTEL_TRACES_EXPORTER": "none", "PIPEWARDEN_METRICS_PORT": "0"},
-                             home=tmp_path, metrics=Metrics())
+    tel = Telemetry.from_env(
+        {"OTEL_TRACES_EXPORTER": "none", "PIPEWARDEN_METRICS_PORT": "0"}, home=tmp_path, metrics=Metrics()
+    )
     try:
+
         @monitor(pipeline="orders", telemetry=tel)
         def load() -> int:
             return 1
@@ -373,8 +431,7 @@ def test_from_env_serves_metrics_on_port_zero_until_shutdown(tmp_path: Path) -> 
     finally:
         tel.shutdown()
 
-    key = ("pipewarden_task_runs_total",
-           frozenset({"pipeline": "orders", "task": "load", "status": "success"}.items()))
+    key = ("pipewarden_task_runs_total", frozenset({"pipeline": "orders", "task": "load", "status": "success"}.items()))
     assert samples[key] == 1
     assert tel.server is None
     with pytest.raises(urllib.error.URLError):
@@ -405,12 +462,14 @@ def test_from_env_defaults_write_spans_to_home_and_serve_nothing(tmp_path: Path)
 
 
 @pytest.mark.usefixtures("restore_logging")
-@pytest.mark.parametrize(("env", "needle"), [
-    ({"PIPEWARDEN_METRICS_PORT": "http"}, "PIPEWARDEN_METRICS_PORT"),
-    ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"),
-])
-def test_from_env_rejects_invalid_settings(tmp_path: Path, env: dict[str, str],
-                                           needle: str) -> None:
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"PIPEWARDEN_METRICS_PORT": "http"}, "PIPEWARDEN_METRICS_PORT"),
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"),
+    ],
+)
+def test_from_env_rejects_invalid_settings(tmp_path: Path, env: dict[str, str], needle: str) -> None:
     """An invalid variable is a ValueError naming it, raised before anything starts."""
     with pytest.raises(ValueError, match=needle):
         Telemetry.from_env(env, home=tmp_path, metrics=Metrics())
@@ -422,14 +481,18 @@ def test_doctests_run() -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
-@pytest.mark.parametrize(("attempt", "retry", "counted"), [
-    (1, None, 0),
-    (2, None, 1),
-    (3, False, 0),   # a resumed run's first attempt continues the numbering but retries nothing
-    (1, True, 1),
-])
+@pytest.mark.parametrize(
+    ("attempt", "retry", "counted"),
+    [
+        (1, None, 0),
+        (2, None, 1),
+        (3, False, 0),  # a resumed run's first attempt continues the numbering but retries nothing
+        (1, True, 1),
+    ],
+)
 def test_retries_counted_from_the_retry_flag_or_the_attempt_number(
-        tel: Telemetry, attempt: int, retry: bool | None, counted: int) -> None:
+    tel: Telemetry, attempt: int, retry: bool | None, counted: int
+) -> None:
     """pipewarden_task_retries_total rises only for attempts that retry a failure."""
     with tel.task_scope("orders", "load", attempt=attempt, retry=retry):
         pass
@@ -448,7 +511,8 @@ def test_pipeline_scope_takes_the_outcome_from_a_runner_with_a_store(tel: Teleme
 
 @pytest.mark.usefixtures("restore_logging")
 def test_a_port_already_taken_is_one_warning_and_the_pipeline_runs(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """PIPEWARDEN_METRICS_PORT on a port in use warns once, counts it, and the monitored call still runs."""
     import socket
 
@@ -457,9 +521,11 @@ def test_a_port_already_taken_is_one_warning_and_the_pipeline_runs(
         taken.listen()
         port = taken.getsockname()[1]
         with caplog.at_level(logging.WARNING, logger="pipewarden.telemetry"):
-            tel = Telemetry.from_env({"OTEL_TRACES_EXPORTER": "none", "PIPEWARDEN_METRICS_PORT": str(port)},
-                                     home=tmp_path, metrics=Metrics())
+            tel = Telemetry.from_env(
+                {"OTEL_TRACES_EXPORTER": "none", "PIPEWARDEN_METRICS_PORT": str(port)}, home=tmp_path, metrics=Metrics()
+            )
         try:
+
             @monitor(pipeline="orders", telemetry=tel)
             def load() -> int:
                 return 1
@@ -481,11 +547,25 @@ def test_a_bad_metrics_address_is_one_warning_and_the_cli_run_goes_on(tmp_path: 
 
     repo = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
-    env.update(PYTHONPATH=str(repo), PIPEWARDEN_METRICS_PORT="0", PIPEWARDEN_METRICS_ADDR=addr,
-               OTEL_TRACES_EXPORTER="none")
-    done = subprocess.run([sys.executable, "-m", "agent", "run", str(repo / "examples" / "pipelines" / "one_task.py"),
-                           "--no-progress", "--home", str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=60)
+    env.update(
+        PYTHONPATH=str(repo), PIPEWARDEN_METRICS_PORT="0", PIPEWARDEN_METRICS_ADDR=addr, OTEL_TRACES_EXPORTER="none"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            str(repo / "examples" / "pipelines" / "one_task.py"),
+            "--no-progress",
+            "--home",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert len([line for line in done.stderr.splitlines() if "metrics_endpoint" in line]) == 1

@@ -31,16 +31,12 @@ from checks import (
 REF = pd.DataFrame({"x": np.linspace(0, 1, 100), "c": ["a", "b"] * 50})
 
 FRAMES: dict[str, Callable[[], object]] = {
-    "empty": lambda: pd.DataFrame(
-        {"x": pd.Series([], dtype=float), "c": pd.Series([], dtype=object)}
-    ),
+    "empty": lambda: pd.DataFrame({"x": pd.Series([], dtype=float), "c": pd.Series([], dtype=object)}),
     "no_columns": lambda: pd.DataFrame(),
     "all_null": lambda: pd.DataFrame({"x": [np.nan, np.nan], "c": [None, None]}),
     "one_row": lambda: pd.DataFrame({"x": [0.5], "c": ["a"]}),
     "mixed_objects": lambda: pd.DataFrame({"x": [1, "a", None, 2.5], "c": [1, "b", (1, 2), None]}),
-    "nan_inf": lambda: pd.DataFrame(
-        {"x": [np.nan, np.inf, -np.inf, 1.0], "c": ["a", "b", "a", "b"]}
-    ),
+    "nan_inf": lambda: pd.DataFrame({"x": [np.nan, np.inf, -np.inf, 1.0], "c": ["a", "b", "a", "b"]}),
     "nullable": lambda: pd.DataFrame(
         {
             "x": pd.array([1, None, 3], dtype="Int64"),
@@ -53,15 +49,9 @@ FRAMES: dict[str, Callable[[], object]] = {
             "c": pd.array(["a", None, "b"], dtype="string[pyarrow]"),
         }
     ),
-    "categorical": lambda: pd.DataFrame(
-        {"x": pd.Categorical([1, 2, 2]), "c": pd.Categorical(["a", "b", None])}
-    ),
-    "tz_aware": lambda: pd.DataFrame(
-        {"x": pd.to_datetime(["2024-01-01", None]).tz_localize("UTC"), "c": ["a", "b"]}
-    ),
-    "naive_ts": lambda: pd.DataFrame(
-        {"x": pd.to_datetime(["2024-01-01", "2024-01-02"]), "c": ["a", "b"]}
-    ),
+    "categorical": lambda: pd.DataFrame({"x": pd.Categorical([1, 2, 2]), "c": pd.Categorical(["a", "b", None])}),
+    "tz_aware": lambda: pd.DataFrame({"x": pd.to_datetime(["2024-01-01", None]).tz_localize("UTC"), "c": ["a", "b"]}),
+    "naive_ts": lambda: pd.DataFrame({"x": pd.to_datetime(["2024-01-01", "2024-01-02"]), "c": ["a", "b"]}),
     "unhashable": lambda: pd.DataFrame({"x": [[1], [1]], "c": [{"k": 1}, {"k": 1}]}),
     "not_a_frame": lambda: None,
     "missing_columns": lambda: pd.DataFrame({"a": [1], "b": [2]}),
@@ -76,9 +66,7 @@ CHECKS: dict[str, Callable[[], object]] = {
     "unique_compound": lambda: unique(["x", "c"]),
     "no_duplicate_rows": lambda: no_duplicate_rows(),
     "unique_across_runs": lambda: unique_across_runs("x"),
-    "drift_all_methods": lambda: drift(
-        ["x", "c"], reference=REF, method=["psi", "ks", "wasserstein", "js", "chi2"]
-    ),
+    "drift_all_methods": lambda: drift(["x", "c"], reference=REF, method=["psi", "ks", "wasserstein", "js", "chi2"]),
     "drift_moving": lambda: drift(["x", "c"]),
     "schema": lambda: schema({"x": "float64", "c": "string"}),
     "freshness": lambda: freshness("x", max_age=3600),
@@ -109,12 +97,9 @@ def test_check_never_raises(check: str, frame: str) -> None:
         if r.status is Status.ERROR:
             assert r.message.startswith(c.name + ": ")
             assert "Traceback" not in r.message
-            assert (
-                "'x'" in r.message
-                or "'c'" in r.message
-                or "DataFrame" in r.message
-                or "column" in r.message
-            ), r.message
+            assert "'x'" in r.message or "'c'" in r.message or "DataFrame" in r.message or "column" in r.message, (
+                r.message
+            )
 
 
 @pytest.mark.parametrize(

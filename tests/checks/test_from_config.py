@@ -43,8 +43,7 @@ def test_builds_checks_from_yaml() -> None:
     [
         (
             [{"unique": {"key": "id"}}, {"row_count": {}}, {"drift": {"method": "pci"}}],
-            "pipewarden.yml: checks[2].drift.method must be one of psi, ks, wasserstein, js, chi2"
-            " — got 'pci'",
+            "pipewarden.yml: checks[2].drift.method must be one of psi, ks, wasserstein, js, chi2 — got 'pci'",
         ),
         (
             [{"uniq": "id"}],

@@ -52,9 +52,7 @@ SUITE = {
 
 
 def _key(etype: str, kwargs: dict[str, Any]) -> str:
-    return etype + json.dumps(
-        {k: v for k, v in kwargs.items() if k != "batch_id"}, sort_keys=True, default=str
-    )
+    return etype + json.dumps({k: v for k, v in kwargs.items() if k != "batch_id"}, sort_keys=True, default=str)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +63,7 @@ def gx_verdicts() -> dict[str, bool]:
     batch = gx_batch_definition().get_batch(batch_parameters={"dataframe": FRAME})
     outcome = batch.validate(gx.ExpectationSuite(**SUITE))
     return {
-        _key(r.expectation_config.type, dict(r.expectation_config.kwargs)): bool(r.success)
-        for r in outcome.results
+        _key(r.expectation_config.type, dict(r.expectation_config.kwargs)): bool(r.success) for r in outcome.results
     }
 
 
@@ -89,15 +86,10 @@ def test_suite_from_file_object_and_legacy_names(tmp_path: Path) -> None:
     path.write_text(json.dumps(SUITE))
     legacy = {
         "expectation_suite_name": "orders",
-        "expectations": [
-            {"expectation_type": e["type"], "kwargs": e["kwargs"]} for e in SUITE["expectations"]
-        ],
+        "expectations": [{"expectation_type": e["type"], "kwargs": e["kwargs"]} for e in SUITE["expectations"]],
     }
     suites = [str(path), gx.ExpectationSuite(**SUITE), legacy]
-    verdicts = [
-        sorted((r.details["expectation_type"], r.status.value) for r in gx_suite(s)(FRAME))
-        for s in suites
-    ]
+    verdicts = [sorted((r.details["expectation_type"], r.status.value) for r in gx_suite(s)(FRAME)) for s in suites]
     assert verdicts[0] == verdicts[1] == verdicts[2]
 
 
@@ -105,9 +97,7 @@ def test_missing_column_is_an_error_result() -> None:
     """An expectation on a column the frame lacks is status error, with GX's reason."""
     spec = {
         "name": "s",
-        "expectations": [
-            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "nope"}}
-        ],
+        "expectations": [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "nope"}}],
     }
     (r,) = gx_suite(spec)(FRAME)
     assert r.status is Status.ERROR and "nope" in r.message

@@ -18,15 +18,18 @@ def _fresh_python(code: str) -> str:
 
 
 def _modules_after(statement: str) -> set[str]:
-    return set(_fresh_python(
-        f"import sys\n{statement}\nprint(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
-    ).split())
+    return set(
+        _fresh_python(f"import sys\n{statement}\nprint(' '.join(sorted(m.split('.')[0] for m in sys.modules)))").split()
+    )
 
 
-@pytest.mark.parametrize("statement", [
-    "import checks.result, checks.base",
-    "from agent import monitor",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import checks.result, checks.base",
+        "from agent import monitor",
+    ],
+)
 def test_hot_path_modules_do_not_import_pandas(statement: str) -> None:
     """The records and the check protocol, and so @monitor, import without pandas, scipy or GX."""
     loaded = _modules_after(statement)
@@ -55,13 +58,14 @@ def test_unknown_name_is_an_attribute_error_naming_it() -> None:
         checks.uniqe  # noqa: B018
 
 
-@pytest.mark.parametrize("statement", [
-    "import checks, agent; checks.run_checks, checks.as_source, checks.unique, checks.drift, checks.profile",
-    "import checks.stream, checks.source, checks.keyset, checks.drift_stream",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import checks, agent; checks.run_checks, checks.as_source, checks.unique, checks.drift, checks.profile",
+        "import checks.stream, checks.source, checks.keyset, checks.drift_stream",
+    ],
+)
 def test_reading_tables_in_batches_imports_no_dask_scipy_or_dataset(statement: str) -> None:
     """The stream machinery imports dask, scipy and pyarrow.dataset only when such an input arrives."""
-    loaded = set(_fresh_python(
-        f"import sys\n{statement}\nprint(' '.join(sorted(sys.modules)))"
-    ).split())
+    loaded = set(_fresh_python(f"import sys\n{statement}\nprint(' '.join(sorted(sys.modules)))").split())
     assert not loaded & {"dask", "distributed", "scipy", "pyarrow.dataset", "great_expectations"}

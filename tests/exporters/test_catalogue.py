@@ -19,10 +19,30 @@ from exporters.catalogue import CATALOGUE, MetricSpec, MetricType, by_name, rend
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Labels a pipewarden metric may carry: each has a small, bounded set of values.
-ALLOWED_LABELS = frozenset({
-    "pipeline", "task", "dataset", "column", "check", "kind", "status", "severity", "method",
-    "exporter", "trigger", "alert", "state", "receiver", "outcome", "action", "listener", "reason", "route", "code",
-})
+ALLOWED_LABELS = frozenset(
+    {
+        "pipeline",
+        "task",
+        "dataset",
+        "column",
+        "check",
+        "kind",
+        "status",
+        "severity",
+        "method",
+        "exporter",
+        "trigger",
+        "alert",
+        "state",
+        "receiver",
+        "outcome",
+        "action",
+        "listener",
+        "reason",
+        "route",
+        "code",
+    }
+)
 #: Allowed only as the info key of an ``_info`` metric (one series per pipeline at a time).
 INFO_ONLY_LABELS = frozenset({"version"})
 UNIT_SUFFIXES = {"seconds": "_seconds", "bytes": "_bytes"}
@@ -128,13 +148,15 @@ def test_docs_page_equals_the_rendered_catalogue() -> None:
     """docs/metrics.md is exactly render_markdown(); regenerate it with python -m exporters.catalogue."""
     page = ROOT / "docs" / "metrics.md"
     assert page.read_text(encoding="utf-8") == render_markdown(), (
-        "docs/metrics.md is stale: run `python -m exporters.catalogue > docs/metrics.md`")
+        "docs/metrics.md is stale: run `python -m exporters.catalogue > docs/metrics.md`"
+    )
 
 
 def test_module_main_prints_the_page() -> None:
     """`python -m exporters.catalogue` prints render_markdown() and nothing else."""
-    result = subprocess.run([sys.executable, "-m", "exporters.catalogue"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "exporters.catalogue"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == render_markdown()
 
@@ -155,8 +177,9 @@ NOT_METRICS = {
     "pipewarden_task_": "the prefix of the task families kept in cells",
     "pipewarden_pipeline_": "the prefix of the pipeline families kept in cells",
 }
-KNOWN_SERIES = ({s for m in CATALOGUE for s in m.series_names}
-                | {m.name for m in CATALOGUE} | {m.base_name for m in CATALOGUE})
+KNOWN_SERIES = (
+    {s for m in CATALOGUE for s in m.series_names} | {m.name for m in CATALOGUE} | {m.base_name for m in CATALOGUE}
+)
 # A name followed by "." or "-" is a module path or a file name (pipewarden_orders.prom).
 NAME_IN_TEXT = re.compile(r"(?<![\w.])pipewarden_[a-z_]+(?![\w.-])")
 
@@ -181,31 +204,55 @@ def referenced_names() -> dict[str, list[str]]:
 def test_code_references_the_catalogue_metrics() -> None:
     """The scan finds the metric names the metrics code is known to use (it is not vacuous)."""
     found = referenced_names()
-    for name, where in (("pipewarden_task_runs_total", "exporters/cells.py"),
-                        ("pipewarden_dq_drift_score", "exporters/run_metrics.py"),
-                        ("pipewarden_export_errors_total", "exporters/run_metrics.py"),
-                        ("pipewarden_pipeline_recovery_seconds", "exporters/cells.py")):
+    for name, where in (
+        ("pipewarden_task_runs_total", "exporters/cells.py"),
+        ("pipewarden_dq_drift_score", "exporters/run_metrics.py"),
+        ("pipewarden_export_errors_total", "exporters/run_metrics.py"),
+        ("pipewarden_pipeline_recovery_seconds", "exporters/cells.py"),
+    ):
         assert where in found[name]
 
 
 def test_every_metric_named_in_the_code_is_in_the_catalogue() -> None:
     """Each pipewarden_* name in agent/ and exporters/ string literals is a catalogue series."""
-    unknown = {name: files for name, files in referenced_names().items()
-               if name not in KNOWN_SERIES and name not in NOT_METRICS}
-    assert unknown == {}, ("names that look like metrics but are not in exporters/catalogue.py "
-                           "(add them there, or to NOT_METRICS with the reason): "
-                           f"{unknown}")
+    unknown = {
+        name: files
+        for name, files in referenced_names().items()
+        if name not in KNOWN_SERIES and name not in NOT_METRICS
+    }
+    assert unknown == {}, (
+        "names that look like metrics but are not in exporters/catalogue.py "
+        "(add them there, or to NOT_METRICS with the reason): "
+        f"{unknown}"
+    )
 
 
 # --- dashboards and rule files --------------------------------------------------------------------
 
 #: Series Prometheus or the Pushgateway create about pipewarden's own targets.
-GENERATED_SERIES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE", "push_time_seconds",
-                              "push_failure_time_seconds"})
-PROMQL_KEYWORDS = frozenset({
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-    "unless", "offset", "atan2", "inf", "nan", "Inf", "NaN", "start", "end",
-})
+GENERATED_SERIES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE", "push_time_seconds", "push_failure_time_seconds"})
+PROMQL_KEYWORDS = frozenset(
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "atan2",
+        "inf",
+        "nan",
+        "Inf",
+        "NaN",
+        "start",
+        "end",
+    }
+)
 
 
 def promql_metric_names(expr: str) -> set[str]:
@@ -226,20 +273,27 @@ def promql_metric_names(expr: str) -> set[str]:
 
 
 PROMQL_CASES: list[tuple[str, set[str]]] = [
-    ('sum by (pipeline) (rate(pipewarden_task_runs_total{status="failed"}[5m]))'
-     " / sum by (pipeline) (rate(pipewarden_task_runs_total[5m]))",
-     {"pipewarden_task_runs_total"}),
-    ("histogram_quantile(0.95, sum by (le, pipeline) "
-     "(rate(pipewarden_task_duration_seconds_bucket[$__rate_interval])))",
-     {"pipewarden_task_duration_seconds_bucket"}),
-    ("time() - pipewarden_pipeline_last_success_timestamp_seconds > 3600",
-     {"pipewarden_pipeline_last_success_timestamp_seconds"}),
-    ("avg_over_time(pipewarden_pipeline_up{pipeline=~\"$pipeline\"}[1d] offset 1h)",
-     {"pipewarden_pipeline_up"}),
-    ("pipewarden_dq_rows unless on(pipeline, dataset) pipewarden_dq_rows_lost == bool 0",
-     {"pipewarden_dq_rows", "pipewarden_dq_rows_lost"}),
+    (
+        'sum by (pipeline) (rate(pipewarden_task_runs_total{status="failed"}[5m]))'
+        " / sum by (pipeline) (rate(pipewarden_task_runs_total[5m]))",
+        {"pipewarden_task_runs_total"},
+    ),
+    (
+        "histogram_quantile(0.95, sum by (le, pipeline) "
+        "(rate(pipewarden_task_duration_seconds_bucket[$__rate_interval])))",
+        {"pipewarden_task_duration_seconds_bucket"},
+    ),
+    (
+        "time() - pipewarden_pipeline_last_success_timestamp_seconds > 3600",
+        {"pipewarden_pipeline_last_success_timestamp_seconds"},
+    ),
+    ('avg_over_time(pipewarden_pipeline_up{pipeline=~"$pipeline"}[1d] offset 1h)', {"pipewarden_pipeline_up"}),
+    (
+        "pipewarden_dq_rows unless on(pipeline, dataset) pipewarden_dq_rows_lost == bool 0",
+        {"pipewarden_dq_rows", "pipewarden_dq_rows_lost"},
+    ),
     ("label_values(pipewarden_task_runs_total, pipeline)", {"pipewarden_task_runs_total"}),
-    ("absent(up{job=\"pipewarden\"}) or vector(0)", {"up"}),
+    ('absent(up{job="pipewarden"}) or vector(0)', {"up"}),
     ("pipewarden:task_failure:ratio_rate5m > 0.1", {"pipewarden:task_failure:ratio_rate5m"}),
 ]
 
@@ -257,8 +311,11 @@ def unknown_metrics(exprs: list[str], recorded: set[str]) -> set[str]:
 
 def test_catalogue_series_pass_and_unknown_names_fail_the_reference_check() -> None:
     """Every catalogue series is accepted by the reference check, and a made-up name is caught."""
-    exprs = [f"rate({s}[5m])" if s.endswith(("_total", "_count", "_sum", "_bucket")) else s
-             for m in CATALOGUE for s in m.series_names]
+    exprs = [
+        f"rate({s}[5m])" if s.endswith(("_total", "_count", "_sum", "_bucket")) else s
+        for m in CATALOGUE
+        for s in m.series_names
+    ]
     assert unknown_metrics(exprs, set()) == set()
     assert unknown_metrics(["rate(pipewarden_tasks_total[5m])"], set()) == {"pipewarden_tasks_total"}
 
@@ -299,13 +356,13 @@ def recorded_names(node: Any) -> set[str]:
 
 
 DASHBOARDS = sorted((ROOT / "dashboards").rglob("*.json"))
-RULE_FILES = sorted(p for p in (ROOT / "alerts").rglob("*")
-                    if p.suffix in (".yml", ".yaml", ".json"))
+RULE_FILES = sorted(p for p in (ROOT / "alerts").rglob("*") if p.suffix in (".yml", ".yaml", ".json"))
 ALL_RECORDED = set().union(*(recorded_names(load(p)) for p in RULE_FILES))
 
 
 FOUND = [pytest.param(p, id=str(p.relative_to(ROOT))) for p in DASHBOARDS + RULE_FILES] or [
-    pytest.param(None, marks=pytest.mark.skip(reason="no dashboards/*.json or alerts/*.yml yet"))]
+    pytest.param(None, marks=pytest.mark.skip(reason="no dashboards/*.json or alerts/*.yml yet"))
+]
 
 
 @pytest.mark.parametrize("path", FOUND)

@@ -60,8 +60,11 @@ def test_another_status_adds_one_series() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(durations=st.lists(st.one_of(st.floats(min_value=0, max_value=5000, allow_nan=False),
-                                    st.sampled_from(TASK_BUCKETS)), max_size=40))
+@given(
+    durations=st.lists(
+        st.one_of(st.floats(min_value=0, max_value=5000, allow_nan=False), st.sampled_from(TASK_BUCKETS)), max_size=40
+    )
+)
 def test_duration_histogram_exposes_as_prometheus_clients(durations: list[float]) -> None:
     """Any durations give the same buckets, sum and count as a prometheus_client Histogram with the same bounds."""
     m = Metrics()
@@ -74,7 +77,10 @@ def test_duration_histogram_exposes_as_prometheus_clients(durations: list[float]
         child.observe(d)
 
     def histogram(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
-        return {(name, labels.get("le", "")): v for name, labels, v in series(registry)
-                if name.startswith(spec.name) and not name.endswith("_created")}
+        return {
+            (name, labels.get("le", "")): v
+            for name, labels, v in series(registry)
+            if name.startswith(spec.name) and not name.endswith("_created")
+        }
 
     assert histogram(m.registry) == histogram(ref)

@@ -30,8 +30,6 @@ def _restore_logging(restore_logging: None) -> None:
     """Every test here changes logging; the shared fixture puts it back."""
 
 
-
-
 @pytest.fixture
 def tracer(spans: InMemorySpanExporter) -> Tracer:
     provider = TracerProvider()
@@ -75,8 +73,9 @@ def test_log_format_variable_matches_agent_settings() -> None:
     assert exporters.logs.PIPEWARDEN_LOG_FORMAT == agent.settings.PIPEWARDEN_LOG_FORMAT
 
 
-def test_record_inside_span_carries_its_ids(tracer: Tracer, spans: InMemorySpanExporter,
-                                            logger: logging.Logger) -> None:
+def test_record_inside_span_carries_its_ids(
+    tracer: Tracer, spans: InMemorySpanExporter, logger: logging.Logger
+) -> None:
     """A record logged inside a real SDK span carries that span's trace and span ids in hex."""
     install_trace_context()
     capture = Capture()
@@ -91,8 +90,9 @@ def test_record_inside_span_carries_its_ids(tracer: Tracer, spans: InMemorySpanE
     assert record.span_id == f"{span.context.span_id:016x}"  # type: ignore[attr-defined]
 
 
-def test_nested_span_ids_follow_the_current_span(tracer: Tracer, spans: InMemorySpanExporter,
-                                                 logger: logging.Logger) -> None:
+def test_nested_span_ids_follow_the_current_span(
+    tracer: Tracer, spans: InMemorySpanExporter, logger: logging.Logger
+) -> None:
     """Records in a child span carry the child's span id and the shared trace id."""
     install_trace_context()
     capture = Capture()
@@ -106,7 +106,9 @@ def test_nested_span_ids_follow_the_current_span(tracer: Tracer, spans: InMemory
     task, run = spans.get_finished_spans()
     in_task, in_run = capture.records
     assert (in_task.span_id, in_run.span_id) == (  # type: ignore[attr-defined]
-        f"{task.context.span_id:016x}", f"{run.context.span_id:016x}")
+        f"{task.context.span_id:016x}",
+        f"{run.context.span_id:016x}",
+    )
     assert in_task.trace_id == in_run.trace_id == f"{run.context.trace_id:032x}"  # type: ignore[attr-defined]
 
 
@@ -131,8 +133,7 @@ def test_install_is_idempotent() -> None:
     assert logging.getLogRecordFactory() is original
 
 
-def test_json_line_has_every_field(tracer: Tracer, spans: InMemorySpanExporter,
-                                   logger: logging.Logger) -> None:
+def test_json_line_has_every_field(tracer: Tracer, spans: InMemorySpanExporter, logger: logging.Logger) -> None:
     """A JSON line holds time in UTC, level, logger, message, the span's ids and extra fields."""
     install_trace_context()
     capture = Capture(JsonFormatter())
@@ -179,8 +180,9 @@ def test_json_line_writes_unserialisable_extras_as_text(logger: logging.Logger) 
     assert entry["kind"] == "<class 'object'>"
 
 
-def test_json_formatter_finds_ids_without_the_factory(tracer: Tracer, spans: InMemorySpanExporter,
-                                                      logger: logging.Logger) -> None:
+def test_json_formatter_finds_ids_without_the_factory(
+    tracer: Tracer, spans: InMemorySpanExporter, logger: logging.Logger
+) -> None:
     """Without install_trace_context the formatter reads the current span itself."""
     uninstall_trace_context()
     capture = Capture(JsonFormatter())
@@ -191,8 +193,7 @@ def test_json_formatter_finds_ids_without_the_factory(tracer: Tracer, spans: InM
     assert json.loads(capture.lines[0])["span_id"] == f"{span.context.span_id:016x}"
 
 
-def test_text_line_appends_ids_inside_span(tracer: Tracer, spans: InMemorySpanExporter,
-                                           logger: logging.Logger) -> None:
+def test_text_line_appends_ids_inside_span(tracer: Tracer, spans: InMemorySpanExporter, logger: logging.Logger) -> None:
     """Text lines end with trace_id=… span_id=… inside a span and have neither outside."""
     install_trace_context()
     capture = Capture(TextFormatter())
@@ -204,19 +205,20 @@ def test_text_line_appends_ids_inside_span(tracer: Tracer, spans: InMemorySpanEx
     [span] = spans.get_finished_spans()
     before, during = capture.lines
     assert before.endswith("INFO pipewarden.test.logs: before")
-    assert during.endswith(f"during trace_id={span.context.trace_id:032x} "
-                           f"span_id={span.context.span_id:016x}")
+    assert during.endswith(f"during trace_id={span.context.trace_id:032x} span_id={span.context.span_id:016x}")
 
 
-@pytest.mark.parametrize(("fmt", "env", "is_json"), [
-    ("json", {}, True),
-    ("text", {"PIPEWARDEN_LOG_FORMAT": "json"}, False),
-    (None, {"PIPEWARDEN_LOG_FORMAT": "json"}, True),
-    (None, {"PIPEWARDEN_LOG_FORMAT": "JSON"}, True),
-    (None, {}, False),
-])
-def test_configure_logging_picks_format(fmt: str | None, env: dict[str, str],
-                                        is_json: bool) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "env", "is_json"),
+    [
+        ("json", {}, True),
+        ("text", {"PIPEWARDEN_LOG_FORMAT": "json"}, False),
+        (None, {"PIPEWARDEN_LOG_FORMAT": "json"}, True),
+        (None, {"PIPEWARDEN_LOG_FORMAT": "JSON"}, True),
+        (None, {}, False),
+    ],
+)
+def test_configure_logging_picks_format(fmt: str | None, env: dict[str, str], is_json: bool) -> None:
     """The fmt argument wins over PIPEWARDEN_LOG_FORMAT, which wins over the text default."""
     stream = io.StringIO()
     configure_logging(fmt, stream=stream, env=env)
@@ -239,11 +241,14 @@ def test_configure_logging_twice_keeps_one_handler() -> None:
     assert logging.getLogger().level == logging.DEBUG
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [
-    ({"fmt": "yaml", "env": {}}, "fmt must be one of text, json — got 'yaml'"),
-    ({"env": {"PIPEWARDEN_LOG_FORMAT": "xml"}}, "PIPEWARDEN_LOG_FORMAT must be one of text, json"),
-    ({"level": "LOUD", "env": {}}, "got 'LOUD'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"fmt": "yaml", "env": {}}, "fmt must be one of text, json — got 'yaml'"),
+        ({"env": {"PIPEWARDEN_LOG_FORMAT": "xml"}}, "PIPEWARDEN_LOG_FORMAT must be one of text, json"),
+        ({"level": "LOUD", "env": {}}, "got 'LOUD'"),
+    ],
+)
 def test_configure_logging_rejects_unknown_values(kwargs: dict[str, object], named: str) -> None:
     """An unknown format or level raises ValueError naming the setting and the value."""
     with pytest.raises(ValueError, match=named):

@@ -35,14 +35,18 @@ def samples(collector: Any) -> Samples:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     text = generate_latest(registry).decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def one_run(m: Metrics, status: RunStatus, version: str = "v1", rows: int = 10) -> None:
     m.tasks.cell("orders", "load").record(TaskEnded("r", "orders", "load", 1, status, 0.0, 0.5, 0.5, rows_out=rows))
-    m.pipelines.cell("orders").ended(RunEnded("r", "orders", status, 0.0, 0.5, 0.5, version=version,
-                                              outcome=RunOutcome(change=True)))
+    m.pipelines.cell("orders").ended(
+        RunEnded("r", "orders", status, 0.0, 0.5, 0.5, version=version, outcome=RunOutcome(change=True))
+    )
 
 
 def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
@@ -115,8 +119,11 @@ def test_a_failing_exporter_is_counted_with_the_pipeline_and_the_others_still_ex
     m = Metrics()
     one_run(m, RunStatus.SUCCESS)
     failures: list[tuple[str, str]] = []
-    outputs = MetricOutputs(CumulativeSamples(m.registry), [Failing(), TextfileExporter(tmp_path)],
-                            on_error=lambda p, name, exc: failures.append((p, name)))
+    outputs = MetricOutputs(
+        CumulativeSamples(m.registry),
+        [Failing(), TextfileExporter(tmp_path)],
+        on_error=lambda p, name, exc: failures.append((p, name)),
+    )
     assert outputs.export("orders") is False
     assert failures == [("orders", "broken")]
     assert (tmp_path / "pipewarden_orders.prom").exists()
@@ -155,8 +162,7 @@ def test_a_trickling_gateway_is_abandoned_at_the_deadline(trickle: TricklingServ
 
 def test_a_trickling_gateway_costs_the_monitored_call_nothing(trickle: TricklingServer) -> None:
     """With a trickling gateway configured, monitored calls return while the push is held; it is counted failed."""
-    tel = Telemetry(metrics=Metrics(), exporters=[PushgatewayExporter(f"http://127.0.0.1:{trickle.port}",
-                                                                      timeout=60)])
+    tel = Telemetry(metrics=Metrics(), exporters=[PushgatewayExporter(f"http://127.0.0.1:{trickle.port}", timeout=60)])
 
     def errors() -> float:
         return tel.metrics.sample("pipewarden_export_errors_total", pipeline="orders", exporter="pushgateway") or 0.0

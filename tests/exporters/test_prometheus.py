@@ -34,17 +34,41 @@ def populate(m: Metrics, pipeline: str = "orders") -> None:
     from exporters.run_metrics import RunMetrics
 
     listener = RunMetrics(m)
-    listener.handle(TaskEnded("r1", pipeline, "task", 2, RunStatus.SUCCESS, 0.0, 1.0, 1.0, rows_in=5, rows_out=5,
-                              cpu_seconds=0.5, peak_memory_bytes=1024, retry=True))
+    listener.handle(
+        TaskEnded(
+            "r1",
+            pipeline,
+            "task",
+            2,
+            RunStatus.SUCCESS,
+            0.0,
+            1.0,
+            1.0,
+            rows_in=5,
+            rows_out=5,
+            cpu_seconds=0.5,
+            peak_memory_bytes=1024,
+            retry=True,
+        )
+    )
     for status, at in ((RunStatus.FAILED, 1.0), (RunStatus.SUCCESS, 2.0)):
-        listener.handle(RunEnded("r1", pipeline, status, 0.0, at, 1.0, version="v1",
-                                 outcome=RunOutcome(change=True, failed_change=True, recovery_seconds=1.0)))
+        listener.handle(
+            RunEnded(
+                "r1",
+                pipeline,
+                status,
+                0.0,
+                at,
+                1.0,
+                version="v1",
+                outcome=RunOutcome(change=True, failed_change=True, recovery_seconds=1.0),
+            )
+        )
     m.pipelines.cell(pipeline).active = 1
     for spec in CATALOGUE:
         if spec.name in CELL_FAMILIES:
             continue
-        labels = {name: pipeline if name == "pipeline" else name
-                  for name in spec.labels if name not in spec.info_keys}
+        labels = {name: pipeline if name == "pipeline" else name for name in spec.labels if name not in spec.info_keys}
         metric = m[spec.name]
         child = metric.labels(**labels) if labels else metric
         if spec.type is MetricType.COUNTER:
@@ -58,9 +82,11 @@ def populate(m: Metrics, pipeline: str = "orders") -> None:
 
 
 def samples_of(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 # --- exposition ---------------------------------------------------------------------------
@@ -94,8 +120,15 @@ def test_exposition_parses_with_recorded_values() -> None:
     assert samples[("pipewarden_task_duration_seconds_bucket", task | {("le", "1.0")})] == 1
     assert samples[("pipewarden_task_duration_seconds_bucket", task | {("le", "+Inf")})] == 2
     assert not any(name.endswith("_created") and name.startswith("pipewarden_task") for name, _ in samples)
-    assert samples[("pipewarden_dq_null_fraction", frozenset(
-        {"pipeline": "orders", "dataset": "raw", "column": "amount"}.items()))] == 0.25
+    assert (
+        samples[
+            (
+                "pipewarden_dq_null_fraction",
+                frozenset({"pipeline": "orders", "dataset": "raw", "column": "amount"}.items()),
+            )
+        ]
+        == 0.25
+    )
 
 
 def test_every_catalogue_metric_is_exposed() -> None:
@@ -111,17 +144,25 @@ def test_promtool_finds_no_problem(promtool: str) -> None:
     """`promtool check metrics` reports nothing on an exposition with every metric populated."""
     m = Metrics(daemon=True)
     populate(m)
-    result = subprocess.run([promtool, "check", "metrics"], input=generate_latest(m.registry),
-                            capture_output=True, timeout=60)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=generate_latest(m.registry), capture_output=True, timeout=60
+    )
     assert (result.returncode, result.stdout + result.stderr) == (0, b"")
 
 
 # --- settings -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["PIPEWARDEN_METRICS_PORT", "PIPEWARDEN_METRICS_ADDR",
-                                  "PIPEWARDEN_PUSHGATEWAY_URL", "PIPEWARDEN_PUSH_TIMEOUT",
-                                  "PIPEWARDEN_TEXTFILE_DIR"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PIPEWARDEN_METRICS_PORT",
+        "PIPEWARDEN_METRICS_ADDR",
+        "PIPEWARDEN_PUSHGATEWAY_URL",
+        "PIPEWARDEN_PUSH_TIMEOUT",
+        "PIPEWARDEN_TEXTFILE_DIR",
+    ],
+)
 def test_env_names_match_agent_settings(name: str) -> None:
     """The exporter's environment variable names equal the documented ones in agent.settings."""
     assert getattr(exporters.prometheus, name) == getattr(agent.settings, name) == name
@@ -130,33 +171,38 @@ def test_env_names_match_agent_settings(name: str) -> None:
 def test_settings_default_to_nothing_enabled() -> None:
     """With no variables set, no endpoint, gateway or textfile is configured."""
     assert PrometheusSettings.from_env({}) == PrometheusSettings(
-        metrics_port=None, metrics_addr="127.0.0.1", pushgateway_url=None, push_timeout=2.0,
-        textfile_dir=None)
+        metrics_port=None, metrics_addr="127.0.0.1", pushgateway_url=None, push_timeout=2.0, textfile_dir=None
+    )
 
 
 def test_settings_read_every_variable() -> None:
     """Each variable lands in its field, converted to its type."""
-    settings = PrometheusSettings.from_env({
-        "PIPEWARDEN_METRICS_PORT": "9464", "PIPEWARDEN_METRICS_ADDR": "0.0.0.0",
-        "PIPEWARDEN_PUSHGATEWAY_URL": "http://gw:9091", "PIPEWARDEN_PUSH_TIMEOUT": "0.5",
-        "PIPEWARDEN_TEXTFILE_DIR": "/var/lib/node_exporter",
-    })
-    assert settings == PrometheusSettings(9464, "0.0.0.0", "http://gw:9091", 0.5,
-                                          Path("/var/lib/node_exporter"))
+    settings = PrometheusSettings.from_env(
+        {
+            "PIPEWARDEN_METRICS_PORT": "9464",
+            "PIPEWARDEN_METRICS_ADDR": "0.0.0.0",
+            "PIPEWARDEN_PUSHGATEWAY_URL": "http://gw:9091",
+            "PIPEWARDEN_PUSH_TIMEOUT": "0.5",
+            "PIPEWARDEN_TEXTFILE_DIR": "/var/lib/node_exporter",
+        }
+    )
+    assert settings == PrometheusSettings(9464, "0.0.0.0", "http://gw:9091", 0.5, Path("/var/lib/node_exporter"))
 
 
-@pytest.mark.parametrize(("variable", "value", "allowed"), [
-    ("PIPEWARDEN_METRICS_PORT", "http", "integer port from 0 to 65535"),
-    ("PIPEWARDEN_METRICS_PORT", "-1", "integer port from 0 to 65535"),
-    ("PIPEWARDEN_METRICS_PORT", "65536", "integer port from 0 to 65535"),
-    ("PIPEWARDEN_METRICS_PORT", "9464.5", "integer port from 0 to 65535"),
-    ("PIPEWARDEN_PUSH_TIMEOUT", "0", "positive number of seconds"),
-    ("PIPEWARDEN_PUSH_TIMEOUT", "soon", "positive number of seconds"),
-    ("PIPEWARDEN_PUSH_TIMEOUT", "inf", "positive number of seconds"),
-    ("PIPEWARDEN_PUSHGATEWAY_URL", "ftp://gw:9091", "http:// or https:// URL"),
-])
-def test_invalid_setting_names_variable_value_and_allowed(variable: str, value: str,
-                                                          allowed: str) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "allowed"),
+    [
+        ("PIPEWARDEN_METRICS_PORT", "http", "integer port from 0 to 65535"),
+        ("PIPEWARDEN_METRICS_PORT", "-1", "integer port from 0 to 65535"),
+        ("PIPEWARDEN_METRICS_PORT", "65536", "integer port from 0 to 65535"),
+        ("PIPEWARDEN_METRICS_PORT", "9464.5", "integer port from 0 to 65535"),
+        ("PIPEWARDEN_PUSH_TIMEOUT", "0", "positive number of seconds"),
+        ("PIPEWARDEN_PUSH_TIMEOUT", "soon", "positive number of seconds"),
+        ("PIPEWARDEN_PUSH_TIMEOUT", "inf", "positive number of seconds"),
+        ("PIPEWARDEN_PUSHGATEWAY_URL", "ftp://gw:9091", "http:// or https:// URL"),
+    ],
+)
+def test_invalid_setting_names_variable_value_and_allowed(variable: str, value: str, allowed: str) -> None:
     """An invalid value raises ValueError naming the variable, the value and what is allowed."""
     with pytest.raises(ValueError) as info:
         PrometheusSettings.from_env({variable: value})
@@ -168,8 +214,7 @@ def test_invalid_setting_names_variable_value_and_allowed(variable: str, value: 
 def test_every_invalid_setting_is_reported_at_once() -> None:
     """Two invalid variables give one error with a line for each."""
     with pytest.raises(ValueError) as info:
-        PrometheusSettings.from_env({"PIPEWARDEN_METRICS_PORT": "x",
-                                     "PIPEWARDEN_PUSH_TIMEOUT": "y"})
+        PrometheusSettings.from_env({"PIPEWARDEN_METRICS_PORT": "x", "PIPEWARDEN_PUSH_TIMEOUT": "y"})
     assert str(info.value).splitlines()[0].startswith("PIPEWARDEN_METRICS_PORT")
     assert str(info.value).splitlines()[1].startswith("PIPEWARDEN_PUSH_TIMEOUT")
 
@@ -215,11 +260,9 @@ def test_view_drops_families_by_suffix_and_other_pipelines() -> None:
     populate(m, "orders")
     populate(m, "billing")
     view = CollectorRegistry()
-    view.register(PipelineView(m.registry, "orders",
-                               drop_suffixes=("_last_success_timestamp_seconds",)))
+    view.register(PipelineView(m.registry, "orders", drop_suffixes=("_last_success_timestamp_seconds",)))
     names = {name for name, _ in samples_of(generate_latest(view).decode())}
-    pipelines = {dict(labels).get("pipeline") for _, labels in
-                 samples_of(generate_latest(view).decode())}
+    pipelines = {dict(labels).get("pipeline") for _, labels in samples_of(generate_latest(view).decode())}
 
     assert pipelines == {"orders"}
     assert not {n for n in names if n.endswith("_last_success_timestamp_seconds")}
@@ -241,8 +284,9 @@ def test_textfile_holds_only_its_pipeline(tmp_path: Path) -> None:
     assert path == tmp_path / "pipewarden_orders.prom"
     samples = samples_of(path.read_text())
     assert {dict(labels)["pipeline"] for _, labels in samples} == {"orders"}
-    assert samples[("pipewarden_pipeline_runs_total",
-                    frozenset({"pipeline": "orders", "status": "success"}.items()))] == 1
+    assert (
+        samples[("pipewarden_pipeline_runs_total", frozenset({"pipeline": "orders", "status": "success"}.items()))] == 1
+    )
 
 
 def test_textfile_rewrite_replaces_content_and_leaves_no_temp_file(tmp_path: Path) -> None:
@@ -255,8 +299,10 @@ def test_textfile_rewrite_replaces_content_and_leaves_no_temp_file(tmp_path: Pat
     path = write_textfile(m, tmp_path, pipeline="orders")
 
     assert os.listdir(tmp_path) == ["pipewarden_orders.prom"]
-    assert samples_of(path.read_text())[("pipewarden_dq_rows",
-                                         frozenset({("pipeline", "orders"), ("dataset", "raw")}))] == 0
+    assert (
+        samples_of(path.read_text())[("pipewarden_dq_rows", frozenset({("pipeline", "orders"), ("dataset", "raw")}))]
+        == 0
+    )
 
 
 def test_textfile_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
@@ -283,10 +329,13 @@ def test_textfile_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["pipewarden_orders.prom"]
 
 
-@pytest.mark.parametrize(("pipeline", "name"), [
-    ("orders", "pipewarden_orders.prom"),
-    ("daily-orders.v2", "pipewarden_daily-orders.v2.prom"),
-])
+@pytest.mark.parametrize(
+    ("pipeline", "name"),
+    [
+        ("orders", "pipewarden_orders.prom"),
+        ("daily-orders.v2", "pipewarden_daily-orders.v2.prom"),
+    ],
+)
 def test_textfile_name_keeps_safe_names(pipeline: str, name: str) -> None:
     """Names made of letters, digits, '_', '-' and '.' are used as they are."""
     assert textfile_name(pipeline) == name

@@ -94,8 +94,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def nested_spans(provider: TracerProvider) -> tuple[Any, Any]:
     tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span("outer") as outer, \
-            tracer.start_as_current_span("inner", attributes={"rows": 3}) as inner:
+    with (
+        tracer.start_as_current_span("outer") as outer,
+        tracer.start_as_current_span("inner", attributes={"rows": 3}) as inner,
+    ):
         pass
     return outer, inner
 
@@ -110,9 +112,11 @@ def test_default_writes_one_json_object_per_span_under_home(tmp_path: Path) -> N
     assert [line["name"] for line in lines] == ["inner", "outer"]
     by = {line["name"]: line for line in lines}
     trace_id = f"0x{outer.get_span_context().trace_id:032x}"
-    assert by["outer"]["context"] == {"trace_id": trace_id, "span_id":
-                                      f"0x{outer.get_span_context().span_id:016x}",
-                                      "trace_state": "[]"}
+    assert by["outer"]["context"] == {
+        "trace_id": trace_id,
+        "span_id": f"0x{outer.get_span_context().span_id:016x}",
+        "trace_state": "[]",
+    }
     assert by["inner"]["context"]["trace_id"] == trace_id
     assert by["inner"]["parent_id"] == by["outer"]["context"]["span_id"]
     assert by["outer"]["parent_id"] is None
@@ -155,21 +159,23 @@ RESOURCES: list[tuple[dict[str, str], dict[str, str]]] = [
     ({}, {"service.name": "pipewarden"}),
     ({"OTEL_SERVICE_NAME": "orders-etl"}, {"service.name": "orders-etl"}),
     ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=orders-etl"}, {"service.name": "orders-etl"}),
-    ({"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod"},
-     {"service.name": "pipewarden", "deployment.environment": "prod"}),
-    ({"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod, service.name = orders-etl"},
-     {"service.name": "orders-etl", "deployment.environment": "prod"}),
-    ({"OTEL_RESOURCE_ATTRIBUTES": "app.service.name=x"},
-     {"service.name": "pipewarden", "app.service.name": "x"}),
-    ({"OTEL_SERVICE_NAME": "a", "OTEL_RESOURCE_ATTRIBUTES": "service.name=b"},
-     {"service.name": "a"}),
+    (
+        {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod"},
+        {"service.name": "pipewarden", "deployment.environment": "prod"},
+    ),
+    (
+        {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod, service.name = orders-etl"},
+        {"service.name": "orders-etl", "deployment.environment": "prod"},
+    ),
+    ({"OTEL_RESOURCE_ATTRIBUTES": "app.service.name=x"}, {"service.name": "pipewarden", "app.service.name": "x"}),
+    ({"OTEL_SERVICE_NAME": "a", "OTEL_RESOURCE_ATTRIBUTES": "service.name=b"}, {"service.name": "a"}),
 ]
 
 
 @pytest.mark.parametrize(("env", "expected"), RESOURCES, ids=[json.dumps(e) for e, _ in RESOURCES])
 def test_service_name_defaults_to_pipewarden_and_honours_otel_variables(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str],
-        expected: dict[str, str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], expected: dict[str, str]
+) -> None:
     """service.name is pipewarden unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES name one."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)  # the SDK's Resource.create reads os.environ itself
@@ -208,23 +214,27 @@ class Flaky(SpanExporter):
         return True
 
 
-@pytest.mark.parametrize(("mode", "result", "reported"), [
-    ("ok", SpanExportResult.SUCCESS, []),
-    ("failure", SpanExportResult.FAILURE, [("otlp", None)]),
-    ("raise", SpanExportResult.FAILURE, [("otlp", "ConnectionError")]),
-])
+@pytest.mark.parametrize(
+    ("mode", "result", "reported"),
+    [
+        ("ok", SpanExportResult.SUCCESS, []),
+        ("failure", SpanExportResult.FAILURE, [("otlp", None)]),
+        ("raise", SpanExportResult.FAILURE, [("otlp", "ConnectionError")]),
+    ],
+)
 def test_guarded_exporter_reports_failures_and_never_raises(
-        mode: str, result: SpanExportResult, reported: list[tuple[str, str | None]]) -> None:
+    mode: str, result: SpanExportResult, reported: list[tuple[str, str | None]]
+) -> None:
     """A failing export returns FAILURE and is reported to the hook with its exception, if any."""
     calls: list[tuple[str, BaseException | None]] = []
-    guarded = GuardedSpanExporter(Flaky(mode), "otlp",
-                                  lambda name, exc, pipelines: calls.append((name, exc)))
+    guarded = GuardedSpanExporter(Flaky(mode), "otlp", lambda name, exc, pipelines: calls.append((name, exc)))
     assert guarded.export([]) is result
     assert [(n, type(e).__name__ if e else None) for n, e in calls] == reported
 
 
 def test_guarded_exporter_survives_a_raising_hook_shutdown_and_flush() -> None:
     """A hook that raises, and an inner shutdown/force_flush that raise, never escape."""
+
     def hook(name: str, exc: BaseException | None, pipelines: Any) -> None:
         raise RuntimeError("hook broken")
 
@@ -238,8 +248,7 @@ def test_guarded_exporter_survives_a_raising_hook_shutdown_and_flush() -> None:
 def test_guarded_shutdown_and_flush_failures_are_reported() -> None:
     """Failures of shutdown and force_flush reach the hook too."""
     calls: list[str] = []
-    guarded = GuardedSpanExporter(Flaky("raise"), "jsonl",
-                                  lambda name, exc, pipelines: calls.append(f"{name}:{exc}"))
+    guarded = GuardedSpanExporter(Flaky("raise"), "jsonl", lambda name, exc, pipelines: calls.append(f"{name}:{exc}"))
     guarded.force_flush()
     guarded.shutdown()
     assert calls == ["jsonl:flush failed", "jsonl:shutdown failed"]
@@ -273,12 +282,11 @@ def export_errors_after_one_call(tel: Telemetry, exporter: str) -> float | None:
 # --- OTLP/HTTP to a real receiver ---------------------------------------------------------------
 
 
-def test_monitor_spans_reach_otlp_and_jsonl_alike(otlp_receiver: OtlpReceiver,
-                                                  tmp_path: Path) -> None:
+def test_monitor_spans_reach_otlp_and_jsonl_alike(otlp_receiver: OtlpReceiver, tmp_path: Path) -> None:
     """Nested monitored calls arrive at the OTLP receiver with their links, and traces.jsonl agrees."""
     provider = build_tracer_provider(
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_TRACES_EXPORTER": "otlp,jsonl"},
-        home=tmp_path)
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_TRACES_EXPORTER": "otlp,jsonl"}, home=tmp_path
+    )
     tel = Telemetry(metrics=Metrics(), tracer_provider=provider)
 
     @monitor(telemetry=tel)
@@ -307,30 +315,38 @@ def test_monitor_spans_reach_otlp_and_jsonl_alike(otlp_receiver: OtlpReceiver,
     assert root.kind == SpanKind.SERVER.value + 1  # OTLP numbers kinds from 1 (INTERNAL)
     assert ex.kind == SpanKind.INTERNAL.value + 1
     run_id = root.attributes["cicd.pipeline.run.id"]
-    assert root.attributes == {"cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "run",
-                               "cicd.pipeline.run.id": run_id,
-                               "pipewarden.pipeline.version": root.attributes["pipewarden.pipeline.version"],
-                               "cicd.pipeline.result": "success"}
-    assert tr.attributes == {"cicd.pipeline.name": "orders", "cicd.pipeline.task.name": "transform",
-                             "cicd.pipeline.run.id": run_id, "cicd.pipeline.task.run.result": "success"}
+    assert root.attributes == {
+        "cicd.pipeline.name": "orders",
+        "cicd.pipeline.task.name": "run",
+        "cicd.pipeline.run.id": run_id,
+        "pipewarden.pipeline.version": root.attributes["pipewarden.pipeline.version"],
+        "cicd.pipeline.result": "success",
+    }
+    assert tr.attributes == {
+        "cicd.pipeline.name": "orders",
+        "cicd.pipeline.task.name": "transform",
+        "cicd.pipeline.run.id": run_id,
+        "cicd.pipeline.task.run.result": "success",
+    }
     assert root.resource["service.name"] == "pipewarden"
     assert root.scope == "pipewarden"
 
     lines = read_jsonl(tmp_path / "traces.jsonl")
     from_file = {
-        line["name"]: (line["context"]["trace_id"].removeprefix("0x"),
-                       line["context"]["span_id"].removeprefix("0x"),
-                       (line["parent_id"] or "").removeprefix("0x"),
-                       line["attributes"])
-        for line in lines}
+        line["name"]: (
+            line["context"]["trace_id"].removeprefix("0x"),
+            line["context"]["span_id"].removeprefix("0x"),
+            (line["parent_id"] or "").removeprefix("0x"),
+            line["attributes"],
+        )
+        for line in lines
+    }
     from_otlp = {s.name: (s.trace_id, s.span_id, s.parent_span_id, s.attributes) for s in received}
     assert from_file == from_otlp
 
 
-@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_ENDPOINT",
-                                      "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])
-def test_endpoint_is_read_from_the_env_passed_in(otlp_receiver: OtlpReceiver, tmp_path: Path,
-                                                 variable: str) -> None:
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])
+def test_endpoint_is_read_from_the_env_passed_in(otlp_receiver: OtlpReceiver, tmp_path: Path, variable: str) -> None:
     """Either endpoint variable of the env argument (not os.environ) directs the OTLP export."""
     url = otlp_receiver.endpoint + ("/v1/traces" if "TRACES" in variable else "/")
     provider = build_tracer_provider({variable: url}, home=tmp_path)
@@ -347,18 +363,21 @@ def test_silent_collector_is_abandoned_and_counted(tmp_path: Path) -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen()  # the kernel accepts the connection; nobody ever answers
         endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        tel = Telemetry.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-                                  "OTEL_EXPORTER_OTLP_TIMEOUT": "0.5"},  # read from env, not os.environ
-                                 home=tmp_path, metrics=Metrics())
+        tel = Telemetry.from_env(
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "0.5",
+            },  # read from env, not os.environ
+            home=tmp_path,
+            metrics=Metrics(),
+        )
         assert export_errors_after_one_call(tel, "otlp") == 1
 
 
-def test_refusing_collector_is_counted_under_otlp(otlp_receiver: OtlpReceiver,
-                                                  tmp_path: Path) -> None:
+def test_refusing_collector_is_counted_under_otlp(otlp_receiver: OtlpReceiver, tmp_path: Path) -> None:
     """A collector answering 400 makes the export fail; Telemetry counts it under exporter otlp."""
     otlp_receiver.status = 400  # not retryable: the exporter gives up at once
-    tel = Telemetry.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint},
-                             home=tmp_path, metrics=Metrics())
+    tel = Telemetry.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint}, home=tmp_path, metrics=Metrics())
     assert export_errors_after_one_call(tel, "otlp") == 1
     assert len(otlp_receiver.spans()) == 1  # it got there, and was refused
 
@@ -371,15 +390,18 @@ def test_doctests_run() -> None:
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
 def test_resource_headers_and_compression_are_read_from_the_env_passed_in(
-        otlp_receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str) -> None:
+    otlp_receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str
+) -> None:
     """Resource attributes, service name, OTLP headers and compression come from the env argument."""
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
-           "OTEL_SERVICE_NAME": "orders-etl",
-           "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=data%20eng",
-           "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=s3cret",
-           "OTEL_EXPORTER_OTLP_COMPRESSION": compression}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
+        "OTEL_SERVICE_NAME": "orders-etl",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=data%20eng",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=s3cret",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": compression,
+    }
     provider = build_tracer_provider(env, home=tmp_path)
     nested_spans(provider)
     assert provider.force_flush()
@@ -420,14 +442,16 @@ def test_spans_file_rotates_at_its_size_limit(tmp_path: Path) -> None:
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["traces.jsonl", "traces.jsonl.1", "traces.jsonl.2"]
     assert all(p.stat().st_size <= 4000 for p in tmp_path.iterdir())
-    names = [line["name"] for f in ("traces.jsonl.2", "traces.jsonl.1", "traces.jsonl") for line in
-             read_jsonl(tmp_path / f)]
+    names = [
+        line["name"] for f in ("traces.jsonl.2", "traces.jsonl.1", "traces.jsonl") for line in read_jsonl(tmp_path / f)
+    ]
     assert names == [f"span-{i}" for i in range(40 - len(names), 40)]
     provider.shutdown()
 
 
 def test_a_trickling_collector_holds_the_exit_no_longer_than_the_otlp_timeout(
-        trickle: TricklingServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, restore_logging: None) -> None:
+    trickle: TricklingServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, restore_logging: None
+) -> None:
     """An OTLP endpoint answering a byte every 0.5 s (19 s in all) is abandoned at OTEL_EXPORTER_OTLP_TIMEOUT:
     shutdown returns, with one warning and one count."""
     trickle.interval = 0.5
@@ -449,14 +473,20 @@ def test_a_trickling_collector_holds_the_exit_no_longer_than_the_otlp_timeout(
 
 
 def test_a_script_exits_within_the_otlp_timeout_of_a_trickling_collector(
-        trickle: TricklingServer, tmp_path: Path) -> None:
+    trickle: TricklingServer, tmp_path: Path
+) -> None:
     """A monitored script whose collector trickles exits at the OTLP deadline, with one warning line."""
     trickle.interval = 0.5
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
-    env.update(PYTHONPATH=str(REPO), PIPEWARDEN_HOME=str(tmp_path / "home"), OTEL_EXPORTER_OTLP_TIMEOUT="1",
-               OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{trickle.port}")
+    env.update(
+        PYTHONPATH=str(REPO),
+        PIPEWARDEN_HOME=str(tmp_path / "home"),
+        OTEL_EXPORTER_OTLP_TIMEOUT="1",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{trickle.port}",
+    )
     script = "from agent import monitor\n@monitor(pipeline='orders')\ndef load():\n    return 1\nload()\n"
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=12)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=12
+    )
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stderr.splitlines() if "otlp" in line] == [done.stderr.strip()]

@@ -55,8 +55,7 @@ def run(i: int, *, fail: bool) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--fail-every", type=int, default=0,
-                        help="run i fails when (i + 1) %% K == 0; 0: no run fails")
+    parser.add_argument("--fail-every", type=int, default=0, help="run i fails when (i + 1) %% K == 0; 0: no run fails")
     parser.add_argument("--summary", type=Path)
     parser.add_argument("--wait", action="store_true", help="stay up until stdin closes")
     args = parser.parse_args(argv)
@@ -71,12 +70,16 @@ def main(argv: list[str]) -> int:
 
     tel = get_telemetry()
     tel.tracer_provider.force_flush()
-    errors = {s.labels["exporter"]: s.value
-              for family in tel.metrics.registry.collect()
-              if family.name == "pipewarden_export_errors"
-              for s in family.samples if s.name.endswith("_total")}
-    summary = json.dumps({"runs": args.runs, "failed": results.count(None), "results": results,
-                          "export_errors": errors})
+    errors = {
+        s.labels["exporter"]: s.value
+        for family in tel.metrics.registry.collect()
+        if family.name == "pipewarden_export_errors"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+    summary = json.dumps(
+        {"runs": args.runs, "failed": results.count(None), "results": results, "export_errors": errors}
+    )
     if args.summary:
         tmp = args.summary.with_suffix(".tmp")
         tmp.write_text(summary)

@@ -73,9 +73,13 @@ class DaemonProcess:
 
     def start(self, *, wait: bool = True) -> DaemonProcess:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "agent", "daemon", "--config", str(self.config),
-                                          "--home", str(self.home)], cwd=self.tmp_path, env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agent", "daemon", "--config", str(self.config), "--home", str(self.home)],
+                cwd=self.tmp_path,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         if wait:
             wait_until(self._ready, timeout=30, what=f"the daemon at {self.url}")
         return self
@@ -143,7 +147,8 @@ pipelines:
 
 
 def test_schedules_and_files_run_and_prometheus_scrapes_the_daemon(
-        daemons: Callable[..., DaemonProcess], prometheus_server: Callable[..., PrometheusServer]) -> None:
+    daemons: Callable[..., DaemonProcess], prometheus_server: Callable[..., PrometheusServer]
+) -> None:
     """Interval runs happen each second, a dropped file runs once, runs list shows them, Prometheus scrapes it."""
     d = daemons(BASIC).start()
     (d.tmp_path / "inbox").mkdir(exist_ok=True)
@@ -151,8 +156,11 @@ def test_schedules_and_files_run_and_prometheus_scrapes_the_daemon(
     wait_until(lambda: len(d.runs("files")) or None, timeout=20, what="the file's run")
     wait_until(lambda: len(d.runs("tick")) >= 3 or None, timeout=20, what="three interval runs")
     prometheus = prometheus_server([f"127.0.0.1:{d.port}"])
-    wait_until(lambda: prometheus.query('pipewarden_pipeline_runs_total{pipeline="tick",status="success"} > 0')
-               or None, timeout=30, what="Prometheus to scrape the daemon")
+    wait_until(
+        lambda: prometheus.query('pipewarden_pipeline_runs_total{pipeline="tick",status="success"} > 0') or None,
+        timeout=30,
+        what="Prometheus to scrape the daemon",
+    )
     assert d.stop() == 0
     ticks = d.runs("tick")
     assert {r.trigger for r in ticks} == {"interval"} and all(r.status is RunStatus.SUCCESS for r in ticks)
@@ -160,8 +168,13 @@ def test_schedules_and_files_run_and_prometheus_scrapes_the_daemon(
     assert len(dates) == len(set(dates))  # each tick ran once
     [file_run] = d.runs("files")
     assert file_run.params["path"].endswith("orders.csv") and file_run.status is RunStatus.SUCCESS
-    listed = subprocess.run([sys.executable, "-m", "agent", "runs", "list", "--home", str(d.home)], env=d.env,
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [sys.executable, "-m", "agent", "runs", "list", "--home", str(d.home)],
+        env=d.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "files" in listed.stdout and "interval" in listed.stdout
 
 
@@ -172,8 +185,11 @@ def test_the_api_refuses_writes_without_the_token(daemons: Callable[..., DaemonP
     assert d.post("/api/v1/pipelines/slow/runs", token="wrong")[0] == 401
     code, answer = d.post("/api/v1/pipelines/slow/runs", b'{"params": {"seconds": 0}}', token="s3cret")
     assert code == 201
-    wait_until(lambda: d.get(f"/api/v1/runs/{answer['run_id']}")["status"] == "success" or None, timeout=20,
-               what="the triggered run")
+    wait_until(
+        lambda: d.get(f"/api/v1/runs/{answer['run_id']}")["status"] == "success" or None,
+        timeout=20,
+        what="the triggered run",
+    )
     code, answer = d.post("/api/v1/pipelines/slow/runs", b"{not json", token="s3cret")
     assert code == 400 and "not JSON" in answer["error"]
     code, answer = d.post("/api/v1/pipelines/nope/runs", token="s3cret")
@@ -196,25 +212,33 @@ def test_writes_are_off_without_a_token_configured(daemons: Callable[..., Daemon
 
 
 def test_sigterm_during_a_long_task_records_it_interrupted_and_exits_zero(
-        daemons: Callable[..., DaemonProcess]) -> None:
+    daemons: Callable[..., DaemonProcess],
+) -> None:
     """SIGTERM while a 30 s task runs: after the 2 s grace period it is recorded interrupted; the exit code is 0."""
     d = daemons(BASIC, env={"PIPEWARDEN_API_TOKEN": "t"}).start()
     assert d.post("/api/v1/pipelines/slow/runs", token="t")[0] == 201
-    wait_until(lambda: [r for r in d.runs("slow") if r.status is RunStatus.RUNNING] or None, timeout=20,
-               what="the slow run to start")
+    wait_until(
+        lambda: [r for r in d.runs("slow") if r.status is RunStatus.RUNNING] or None,
+        timeout=20,
+        what="the slow run to start",
+    )
     assert d.stop(timeout=25) == 0  # the task alone would take 30 s
     [run] = d.runs("slow")
     assert run.status is RunStatus.INTERRUPTED
     assert "did not finish within the 2s grace period" in d.log.read_text()
 
 
-def test_sigkill_then_restart_interrupts_the_run_and_runs_no_tick_twice(daemons: Callable[..., DaemonProcess],
-                                                                         tmp_path: Path) -> None:
+def test_sigkill_then_restart_interrupts_the_run_and_runs_no_tick_twice(
+    daemons: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
     """A killed daemon's run is found interrupted (and resumable) at restart; no interval tick ran twice."""
     d = daemons(BASIC, env={"PIPEWARDEN_API_TOKEN": "t"}).start()
     assert d.post("/api/v1/pipelines/slow/runs", token="t")[0] == 201
-    wait_until(lambda: [r for r in d.runs("slow") if r.status is RunStatus.RUNNING] or None, timeout=20,
-               what="the slow run to start")
+    wait_until(
+        lambda: [r for r in d.runs("slow") if r.status is RunStatus.RUNNING] or None,
+        timeout=20,
+        what="the slow run to start",
+    )
     wait_until(lambda: len(d.runs("tick")) >= 2 or None, timeout=20, what="interval runs")
     d.stop(signal.SIGKILL)
     d.start()
@@ -242,8 +266,11 @@ def test_a_bad_edit_keeps_the_running_configuration(daemons: Callable[..., Daemo
     wait_until(lambda: len(d.runs("tick")) > before + 1 or None, timeout=20, what="the old schedule to keep running")
     assert "refused" in d.get("/readyz")
     d.config.write_text(good.replace("every 1s", "every 2s"))
-    wait_until(lambda: "pipewarden_config_last_reload_successful 1.0" in d.get("/metrics") or None, timeout=20,
-               what="the fixed file to be taken")
+    wait_until(
+        lambda: "pipewarden_config_last_reload_successful 1.0" in d.get("/metrics") or None,
+        timeout=20,
+        what="the fixed file to be taken",
+    )
     assert d.stop() == 0
     assert "configuration not reloaded" in d.log.read_text()
 

@@ -43,7 +43,7 @@ GATED_RUNS = ["ok", "dups", "ok", "dups", "ok"]
 def readme_kpis() -> dict[str, str]:
     """The README's KPI table: name -> PromQL."""
     text = (ROOT / "README.md").read_text()
-    table = text[text.index("<!-- kpi-table"):]
+    table = text[text.index("<!-- kpi-table") :]
     rows = re.findall(r"^\| ([^|`]+?) \| `(.+)` \|$", table, re.MULTILINE)
     return {name.strip(): query.replace("\\|", "|") for name, query in rows}
 
@@ -59,14 +59,21 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
 
 
 def cron(env: dict[str, str], *specs: str) -> None:
-    done = subprocess.run([sys.executable, str(CRONJOB), *specs], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(CRONJOB), *specs], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 
 def gated(env: dict[str, str], mode: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "agent", "run", str(PIPELINE_FILE), "-p", f"dups={mode == 'dups'}",
-                           "--no-progress"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "run", str(PIPELINE_FILE), "-p", f"dups={mode == 'dups'}", "--no-progress"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == (1 if mode == "dups" else 0), done.stdout + done.stderr
 
 
@@ -88,20 +95,44 @@ def expected(runs: dict[str, list[RunRecord]], t1: float, window: float) -> dict
     rows = 3  # every frame in the scenario has three rows
     return {
         # rates over the attempts that ran: the two loads skipped behind the gate are neither
-        "task success rate": {("cronjob", "job"): 5 / 7, ("cronjob", "clean"): 1.0, ("gated", "extract"): 1.0,
-                              ("gated", "transform"): 3 / 5, ("gated", "load"): 1.0},
-        "task error rate": {("cronjob", "job"): 2 / 7, ("cronjob", "clean"): 0.0, ("gated", "extract"): 0.0,
-                            ("gated", "transform"): 2 / 5, ("gated", "load"): 0.0},
+        "task success rate": {
+            ("cronjob", "job"): 5 / 7,
+            ("cronjob", "clean"): 1.0,
+            ("gated", "extract"): 1.0,
+            ("gated", "transform"): 3 / 5,
+            ("gated", "load"): 1.0,
+        },
+        "task error rate": {
+            ("cronjob", "job"): 2 / 7,
+            ("cronjob", "clean"): 0.0,
+            ("gated", "extract"): 0.0,
+            ("gated", "transform"): 2 / 5,
+            ("gated", "load"): 0.0,
+        },
         "pipeline success rate": {("cronjob",): 5 / 7, ("gated",): 3 / 5},
-        "retries": {k: 0.0 for k in (("cronjob", "job"), ("cronjob", "clean"), ("gated", "extract"),
-                                     ("gated", "transform"), ("gated", "load"))},
-        "throughput (rows/s)": {("cronjob", "job"): 5 * rows / window, ("cronjob", "clean"): 7 * rows / window,
-                                ("gated", "extract"): 5 * rows / window, ("gated", "transform"): 5 * rows / window,
-                                ("gated", "load"): 0.0},
+        "retries": {
+            k: 0.0
+            for k in (
+                ("cronjob", "job"),
+                ("cronjob", "clean"),
+                ("gated", "extract"),
+                ("gated", "transform"),
+                ("gated", "load"),
+            )
+        },
+        "throughput (rows/s)": {
+            ("cronjob", "job"): 5 * rows / window,
+            ("cronjob", "clean"): 7 * rows / window,
+            ("gated", "extract"): 5 * rows / window,
+            ("gated", "transform"): 5 * rows / window,
+            ("gated", "load"): 0.0,
+        },
         "last success age": {("cronjob",): t1 - last_success(cron_runs), ("gated",): t1 - last_success(gated_runs)},
         # runs 2 and 4 of each scenario failed; runs 3 and 5 recovered
-        "mean time to recovery": {("cronjob",): recovery(cron_runs, [(1, 2), (3, 4)]),
-                                  ("gated",): recovery(gated_runs, [(1, 2), (3, 4)])},
+        "mean time to recovery": {
+            ("cronjob",): recovery(cron_runs, [(1, 2), (3, 4)]),
+            ("gated",): recovery(gated_runs, [(1, 2), (3, 4)]),
+        },
         # cronjob: v2 (failed) and v3 (succeeded) are the window's changes; gated: no change (0/0)
         "change failure rate": {("cronjob",): 0.5, ("gated",): math.nan},
         "check failures": {("cronjob", "clean", "duplication"): 1.0, ("gated", "transform", "duplication"): 2.0},
@@ -109,11 +140,17 @@ def expected(runs: dict[str, list[RunRecord]], t1: float, window: float) -> dict
 
 
 #: The labels each KPI's result is keyed by, in order.
-KEYS = {"task success rate": ("pipeline", "task"), "task error rate": ("pipeline", "task"),
-        "pipeline success rate": ("pipeline",), "retries": ("pipeline", "task"),
-        "throughput (rows/s)": ("pipeline", "task"), "last success age": ("pipeline",),
-        "mean time to recovery": ("pipeline",), "change failure rate": ("pipeline",),
-        "check failures": ("pipeline", "dataset", "kind")}
+KEYS = {
+    "task success rate": ("pipeline", "task"),
+    "task error rate": ("pipeline", "task"),
+    "pipeline success rate": ("pipeline",),
+    "retries": ("pipeline", "task"),
+    "throughput (rows/s)": ("pipeline", "task"),
+    "last success age": ("pipeline",),
+    "mean time to recovery": ("pipeline",),
+    "change failure rate": ("pipeline",),
+    "check failures": ("pipeline", "dataset", "kind"),
+}
 
 
 def same(a: float, b: float) -> bool:
@@ -127,8 +164,11 @@ def check_prometheus(prometheus: PrometheusServer, runs: dict[str, list[RunRecor
     assert set(KEYS) | {"task latency p95", "CPU (cores)", "peak memory", "uptime"} == set(kpis)
     for name, query in kpis.items():
         result = prometheus.query(in_window(query, window_ms), at=t1)
-        got = {tuple(r["metric"].get(k, "") for k in KEYS.get(name, ("pipeline", "task"))): float(r["value"][1])
-               for r in result if r["metric"].get("pipeline") in ("cronjob", "gated")}
+        got = {
+            tuple(r["metric"].get(k, "") for k in KEYS.get(name, ("pipeline", "task"))): float(r["value"][1])
+            for r in result
+            if r["metric"].get("pipeline") in ("cronjob", "gated")
+        }
         if name in want:
             assert set(got) == set(want[name]), (name, got)
             wrong = {k: (v, want[name][k]) for k, v in got.items() if not same(v, want[name][k])}
@@ -154,8 +194,8 @@ def last_scrape(prometheus: PrometheusServer, selector: str, value: float) -> fl
 
 
 def test_readme_kpis_through_the_pushgateway_and_the_textfile(
-        tmp_path: Path, pushgateway_server: PushgatewayServer,
-        prometheus_server: Callable[..., PrometheusServer]) -> None:
+    tmp_path: Path, pushgateway_server: PushgatewayServer, prometheus_server: Callable[..., PrometheusServer]
+) -> None:
     """Cron processes pushing their totals give the exact KPIs in Prometheus, and in the parsed textfile."""
     home, textfiles = tmp_path / "home", tmp_path / "textfile"
     textfiles.mkdir()
@@ -185,12 +225,19 @@ def test_readme_kpis_through_the_pushgateway_and_the_textfile(
 
 
 def test_readme_kpis_through_a_long_lived_processs_metrics(
-        tmp_path: Path, prometheus_server: Callable[..., PrometheusServer]) -> None:
+    tmp_path: Path, prometheus_server: Callable[..., PrometheusServer]
+) -> None:
     """The same runs in one process that serves /metrics give the same exact KPIs."""
     home, port = tmp_path / "home", free_port()
     env = env_for(home, PIPEWARDEN_METRICS_PORT=str(port))
-    proc = subprocess.Popen([sys.executable, str(CRONJOB), "--serve", "v1:ok"], env=env, cwd=ROOT, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(CRONJOB), "--serve", "v1:ok"],
+        env=env,
+        cwd=ROOT,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     assert proc.stdin is not None and proc.stdout is not None
 
     def send(line: str) -> None:
@@ -223,14 +270,19 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def parse_textfile(path: Path) -> Samples:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for f in text_string_to_metric_families(path.read_text()) for s in f.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for f in text_string_to_metric_families(path.read_text())
+        for s in f.samples
+    }
 
 
 def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     """The increase of every series of ``name`` matching ``labels`` (summed)."""
+
     def total(samples: Samples) -> float:
         return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls)
+
     return total(after) - total(before)
 
 
@@ -243,18 +295,32 @@ def check_textfile(before: dict[str, Samples], after: dict[str, Samples], runs: 
         assert delta(b, a, "pipewarden_task_runs_total", task=task, status="success") / runs_of == pytest.approx(rate)
     for (pipeline,), rate in want["pipeline success rate"].items():
         b, a = before[pipeline], after[pipeline]
-        verdicts = sum(delta(b, a, "pipewarden_pipeline_runs_total", status=s)
-                       for s in ("success", "failed", "interrupted"))
+        verdicts = sum(
+            delta(b, a, "pipewarden_pipeline_runs_total", status=s) for s in ("success", "failed", "interrupted")
+        )
         assert delta(b, a, "pipewarden_pipeline_runs_total", status="success") / verdicts == pytest.approx(rate)
     for (pipeline,), mttr in want["mean time to recovery"].items():
         b, a = before[pipeline], after[pipeline]
-        assert (delta(b, a, "pipewarden_pipeline_recovery_seconds_sum")
-                / delta(b, a, "pipewarden_pipeline_recovery_seconds_count")) == pytest.approx(mttr)
+        assert (
+            delta(b, a, "pipewarden_pipeline_recovery_seconds_sum")
+            / delta(b, a, "pipewarden_pipeline_recovery_seconds_count")
+        ) == pytest.approx(mttr)
     b, a = before["cronjob"], after["cronjob"]
-    assert delta(b, a, "pipewarden_pipeline_failed_changes_total") / delta(
-        b, a, "pipewarden_pipeline_changes_total") == want["change failure rate"][("cronjob",)]
+    assert (
+        delta(b, a, "pipewarden_pipeline_failed_changes_total") / delta(b, a, "pipewarden_pipeline_changes_total")
+        == want["change failure rate"][("cronjob",)]
+    )
     for (pipeline, dataset, kind), n in want["check failures"].items():
-        assert delta(before[pipeline], after[pipeline], "pipewarden_check_results_total", dataset=dataset, kind=kind,
-                     status="fail") == n
+        assert (
+            delta(
+                before[pipeline],
+                after[pipeline],
+                "pipewarden_check_results_total",
+                dataset=dataset,
+                kind=kind,
+                status="fail",
+            )
+            == n
+        )
     for (pipeline, task), rows in want["throughput (rows/s)"].items():  # window 1 s: rows per window
         assert delta(before[pipeline], after[pipeline], "pipewarden_task_rows_out_total", task=task) == rows

@@ -27,7 +27,8 @@ def endpoint(metrics: Metrics) -> Iterator[MetricsEndpoint]:
 
 
 def test_prometheus_reads_counter_and_histogram_count(
-    metrics: Metrics, endpoint: MetricsEndpoint,
+    metrics: Metrics,
+    endpoint: MetricsEndpoint,
     prometheus_server: Callable[..., PrometheusServer],
 ) -> None:
     """Prometheus's query API returns the counter value and histogram _count the agent recorded."""
@@ -38,19 +39,22 @@ def test_prometheus_reads_counter_and_histogram_count(
     prometheus = prometheus_server([f"127.0.0.1:{endpoint.port}"])
 
     task = '{pipeline="orders", task="load"}'
-    assert prometheus.wait_for_value('pipewarden_task_runs_total{pipeline="orders", task="load", '
-                                     'status="success"}', 3) == 3
-    assert prometheus.wait_for_value('pipewarden_task_runs_total{pipeline="orders", task="load", '
-                                     'status="failed"}', 0) == 0
+    assert (
+        prometheus.wait_for_value('pipewarden_task_runs_total{pipeline="orders", task="load", status="success"}', 3)
+        == 3
+    )
+    assert (
+        prometheus.wait_for_value('pipewarden_task_runs_total{pipeline="orders", task="load", status="failed"}', 0) == 0
+    )
     assert prometheus.wait_for_value(f"pipewarden_task_duration_seconds_count{task}", 3) == 3
-    assert prometheus.wait_for_value(
-        'pipewarden_task_duration_seconds_bucket{pipeline="orders", le="10.0"}', 2) == 2
+    assert prometheus.wait_for_value('pipewarden_task_duration_seconds_bucket{pipeline="orders", le="10.0"}', 2) == 2
     [target] = prometheus.targets()
     assert target["health"] == "up"
 
 
 def test_prometheus_sees_later_increments(
-    metrics: Metrics, endpoint: MetricsEndpoint,
+    metrics: Metrics,
+    endpoint: MetricsEndpoint,
     prometheus_server: Callable[..., PrometheusServer],
 ) -> None:
     """A counter incremented after the first scrape shows its new value in the next scrapes."""
