@@ -119,11 +119,18 @@ def build() -> Dashboard:
     b = b.with_row(Row("What the checks measured"))
     b = b.with_panel(
         timeseries(
-            "Rows lost",
-            "How many rows (or keys) did a step lose at the last loss check? (Rows gained through a fan-out "
-            "join are in the check's details; no check exports pipewarden_dq_rows_gained yet.)",
+            "Rows lost and gained",
+            "How many rows (or keys) did a step lose at the last loss check, and how many did it gain "
+            "(a fan-out join)?",
             "short",
-            [query(_gauge("pipewarden_dq_rows_lost", "pipeline, dataset, check"), "{{dataset}} ({{check}})")],
+            [
+                query(_gauge("pipewarden_dq_rows_lost", "pipeline, dataset, check"), "lost {{dataset}} ({{check}})"),
+                query(
+                    _gauge("pipewarden_dq_rows_gained", "pipeline, dataset, check"),
+                    "gained {{dataset}} ({{check}})",
+                    ref="B",
+                ),
+            ],
             link=True,
             min_value=0,
         )

@@ -34,7 +34,6 @@ _GAUGES: dict[str, tuple[str, str | None]] = {
     "null_fraction": ("pipewarden_dq_null_fraction", "column"),
     "duplicates": ("pipewarden_dq_duplicates", "check"),
     "rows_lost": ("pipewarden_dq_rows_lost", "check"),
-    "rows_gained": ("pipewarden_dq_rows_gained", "check"),
     "freshness_lag_seconds": ("pipewarden_dq_freshness_lag_seconds", "column"),
     "volume_zscore": ("pipewarden_dq_volume_zscore", None),
 }
@@ -121,6 +120,10 @@ class RunMetrics:
             self.child(name, pipeline, dataset, r.check).set(value)
         else:
             self.child(name, pipeline, dataset).set(value)
+        if m == "rows_lost":  # a loss check counts both ways: its gains are a gauge of their own
+            gained = (r.details or {}).get("rows_gained")
+            if isinstance(gained, int | float):
+                self.child("pipewarden_dq_rows_gained", pipeline, dataset, r.check).set(float(gained))
         if m == "volume_zscore":
             expected = (r.details or {}).get("expected", (r.details or {}).get("median"))
             if isinstance(expected, int | float):

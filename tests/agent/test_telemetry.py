@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -569,3 +570,25 @@ def test_a_bad_metrics_address_is_one_warning_and_the_cli_run_goes_on(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert len([line for line in done.stderr.splitlines() if "metrics_endpoint" in line]) == 1
+
+
+def test_a_loss_check_sets_rows_lost_and_rows_gained(tel: Telemetry) -> None:
+    """A join that drops one key and fans another out: the loss check's lost and gained rows are both gauges."""
+    from checks import loss
+
+    @monitor(pipeline="orders", dataset="orders_raw", telemetry=tel, checks=[loss(key="id")])
+    def join(df: pd.DataFrame) -> pd.DataFrame:
+        return pd.concat([df[df["id"] != 1], df[df["id"] == 2], df[df["id"] == 2]])
+
+    join(pd.DataFrame({"id": [1, 2, 3]}))
+    gauges = {name: value for (name, _), value in dq_samples_all(tel).items()}
+    assert gauges == {"pipewarden_dq_rows_lost": 1.0, "pipewarden_dq_rows_gained": 2.0}
+
+
+def dq_samples_all(tel: Telemetry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in tel.metrics.registry.collect()
+        if family.name.startswith("pipewarden_dq_")
+        for s in family.samples
+    }
