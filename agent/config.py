@@ -363,8 +363,8 @@ def _apply(pipe: Pipeline, spec: Any, where: str, problems: list[str], reader: _
     if spec.schedule is not None:
         try:
             pipe.schedule = parse_schedule(spec.schedule, timezone=timezone, where="schedule")
-        except ConfigError as exc:
-            problems.append(f"{line('schedule')}: {exc}")
+        except ConfigError as exc:  # the line already names the key: drop parse_schedule's "schedule: "
+            problems.append(f"{line('schedule')}: {str(exc).removeprefix('schedule: ')}")
     elif spec.timezone is not None and pipe.schedule is not None and pipe.schedule.kind == "cron":
         try:
             pipe.schedule = parse_schedule(pipe.schedule.expr, timezone=timezone)  # type: ignore[attr-defined]
