@@ -20,6 +20,7 @@ The models are pydantic's; pydantic is imported only when a file is loaded.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import importlib
@@ -309,7 +310,7 @@ def load_pipelines_from(path: str | os.PathLike[str], *, env: Mapping[str, str] 
     for i, spec in enumerate(config.pipelines):
         where = f"{file}:{reader.line_of(('pipelines', i))}: pipelines[{i}]"
         try:
-            pipe = _import_target(spec.target, base=file.parent)
+            pipe = _own_copy(_import_target(spec.target, base=file.parent))
             _apply(pipe, spec, where, problems, reader, i, file)
         except ConfigError as exc:
             problems.append(f"{where}.target: {exc}")
@@ -324,6 +325,21 @@ def load_pipelines_from(path: str | os.PathLike[str], *, env: Mapping[str, str] 
     if problems:
         raise _error(file, problems)
     return Loaded(file, config, pipelines)
+
+
+def _own_copy(pipe: Pipeline) -> Pipeline:
+    """A copy for the configuration's overrides, so the imported object stays as its file declares it.
+
+    The loader keeps an unchanged file's module, so without it a reload would find the pipeline
+    renamed (``name:``) and its configured checks added a second time, and two entries naming
+    the same pipeline would share one object.
+    """
+    out = copy.copy(pipe)
+    out.tasks = dict(pipe.tasks)
+    out.params = dict(pipe.params)
+    out._referenced = set(pipe._referenced)
+    out._graph = None
+    return out
 
 
 def _import_target(target: str, *, base: Path) -> Pipeline:
