@@ -71,6 +71,9 @@ class Scheduler:
         self.telemetry = telemetry
         self.pipelines: dict[str, Pipeline] = {}
         self._anchor: dict[str, dt.datetime] = {}
+        # The first tick after each timed pipeline's anchor: until then a tick costs no cron
+        # evaluation and no store query (an idle daemon with 100 crons ticks once a second).
+        self._next: dict[str, dt.datetime] = {}
         self._recovered: set[str] = set()
         self._files: dict[str, FileTrigger] = {}
         for p in pipelines:
@@ -109,8 +112,12 @@ class Scheduler:
             sched = pipe.schedule
             if sched is None or sched.kind not in TIMED:
                 continue
-            anchor = max(self._anchor.get(name, now), now)
-            nxt = next(iter(sched.ticks(anchor, now + horizon)), None)
+            nxt = self._next.get(name)
+            if nxt is None or nxt <= now:
+                anchor = max(self._anchor.get(name, now), now)
+                nxt = next(iter(sched.ticks(anchor, now + horizon)), None)
+            elif nxt > now + horizon:
+                nxt = None
             if nxt is not None and (best is None or nxt < best):
                 best = nxt
         for trig in self._files.values():
@@ -125,6 +132,7 @@ class Scheduler:
         """Stop scheduling ``name`` (its runs in progress go on)."""
         self.pipelines.pop(name, None)
         self._anchor.pop(name, None)
+        self._next.pop(name, None)
         trig = self._files.pop(name, None)
         if trig is not None:
             trig.stop()
@@ -155,6 +163,9 @@ class Scheduler:
         sched = pipe.schedule
         if sched is None or sched.kind == "manual":
             return out
+        nxt = self._next.get(name)
+        if nxt is not None and now < nxt:  # nothing due yet
+            return out
         # Runs handed out again above are queued, so active_runs already counts them.
         room = max(pipe.max_active_runs - self.store.active_runs(name), 0)
         if isinstance(sched, FileArrival):
@@ -167,6 +178,7 @@ class Scheduler:
         ticks = list(sched.ticks(anchor, now))
         if not ticks:
             self._anchor[name] = anchor
+            self._remember_next(name, sched, anchor)
             return out
         keep = ticks if pipe.catchup is None else ticks[len(ticks) - pipe.catchup:] if pipe.catchup else []
         missed = len(ticks) - len(keep)
@@ -183,7 +195,15 @@ class Scheduler:
             self._anchor[name] = wait[0] - dt.timedelta(microseconds=1)
         else:
             self._anchor[name] = ticks[-1]
+        self._remember_next(name, sched, self._anchor[name])
         return out
+
+    def _remember_next(self, name: str, sched: Schedule, anchor: dt.datetime) -> None:
+        nxt = next(iter(sched.ticks(anchor, anchor + dt.timedelta(days=366))), None)
+        if nxt is None:
+            self._next.pop(name, None)
+        else:
+            self._next[name] = nxt
 
     def _tick_files(self, pipe: Pipeline, now: dt.datetime, room: int) -> list[DueRun]:
         trig = self._files[pipe.name]
