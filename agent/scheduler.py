@@ -74,6 +74,9 @@ class Scheduler:
         # The first tick after each timed pipeline's anchor: until then a tick costs no cron
         # evaluation and no store query (an idle daemon with 100 crons ticks once a second).
         self._next: dict[str, dt.datetime] = {}
+        # Runs a tick recorded QUEUED before the store failed it: the next tick hands them out, or
+        # they would stay queued, unstarted, and hold their pipeline's max_active_runs forever.
+        self._claimed: list[DueRun] = []
         self._recovered: set[str] = set()
         self._files: dict[str, FileTrigger] = {}
         for p in pipelines:
@@ -143,18 +146,19 @@ class Scheduler:
         """The runs due at ``now`` (aware datetime), each already recorded QUEUED in the store."""
         if now.tzinfo is None:
             raise ConfigError("Scheduler.tick(now) needs an aware datetime (e.g. datetime.now(UTC))")
-        due: list[DueRun] = []
+        due, self._claimed = self._claimed, []
         for name, pipe in self.pipelines.items():
             try:
-                due.extend(self._tick_pipeline(pipe, now))
+                self._tick_pipeline(pipe, now, due)
             except StoreError:
+                self._claimed = due
                 raise
             except Exception:  # one broken pipeline does not stop the others
                 log.exception("scheduling pipeline %s failed", name)
         return due
 
-    def _tick_pipeline(self, pipe: Pipeline, now: dt.datetime) -> list[DueRun]:
-        out: list[DueRun] = []
+    def _tick_pipeline(self, pipe: Pipeline, now: dt.datetime, out: list[DueRun]) -> None:
+        """Append the runs of ``pipe`` due at ``now`` to ``out`` (each one as soon as it is recorded)."""
         name = pipe.name
         if name not in self._recovered:  # runs claimed by a process that died before starting them
             self._recovered.add(name)
@@ -162,14 +166,15 @@ class Scheduler:
                        for r in self.store.queued_runs(name))
         sched = pipe.schedule
         if sched is None or sched.kind == "manual":
-            return out
+            return
         nxt = self._next.get(name)
         if nxt is not None and now < nxt:  # nothing due yet
-            return out
+            return
         # Runs handed out again above are queued, so active_runs already counts them.
         room = max(pipe.max_active_runs - self.store.active_runs(name), 0)
         if isinstance(sched, FileArrival):
-            return out + self._tick_files(pipe, now, room)
+            self._tick_files(pipe, now, room, out)
+            return
         anchor = self._anchor.get(name)
         if anchor is None:
             last = self.store.last_scheduled(name, TIMED)
@@ -179,7 +184,7 @@ class Scheduler:
         if not ticks:
             self._anchor[name] = anchor
             self._remember_next(name, sched, anchor)
-            return out
+            return
         keep = ticks if pipe.catchup is None else ticks[len(ticks) - pipe.catchup:] if pipe.catchup else []
         missed = len(ticks) - len(keep)
         if missed:
@@ -196,7 +201,6 @@ class Scheduler:
         else:
             self._anchor[name] = ticks[-1]
         self._remember_next(name, sched, self._anchor[name])
-        return out
 
     def _remember_next(self, name: str, sched: Schedule, anchor: dt.datetime) -> None:
         nxt = next(iter(sched.ticks(anchor, anchor + dt.timedelta(days=366))), None)
@@ -205,11 +209,11 @@ class Scheduler:
         else:
             self._next[name] = nxt
 
-    def _tick_files(self, pipe: Pipeline, now: dt.datetime, room: int) -> list[DueRun]:
+    def _tick_files(self, pipe: Pipeline, now: dt.datetime, room: int, out: list[DueRun]) -> None:
         trig = self._files[pipe.name]
-        out: list[DueRun] = []
+        claimed = 0
         for f in trig.poll(now.timestamp()):
-            if len(out) >= room:
+            if claimed >= room:
                 break  # over the concurrency limit: the file stays pending for the next tick
             key = f"{pipe.name}@file:{f.path}:{f.mtime_ns}:{f.size}"
             d = self._new_run(pipe, trigger="file", key=key, logical_date=now, scheduled_for=None,
@@ -217,7 +221,7 @@ class Scheduler:
             trig.mark_done(f)
             if d is not None:
                 out.append(d)
-        return out
+                claimed += 1
 
     def _claim(self, pipe: Pipeline, tick: dt.datetime, *, trigger: str, now: dt.datetime) -> DueRun | None:
         return self._new_run(pipe, trigger=trigger, key=tick_key(pipe.name, tick), logical_date=tick,
