@@ -34,6 +34,8 @@ __all__ = ["DueRun", "Scheduler", "backfill_runs", "tick_key"]
 log = logging.getLogger("pipewarden.scheduler")
 
 UTC = dt.UTC
+#: How far ahead the scheduler looks for a timed pipeline's next tick (a yearly cron still has one).
+_HORIZON = dt.timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,17 @@ class Scheduler:
             last = self.store.last_scheduled(name, TIMED)
             anchor = (dt.datetime.fromtimestamp(last, UTC) if last is not None
                       else now - dt.timedelta(microseconds=1))
-        ticks = list(sched.ticks(anchor, now))
+        # One pass over the schedule: the ticks up to now, and the first one after (remembered).
+        ticks: list[dt.datetime] = []
+        upcoming: dt.datetime | None = None
+        for t in sched.ticks(anchor, now + _HORIZON):
+            if t > now:
+                upcoming = t
+                break
+            ticks.append(t)
         if not ticks:
             self._anchor[name] = anchor
-            self._remember_next(name, sched, anchor)
+            self._remember(name, upcoming)
             return
         keep = ticks if pipe.catchup is None else ticks[len(ticks) - pipe.catchup:] if pipe.catchup else []
         missed = len(ticks) - len(keep)
@@ -198,16 +207,16 @@ class Scheduler:
         # Ticks over the concurrency limit stay due; everything before them is handled.
         if wait:
             self._anchor[name] = wait[0] - dt.timedelta(microseconds=1)
+            self._remember(name, wait[0])
         else:
             self._anchor[name] = ticks[-1]
-        self._remember_next(name, sched, self._anchor[name])
+            self._remember(name, upcoming)
 
-    def _remember_next(self, name: str, sched: Schedule, anchor: dt.datetime) -> None:
-        nxt = next(iter(sched.ticks(anchor, anchor + dt.timedelta(days=366))), None)
-        if nxt is None:
+    def _remember(self, name: str, upcoming: dt.datetime | None) -> None:
+        if upcoming is None:  # none within the horizon: evaluated again at every tick
             self._next.pop(name, None)
         else:
-            self._next[name] = nxt
+            self._next[name] = upcoming
 
     def _tick_files(self, pipe: Pipeline, now: dt.datetime, room: int, out: list[DueRun]) -> None:
         trig = self._files[pipe.name]
