@@ -334,6 +334,7 @@ def _own_copy(pipe: Pipeline) -> Pipeline:
     renamed (``name:``) and its configured checks added a second time, and two entries naming
     the same pipeline would share one object.
     """
+    _ = pipe.version  # asks git once per loaded pipeline, here rather than in the scheduler's first tick
     out = copy.copy(pipe)
     out.tasks = dict(pipe.tasks)
     out.params = dict(pipe.params)
