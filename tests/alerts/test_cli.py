@@ -112,7 +112,7 @@ def test_ack_of_what_cannot_be_acknowledged_exits_2_with_one_line(home: Path, al
 
 def write_config(tmp_path: Path, receivers: list[dict[str, object]]) -> Path:
     path = tmp_path / "pipewarden.yml"
-    path.write_text(json.dumps({"pipelines": {}, "alerts": {"receivers": receivers}}))
+    path.write_text(json.dumps({"pipelines": [], "alerts": {"receivers": receivers}}))
     return path
 
 
@@ -146,9 +146,9 @@ def test_a_bad_or_missing_config_exits_2_naming_the_file_and_key(tmp_path: Path)
     bad = write_config(tmp_path, [{"name": "x", "kind": "pager"}])
     res = run("alerts", "test", "--config", str(bad))
     assert res.exit_code == 2
-    assert res.stderr.startswith(f"error: {bad}: alerts.receivers[0]: Input tag 'pager'")
+    assert res.stderr.startswith(f"error: {bad}:1: alerts.receivers[0]: Input tag 'pager'")
     missing = run("alerts", "test", "--config", str(tmp_path / "nope.yml"))
-    assert missing.exit_code == 2 and "not found; pass --config" in missing.stderr
+    assert missing.exit_code == 2 and f"{tmp_path / 'nope.yml'}: cannot read" in missing.stderr
 
 
 def test_the_alerts_commands_run_as_a_program(home: Path) -> None:
