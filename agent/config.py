@@ -24,6 +24,7 @@ it names and their directories must be writable by no other user
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import importlib
@@ -136,7 +137,12 @@ def _read_yaml(path: Path, env: Mapping[str, str]) -> tuple[Any, _Reader]:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ConfigError(f"{file}: cannot read the configuration: {exc.strerror or exc}", path=file) from None
+        hint = (
+            "; pass the file with --config (or PIPEWARDEN_CONFIG), or write one: docs/daemon.md"
+            if isinstance(exc, FileNotFoundError)
+            else ""
+        )
+        raise ConfigError(f"{file}: cannot read the configuration: {exc.strerror or exc}{hint}", path=file) from None
     if path.is_dir():
         raise ConfigError(f"{file} is a directory; pass the configuration file (pipewarden.yml)", path=file)
     if size > MAX_BYTES:
@@ -309,7 +315,7 @@ def load_pipelines_from(path: str | os.PathLike[str], *, env: Mapping[str, str] 
     for i, spec in enumerate(config.pipelines):
         where = f"{file}:{reader.line_of(('pipelines', i))}: pipelines[{i}]"
         try:
-            pipe = _import_target(spec.target, base=file.parent)
+            pipe = _own_copy(_import_target(spec.target, base=file.parent))
             _apply(pipe, spec, where, problems, reader, i, file)
         except ConfigError as exc:
             problems.append(f"{where}.target: {exc}")
@@ -335,6 +341,22 @@ def _trusted(path: Path, what: str) -> None:
         require_trusted([path.absolute().parent, path], what=f"{what} {path}")
     except UntrustedPathError as exc:
         raise ConfigError(str(exc), path=str(path)) from None
+
+
+def _own_copy(pipe: Pipeline) -> Pipeline:
+    """A copy for the configuration's overrides, so the imported object stays as its file declares it.
+
+    The loader keeps an unchanged file's module, so without it a reload would find the pipeline
+    renamed (``name:``) and its configured checks added a second time, and two entries naming
+    the same pipeline would share one object.
+    """
+    _ = pipe.version  # asks git once per loaded pipeline, here rather than in the scheduler's first tick
+    out = copy.copy(pipe)
+    out.tasks = dict(pipe.tasks)
+    out.params = dict(pipe.params)
+    out._referenced = set(pipe._referenced)
+    out._graph = None
+    return out
 
 
 def _import_target(target: str, *, base: Path) -> Pipeline:
@@ -375,8 +397,8 @@ def _apply(pipe: Pipeline, spec: Any, where: str, problems: list[str], reader: _
     if spec.schedule is not None:
         try:
             pipe.schedule = parse_schedule(spec.schedule, timezone=timezone, where="schedule")
-        except ConfigError as exc:
-            problems.append(f"{line('schedule')}: {exc}")
+        except ConfigError as exc:  # the line already names the key: drop parse_schedule's "schedule: "
+            problems.append(f"{line('schedule')}: {str(exc).removeprefix('schedule: ')}")
     elif spec.timezone is not None and pipe.schedule is not None and pipe.schedule.kind == "cron":
         try:
             pipe.schedule = parse_schedule(pipe.schedule.expr, timezone=timezone)  # type: ignore[attr-defined]

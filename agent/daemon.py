@@ -581,8 +581,11 @@ def _describe(schedule: Any) -> str:
     kind = schedule.kind
     if kind == "cron":
         return f"cron {schedule.expr} ({schedule.timezone})"
-    if kind == "interval":
-        return f"every {schedule.every}"
+    if kind == "interval":  # "every 90s" reads better as "every 1m30s" than as timedelta's "0:01:30"
+        from alerts.durations import format_duration
+
+        seconds = schedule.every.total_seconds()
+        return f"every {format_duration(seconds) if seconds.is_integer() else f'{seconds:g}s'}"
     if kind == "file":
         return f"files {schedule.pattern} in {schedule.directory}"
     return str(kind)

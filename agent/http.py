@@ -285,36 +285,63 @@ class _Handler(BaseHTTPRequestHandler):
 
     def page_overview(self, query: dict[str, str]) -> int:
         agent = self.server.agent
-        rows = "".join(
-            f"<tr><td><a href='/runs?pipeline={_q(p['name'])}'>{_e(p['name'])}</a></td><td>{_e(p['schedule'])}</td>"
-            f"<td>{_e(p['next_run'] or '-')}</td><td>{p['active']}</td></tr>"
-            for p in agent.pipelines()
-        )
-        runs = agent.store.list_runs(limit=20)
-        alerts = agent.store.list_alerts(states=["firing"], limit=50)
+        store = agent.store
+        now = agent.clock()
+        pipelines = agent.pipelines()
+        rows = []
+        for p in pipelines:
+            last = store.list_runs(pipeline=p["name"], limit=1)
+            last_cell = (
+                f"{_status(last[0].status)} <a href='/runs/{_q(last[0].run_id)}'>"
+                f"{_ago(last[0].started_at or last[0].created_at, now)}</a>"
+                if last
+                else "<span class='meta'>never</span>"
+            )
+            rows.append(
+                f"<tr><td><a href='/runs?pipeline={_q(p['name'])}'>{_e(p['name'])}</a></td>"
+                f"<td>{_e(p['schedule'])}</td><td class='when'>{_next(p['next_run'], now)}</td>"
+                f"<td class='when'>{last_cell}</td><td class='num'>{p['active']}</td></tr>"
+            )
+        runs = store.list_runs(limit=20)
+        alerts = store.list_alerts(states=["firing"], limit=50)
         firing = "".join(
-            f"<tr><td><a href='/alerts/{_q(a.fingerprint)}'>{_e(a.alert)}</a></td><td>{_e(a.severity)}</td>"
+            f"<tr><td><a href='/alerts/{_q(a.fingerprint)}'>{_e(a.alert)}</a></td><td>{_severity(a.severity)}</td>"
             f"<td>{_e(a.labels.get('pipeline', '-'))}</td><td>{_e(a.annotations.get('summary', ''))}</td>"
-            f"<td>{_ts(a.fired_at)}</td></tr>"
+            f"<td class='when'>{_ts(a.fired_at)}</td></tr>"
             for a in alerts
         )
-        up = time.time() - (agent.started_at or time.time())
-        body = (
-            f"<p class='meta'>up {up:.0f}s · configuration {'loaded' if agent.last_reload_ok else 'REFUSED: '}"
-            f"{_e(agent.last_reload_error or '')}</p>"
-            "<h2>Pipelines</h2><table><tr><th>pipeline</th><th>schedule</th><th>next run</th><th>running</th></tr>"
-            f"{rows}</table>"
-            f"<h2>Firing alerts</h2>{_table(['alert', 'severity', 'pipeline', 'summary', 'since'], firing)}"
-            f"<h2>Recent runs</h2>{_runs_table(runs)}"
+        up = now - (agent.started_at or now)
+        config = (
+            "configuration loaded"
+            if agent.last_reload_ok
+            else f"<span class='bad'>configuration change REFUSED: {_e(agent.last_reload_error or '')}</span>"
+            " (the previous one runs)"
         )
-        self._send_html(200, "pipewarden", body)
+        running = sum(p["active"] for p in pipelines)
+        body = (
+            f"<p class='meta'>up {_e(_span(up))} · {config} · {len(pipelines)} pipeline(s), {running} running"
+            f" · {_ts(now)}</p>"
+            "<h2>Pipelines</h2>"
+            + _table(["pipeline", "schedule", "next run", "last run", "running"], "".join(rows))
+            + f"<h2>Firing alerts</h2>{_table(['alert', 'severity', 'pipeline', 'summary', 'since'], firing)}"
+            + f"<h2>Recent runs</h2>{_runs_table(runs)}"
+        )
+        self._send_html(200, "Status", body)
         return 200
 
     def page_runs(self, query: dict[str, str]) -> int:
+        agent = self.server.agent
         pipeline = query.get("pipeline")
-        runs = self.server.agent.store.list_runs(pipeline=pipeline, limit=_int(query.get("limit", "100"), "limit"))
+        runs = agent.store.list_runs(pipeline=pipeline, limit=_int(query.get("limit", "100"), "limit"))
         title = f"Runs of {pipeline}" if pipeline else "Runs"
-        self._send_html(200, title, _runs_table(runs))
+        meta = ""
+        for p in agent.pipelines() if pipeline else ():
+            if p["name"] == pipeline:
+                meta = (
+                    f"<p class='meta'>schedule {_e(p['schedule'])} · next run {_next(p['next_run'], agent.clock())}"
+                    f" · tasks {_e(' → '.join(p['tasks']))} · {p['active']} running</p>"
+                )
+        self._send_html(200, title, meta + _runs_table(runs))
         return 200
 
     def page_run(self, query: dict[str, str], run_id: str) -> int:
@@ -324,30 +351,32 @@ class _Handler(BaseHTTPRequestHandler):
             return 404
         latest = rec.latest()
         tasks = "".join(
-            f"<tr><td>{_e(t)}</td><td class='{_e(str(a.status)) if a else ''}'>{_e(str(a.status)) if a else 'not run'}"
-            f"</td><td>{a.attempt if a and a.attempt else ''}</td><td>{_dur(a.duration) if a else ''}</td>"
-            f"<td>{'' if not a or a.rows_in is None else a.rows_in}</td>"
-            f"<td>{'' if not a or a.rows_out is None else a.rows_out}</td>"
-            f"<td>{_e((a.error or a.reason or '') if a else '')}</td></tr>"
+            f"<tr><td>{_e(t)}</td><td>{_status(a.status) if a else _status('not run')}</td>"
+            f"<td class='num'>{a.attempt if a and a.attempt else ''}</td>"
+            f"<td class='num'>{_dur(a.duration) if a and a.attempt else ''}</td>"
+            f"<td class='num'>{'' if not a or a.rows_in is None else f'{a.rows_in:,}'}</td>"
+            f"<td class='num'>{'' if not a or a.rows_out is None else f'{a.rows_out:,}'}</td>"
+            f"<td class='detail'>{_e((a.error or a.reason or '') if a else '')}</td></tr>"
             for t in (rec.tasks or tuple(latest))
             for a in [latest.get(t)]
         )
         checks = "".join(
             f"<tr><td>{_e(a.task)}</td><td>{_e(c.check)}</td><td>{_e(c.column or '')}</td>"
-            f"<td class='{_e(str(c.status))}'>{_e(str(c.status))}</td><td>{'' if c.observed is None else c.observed}"
-            f"</td><td>{_e(c.detail)}</td></tr>"
+            f"<td>{_status(c.status)}</td><td class='num'>{_num(c.observed)}</td><td class='num'>{_num(c.threshold)}"
+            f"</td><td class='detail'>{_e(c.detail)}</td></tr>"
             for a in rec.attempts
             for c in a.checks
         )
+        logical = f" · logical date {_e(rec.logical_date.isoformat())}" if rec.logical_date else ""
         body = (
             f"<p class='meta'>pipeline <a href='/runs?pipeline={_q(rec.pipeline)}'>{_e(rec.pipeline)}</a> · "
-            f"<span class='{_e(str(rec.status))}'>{_e(str(rec.status))}</span> · trigger {_e(rec.trigger)} · "
-            f"version {_e(rec.version or '-')} · started {_ts(rec.started_at)} · {_dur(rec.duration)}</p>"
-            + (f"<p class='failed'>{_e(rec.error)}</p>" if rec.error else "")
+            f"{_status(rec.status)} · trigger {_e(rec.trigger)}{logical} · version {_e(rec.version or '-')} · "
+            f"started {_ts(rec.started_at)} · took {_dur(rec.duration)}</p>"
+            + (f"<p class='error'>{_e(rec.error)}</p>" if rec.error else "")
             + "<h2>Tasks</h2>"
             + _table(["task", "status", "attempt", "duration", "rows in", "rows out", "detail"], tasks)
             + "<h2>Checks</h2>"
-            + _table(["task", "check", "column", "status", "observed", "detail"], checks)
+            + _table(["task", "check", "column", "status", "observed", "threshold", "detail"], checks)
         )
         self._send_html(200, f"Run {rec.run_id}", body)
         return 200
@@ -362,9 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
             return 404
         labels = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in sorted(a.labels.items()))
         notes = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in sorted(a.annotations.items()))
-        run = f" · run <a href='/runs/{_q(a.run_id)}'>{_e(a.run_id)}</a>" if a.run_id else ""
+        run = f" · run <a class='id' href='/runs/{_q(a.run_id)}'>{_e(a.run_id)}</a>" if a.run_id else ""
         body = (
-            f"<p class='meta'><span class='{_e(str(a.state))}'>{_e(str(a.state))}</span> · {_e(a.severity)} · "
+            f"<p class='meta'>{_status(a.state)} · {_severity(a.severity)} · value {_num(a.value)} · "
             f"since {_ts(a.fired_at or a.active_at)}{run}"
             + (
                 f" · acknowledged by {_e(a.acknowledged_by or '')} at {_ts(a.acknowledged_at)}"
@@ -457,37 +486,90 @@ def _ts(at: float | None) -> str:
 
 
 def _dur(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds:.3f}s"
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds:.2f} s" if seconds < 60 else _span(seconds)
+
+
+def _span(seconds: float) -> str:
+    from alerts.durations import format_duration
+
+    return format_duration(max(0.0, seconds))
+
+
+def _ago(at: float | None, now: float) -> str:
+    return "-" if at is None else f"{_span(now - at)} ago"
+
+
+def _next(iso: str | None, now: float) -> str:
+    """A next-run time as UTC with how far off it is (the page is rendered, so "in 3s" is as of now)."""
+    if not iso:
+        return "<span class='meta'>-</span>"
+    import datetime as dt
+
+    at = dt.datetime.fromisoformat(iso).timestamp()
+    return f"{_ts(at)} <span class='meta'>in {_e(_span(at - now))}</span>"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:,.4g}"
+
+
+def _status(status: Any) -> str:
+    text = str(status)
+    return f"<span class='st {_e(text.replace(' ', '_'))}'>{_e(text)}</span>"
+
+
+def _severity(severity: str) -> str:
+    return f"<span class='sev {_e(severity)}'>{_e(severity)}</span>"
 
 
 def _table(headers: list[str], rows: str) -> str:
     if not rows:
         return "<p class='meta'>none</p>"
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    return f"<table><tr>{head}</tr>{rows}</table>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _runs_table(runs: list[Any]) -> str:
     rows = "".join(
-        f"<tr><td><a href='/runs/{_q(r.run_id)}'>{_e(r.run_id)}</a></td>"
+        f"<tr><td><a class='id' href='/runs/{_q(r.run_id)}'>{_e(r.run_id)}</a></td>"
         f"<td><a href='/runs?pipeline={_q(r.pipeline)}'>{_e(r.pipeline)}</a></td>"
-        f"<td class='{_e(str(r.status))}'>{_e(str(r.status))}</td><td>{_e(r.trigger)}</td>"
-        f"<td>{_ts(r.started_at)}</td><td>{_dur(r.duration)}</td><td>{_e(r.error or '')}</td></tr>"
+        f"<td>{_status(r.status)}</td><td>{_e(r.trigger)}</td>"
+        f"<td class='when'>{_ts(r.started_at)}</td><td class='num'>{_dur(r.duration)}</td>"
+        f"<td class='detail'>{_e(r.error or '')}</td></tr>"
         for r in runs
     )
     return _table(["run", "pipeline", "status", "trigger", "started", "duration", "error"], rows)
 
 
-_STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
-td,th{border-bottom:1px solid #ddd;padding:.25em .75em;text-align:left;font-size:.9em}th{background:#f4f4f4}
-.meta{color:#555}.success{color:#17803d}.failed,.timed_out,.interrupted,.fail,.error,.firing{color:#c0262d}
-.skipped,.upstream_failed,.cancelled,.warn,.pending{color:#9a6700}a{color:#0b5cad}
-h1 a{color:inherit;text-decoration:none}"""
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
+header{background:#24292f;padding:.7em 1.5em}
+header a{color:#fff;font-weight:600;text-decoration:none;margin-right:1.2em}header a.home{font-size:1.1em}
+main{padding:.6em 1.5em 2em}h1{font-size:1.45em;margin:.5em 0 .2em}
+h2{font-size:1.1em;margin:1.4em 0 .5em}a{color:#0969da}.meta{color:#57606a}.bad,.error{color:#cf222e}
+.error{background:#ffebe9;border:1px solid #ffcecb;border-radius:6px;padding:.5em .8em}
+table{border-collapse:separate;border-spacing:0;background:#fff;border:1px solid #d0d7de;border-radius:6px;
+overflow:hidden}td,th{padding:.4em .9em;text-align:left;vertical-align:top;border-bottom:1px solid #eaeef2}
+tbody tr:last-child td{border-bottom:0}th{background:#f6f8fa;color:#57606a;font-size:.8em;font-weight:600;
+text-transform:uppercase;letter-spacing:.04em}td.num{text-align:right;font-variant-numeric:tabular-nums;
+white-space:nowrap}td.when{white-space:nowrap}td.detail{max-width:38em;color:#424a53}
+a.id{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.92em;white-space:nowrap}
+.st,.sev{display:inline-block;padding:0 .6em;border-radius:1em;font-size:.85em;font-weight:600;
+white-space:nowrap;background:#eaeef2;color:#424a53}
+.st.success,.st.pass,.st.resolved{background:#dafbe1;color:#116329}
+.st.failed,.st.fail,.st.error,.st.timed_out,.st.interrupted,.st.firing,.sev.critical{background:#ffebe9;color:#a40e26}
+.st.warn,.st.skipped,.st.upstream_failed,.st.cancelled,.st.pending,.sev.warning{background:#fff8c5;color:#7d4e00}
+.st.running,.st.queued,.sev.info{background:#ddf4ff;color:#0550ae}"""
 
 
 def _page(title: str, body: str) -> str:
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1><a href='/'>pipewarden</a> · {_e(title)}</h1>{body}"
-        "</body></html>"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)} · pipewarden</title>"
+        f"<style>{_STYLE}</style></head><body><header><a class='home' href='/'>pipewarden</a>"
+        "<a href='/runs'>runs</a><a href='/api/v1/alerts'>alerts (JSON)</a><a href='/metrics'>metrics</a></header>"
+        f"<main><h1>{_e(title)}</h1>{body}</main></body></html>"
     )

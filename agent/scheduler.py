@@ -34,6 +34,8 @@ __all__ = ["DueRun", "Scheduler", "backfill_runs", "tick_key"]
 log = logging.getLogger("pipewarden.scheduler")
 
 UTC = dt.UTC
+#: How far ahead the scheduler looks for a timed pipeline's next tick (a yearly cron still has one).
+_HORIZON = dt.timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,12 @@ class Scheduler:
         self.telemetry = telemetry
         self.pipelines: dict[str, Pipeline] = {}
         self._anchor: dict[str, dt.datetime] = {}
+        # The first tick after each timed pipeline's anchor: until then a tick costs no cron
+        # evaluation and no store query (an idle daemon with 100 crons ticks once a second).
+        self._next: dict[str, dt.datetime] = {}
+        # Runs a tick recorded QUEUED before the store failed it: the next tick hands them out, or
+        # they would stay queued, unstarted, and hold their pipeline's max_active_runs forever.
+        self._claimed: list[DueRun] = []
         self._recovered: set[str] = set()
         self._files: dict[str, FileTrigger] = {}
         for p in pipelines:
@@ -110,8 +118,12 @@ class Scheduler:
             sched = pipe.schedule
             if sched is None or sched.kind not in TIMED:
                 continue
-            anchor = max(self._anchor.get(name, now), now)
-            nxt = next(iter(sched.ticks(anchor, now + horizon)), None)
+            nxt = self._next.get(name)
+            if nxt is None or nxt <= now:
+                anchor = max(self._anchor.get(name, now), now)
+                nxt = next(iter(sched.ticks(anchor, now + horizon)), None)
+            elif nxt > now + horizon:
+                nxt = None
             if nxt is not None and (best is None or nxt < best):
                 best = nxt
         for trig in self._files.values():
@@ -126,6 +138,7 @@ class Scheduler:
         """Stop scheduling ``name`` (its runs in progress go on)."""
         self.pipelines.pop(name, None)
         self._anchor.pop(name, None)
+        self._next.pop(name, None)
         trig = self._files.pop(name, None)
         if trig is not None:
             trig.stop()
@@ -136,18 +149,19 @@ class Scheduler:
         """The runs due at ``now`` (aware datetime), each already recorded QUEUED in the store."""
         if now.tzinfo is None:
             raise ConfigError("Scheduler.tick(now) needs an aware datetime (e.g. datetime.now(UTC))")
-        due: list[DueRun] = []
+        due, self._claimed = self._claimed, []
         for name, pipe in self.pipelines.items():
             try:
-                due.extend(self._tick_pipeline(pipe, now))
+                self._tick_pipeline(pipe, now, due)
             except StoreError:
+                self._claimed = due
                 raise
             except Exception:  # one broken pipeline does not stop the others
                 log.exception("scheduling pipeline %s failed", name)
         return due
 
-    def _tick_pipeline(self, pipe: Pipeline, now: dt.datetime) -> list[DueRun]:
-        out: list[DueRun] = []
+    def _tick_pipeline(self, pipe: Pipeline, now: dt.datetime, out: list[DueRun]) -> None:
+        """Append the runs of ``pipe`` due at ``now`` to ``out`` (each one as soon as it is recorded)."""
         name = pipe.name
         if name not in self._recovered:  # runs claimed by a process that died before starting them
             self._recovered.add(name)
@@ -157,19 +171,31 @@ class Scheduler:
             )
         sched = pipe.schedule
         if sched is None or sched.kind == "manual":
-            return out
+            return
+        nxt = self._next.get(name)
+        if nxt is not None and now < nxt:  # nothing due yet
+            return
         # Runs handed out again above are queued, so active_runs already counts them.
         room = max(pipe.max_active_runs - self.store.active_runs(name), 0)
         if isinstance(sched, FileArrival):
-            return out + self._tick_files(pipe, now, room)
+            self._tick_files(pipe, now, room, out)
+            return
         anchor = self._anchor.get(name)
         if anchor is None:
             last = self.store.last_scheduled(name, TIMED)
             anchor = dt.datetime.fromtimestamp(last, UTC) if last is not None else now - dt.timedelta(microseconds=1)
-        ticks = list(sched.ticks(anchor, now))
+        # One pass over the schedule: the ticks up to now, and the first one after (remembered).
+        ticks: list[dt.datetime] = []
+        upcoming: dt.datetime | None = None
+        for t in sched.ticks(anchor, now + _HORIZON):
+            if t > now:
+                upcoming = t
+                break
+            ticks.append(t)
         if not ticks:
             self._anchor[name] = anchor
-            return out
+            self._remember(name, upcoming)
+            return
         keep = ticks if pipe.catchup is None else ticks[len(ticks) - pipe.catchup :] if pipe.catchup else []
         missed = len(ticks) - len(keep)
         if missed:
@@ -183,15 +209,22 @@ class Scheduler:
         # Ticks over the concurrency limit stay due; everything before them is handled.
         if wait:
             self._anchor[name] = wait[0] - dt.timedelta(microseconds=1)
+            self._remember(name, wait[0])
         else:
             self._anchor[name] = ticks[-1]
-        return out
+            self._remember(name, upcoming)
 
-    def _tick_files(self, pipe: Pipeline, now: dt.datetime, room: int) -> list[DueRun]:
+    def _remember(self, name: str, upcoming: dt.datetime | None) -> None:
+        if upcoming is None:  # none within the horizon: evaluated again at every tick
+            self._next.pop(name, None)
+        else:
+            self._next[name] = upcoming
+
+    def _tick_files(self, pipe: Pipeline, now: dt.datetime, room: int, out: list[DueRun]) -> None:
         trig = self._files[pipe.name]
-        out: list[DueRun] = []
+        claimed = 0
         for f in trig.poll(now.timestamp()):
-            if len(out) >= room:
+            if claimed >= room:
                 break  # over the concurrency limit: the file stays pending for the next tick
             key = f"{pipe.name}@file:{f.path}:{f.mtime_ns}:{f.size}"
             d = self._new_run(
@@ -200,7 +233,7 @@ class Scheduler:
             trig.mark_done(f)
             if d is not None:
                 out.append(d)
-        return out
+                claimed += 1
 
     def _claim(self, pipe: Pipeline, tick: dt.datetime, *, trigger: str, now: dt.datetime) -> DueRun | None:
         return self._new_run(

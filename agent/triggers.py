@@ -143,8 +143,9 @@ class FileTrigger:
         for path in candidates:
             try:
                 st = os.stat(path)
-            except OSError:
+            except OSError:  # gone (moved away once processed): forget it, or _done grows with every file
                 self._watch.pop(path, None)
+                self._done.pop(path, None)
                 continue
             sig = (st.st_size, st.st_mtime_ns)
             if self._done.get(path) == sig:

@@ -57,6 +57,7 @@ BINARIES: dict[str, tuple[str, ...]] = {
     "pushgateway": ("prometheus-pushgateway", "pushgateway"),
     "alertmanager": ("prometheus-alertmanager", "alertmanager"),
     "amtool": ("amtool",),
+    "chromium": ("chromium", "chromium-browser"),
 }
 _STARTUP_TIMEOUT = 30.0
 _LIVE: list[ProcessServer] = []

@@ -1,17 +1,21 @@
 """Docs that run: every Python and shell block of README.md and docs/*.md runs as pasted.
 
 Each Python block runs in a fresh interpreter; each shell block in bash with
-``set -euo pipefail``, where ``pipewarden`` is ``python -m agent``. Both run in
-an empty temporary directory (``examples/``, ``alerts/`` and ``dashboards/`` linked in, as in a clone) with a
-state directory of their own. A block may be left out only with an HTML
+``set -euo pipefail``, where ``pipewarden`` runs this checkout's ``python -m agent``. Both
+run in an empty temporary directory (``examples/`` copied, ``alerts/`` and ``dashboards/``
+linked in, as in a clone) with a state directory of their own; whatever a block leaves
+running is killed when it ends. A block may be left out only with an HTML
 comment on the line before its fence, ``<!-- not run: reason -->``, for blocks
 that install packages or start servers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,8 +26,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LANGUAGES = {"python": "python", "py": "python", "bash": "shell", "sh": "shell", "shell": "shell"}
-#: The parts of a clone a block may read, linked into its working directory.
-CLONED = ("examples", "alerts", "dashboards")
+#: The parts of a clone a block only reads, linked into its working directory (examples/ is copied).
+LINKED = ("alerts", "dashboards")
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(.+?)\s*-->$")
 FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
 
@@ -74,8 +78,15 @@ ALL = [b for doc in DOCS for b in blocks(doc)]
 
 def _environment(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
+    # ``pipewarden`` is this checkout's, as an executable (so ``pipewarden ... &`` makes $! the agent itself).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "pipewarden"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m agent "$@"\n')
+    shim.chmod(0o755)
     return {
         **env,
+        "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
         "PYTHONPATH": str(REPO),
         "PIPEWARDEN_HOME": str(tmp_path / "home"),
         "XDG_STATE_HOME": str(tmp_path / "state"),
@@ -90,7 +101,8 @@ def test_doc_block_runs_as_pasted(block: Block, tmp_path: Path) -> None:
         pytest.skip(block.skip)
     work = tmp_path / "work"
     work.mkdir()
-    for part in CLONED:
+    shutil.copytree(REPO / "examples", work / "examples")  # a block may write beside the examples
+    for part in LINKED:
         (work / part).symlink_to(REPO / part)
     if block.language == "python":
         script = work / "block.py"
@@ -98,9 +110,23 @@ def test_doc_block_runs_as_pasted(block: Block, tmp_path: Path) -> None:
         argv = [sys.executable, str(script)]
     else:
         script = work / "block.sh"
-        script.write_text('set -euo pipefail\npipewarden() { "$PYTHON" -m agent "$@"; }\n' + block.code)
+        script.write_text("set -euo pipefail\n" + block.code)
         argv = ["bash", str(script)]
-    done = subprocess.run(argv, cwd=work, env=_environment(tmp_path), capture_output=True, text=True, timeout=300)
+    with subprocess.Popen(
+        argv,
+        cwd=work,
+        env=_environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # what a failed block left running in the background
+                os.killpg(proc.pid, signal.SIGKILL)
+    done = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     assert done.returncode == 0, f"{block.id} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
 
 

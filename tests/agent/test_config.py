@@ -136,7 +136,7 @@ def test_pipeline_problems_name_their_entry(tmp_path: Path) -> None:
     )
     found = "\n".join(problems(path))
     assert f"{path}:3: pipelines[0].target: pipeline file" in found and "missing.py does not exist" in found
-    assert f"{path}:5: pipelines[1].schedule: schedule: schedule 'every -5m' is not a valid cron expression" in found
+    assert f"{path}:5: pipelines[1].schedule: schedule 'every -5m' is not a valid cron expression" in found
     assert f"{path}:6: pipelines[1].params.limt: 'orders' declares no parameter 'limt'; did you mean 'limit'?" in found
     assert (
         f"{path}:8: pipelines[1].checks.transfrom: 'orders' has no task 'transfrom'; did you mean 'transform'?" in found

@@ -148,7 +148,7 @@ def test_a_bad_or_missing_config_exits_2_naming_the_file_and_key(tmp_path: Path)
     assert res.exit_code == 2
     assert res.stderr.startswith(f"error: {bad}:1: alerts.receivers[0]: Input tag 'pager'")
     missing = run("alerts", "test", "--config", str(tmp_path / "nope.yml"))
-    assert missing.exit_code == 2 and "nope.yml: cannot read the configuration" in missing.stderr
+    assert missing.exit_code == 2 and f"{tmp_path / 'nope.yml'}: cannot read" in missing.stderr
 
 
 def test_the_alerts_commands_run_as_a_program(home: Path) -> None:
