@@ -103,6 +103,8 @@ class DaskExecutor:
         if client is not None:
             self.client = client
         elif address:
+            if address.endswith(".json"):
+                address = _address_in(address, connect_timeout)
             try:
                 self.client = Client(address, timeout=connect_timeout, set_as_default=False)
             except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, or not an address
@@ -432,6 +434,31 @@ def _label(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
     target = args[0] if args and callable(args[0]) else fn
     name = str(getattr(target, "__name__", "task"))
     return "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "task"
+
+
+def _address_in(path: str, timeout: float) -> str:
+    """The scheduler's address from the file ``dask scheduler --scheduler-file PATH`` writes (it may come late)."""
+    import json
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path, encoding="utf-8") as f:
+                address = json.load(f).get("address")
+            if isinstance(address, str) and address:
+                return address
+            problem = "it has no scheduler address"
+        except FileNotFoundError:
+            problem = "it does not exist"
+        except (OSError, ValueError, AttributeError) as exc:  # unreadable, not JSON yet (still written), not a dict
+            problem = f"it is not a Dask scheduler file ({type(exc).__name__}: {_one_line(exc)})"
+        if time.monotonic() >= deadline:
+            raise ConfigError(
+                f"scheduler file {path}: {problem} after {timeout:g} s; --address takes tcp://host:8786 or the "
+                "file `dask scheduler --scheduler-file FILE` writes",
+                path=path,
+            )
+        time.sleep(0.1)
 
 
 def _worker_wait(value: float | None) -> float:

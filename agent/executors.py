@@ -4,7 +4,7 @@ An executor has ``submit(fn, *args) -> future`` (anything with ``result()``)
 and ``shutdown(wait=True)``. The runner keeps its bookkeeping (store, spans,
 checks) in its own threads and hands only the task function to the executor;
 with :class:`ThreadExecutor` it calls the function in its own worker thread,
-with no hand-off at all.
+with no hand-off at all. :class:`DaskExecutor` lives in :mod:`agent.dask_executor`.
 
 A task with a timeout runs in a forked child process (:func:`run_in_child`),
 wherever the executor runs it: a stuck thread cannot be stopped, a process can.
