@@ -49,6 +49,7 @@ log = logging.getLogger("pipewarden.executors")
 #: Seconds an attempt waits while the cluster has no worker, unless ``worker_wait`` or the variable says otherwise.
 DEFAULT_WORKER_WAIT = 60.0
 _POLL = 0.5  # seconds between the watchdog's looks at the waiting attempts and the cluster
+_PROBE = 5.0  # seconds the watchdog waits for the scheduler to say how many worker threads it has
 # pipewarden's own packages (the workers have them), even in a checkout beside a pipeline file.
 _BY_REFERENCE = frozenset({"__main__", "agent", "alerts", "checks", "dashboards", "exporters"})
 _INSTALL = "install pipewarden, and the packages the tasks import, where the scheduler and the workers run"
@@ -105,14 +106,7 @@ class DaskExecutor:
         elif address:
             if address.endswith(".json"):
                 address = _address_in(address, connect_timeout)
-            try:
-                self.client = Client(address, timeout=connect_timeout, set_as_default=False)
-            except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, or not an address
-                raise ConfigError(
-                    f"cannot reach the Dask scheduler at {address!r} within {connect_timeout:g} s "
-                    f"({type(exc).__name__}: {_one_line(exc)}); start one (`dask scheduler`), check --address "
-                    "(tcp://host:8786), or leave --address out for a local cluster"
-                ) from None
+            self.client = _connect(address, connect_timeout)
         else:
             # The scheduler is ours: a worker that dies fails the attempt instead of a silent rerun elsewhere.
             scheduler_kwargs = {"allowed_failures": 0, **cluster_options.pop("scheduler_kwargs", {})}
@@ -232,7 +226,7 @@ class DaskExecutor:
     def _check_scheduler(self) -> int:
         """The scheduler's ``allowed_failures``; a ConfigError when it cannot load pipewarden's code."""
         try:
-            failures = int(self.client.run_on_scheduler(_allowed_failures))
+            failures = int(self.client.run_on_scheduler(_allowed_failures, callback_timeout=self.connect_timeout))
         except Exception as exc:
             self.shutdown()
             raise ConfigError(
@@ -251,8 +245,13 @@ class DaskExecutor:
         return failures
 
     def _watch(self) -> None:
-        """Fail attempts that waited ``worker_wait`` s in a cluster without workers; settle any done unheard."""
-        empty_since: float | None = None
+        """Fail attempts that waited ``worker_wait`` s for a worker or for the scheduler to answer; settle the rest.
+
+        distributed cancels the futures of a scheduler that went away, but not of one that stopped answering
+        (stopped, deadlocked, cut off); the watchdog asks it about its workers at every look.
+        """
+        empty_since: float | None = None  # since when the cluster has had no worker thread
+        heard = time.monotonic()  # when the scheduler last answered (or when attempts began to wait)
         while not self._closed.wait(_POLL):
             with self._lock:
                 waiting = list(self._waiting)
@@ -262,29 +261,40 @@ class DaskExecutor:
                     attempt.settle()
                 elif closed:
                     attempt.fail(self._lost("the client closed"))
-            if not waiting:
-                empty_since = None
+            if not waiting or closed:
+                empty_since, heard = None, time.monotonic()
                 continue
             try:
-                threads = sum(self.client.nthreads().values())
-            except Exception:  # the scheduler is away: distributed cancels the futures itself
+                threads = sum(self.client.nthreads(callback_timeout=_PROBE).values())
+            except Exception as exc:
+                self._expire(waiting, heard, f"it has not answered for {self.worker_wait:g} s ({type(exc).__name__})")
                 continue
-            now = time.monotonic()
+            heard = now = time.monotonic()
             if threads:
                 empty_since = None
                 continue
             empty_since = now if empty_since is None else empty_since
-            for attempt in waiting:
-                if now - max(empty_since, attempt.submitted) >= self.worker_wait:
-                    attempt.fail(
-                        ExecutorError(
-                            f"no Dask worker joined the scheduler at {self.address} for {self.worker_wait:g} s "
-                            f"while the task waited; start workers (`dask worker {self.address}`) or raise "
-                            f"{PIPEWARDEN_DASK_WORKER_WAIT}",
-                            reason="no-workers",
-                            address=self.address,
-                        )
+            self._expire(waiting, empty_since, None)
+
+    def _expire(self, waiting: list[_Attempt], since: float, silent: str | None) -> None:
+        """Fail the attempts that waited ``worker_wait`` s since ``since``: for the scheduler if ``silent``
+        says how it went quiet, else for a worker."""
+        now = time.monotonic()
+        for attempt in waiting:
+            if now - max(since, attempt.submitted) < self.worker_wait:
+                continue
+            if silent is not None:
+                attempt.fail(self._lost(silent))
+            else:
+                attempt.fail(
+                    ExecutorError(
+                        f"no Dask worker joined the scheduler at {self.address} for {self.worker_wait:g} s "
+                        f"while the task waited; start workers (`dask worker {self.address}`) or raise "
+                        f"{PIPEWARDEN_DASK_WORKER_WAIT}",
+                        reason="no-workers",
+                        address=self.address,
                     )
+                )
 
     def _forget(self, attempt: _Attempt) -> None:
         with self._lock:
@@ -356,8 +366,8 @@ class _Attempt:
         """End the attempt with ``verdict`` and cancel it on the cluster, so that it does not run later."""
         if not self._end(verdict):
             return False
-        with contextlib.suppress(Exception):
-            self.future.cancel()
+        # In a thread: a scheduler that does not answer must not hold up the caller.
+        threading.Thread(target=_cancel, args=(self.future,), name="pipewarden-dask-cancel", daemon=True).start()
         return True
 
     def settle(self, _future: Any = None) -> None:
@@ -378,6 +388,41 @@ class _Attempt:
             except Exception:
                 log.exception("a done-callback of Dask task %s failed", self.future.key)
         return True
+
+
+def _cancel(future: Any) -> None:
+    with contextlib.suppress(Exception):
+        future.cancel()
+
+
+def _connect(address: str, timeout: float) -> Any:
+    """A client of the scheduler at ``address``; a ConfigError when none answers within ``timeout`` seconds.
+
+    distributed bounds the TCP connect but not each step after it (a peer that accepts and says nothing
+    holds ``Client()`` forever), so the client is made in a thread that is waited for ``timeout`` seconds.
+    """
+    from distributed import Client
+
+    made: list[Any] = []
+    failed: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            made.append(Client(address, timeout=timeout, set_as_default=False))
+        except BaseException as exc:  # handed to the caller below
+            failed.append(exc)
+
+    thread = threading.Thread(target=connect, name="pipewarden-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    if made:
+        return made[0]
+    exc = failed[0] if failed else TimeoutError("it accepted the connection but never answered")
+    raise ConfigError(
+        f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s ({type(exc).__name__}: "
+        f"{_one_line(exc)}); start one (`dask scheduler`), check --address (tcp://host:8786), or leave "
+        "--address out for a local cluster"
+    ) from None
 
 
 def _run_payload(payload: bytes) -> Any:

@@ -874,12 +874,20 @@ class DaskCluster:
         return pids
 
     def stop(self) -> None:
-        """Stop the workers, then the scheduler; SIGKILL whatever of their sessions is left."""
-        for server in [*self.worker_groups, self.scheduler]:
-            server.stop()
-            if server.proc is not None:
-                with contextlib.suppress(OSError):
-                    os.killpg(server.proc.pid, signal.SIGKILL)
+        """Stop the workers (SIGKILL to their sessions after 2 s: a task may sleep on), then the scheduler."""
+        for group in self.worker_groups:
+            if group in _LIVE:
+                _LIVE.remove(group)
+            if group.proc is None:
+                continue
+            with contextlib.suppress(OSError):
+                os.killpg(group.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                group.proc.wait(2)
+            with contextlib.suppress(OSError):
+                os.killpg(group.proc.pid, signal.SIGKILL)
+            group.proc.wait()
+        self.scheduler.stop()
 
 
 def start_dask_scheduler(

@@ -12,6 +12,7 @@ import doctest
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -149,13 +150,13 @@ def _spans(tmp_path: Path, task: str) -> list[dict[str, Any]]:
     return [s for s in spans if s["attributes"].get("cicd.pipeline.task.name") == task]
 
 
-def _killer(tmp_path: Path, task: str, target: Callable[[int], int]) -> threading.Thread:
-    """A thread that waits for ``task`` to note its worker process, then SIGKILLs ``target(pid)``."""
+def _killer(tmp_path: Path, task: str, target: Callable[[int], int], sig: int = signal.SIGKILL) -> threading.Thread:
+    """A thread that waits for ``task`` to note its worker process, then sends ``sig`` to ``target(pid)``."""
 
     def kill() -> None:
         pid = wait_until(lambda: (_notes(tmp_path, task) or [None])[0], timeout=BOUND, what=f"{task} to start")
         time.sleep(0.3)  # inside the task's sleep
-        os.kill(target(pid), signal.SIGKILL)
+        os.kill(target(pid), sig)
 
     thread = threading.Thread(target=kill, daemon=True)
     thread.start()
@@ -265,6 +266,63 @@ def test_a_dead_scheduler_fails_the_running_task_in_bounded_time(
     assert status == "failed" and "\n" not in error
     assert error.startswith(f"ExecutorError: lost the Dask scheduler at {cluster.address}")
     assert record["tasks"]["report"] == "upstream_failed"
+
+
+def test_a_scheduler_that_stops_answering_fails_the_waiting_task_after_worker_wait(
+    tmp_path: Path, pipeline: Path, dask_cluster: Callable[..., DaskCluster]
+) -> None:
+    """SIGSTOP of the scheduler while a task runs (alive, silent): the task fails after worker_wait, one line."""
+    cluster = dask_cluster(workers=1)
+    assert cluster.scheduler.proc is not None
+    scheduler = cluster.scheduler.proc.pid
+    killer = _killer(tmp_path, "totals", lambda _pid: scheduler, sig=signal.SIGSTOP)
+    proc = _pipewarden(
+        tmp_path,
+        str(pipeline),
+        "--executor",
+        "dask",
+        "--address",
+        cluster.address,
+        "--json",
+        env={"SLOW": "60", "PIPEWARDEN_DASK_WORKER_WAIT": "2"},
+    )
+    try:
+        code, record, err = _finish(proc)
+    finally:
+        killer.join(5)
+        os.kill(scheduler, signal.SIGCONT)
+    assert code == 1, err
+    assert record is not None
+    [(_, status, error)] = _attempts(record, "totals")
+    assert status == "failed" and "\n" not in error
+    assert error.startswith(f"ExecutorError: lost the Dask scheduler at {cluster.address}")
+    assert "it has not answered for 2 s" in error
+
+
+def test_a_peer_that_accepts_and_never_answers_is_a_config_error_in_bounded_time() -> None:
+    """An address where something accepts TCP connections and says nothing: a ConfigError after connect_timeout."""
+    require_module("distributed")
+    from agent.dask_executor import DaskExecutor
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshakes; nobody ever reads or writes
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        caught: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                DaskExecutor(address, connect_timeout=1)
+            except BaseException as exc:
+                caught.append(exc)
+
+        thread = threading.Thread(target=connect, daemon=True)
+        thread.start()
+        thread.join(30)
+    assert not thread.is_alive(), "DaskExecutor() hung on a silent peer"
+    [exc] = caught
+    assert isinstance(exc, ConfigError)
+    assert f"cannot reach the Dask scheduler at '{address}' within 1 s" in str(exc) and "never answered" in str(exc)
 
 
 def test_a_scheduler_that_cannot_load_pipewarden_is_a_config_error(
