@@ -18,10 +18,14 @@ When the cluster fails, the task's attempt fails with one line, an
   retries decide what follows; a running scheduler that reruns tasks on other
   workers (``allowed-failures`` above 0) is named in a warning at connect;
 * the scheduler goes away: distributed cancels the futures at once;
-* no worker at all: an attempt that waited ``worker_wait`` seconds
-  (``$PIPEWARDEN_DASK_WORKER_WAIT``, default 60) while the cluster had no
-  worker is cancelled there and fails here;
-* a worker cannot unpickle the task (a package it imports is missing there).
+* the scheduler stops answering, or the cluster has no worker: an attempt
+  that waited ``worker_wait`` seconds (``$PIPEWARDEN_DASK_WORKER_WAIT``,
+  default 60) so is cancelled there (it does not run later) and fails here;
+* a worker cannot unpickle the task (a package it imports is missing there),
+  or the task cannot be pickled here.
+
+A scheduler that cannot be reached, or cannot load pipewarden's code, is a
+:class:`~agent.errors.ConfigError` when the executor is made.
 """
 
 from __future__ import annotations
@@ -229,6 +233,10 @@ class DaskExecutor:
             failures = int(self.client.run_on_scheduler(_allowed_failures, callback_timeout=self.connect_timeout))
         except Exception as exc:
             self.shutdown()
+            if isinstance(exc, TimeoutError):
+                raise ConfigError(
+                    f"the Dask scheduler at {self.address} did not answer within {self.connect_timeout:g} s"
+                ) from None
             raise ConfigError(
                 f"the Dask scheduler at {self.address} cannot run pipewarden's code "
                 f"({type(exc).__name__}: {_one_line(exc)}); {_INSTALL}"

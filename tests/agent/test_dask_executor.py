@@ -180,10 +180,10 @@ def test_a_pipeline_file_runs_on_a_separate_scheduler_and_workers(
     assert child not in on_workers and child != proc.pid
 
 
-def test_the_scheduler_and_workers_need_no_file_of_the_pipeline_directory(
+def test_a_module_the_workers_lack_fails_the_task_with_one_line(
     tmp_path: Path, pipeline: Path, dask_cluster: Callable[..., DaskCluster]
 ) -> None:
-    """A module the runner imports from elsewhere than the pipeline's directory is not shipped: one clear line."""
+    """A module imported from outside the pipeline's directory goes by reference: workers without it say so."""
     cluster = dask_cluster(workers=1)
     elsewhere = tmp_path / "site"
     elsewhere.mkdir()
