@@ -14,6 +14,7 @@ __all__ = [
     "CycleError",
     "DecorationError",
     "DuplicateTaskError",
+    "ExecutorError",
     "PipewardenError",
     "RunLimitError",
     "StoreError",
@@ -92,6 +93,23 @@ class TaskCancelledError(PipewardenError, RuntimeError):
     def __init__(self, message: str, *, task: str = "") -> None:
         super().__init__(message)
         self.task = task
+
+
+class ExecutorError(PipewardenError, RuntimeError):
+    """A task could not run, or its end was not heard, where its executor sent it.
+
+    ``reason`` says why: ``worker-lost`` (the worker running it died),
+    ``scheduler-lost`` (the connection to the scheduler broke), ``no-workers``
+    (no worker to run it for too long), ``cannot-load`` (a worker could not
+    unpickle the task) or ``cannot-send`` (its function or inputs do not pickle);
+    ``address`` names the worker or scheduler concerned. Each is an ordinary
+    failed attempt: ``retry_on=ExecutorError`` retries them.
+    """
+
+    def __init__(self, message: str, *, reason: str = "", address: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.address = address
 
 
 class StoreError(PipewardenError, OSError):

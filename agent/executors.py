@@ -4,7 +4,7 @@ An executor has ``submit(fn, *args) -> future`` (anything with ``result()``)
 and ``shutdown(wait=True)``. The runner keeps its bookkeeping (store, spans,
 checks) in its own threads and hands only the task function to the executor;
 with :class:`ThreadExecutor` it calls the function in its own worker thread,
-with no hand-off at all.
+with no hand-off at all. :class:`DaskExecutor` lives in :mod:`agent.dask_executor`.
 
 A task with a timeout runs in a forked child process (:func:`run_in_child`),
 wherever the executor runs it: a stuck thread cannot be stopped, a process can.
@@ -30,8 +30,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from agent.dask_executor import DaskExecutor
 from agent.errors import ConfigError, TaskCancelledError, TaskTimeoutError
-from agent.loader import LOADED_PREFIX
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -239,87 +239,6 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
         except Exception:
             pass
-
-
-class DaskExecutor:
-    """A Dask distributed cluster: ``address`` of a running scheduler, or a local cluster started here.
-
-    >>> ex = DaskExecutor(processes=False, n_workers=1)   # doctest: +SKIP
-    >>> ex.submit(sum, [1, 2]).result()                    # doctest: +SKIP
-    3
-
-    ``dask.distributed`` is imported when the executor is created, never
-    before. Functions of pipeline files loaded by the CLI are shipped by value,
-    so workers need pipewarden installed but not the pipeline file.
-    """
-
-    name = "dask"
-    local = False
-
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        client: Any = None,
-        n_workers: int | None = None,
-        threads_per_worker: int | None = None,
-        processes: bool | None = None,
-        max_workers: int | None = None,
-        connect_timeout: float = 10.0,
-        **cluster_options: Any,
-    ) -> None:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError as exc:
-            raise ConfigError("the Dask executor needs dask.distributed: pip install 'pipewarden[dask]'") from exc
-        self._cluster: Any = None
-        if client is not None:
-            self.client = client
-        elif address:
-            try:
-                self.client = Client(address, timeout=connect_timeout)
-            except (OSError, TimeoutError, ValueError) as exc:  # refused, unreachable, or not an address
-                raise ConfigError(
-                    f"cannot reach the Dask scheduler at {address!r} within {connect_timeout:g} s "
-                    f"({type(exc).__name__}: {exc}); start one (`dask scheduler`), check --address "
-                    "(tcp://host:8786), or leave --address out for a local cluster"
-                ) from None
-        else:
-            options: dict[str, Any] = {"dashboard_address": None, **cluster_options}
-            if n_workers is not None:
-                options["n_workers"] = n_workers
-            if threads_per_worker is not None:
-                options["threads_per_worker"] = threads_per_worker
-            if processes is not None:
-                options["processes"] = processes
-            self._cluster = LocalCluster(**options)
-            self.client = Client(self._cluster)
-        self._owns_client = client is None
-        self.max_workers = max_workers
-        self._by_value: set[str] = set()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
-        for obj in (fn, *args):
-            self._ship_by_value(obj)
-        return self.client.submit(fn, *args, pure=False)
-
-    def _ship_by_value(self, obj: Any) -> None:
-        mod = getattr(obj, "__module__", None)
-        if mod and mod.startswith(LOADED_PREFIX) and mod not in self._by_value and mod in sys.modules:
-            try:
-                import cloudpickle
-
-                cloudpickle.register_pickle_by_value(sys.modules[mod])
-                self._by_value.add(mod)
-            except Exception:  # older cloudpickle: workers must import the module themselves
-                log.debug("cannot ship %s by value", mod, exc_info=True)
-
-    def shutdown(self, wait: bool = True) -> None:
-        if self._owns_client:
-            self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
 
 
 def _unpickle_call(payload: bytes) -> Any:

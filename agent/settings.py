@@ -14,6 +14,7 @@ from exporters.files import default_home
 
 __all__ = [
     "PIPEWARDEN_CONFIG",
+    "PIPEWARDEN_DASK_WORKER_WAIT",
     "PIPEWARDEN_HOME",
     "PIPEWARDEN_LOG_FORMAT",
     "PIPEWARDEN_METRICS_ADDR",
@@ -46,6 +47,8 @@ PIPEWARDEN_LOG_FORMAT = "PIPEWARDEN_LOG_FORMAT"
 #: A pipewarden.yml whose alert rules scripts and ``pipewarden run`` evaluate (and whose pipelines
 #: ``pipewarden run NAME`` runs); the daemon takes ``--config`` instead.
 PIPEWARDEN_CONFIG = "PIPEWARDEN_CONFIG"
+#: Seconds a task submitted to Dask waits while the cluster has no worker before it fails (default 60).
+PIPEWARDEN_DASK_WORKER_WAIT = "PIPEWARDEN_DASK_WORKER_WAIT"
 #: Days a finished run is kept in the run store (default 90; ``0`` or ``off``: forever); see :mod:`agent.retention`.
 PIPEWARDEN_RETENTION_DAYS = "PIPEWARDEN_RETENTION_DAYS"
 

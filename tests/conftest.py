@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # `import servers`, whatever the
 import servers
 from servers import (
     AlertmanagerServer,
+    DaskCluster,
     OtlpReceiver,
     PrometheusServer,
     PushgatewayServer,
@@ -76,6 +77,27 @@ def pushgateway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pus
     server = servers.start_pushgateway(tmp_path_factory.mktemp("pushgateway"))
     yield server
     server.process.stop()
+
+
+@pytest.fixture
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., DaskCluster]]:
+    """Factory: ``dask_cluster(workers=1, allowed_failures=0, ...)``: a real ``dask scheduler`` and ``dask worker``.
+
+    Returns a :class:`servers.DaskCluster` (``.address``, ``.add_workers()``, ``.worker_pids()``) whose
+    programs run from their own directory; every cluster it started is stopped after the test.
+    """
+    started: list[DaskCluster] = []
+
+    def start(workers: int = 1, *, nthreads: int = 1, **options: Any) -> DaskCluster:
+        cluster = servers.start_dask_scheduler(tmp_path_factory.mktemp("dask"), **options)
+        started.append(cluster)
+        if workers:
+            cluster.add_workers(workers, nthreads=nthreads)
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()
 
 
 @pytest.fixture

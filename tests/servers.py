@@ -1,4 +1,4 @@
-"""Real servers for tests: Prometheus, Pushgateway, Alertmanager; OTLP and webhook receivers.
+"""Real servers for tests: Prometheus, Pushgateway, Alertmanager, Dask; OTLP and webhook receivers.
 
 The programs are the Debian packages' binaries (``.ci/run`` installs them), started on
 loopback ports with their state in a temporary directory, and stopped after. A missing
@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -31,6 +34,7 @@ import pytest
 
 __all__ = [
     "AlertmanagerServer",
+    "DaskCluster",
     "OtlpReceiver",
     "ProcessServer",
     "PrometheusServer",
@@ -46,6 +50,8 @@ __all__ = [
     "in_ci",
     "live_servers",
     "require_binary",
+    "require_module",
+    "start_dask_scheduler",
     "wait_until",
 ]
 
@@ -758,3 +764,162 @@ def _any_value(value: Any) -> Any:
     if kind == "kvlist_value":
         return _attributes(value.kvlist_value.values)
     return getattr(value, kind)
+
+
+# --- Dask distributed -------------------------------------------------------------------------
+
+
+def require_module(name: str) -> None:
+    """Skip the test when the Python package ``name`` is not installed; fail it under CI."""
+    if importlib.util.find_spec(name) is not None:
+        return
+    reason = f"the Python package {name} is not installed; pip install 'pipewarden[dask]' as .ci/run does"
+    if in_ci():
+        pytest.fail(f"{reason} — CI must not skip tests that need it", pytrace=False)
+    pytest.skip(reason)
+
+
+def dask_cli(command: str, *, blocked: Sequence[str] = ()) -> list[str]:
+    """The ``dask`` CLI of this interpreter's environment (``python -m dask scheduler|worker``).
+
+    ``blocked`` names modules the program cannot import: a scheduler or worker installed without them.
+    """
+    require_module("distributed")
+    if not blocked:
+        return [sys.executable, "-m", "dask", command]
+    module = {"scheduler": "dask_scheduler", "worker": "dask_worker"}[command]
+    code = (
+        f"import sys; sys.modules.update(dict.fromkeys({list(blocked)!r})); "
+        f"from distributed.cli.{module} import main; sys.argv[0] = 'dask {command}'; main()"
+    )
+    return [sys.executable, "-c", code]
+
+
+@dataclass
+class DaskCluster:
+    """A real ``dask scheduler`` on loopback and the ``dask worker`` processes started against it.
+
+    ``address`` is the scheduler's ``tcp://127.0.0.1:PORT``; the scheduler's HTTP server
+    (``/health``, ``/json/identity.json``) is ``scheduler.port``. Every program runs from
+    ``workdir`` with ``env`` (``PYTHONPATH`` names this repository, so they load pipewarden's
+    code under test) in its own session, so :meth:`stop` leaves none of its processes behind.
+    """
+
+    scheduler: ProcessServer
+    address: str
+    workdir: Path
+    env: dict[str, str]
+    worker_groups: list[ProcessServer] = field(default_factory=list)
+
+    def workers(self) -> dict[str, Any]:
+        """The workers the scheduler knows, by address."""
+        return dict(self.scheduler.get_json("/json/identity.json")["workers"])
+
+    def add_workers(self, n: int = 1, *, nthreads: int = 1, wait: bool = True) -> ProcessServer:
+        """Start one ``dask worker`` process with ``n`` worker processes (each under a nanny that restarts it)."""
+        before = len(self.workers())
+        group = ProcessServer(
+            "dask-worker",
+            [
+                "env",
+                *(f"{k}={v}" for k, v in self.env.items()),
+                *dask_cli("worker"),
+                self.address,
+                "--nworkers",
+                str(n),
+                "--nthreads",
+                str(nthreads),
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+            ],
+            0,
+            self.workdir,
+            self.workdir / f"dask-worker-{len(self.worker_groups) + 1}.log",
+        )
+        with open(group.log_path, "ab") as log:
+            group.proc = subprocess.Popen(
+                group.argv,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        _LIVE.append(group)
+        self.worker_groups.append(group)
+        if wait:
+            self.wait_for_workers(before + n, what=f"{n} new Dask workers")
+        return group
+
+    def wait_for_workers(self, n: int, *, timeout: float = 60.0, what: str = "") -> None:
+        wait_until(
+            lambda: len(self.workers()) >= n or None,
+            timeout=timeout,
+            what=what or f"{n} Dask workers to register at {self.address}",
+        )
+
+    def worker_pids(self) -> set[int]:
+        """The worker processes (children of the ``dask worker`` processes) that run tasks."""
+        import psutil
+
+        pids: set[int] = set()
+        for group in self.worker_groups:
+            if group.proc is not None and group.proc.poll() is None:
+                with contextlib.suppress(psutil.Error):
+                    pids |= {
+                        c.pid
+                        for c in psutil.Process(group.proc.pid).children()
+                        if "resource_tracker" not in " ".join(c.cmdline())
+                    }
+        return pids
+
+    def stop(self) -> None:
+        """Stop the workers (SIGKILL to their sessions after 2 s: a task may sleep on), then the scheduler."""
+        for group in self.worker_groups:
+            if group in _LIVE:
+                _LIVE.remove(group)
+            if group.proc is None:
+                continue
+            with contextlib.suppress(OSError):
+                os.killpg(group.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                group.proc.wait(2)
+            with contextlib.suppress(OSError):
+                os.killpg(group.proc.pid, signal.SIGKILL)
+            group.proc.wait()
+        self.scheduler.stop()
+
+
+def start_dask_scheduler(
+    workdir: Path, *, allowed_failures: int = 0, env: Mapping[str, str] | None = None, blocked: Sequence[str] = ()
+) -> DaskCluster:
+    """Start ``dask scheduler`` in ``workdir`` with no worker (add them with :meth:`DaskCluster.add_workers`).
+
+    ``allowed_failures=0`` is the start docs/orchestrator.md asks for: a worker that dies fails the task.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    environment = {
+        "PYTHONPATH": str(repo),
+        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures),
+        **(env or {}),
+    }
+    tcp: dict[str, int] = {}
+
+    def argv(http_port: int) -> list[str]:
+        tcp["port"] = free_port()
+        return [
+            "env",
+            *(f"{k}={v}" for k, v in environment.items()),
+            *dask_cli("scheduler", blocked=blocked),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(tcp["port"]),
+            "--dashboard-address",
+            f"127.0.0.1:{http_port}",
+            "--no-dashboard",
+        ]
+
+    process = _start("dask-scheduler", argv, workdir, ready_path="/health")
+    return DaskCluster(process, f"tcp://127.0.0.1:{tcp['port']}", workdir, environment)

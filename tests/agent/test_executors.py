@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from servers import wait_until
+from servers import require_module, wait_until
 
 from agent.errors import ConfigError
 from agent.executors import DaskExecutor, Executor, ProcessExecutor, ThreadExecutor, get_executor, run_in_child
@@ -116,7 +116,11 @@ def test_process_executor_matches_threads(run_opts: dict[str, Any]) -> None:
 
 
 def test_dask_executor_on_a_local_cluster_matches_threads(run_opts: dict[str, Any]) -> None:
-    """On a distributed LocalCluster the pipeline has the same results and history as with threads."""
+    """On an in-process LocalCluster the pipeline has the same results and history as with threads.
+
+    (Worker processes and real scheduler processes: tests/agent/test_dask_executor.py.)
+    """
+    require_module("distributed")
     ex = DaskExecutor(processes=False, n_workers=1, threads_per_worker=2)
     try:
         assert ex.client.status == "running"
@@ -238,8 +242,18 @@ def test_resume_waits_for_worker_processes_that_may_still_run_a_task(run_opts: d
 
 def test_an_unreachable_dask_scheduler_is_one_config_error(closed_port: int) -> None:
     """A scheduler address nobody answers is a ConfigError naming it and the fix, after connect_timeout."""
-    pytest.importorskip("distributed")
+    require_module("distributed")
     with pytest.raises(ConfigError) as info:
         DaskExecutor(f"tcp://127.0.0.1:{closed_port}", connect_timeout=1)
     message = str(info.value)
     assert f"tcp://127.0.0.1:{closed_port}" in message and "--address" in message and "\n" not in message
+
+
+def test_a_scheduler_file_that_never_appears_is_one_config_error(tmp_path: Path) -> None:
+    """--address given a scheduler file that does not appear within connect_timeout: a ConfigError naming it."""
+    require_module("distributed")
+    path = tmp_path / "scheduler.json"
+    with pytest.raises(ConfigError) as info:
+        DaskExecutor(str(path), connect_timeout=0.5)
+    message = str(info.value)
+    assert message.startswith(f"scheduler file {path}: it does not exist after 0.5 s") and "\n" not in message
