@@ -628,6 +628,10 @@ class SQLiteRunStore(RunStore):
 
     def _migrate(self) -> None:
         conn = self.conn
+        # The header first: another process opening the new file between the two statements must see a
+        # pipewarden store, not a lone schema_version table it would refuse as another application's.
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
         current = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
         if current > SCHEMA_VERSION:
@@ -637,8 +641,6 @@ class SQLiteRunStore(RunStore):
                 "another directory",
                 path=str(self.path),
             )
-        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if current == SCHEMA_VERSION:
             return
         conn.execute("BEGIN IMMEDIATE")
