@@ -15,6 +15,7 @@ __all__ = [
     "CycleError",
     "DecorationError",
     "DuplicateTaskError",
+    "Input",
     "Pipeline",
     "PipewardenError",
     "RunLimitError",
@@ -39,6 +40,7 @@ _WHERE = {
     "set_telemetry": "agent.telemetry",
     "RunStatus": "agent.records",
     "Pipeline": "agent.pipeline",
+    "Input": "agent.wiring",
     "run": "agent.runner",
     "resume": "agent.runner",
     "RunStore": "agent.store",
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
     from agent.runner import resume, run
     from agent.store import RunStore
     from agent.telemetry import Telemetry, get_telemetry, set_telemetry
+    from agent.wiring import Input
 
 
 def __getattr__(name: str) -> Any:

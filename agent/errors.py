@@ -18,6 +18,7 @@ __all__ = [
     "RunLimitError",
     "StoreError",
     "TaskCancelledError",
+    "TaskInputError",
     "TaskTimeoutError",
     "UnknownDependencyError",
     "UntrustedPathError",
@@ -120,3 +121,13 @@ class RunLimitError(PipewardenError, RuntimeError):
         self.pipeline = pipeline
         self.limit = limit
         self.running = list(running)
+
+
+class TaskInputError(PipewardenError, LookupError):
+    """A task's input could not be taken from its upstream output (``key`` missing from a dict, or no dict)."""
+
+    def __init__(self, message: str, *, task: str = "", source: str = "", key: str | None = None) -> None:
+        super().__init__(message)
+        self.task = task
+        self.source = source
+        self.key = key

@@ -28,7 +28,7 @@ from typing import Any
 
 from agent import kpis
 from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
-from agent.errors import ConfigError, RunLimitError, TaskCancelledError
+from agent.errors import ConfigError, RunLimitError, TaskCancelledError, TaskInputError
 from agent.executors import (
     Executor,
     Measured,
@@ -44,6 +44,7 @@ from agent.records import RunRecord, RunStatus, new_run_id
 from agent.scope import rows_of
 from agent.store import RunStore, SQLiteRunStore
 from agent.trust import require_trusted
+from agent.wiring import take
 
 __all__ = ["ResumePlan", "Runner", "recover_interrupted", "resume", "run", "run_values"]
 
@@ -795,15 +796,22 @@ class _Job:
         kwargs: dict[str, Any] = {}
         frames: list[Any] = []
         rows: list[int] = []
+        bindings = task.bindings(self.pipeline.tasks)
         for p in task.parameters:
-            if p in self.pipeline.tasks:
-                value = kwargs[p] = self._output(p)
-                n = rows_of(value)
-                if n is not None:
-                    frames.append(value)
-                    rows.append(n)
+            source = bindings.get(p)
+            if source is not None:
+                kwargs[p] = take(self._output(source.task), source, task=task.name, param=p)
             elif p in self.values:
                 kwargs[p] = self.values[p]
+        inputs = [kwargs[p] for p in bindings]
+        for t in task.collected():  # **upstream
+            value = kwargs[t] = self._output(t)
+            inputs.append(value)
+        for value in inputs:
+            n = rows_of(value)
+            if n is not None:
+                frames.append(value)
+                rows.append(n)
         return kwargs, frames, rows
 
     def _output(self, task: str) -> Any:
@@ -826,7 +834,11 @@ class _Job:
         """
         task = self.pipeline.tasks[name]
         store, tel, clock = self.store, self.tel, self.r.clock
-        kwargs, frames, input_rows = self._inputs(task)
+        unwired: TaskInputError | None = None  # an input that cannot be taken fails the task, without retries
+        try:
+            kwargs, frames, input_rows = self._inputs(task)
+        except TaskInputError as exc:
+            kwargs, frames, input_rows, unwired = {}, [], [], exc
         rows_in = sum(input_rows) if frames else None
         attempt = self.base_attempts.get(name, 0)
         tries = 0
@@ -844,6 +856,8 @@ class _Job:
             failure: BaseException | None = None
             ts.__enter__()
             try:
+                if unwired is not None:
+                    raise unwired
                 if rows_in:
                     ts.rows_in(rows_in)
                 out = self._call(task, kwargs)
@@ -881,7 +895,7 @@ class _Job:
                 ts.set_status(RunStatus.CANCELLED, str(exc))
             except BaseException as exc:
                 failure = exc
-                if isinstance(exc, Exception) and task.retry.should_retry(exc, tries) and not self.cancelled.is_set():
+                if exc is not unwired and task.retry.should_retry(exc, tries) and not self.cancelled.is_set():
                     ts.retry_in = task.retry.delay_for(tries, self.r.rng)
             end = clock()
             ts.ended_at = end
