@@ -256,6 +256,9 @@ def run_cmd(
                 pipe = configured[target].pipeline
         if pipe is None:
             pipe = load_pipeline(target)
+        from agent.params import resolve_params
+
+        resolve_params(pipe, {k: v for k, v in values.items() if k != "logical_date"})  # refused before anything runs
     except PipewardenError as exc:
         _fail(exc)
 

@@ -364,6 +364,7 @@ def _import_target(target: str, *, base: Path) -> Pipeline:
 
 def _apply(pipe: Pipeline, spec: Any, where: str, problems: list[str], reader: _Reader, i: int, file: Path) -> None:
     """The configuration's overrides: schedule, file trigger, params, limits, checks."""
+    from agent.params import convert, param_types
     from agent.schedules import FileArrival, parse_schedule
 
     def line(*key: str | int) -> str:
@@ -395,7 +396,13 @@ def _apply(pipe: Pipeline, spec: Any, where: str, problems: list[str], reader: _
             f"{line('params', k)}: {pipe.name!r} declares no parameter {k!r}"
             + (f"; did you mean {hint[0]!r}?" if hint else f" (declared: {declared})")
         )
-    pipe.params.update({k: v for k, v in spec.params.items() if k not in unknown})
+    for k, v in spec.params.items():
+        if k in unknown:
+            continue
+        try:  # converted to the parameter's type now, so a bad value is a problem of this file and line
+            pipe.params[k] = convert(pipe, k, v, param_types(pipe)[k])[0]
+        except ConfigError as exc:
+            problems.append(f"{line('params', k)}: {exc}")
     if spec.max_active_runs is not None:
         pipe.max_active_runs = spec.max_active_runs
     if spec.catchup is not None:

@@ -14,6 +14,7 @@ __all__ = [
     "CycleError",
     "DecorationError",
     "DuplicateTaskError",
+    "ParamError",
     "PipewardenError",
     "RunLimitError",
     "StoreError",
@@ -121,6 +122,16 @@ class RunLimitError(PipewardenError, RuntimeError):
         self.pipeline = pipeline
         self.limit = limit
         self.running = list(running)
+
+
+class ParamError(ConfigError):
+    """A run parameter's value does not convert to its type; ``param``, the ``value`` given, what is ``allowed``."""
+
+    def __init__(self, message: str, *, param: str = "", value: Any = None, allowed: str = "") -> None:
+        super().__init__(message)
+        self.param = param
+        self.value = value
+        self.allowed = allowed
 
 
 class TaskInputError(PipewardenError, LookupError):

@@ -39,6 +39,7 @@ from agent.executors import (
     timed,
 )
 from agent.gates import blocking, blocking_reason
+from agent.params import resolve_params
 from agent.pipeline import Pipeline, Task
 from agent.records import RunRecord, RunStatus, new_run_id
 from agent.scope import rows_of
@@ -81,22 +82,13 @@ def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
 def run_values(
     pipeline: Pipeline, params: Mapping[str, Any] | None, *, run_id: str, trigger: str, logical_date: Any, now: float
 ) -> tuple[dict[str, Any], dict[str, Any], dt.datetime]:
-    """(values tasks may ask for by name, params to store, logical date); ConfigError on unknown params."""
+    """(values tasks may ask for by name, params to store, logical date); ConfigError on unknown params and
+    ParamError (a ConfigError) on values that do not convert to their type (:mod:`agent.params`)."""
     given = dict(params or {})
     if "logical_date" in given:
         logical_date = logical_date or given.pop("logical_date")
         given.pop("logical_date", None)
-    unknown = [k for k in given if k not in pipeline.params and k != "path"]
-    if unknown:
-        declared = ", ".join(sorted(pipeline.params)) or "none"
-        raise ConfigError(
-            f"pipeline {pipeline.name!r} has no run parameter {', '.join(map(repr, unknown))} "
-            f"(declared: {declared}; built-in: path, logical_date); declare it with "
-            f"Pipeline({pipeline.name!r}, params={{{unknown[0]!r}: default}})"
-        )
-    merged = {**pipeline.params}
-    for k, v in given.items():
-        merged[k] = _coerce(v, pipeline.params.get(k)) if k in pipeline.params else v
+    merged, stored = resolve_params(pipeline, given)
     ld = _as_datetime(logical_date, now)
     values = {
         **merged,
@@ -106,29 +98,7 @@ def run_values(
         "trigger": trigger,
         "logical_date": ld,
     }
-    return values, merged, ld
-
-
-def _coerce(value: Any, default: Any) -> Any:
-    # CLI values arrive as strings; follow the type of the declared default.
-    if not isinstance(value, str) or default is None or isinstance(default, str):
-        return value
-    if isinstance(default, bool):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"run parameter value {value!r} is not a boolean (true/false)")
-    try:
-        if isinstance(default, int | float):
-            return type(default)(value)
-        if isinstance(default, Path):
-            return Path(value)
-        if isinstance(default, dt.datetime):
-            return _as_datetime(value, 0.0)
-    except ValueError as exc:
-        raise ConfigError(f"run parameter value {value!r} is not a {type(default).__name__} ({exc})") from None
-    return value
+    return values, stored, ld
 
 
 def _as_datetime(value: Any, now: float) -> dt.datetime:
