@@ -128,6 +128,8 @@ class TaskAttempt:
     output_ref: str | None = None
     checks: tuple[CheckResult, ...] = ()
     id: int = 0
+    #: What the attempt logged and printed (``get_run(run_id, logs=True)``; None otherwise or when it wrote nothing).
+    logs: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -242,6 +244,7 @@ def record_to_dict(record: RunRecord) -> dict[str, Any]:
                 "reason": a.reason,
                 "output_ref": a.output_ref,
                 "checks": [c.to_dict() for c in a.checks],
+                **({"logs": a.logs} if a.logs is not None else {}),
             }
             for a in record.attempts
         ],

@@ -44,6 +44,7 @@ from agent.pipeline import Pipeline, Task
 from agent.records import RunRecord, RunStatus, new_run_id
 from agent.scope import rows_of
 from agent.store import RunStore, SQLiteRunStore
+from agent.tasklogs import TaskLog, attached
 from agent.trust import require_trusted
 from agent.wiring import take
 
@@ -824,14 +825,17 @@ class _Job:
             value: Any = None
             rows_out: int | None = None
             failure: BaseException | None = None
+            logs = TaskLog()  # what the attempt logs and prints, wherever it runs (agent.tasklogs)
             ts.__enter__()
             try:
                 if unwired is not None:
                     raise unwired
                 if rows_in:
                     ts.rows_in(rows_in)
-                out = self._call(task, kwargs)
+                with logs.active():
+                    out = self._call(task, kwargs)
                 if isinstance(out, Measured):
+                    logs.merge(out.logs)
                     value = out.value
                     if out.cpu:
                         ts.add_cpu(out.cpu)
@@ -862,9 +866,11 @@ class _Job:
                     )
             except TaskCancelledError as exc:
                 failure = exc
+                logs.merge(attached(exc))
                 ts.set_status(RunStatus.CANCELLED, str(exc))
             except BaseException as exc:
                 failure = exc
+                logs.merge(attached(exc))
                 if exc is not unwired and task.retry.should_retry(exc, tries) and not self.cancelled.is_set():
                     ts.retry_in = task.retry.delay_for(tries, self.r.rng)
             end = clock()
@@ -885,6 +891,7 @@ class _Job:
                 reason=not_kept if ok else None,
                 output_ref=ref if ok else None,
                 checks=results,
+                logs=logs.text(),
             )
             if event is not None:
                 tel.bus.emit(event)

@@ -230,6 +230,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE INDEX runs_by_end ON runs (coalesce(ended_at, created_at))",
     ),
+    (  # 7: what each task attempt logged and printed
+        "ALTER TABLE task_runs ADD COLUMN logs TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: ``PRAGMA application_id`` of a pipewarden run store ("PwRs"): tells it from another application's SQLite file.
@@ -332,7 +335,8 @@ class RunStore(abc.ABC):
     def renew_lease(self, run_id: str, lease_until: float) -> None: ...
 
     @abc.abstractmethod
-    def get_run(self, run_id: str) -> RunRecord | None: ...
+    def get_run(self, run_id: str, *, logs: bool = False) -> RunRecord | None:
+        """The run with its task attempts; with ``logs``, each attempt's ``logs`` too (they can be large)."""
 
     @abc.abstractmethod
     def list_runs(self, *, pipeline: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
@@ -431,7 +435,9 @@ class RunStore(abc.ABC):
         reason: str | None = None,
         output_ref: str | None = None,
         checks: Sequence[CheckResult] = (),
-    ) -> None: ...
+        logs: str | None = None,
+    ) -> None:
+        """Record the end of an attempt; ``logs``: what it logged and printed (:mod:`agent.tasklogs`)."""
 
     @abc.abstractmethod
     def cancel_running_tasks(
@@ -782,7 +788,7 @@ class SQLiteRunStore(RunStore):
         self.conn.execute("UPDATE runs SET lease_until=? WHERE run_id=? AND status='running'", (lease_until, run_id))
 
     @_guarded
-    def get_run(self, run_id: str) -> RunRecord | None:
+    def get_run(self, run_id: str, *, logs: bool = False) -> RunRecord | None:
         row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
             return None
@@ -806,10 +812,11 @@ class SQLiteRunStore(RunStore):
                 output_ref=r[10],
                 checks=tuple(checks.get(r[0], ())),
                 id=r[0],
+                logs=r[11],
             )
             for r in self.conn.execute(
                 "SELECT id, task, attempt, status, started_at, ended_at, rows_in, rows_out, error, reason,"
-                " output_ref FROM task_runs WHERE run_id=? ORDER BY id",
+                f" output_ref, {'logs' if logs else 'NULL'} FROM task_runs WHERE run_id=? ORDER BY id",
                 (run_id,),
             )
         )
@@ -1106,13 +1113,14 @@ class SQLiteRunStore(RunStore):
         reason: str | None = None,
         output_ref: str | None = None,
         checks: Sequence[CheckResult] = (),
+        logs: str | None = None,
     ) -> None:
         conn = self.conn
         sql = (
-            "UPDATE task_runs SET status=?, ended_at=?, rows_in=?, rows_out=?, error=?, reason=?, output_ref=?"
-            " WHERE id=?"
+            "UPDATE task_runs SET status=?, ended_at=?, rows_in=?, rows_out=?, error=?, reason=?, output_ref=?,"
+            " logs=? WHERE id=?"
         )
-        args = (str(status), now, rows_in, rows_out, error, reason, output_ref, task_run_id)
+        args = (str(status), now, rows_in, rows_out, error, reason, output_ref, logs or None, task_run_id)
         if not checks:
             conn.execute(sql, args)
             return

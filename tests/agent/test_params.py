@@ -266,6 +266,8 @@ def test_pipewarden_run_converts_list_and_date_parameters(tmp_path: Path) -> Non
     record = json.loads(report)
     assert record["status"] == "success"
     assert record["params"] == {"repos": ["a/b", "c/d"], "day": "2025-01-31"}
+    shown = _cli(home, "runs", "show", record["run_id"], "--task", "fetch", "--logs", cwd=tmp_path)
+    assert "2 repos on Friday" in shown.stdout
 
 
 @pytest.mark.parametrize(
