@@ -349,7 +349,8 @@ def runs_list(
     for r in rows:
         started = dt.datetime.fromtimestamp(r.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
         dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
-        click.echo(f"{r.run_id:<24} {r.pipeline:<20} {r.status!s:<12} {r.trigger:<9} {started:<20} {dur}")
+        after = f"  after {r.triggered_by}" if r.triggered_by else ""
+        click.echo(f"{r.run_id:<24} {r.pipeline:<20} {r.status!s:<12} {r.trigger:<9} {started:<20} {dur}{after}")
 
 
 @runs.command("prune")
@@ -408,6 +409,7 @@ def runs_show(run_id: str, task: str | None, logs: bool, as_json: bool, home: st
         with open_store(home) as store:
             _recover(store, home)
             record = store.get_run(run_id, logs=logs)
+            source = store.get_run(record.triggered_by) if record is not None and record.triggered_by else None
     except PipewardenError as exc:
         _fail(exc)
     if record is None:
@@ -424,6 +426,9 @@ def runs_show(run_id: str, task: str | None, logs: bool, as_json: bool, home: st
         _report(record, True)
         return
     click.echo(f"run {record.run_id}  pipeline {record.pipeline}  status {record.status}  trigger {record.trigger}")
+    if record.triggered_by:
+        of = f" of pipeline {source.pipeline} ({source.status})" if source is not None else " (no longer in the store)"
+        click.echo(f"triggered by run {record.triggered_by}{of}")
     click.echo(
         f"version {record.version or '-'}  logical date "
         f"{record.logical_date.isoformat() if record.logical_date else '-'}  params {dict(record.params)}"

@@ -587,6 +587,8 @@ def _describe(schedule: Any) -> str:
         return f"every {schedule.every}"
     if kind == "file":
         return f"files {schedule.pattern} in {schedule.directory}"
+    if kind == "after":
+        return "after " + ", ".join(map(str, schedule.links))
     return str(kind)
 
 

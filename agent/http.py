@@ -342,7 +342,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = (
             f"<p class='meta'>pipeline <a href='/runs?pipeline={_q(rec.pipeline)}'>{_e(rec.pipeline)}</a> · "
             f"<span class='{_e(str(rec.status))}'>{_e(str(rec.status))}</span> · trigger {_e(rec.trigger)} · "
-            f"version {_e(rec.version or '-')} · started {_ts(rec.started_at)} · {_dur(rec.duration)}</p>"
+            f"version {_e(rec.version or '-')} · started {_ts(rec.started_at)} · {_dur(rec.duration)}"
+            + (
+                f" · after run <a href='/runs/{_q(rec.triggered_by)}'>{_e(rec.triggered_by)}</a>"
+                if rec.triggered_by
+                else ""
+            )
+            + "</p>"
             + (f"<p class='failed'>{_e(rec.error)}</p>" if rec.error else "")
             + "<h2>Tasks</h2>"
             + _table(["task", "status", "attempt", "duration", "rows in", "rows out", "detail"], tasks)
