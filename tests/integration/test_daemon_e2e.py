@@ -55,6 +55,7 @@ PIPES = textwrap.dedent("""
 
     @report.task
     def build() -> int:
+        print("built the report")
         return 2
 """)
 
@@ -309,7 +310,8 @@ pipelines:
 def test_a_pipeline_after_another_runs_once_per_upstream_run_across_a_restart(
     daemons: Callable[..., DaemonProcess],
 ) -> None:
-    """tick's success starts report once, linked in the API and `runs list`; a restart starts no second one."""
+    """tick's success starts report once, linked in the API and `runs list`; a restart starts no second one;
+    the API gives the task's logs with ?logs=1."""
     d = daemons(AFTER, env={"PIPEWARDEN_API_TOKEN": "t"}).start()
     code, answer = d.post("/api/v1/pipelines/tick/runs", token="t")
     assert code == 201
@@ -321,6 +323,9 @@ def test_a_pipeline_after_another_runs_once_per_upstream_run_across_a_restart(
     )
     [report] = d.get("/api/v1/runs?pipeline=report")["runs"]
     assert (report["trigger"], report["triggered_by"]) == ("after", upstream)
+    [attempt] = d.get(f"/api/v1/runs/{report['run_id']}?logs=1")["attempts"]
+    assert attempt["logs"] == "built the report\n"  # the task logs, read only when asked
+    assert "logs" not in d.get(f"/api/v1/runs/{report['run_id']}")["attempts"][0]
     assert d.get("/api/v1/pipelines")["pipelines"][0]["schedule"] == "after tick"
     assert d.stop() == 0
     d.start()
