@@ -15,6 +15,8 @@ __all__ = [
     "CycleError",
     "DecorationError",
     "DuplicateTaskError",
+    "Input",
+    "ParamError",
     "Pipeline",
     "PipewardenError",
     "RunLimitError",
@@ -39,6 +41,7 @@ _WHERE = {
     "set_telemetry": "agent.telemetry",
     "RunStatus": "agent.records",
     "Pipeline": "agent.pipeline",
+    "Input": "agent.wiring",
     "run": "agent.runner",
     "resume": "agent.runner",
     "RunStore": "agent.store",
@@ -50,6 +53,7 @@ _WHERE = {
             "CycleError",
             "DecorationError",
             "DuplicateTaskError",
+            "ParamError",
             "PipewardenError",
             "RunLimitError",
             "StoreError",
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
         CycleError,
         DecorationError,
         DuplicateTaskError,
+        ParamError,
         PipewardenError,
         RunLimitError,
         StoreError,
@@ -80,6 +85,7 @@ if TYPE_CHECKING:
     from agent.runner import resume, run
     from agent.store import RunStore
     from agent.telemetry import Telemetry, get_telemetry, set_telemetry
+    from agent.wiring import Input
 
 
 def __getattr__(name: str) -> Any:

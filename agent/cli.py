@@ -256,6 +256,9 @@ def run_cmd(
                 pipe = configured[target].pipeline
         if pipe is None:
             pipe = load_pipeline(target)
+        from agent.params import resolve_params
+
+        resolve_params(pipe, {k: v for k, v in values.items() if k != "logical_date"})  # refused before anything runs
     except PipewardenError as exc:
         _fail(exc)
 
@@ -346,7 +349,8 @@ def runs_list(
     for r in rows:
         started = dt.datetime.fromtimestamp(r.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
         dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
-        click.echo(f"{r.run_id:<24} {r.pipeline:<20} {r.status!s:<12} {r.trigger:<9} {started:<20} {dur}")
+        after = f"  after {r.triggered_by}" if r.triggered_by else ""
+        click.echo(f"{r.run_id:<24} {r.pipeline:<20} {r.status!s:<12} {r.trigger:<9} {started:<20} {dur}{after}")
 
 
 @runs.command("prune")
@@ -390,45 +394,84 @@ def runs_prune(older_than: str, pipeline: str | None, dry_run: bool, home: str |
 
 @runs.command("show")
 @click.argument("run_id")
+@click.option("--task", "task", default=None, help="Only this task: its attempts, errors and checks.")
+@click.option("--logs", is_flag=True, help="Also what each attempt logged and printed.")
 @click.option("--json", "as_json", is_flag=True)
 @_HOME
-def runs_show(run_id: str, as_json: bool, home: str | None) -> None:
-    """One run: its tasks, attempts, errors and check results."""
+def runs_show(run_id: str, task: str | None, logs: bool, as_json: bool, home: str | None) -> None:
+    """One run: its tasks, attempts, errors and check results (with --logs, what the attempts logged)."""
+    import dataclasses
+
     from agent.errors import PipewardenError
     from agent.store import open_store
 
     try:
         with open_store(home) as store:
             _recover(store, home)
-            record = store.get_run(run_id)
+            record = store.get_run(run_id, logs=logs)
+            source = store.get_run(record.triggered_by) if record is not None and record.triggered_by else None
     except PipewardenError as exc:
         _fail(exc)
     if record is None:
         click.echo(f"error: there is no run {run_id!r} in the run store; `pipewarden runs list` shows them", err=True)
         sys.exit(2)
+    if task is not None:
+        if task not in record.tasks and not any(a.task == task for a in record.attempts):
+            click.echo(f"error: run {run_id} has no task {task!r} (tasks: {', '.join(record.tasks)})", err=True)
+            sys.exit(2)
+        record = dataclasses.replace(
+            record, tasks=(task,), attempts=tuple(a for a in record.attempts if a.task == task)
+        )
     if as_json:
         _report(record, True)
         return
     click.echo(f"run {record.run_id}  pipeline {record.pipeline}  status {record.status}  trigger {record.trigger}")
+    if record.triggered_by:
+        of = f" of pipeline {source.pipeline} ({source.status})" if source is not None else " (no longer in the store)"
+        click.echo(f"triggered by run {record.triggered_by}{of}")
     click.echo(
         f"version {record.version or '-'}  logical date "
         f"{record.logical_date.isoformat() if record.logical_date else '-'}  params {dict(record.params)}"
     )
     if record.error:
         click.echo(f"error: {record.error}")
-    _summary(record)
+    if task is not None:
+        click.echo(f"task {task}:")
+        for a in record.attempts:
+            dur = f" {a.duration:.3f}s" if a.duration is not None else ""
+            detail = a.error or a.reason
+            click.echo(f"  #{a.attempt} {a.status}{dur}" + (f": {detail}" if detail else ""))
+    else:
+        _summary(record)
     retried = [a for a in record.attempts if a.attempt > 0 and a.status != "success" and a.error]
-    if retried:
+    if retried and task is None:  # with --task, its attempts are listed above
         click.echo("attempts:")
         for a in retried:
             click.echo(f"  {a.task} #{a.attempt} {a.status}: {a.error}")
     checks = [(a.task, c) for a in record.attempts for c in a.checks]
     if checks:
         click.echo("checks:")
-        for task, c in checks:
+        for name, c in checks:
             col = f"[{c.column}]" if c.column else ""
             obs = f" observed={c.observed:g}" if isinstance(c.observed, int | float) else ""
-            click.echo(f"  {task}: {c.check}{col} {c.status}{obs} {c.detail}".rstrip())
+            click.echo(f"  {name}: {c.check}{col} {c.status}{obs} {c.detail}".rstrip())
+    if logs:
+        _print_logs(record)
+
+
+def _print_logs(record: Any) -> None:
+    """Each attempt's logs under a line naming it (attempts that wrote nothing say so)."""
+    from agent.tasklogs import MAX_CHARS
+
+    for a in record.attempts:
+        if a.attempt == 0:  # a state recorded without running: nothing was logged
+            continue
+        head = f"--- logs of {a.task} #{a.attempt} ({a.status})"
+        if not a.logs:
+            click.echo(f"{head}: nothing logged or printed")
+            continue
+        click.echo(f"{head}, up to {MAX_CHARS:,} characters kept ---")
+        click.echo(a.logs, nl=not a.logs.endswith("\n"))
 
 
 @cli.command("kpis")

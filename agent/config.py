@@ -215,6 +215,12 @@ def _models() -> Any:
         stable_seconds: Duration = 5.0
         recursive: bool = False
 
+    class AfterSpec(_Model):
+        """One upstream of ``after:``: a pipeline, and optionally a dataset (a task) of it."""
+
+        pipeline: str = Field(min_length=1)
+        dataset: str | None = Field(None, min_length=1)
+
     class PipelineSpec(_Model):
         """One entry of ``pipelines:``."""
 
@@ -223,6 +229,7 @@ def _models() -> Any:
         schedule: str | None = None
         timezone: str | None = None
         files: FilesSpec | None = None
+        after: str | AfterSpec | list[str | AfterSpec] | None = None
         params: dict[str, Any] = Field(default_factory=dict)
         max_active_runs: int | None = Field(None, ge=1)
         catchup: int | Literal["all"] | None = None
@@ -327,9 +334,55 @@ def load_pipelines_from(path: str | os.PathLike[str], *, env: Mapping[str, str] 
             problems.append(f"{where}: a second pipeline named {name!r} (pipelines[{pipelines[name].line}] has it)")
             continue
         pipelines[name] = LoadedPipeline(pipe, spec, i)
+    if not problems:
+        problems += _after_problems(pipelines, file, reader)
     if problems:
         raise _error(file, problems)
     return Loaded(file, config, pipelines)
+
+
+def _after_problems(pipelines: Mapping[str, LoadedPipeline], file: Path, reader: _Reader) -> list[str]:
+    """Pipelines that run after others: each upstream is a pipeline of this file (and a task of it), no cycle."""
+    from agent.graph import find_cycle
+    from agent.schedules import After
+
+    problems: list[str] = []
+    upstream: dict[str, list[str]] = {}
+    for name, lp in pipelines.items():
+        sched = lp.pipeline.schedule
+        if not isinstance(sched, After):
+            continue
+        upstream[name] = [link.pipeline for link in sched.links]
+        for j, link in enumerate(sched.links):
+            # The line of the entry under after:, or of the pipeline when its file declares After(...).
+            path: tuple[str | int, ...] = ("pipelines", lp.line, "after")
+            if isinstance(lp.spec.after, list):
+                path += (j,)
+            where = f"{file}:{reader.line_of(path)}: {_dotted(path)}"
+            if link.pipeline == name:
+                problems.append(f"{where}: pipeline {name!r} cannot run after itself")
+            elif link.pipeline not in pipelines:
+                hint = difflib.get_close_matches(link.pipeline, list(pipelines), n=1)
+                problems.append(
+                    f"{where}: no pipeline {link.pipeline!r} in {file.name}"
+                    + (f"; did you mean {hint[0]!r}?" if hint else f" (pipelines: {', '.join(pipelines)})")
+                )
+            elif link.dataset is not None and link.dataset not in pipelines[link.pipeline].pipeline.tasks:
+                tasks = pipelines[link.pipeline].pipeline.tasks
+                hint = difflib.get_close_matches(link.dataset, list(tasks), n=1)
+                problems.append(
+                    f"{where}: pipeline {link.pipeline!r} writes no dataset {link.dataset!r} (its datasets are its "
+                    f"tasks: {', '.join(tasks)})" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                )
+    if not problems:
+        cycle = find_cycle(upstream)
+        if cycle:
+            where = f"{file}:{reader.line_of(('pipelines', pipelines[cycle[0]].line, 'after'))}"
+            problems.append(
+                f"{where}: pipelines run after each other in a cycle: {' -> '.join(cycle)} (each runs after the "
+                "next); remove one of these links"
+            )
+    return problems
 
 
 def _trusted(path: Path, what: str) -> None:
@@ -386,13 +439,15 @@ def _import_target(target: str, *, base: Path) -> Pipeline:
 
 def _apply(pipe: Pipeline, spec: Any, where: str, problems: list[str], reader: _Reader, i: int, file: Path) -> None:
     """The configuration's overrides: schedule, file trigger, params, limits, checks."""
-    from agent.schedules import FileArrival, parse_schedule
+    from agent.params import convert, param_types
+    from agent.schedules import After, FileArrival, Link, parse_schedule
 
     def line(*key: str | int) -> str:
         return f"{file}:{reader.line_of(('pipelines', i, *key))}: pipelines[{i}].{_dotted(key)}"
 
-    if spec.schedule is not None and spec.files is not None:
-        problems.append(f"{line('files')}: a pipeline has one schedule; give schedule or files, not both")
+    given = [k for k in ("schedule", "files", "after") if getattr(spec, k) is not None]
+    if len(given) > 1:
+        problems.append(f"{line(given[1])}: a pipeline has one schedule; give one of schedule, files or after")
     timezone = spec.timezone or pipe.timezone
     if spec.schedule is not None:
         try:
@@ -409,6 +464,9 @@ def _apply(pipe: Pipeline, spec: Any, where: str, problems: list[str], reader: _
         if not directory.is_absolute():
             directory = file.parent / directory
         pipe.schedule = FileArrival(str(directory), spec.files.pattern, spec.files.stable_seconds, spec.files.recursive)
+    if spec.after is not None:
+        entries = spec.after if isinstance(spec.after, list) else [spec.after]
+        pipe.schedule = After(*(e if isinstance(e, str) else Link(e.pipeline, e.dataset) for e in entries))
     unknown = [k for k in spec.params if k not in pipe.params and k != "path"]
     for k in unknown:
         hint = difflib.get_close_matches(k, list(pipe.params), n=1)
@@ -417,7 +475,13 @@ def _apply(pipe: Pipeline, spec: Any, where: str, problems: list[str], reader: _
             f"{line('params', k)}: {pipe.name!r} declares no parameter {k!r}"
             + (f"; did you mean {hint[0]!r}?" if hint else f" (declared: {declared})")
         )
-    pipe.params.update({k: v for k, v in spec.params.items() if k not in unknown})
+    for k, v in spec.params.items():
+        if k in unknown:
+            continue
+        try:  # converted to the parameter's type now, so a bad value is a problem of this file and line
+            pipe.params[k] = convert(pipe, k, v, param_types(pipe)[k])[0]
+        except ConfigError as exc:
+            problems.append(f"{line('params', k)}: {exc}")
     if spec.max_active_runs is not None:
         pipe.max_active_runs = spec.max_active_runs
     if spec.catchup is not None:

@@ -330,9 +330,11 @@ class Daemon:
         from agent.runner import run_values
 
         pipe = self.scheduler.pipelines[pipeline]
-        run_values(pipe, params, run_id="check", trigger=trigger, logical_date=None, now=self.clock())  # validates
+        # Validates and converts (agent.params): the queued run keeps the values as their types' JSON.
+        _, stored, _ = run_values(pipe, params, run_id="check", trigger=trigger, logical_date=None, now=self.clock())
+        given = {k: stored.get(k, v) for k, v in (params or {}).items()}
         done, out = threading.Event(), list[str]()
-        self._triggers.append((pipeline, dict(params or {}), trigger, done, out))
+        self._triggers.append((pipeline, given, trigger, done, out))
         self.wake.set()
         if not done.wait(timeout) or not out:
             raise ConfigError(f"the daemon did not take the trigger of {pipeline!r} within {timeout:g}s")
@@ -588,6 +590,8 @@ def _describe(schedule: Any) -> str:
         return f"every {format_duration(seconds) if seconds.is_integer() else f'{seconds:g}s'}"
     if kind == "file":
         return f"files {schedule.pattern} in {schedule.directory}"
+    if kind == "after":
+        return "after " + ", ".join(map(str, schedule.links))
     return str(kind)
 
 

@@ -15,10 +15,12 @@ __all__ = [
     "DecorationError",
     "DuplicateTaskError",
     "ExecutorError",
+    "ParamError",
     "PipewardenError",
     "RunLimitError",
     "StoreError",
     "TaskCancelledError",
+    "TaskInputError",
     "TaskTimeoutError",
     "UnknownDependencyError",
     "UntrustedPathError",
@@ -138,3 +140,23 @@ class RunLimitError(PipewardenError, RuntimeError):
         self.pipeline = pipeline
         self.limit = limit
         self.running = list(running)
+
+
+class ParamError(ConfigError):
+    """A run parameter's value does not convert to its type; ``param``, the ``value`` given, what is ``allowed``."""
+
+    def __init__(self, message: str, *, param: str = "", value: Any = None, allowed: str = "") -> None:
+        super().__init__(message)
+        self.param = param
+        self.value = value
+        self.allowed = allowed
+
+
+class TaskInputError(PipewardenError, LookupError):
+    """A task's input could not be taken from its upstream output (``key`` missing from a dict, or no dict)."""
+
+    def __init__(self, message: str, *, task: str = "", source: str = "", key: str | None = None) -> None:
+        super().__init__(message)
+        self.task = task
+        self.source = source
+        self.key = key

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.dask_executor import DaskExecutor
 from agent.errors import ConfigError, TaskCancelledError, TaskTimeoutError
+from agent.tasklogs import NO_PARTS, Parts, TaskLog, attach, captured
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -66,11 +67,13 @@ class Executor(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Measured:
-    """A task's return value with the CPU seconds and peak memory of the process that ran it."""
+    """A task's return value with the CPU seconds and peak memory of the process that ran it, and what it
+    logged and printed there (:mod:`agent.tasklogs`)."""
 
     value: Any
     cpu: float
     peak: int | None
+    logs: Parts = NO_PARTS
 
 
 def invoke(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
@@ -84,9 +87,9 @@ def invoke(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
 def measured(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Measured:
     """:func:`invoke` in a worker of another process or cluster, reporting its CPU and peak memory."""
     c0 = time.thread_time()
-    value = invoke(fn, kwargs)
+    value, logs = captured(fn, kwargs, invoke)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return Measured(value, time.thread_time() - c0, peak)
+    return Measured(value, time.thread_time() - c0, peak, logs)
 
 
 def timed(fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: float, grace: float) -> Measured:
@@ -302,13 +305,15 @@ def run_in_child(
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                _stop(pid, grace)
-                raise TaskTimeoutError(
+                exc: BaseException = TaskTimeoutError(
                     f"task {task!r} ran past its timeout of {timeout:g} s and was stopped", task=task, timeout=timeout
                 )
+                attach(exc, _stopped_logs(b"".join(chunks) + _stop(pid, grace, r)))
+                raise exc
             if cancel is not None and cancel.is_set():
-                _stop(pid, grace)
-                raise TaskCancelledError(f"task {task!r} was stopped because the run was cancelled", task=task)
+                exc = TaskCancelledError(f"task {task!r} was stopped because the run was cancelled", task=task)
+                attach(exc, _stopped_logs(b"".join(chunks) + _stop(pid, grace, r)))
+                raise exc
             ready, _, _ = select.select([r], [], [], min(remaining, 0.25) if cancel is not None else remaining)
             if not ready:
                 continue
@@ -327,10 +332,19 @@ def run_in_child(
     return _decode(b"".join(chunks))
 
 
+class _Stopped(BaseException):
+    """Raised in a task's child process by the SIGTERM of its timeout: it sends back what it logged, then exits."""
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+    raise _Stopped("stopped by SIGTERM")
+
+
 def _child_setup(parent: int) -> None:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _raise_stopped)
     # The parent stops the child on Ctrl-C; the terminal's SIGINT is not for the child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
@@ -339,45 +353,69 @@ def _child_setup(parent: int) -> None:
 
 
 def _child_payload(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> bytes:
+    log = TaskLog()
     try:
-        result: tuple[Any, ...] = ("ok", invoke(fn, kwargs))
+        with log.active():
+            result: tuple[Any, ...] = ("ok", invoke(fn, kwargs))
     except BaseException as exc:
         result = ("err", exc, traceback.format_exc())
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu, peak = ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024
     try:
-        return pickle.dumps((result, cpu, peak), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((result, cpu, peak, log.parts()), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         what = "output" if result[0] == "ok" else f"exception {type(result[1]).__name__}: {result[1]}"
         err = RuntimeError(
             f"the task's {what} cannot be pickled ({type(exc).__name__}: {exc}); a task with a "
             "timeout runs in a child process and must return a picklable value"
         )
-        return pickle.dumps((("err", err, result[2] if len(result) > 2 else ""), cpu, peak))
+        return pickle.dumps((("err", err, result[2] if len(result) > 2 else ""), cpu, peak, log.parts()))
 
 
 def _decode(data: bytes) -> Measured:
-    result, cpu, peak = pickle.loads(data)
+    result, cpu, peak, logs = pickle.loads(data)
     if result[0] == "ok":
-        return Measured(result[1], cpu, peak)
+        return Measured(result[1], cpu, peak, logs)
     exc: BaseException = result[1]
     if result[2]:
         with contextlib.suppress(Exception):
             exc.add_note("Traceback in the task's child process:\n" + result[2].rstrip())
+    attach(exc, logs)
     raise exc
 
 
-def _stop(pid: int, grace: float) -> None:
+def _stopped_logs(data: bytes) -> Parts:
+    """What a child stopped by SIGTERM logged, as it sent it back before it exited (nothing if it did not)."""
+    try:
+        parts = pickle.loads(data)[3] if data else NO_PARTS
+    except Exception:  # killed mid-write, or nothing of ours
+        return NO_PARTS
+    return parts if isinstance(parts, tuple) and len(parts) == 3 else NO_PARTS
+
+
+def _stop(pid: int, grace: float, pipe: int) -> bytes:
+    """SIGTERM the child's group; read what it sends back for up to ``grace`` seconds; then SIGKILL the rest."""
     _signal(pid, signal.SIGTERM)
     end = time.monotonic() + grace
-    while time.monotonic() < end:
-        done, _ = os.waitpid(pid, os.WNOHANG)
+    chunks: list[bytes] = []
+    reaped = False
+    while (remaining := end - time.monotonic()) > 0:
+        ready, _, _ = select.select([pipe], [], [], min(remaining, 0.05))
+        if ready:
+            data = os.read(pipe, 1 << 20)
+            if data:
+                chunks.append(data)
+                continue
+        done, _ = os.waitpid(pid, os.WNOHANG)  # the pipe is at its end, or quiet: has the child gone?
         if done:
-            _signal(pid, signal.SIGKILL)  # the rest of its process group
-            return
-        time.sleep(0.01)
-    _signal(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+            reaped = True
+            break
+        if ready:  # at the end of the pipe, which stays readable: do not spin while the child exits
+            time.sleep(0.01)
+    _signal(pid, signal.SIGKILL)  # what is left of it, and the rest of its process group
+    if not reaped:
+        os.waitpid(pid, 0)
+    return b"".join(chunks)
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -18,7 +18,7 @@ GET      /metrics                            Prometheus exposition
 GET      /healthz, /readyz                   alive; ready (configuration loaded, store readable)
 GET      /api/v1/pipelines                   pipelines, schedules, next run
 GET      /api/v1/runs?pipeline=&status=      recent runs (``limit``, default 50)
-GET      /api/v1/runs/RUN_ID                 one run with its task attempts and check results
+GET      /api/v1/runs/RUN_ID?logs=1          one run with its task attempts and check results (and logs)
 POST     /api/v1/pipelines/NAME/runs         trigger a run; body ``{"params": {...}}``
 POST     /api/v1/runs/RUN_ID/resume          resume a run that did not succeed
 GET      /api/v1/alerts?state=               alerts (default: pending and firing)
@@ -240,7 +240,10 @@ class _Handler(BaseHTTPRequestHandler):
     def api_run(self, query: dict[str, str], run_id: str) -> int:
         from agent.records import record_to_dict
 
-        rec = self.server.agent.store.get_run(run_id)
+        logs = query.get("logs", "0")
+        if logs not in ("0", "1"):
+            raise _Error(400, f"logs must be 0 or 1 — got {logs!r}")
+        rec = self.server.agent.store.get_run(run_id, logs=logs == "1")
         if rec is None:
             raise _Error(404, f"there is no run {run_id!r}")
         self._send_json(200, record_to_dict(rec))
@@ -371,7 +374,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = (
             f"<p class='meta'>pipeline <a href='/runs?pipeline={_q(rec.pipeline)}'>{_e(rec.pipeline)}</a> · "
             f"{_status(rec.status)} · trigger {_e(rec.trigger)}{logical} · version {_e(rec.version or '-')} · "
-            f"started {_ts(rec.started_at)} · took {_dur(rec.duration)}</p>"
+            f"started {_ts(rec.started_at)} · took {_dur(rec.duration)}"
+            + (
+                f" · after run <a href='/runs/{_q(rec.triggered_by)}'>{_e(rec.triggered_by)}</a>"
+                if rec.triggered_by
+                else ""
+            )
+            + "</p>"
             + (f"<p class='error'>{_e(rec.error)}</p>" if rec.error else "")
             + "<h2>Tasks</h2>"
             + _table(["task", "status", "attempt", "duration", "rows in", "rows out", "detail"], tasks)

@@ -3,7 +3,9 @@
 A task's parameter names are its inputs: a parameter named like another task
 receives that task's return value; one named like a run parameter (``path``,
 ``logical_date``, ``run_id``, ``params``, ``trigger``, or a parameter the
-pipeline declares) receives it from the run. Anything else needs a default.
+pipeline declares) receives it from the run; :mod:`agent.wiring` wires one
+to another task's output, or a key of it, and ``**upstream`` collects several.
+Anything else needs a default.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from agent.gates import ON_ERROR, validate_checks
 from agent.graph import Graph, find_cycle
 from agent.retry import RetryCondition, RetryPolicy
 from agent.schedules import Schedule, parse_schedule
+from agent.wiring import Input, annotated_sources, parse_depends_on
 
 __all__ = ["RUN_PARAMETERS", "Pipeline", "Task"]
 
@@ -48,10 +51,23 @@ class Task:
     pipeline: str = ""
     #: ``fail`` (default): a check that could not run blocks like a failure; ``warn``: it does not.
     on_check_error: str = "fail"
+    #: Parameters wired explicitly (``depends_on={...}`` or ``Annotated[T, Input(...)]``) and their sources.
+    sources: tuple[tuple[str, Input], ...] = ()
+    #: The ``**name`` parameter that collects the outputs of ``depends_on`` tasks, if any.
+    collect: str | None = None
+
+    def bindings(self, tasks: Container[str]) -> dict[str, Input]:
+        """Parameter -> the output it receives: wired explicitly, else named like a task of ``tasks``."""
+        explicit = dict(self.sources)
+        return {p: explicit.get(p) or Input(p) for p in self.parameters if p in explicit or p in tasks}
+
+    def collected(self) -> tuple[str, ...]:
+        """Tasks whose outputs the ``**collect`` parameter receives: ``depends_on`` less the named parameters."""
+        return tuple(d for d in self.depends_on if d not in self.parameters) if self.collect else ()
 
     def inputs(self, tasks: Container[str]) -> tuple[str, ...]:
-        """Parameters that receive an upstream task's output (``tasks``: the pipeline's task names, a set or dict)."""
-        return tuple(p for p in self.parameters if p in tasks)
+        """Upstream tasks whose output this task receives (``tasks``: the pipeline's task names, a set or dict)."""
+        return tuple(dict.fromkeys((*(b.task for b in self.bindings(tasks).values()), *self.collected())))
 
     def dependencies(self, tasks: Container[str]) -> tuple[str, ...]:
         """Upstream tasks: value inputs first, then explicit ``depends_on``, without repeats."""
@@ -203,7 +219,10 @@ class Pipeline:
     ) -> Any:
         """Register a task; returns the function unchanged (metadata in ``fn.__pipewarden_task__``).
 
-        ``depends_on`` adds ordering-only dependencies (names or task functions).
+        ``depends_on`` adds ordering-only dependencies (names or task functions), which a
+        ``**upstream`` parameter receives as ``{task: output}``; a mapping
+        ``{"param": "task" | Input("task", key=...)}`` wires a parameter to another task's
+        output, or one key of it (see :mod:`agent.wiring`).
         ``timeout`` seconds runs the task in a child process that is killed at the
         deadline. ``checks`` run on the output; a blocking result (a check of severity
         fail that failed or could not run) skips every task downstream;
@@ -229,14 +248,23 @@ class Pipeline:
             raise DecorationError(f"persist must be one of 'auto' (or True), 'pickle', False — got {persist!r}")
         if on_check_error not in ON_ERROR:
             raise DecorationError(f"on_check_error must be one of {', '.join(ON_ERROR)} — got {on_check_error!r}")
-        deps = _dependency_names(depends_on)
+        deps, sources = parse_depends_on(depends_on)
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(f):
                 raise DecorationError(f"@{self.name}.task decorates a function — got {f!r}")
             self._add(
                 _make_task(
-                    self, f, name, deps, retry, float(timeout) if timeout else None, tuple(checks), keep, on_check_error
+                    self,
+                    f,
+                    name,
+                    deps,
+                    retry,
+                    float(timeout) if timeout else None,
+                    tuple(checks),
+                    keep,
+                    on_check_error,
+                    sources,
                 )
             )
             return f
@@ -255,7 +283,7 @@ class Pipeline:
                 f"task name {task.name!r} of pipeline {self.name!r} is a run parameter name; rename the task"
             )
         # Cycles that the tasks known so far close are reported now; forward references wait for graph().
-        refs = {*task.parameters, *task.depends_on}
+        refs = {*task.parameters, *task.depends_on, *(src.task for _, src in task.sources)}
         if task.name in self._referenced or task.name in refs:
             names = {*self.tasks, task.name}
             if self._closes_cycle(task, names):
@@ -302,8 +330,18 @@ class Pipeline:
         names = list(self.tasks)  # for messages; membership tests use the dict
         known = set(RUN_PARAMETERS) | set(self.params)
         for t in self.tasks.values():
+            wired = dict(t.sources)
+            for p, src in wired.items():
+                if src.task not in self.tasks:
+                    hint = difflib.get_close_matches(src.task, names, n=1)
+                    raise UnknownDependencyError(
+                        f"parameter {p!r} of task {t.name!r} of pipeline {self.name!r} is wired to {src.task!r}, "
+                        f"which is not a task ({', '.join(names)})" + (f"; did you mean {hint[0]!r}?" if hint else ""),
+                        task=t.name,
+                        dependency=src.task,
+                    )
             for p in t.parameters:
-                if p in self.tasks or p in known or p in t.defaults:
+                if p in self.tasks or p in known or p in t.defaults or p in wired:
                     continue
                 hint = difflib.get_close_matches(p, [*names, *known], n=1)
                 fix = f"did you mean {hint[0]!r}? " if hint else ""
@@ -320,20 +358,6 @@ class Pipeline:
 _PERSIST: dict[bool | str, str] = {True: "auto", "auto": "auto", "pickle": "pickle", False: "off", "off": "off"}
 
 
-def _dependency_names(depends_on: Any) -> tuple[str, ...]:
-    items = [depends_on] if isinstance(depends_on, str) or callable(depends_on) else list(depends_on or ())
-    out = []
-    for d in items:
-        if isinstance(d, str):
-            out.append(d)
-        elif callable(d):
-            t = getattr(d, "__pipewarden_task__", None)
-            out.append(t.name if t is not None else getattr(d, "__name__", repr(d)))
-        else:
-            raise DecorationError(f"depends_on takes task names or task functions — got {d!r}")
-    return tuple(dict.fromkeys(out))
-
-
 def _make_task(
     pipe: Pipeline,
     fn: Callable[..., Any],
@@ -344,6 +368,7 @@ def _make_task(
     checks: tuple[Any, ...],
     persist: str,
     on_check_error: str = "fail",
+    wired: dict[str, Input] | None = None,
 ) -> Task:
     task_name = name or getattr(fn, "__name__", None)
     if not task_name or not isinstance(task_name, str):
@@ -353,11 +378,15 @@ def _make_task(
     except (TypeError, ValueError) as exc:
         raise DecorationError(f"task {task_name!r}: cannot read the signature of {fn!r} ({exc})") from None
     params, defaults = [], set()
+    collect: str | None = None
     for p in sig.parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.kind is p.VAR_KEYWORD:
+            collect = p.name
+            continue
+        if p.kind is p.VAR_POSITIONAL:
             raise DecorationError(
                 f"task {task_name!r}: *{p.name} parameters are not supported; name each "
-                "input after the task or run parameter it receives"
+                "input after the task or run parameter it receives, or collect outputs with **upstream"
             )
         if p.kind is p.POSITIONAL_ONLY:
             raise DecorationError(
@@ -367,7 +396,8 @@ def _make_task(
         params.append(p.name)
         if p.default is not p.empty:
             defaults.add(p.name)
-    if task_name in deps:
+    sources = _wire(pipe, fn, task_name, params, collect, deps, dict(wired or {}))
+    if task_name in deps or any(src.task == task_name for src in sources.values()):
         raise DecorationError(f"task {task_name!r} of pipeline {pipe.name!r} cannot depend on itself")
     return Task(
         name=task_name,
@@ -381,4 +411,42 @@ def _make_task(
         persist=persist,
         pipeline=pipe.name,
         on_check_error=on_check_error,
+        sources=tuple(sources.items()),
+        collect=collect,
     )
+
+
+def _wire(
+    pipe: Pipeline,
+    fn: Callable[..., Any],
+    task: str,
+    params: list[str],
+    collect: str | None,
+    deps: tuple[str, ...],
+    wired: dict[str, Input],
+) -> dict[str, Input]:
+    """Explicit sources of ``task``'s parameters (depends_on mapping and Input annotations), validated."""
+    for param, src in annotated_sources(fn, task).items():
+        if param in wired and wired[param] != src:
+            raise DecorationError(
+                f"task {task!r}: parameter {param!r} is wired to {wired[param].describe()} by depends_on and to "
+                f"{src.describe()} by its annotation; keep one"
+            )
+        wired[param] = src
+    for param in wired:
+        if param not in params:
+            raise DecorationError(
+                f"task {task!r} of pipeline {pipe.name!r}: depends_on wires {param!r}, which is not one of its "
+                f"parameters ({', '.join(params) or 'none'})"
+            )
+        if param in RUN_PARAMETERS or param in pipe.params:
+            raise DecorationError(
+                f"task {task!r} of pipeline {pipe.name!r}: parameter {param!r} is a run parameter; it cannot also "
+                "receive a task's output, rename it"
+            )
+    if collect is not None and not [d for d in deps if d not in params]:
+        raise DecorationError(
+            f"task {task!r} of pipeline {pipe.name!r}: **{collect} receives the outputs of the tasks in "
+            f"depends_on; name them, e.g. @pipe.task(depends_on=['extract_a', 'extract_b'])"
+        )
+    return wired

@@ -147,6 +147,8 @@ class TaskAttempt:
     output_ref: str | None = None
     checks: tuple[CheckResult, ...] = ()
     id: int = 0
+    #: What the attempt logged and printed (``get_run(run_id, logs=True)``; None otherwise or when it wrote nothing).
+    logs: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -163,8 +165,8 @@ class RunRecord:
     every recorded state in the order written (``task_state`` picks the latest
     per task). ``outputs`` holds the task return values of a run made in this
     process (empty when read back from the store). ``trigger`` is how the run
-    started: ``cron``, ``interval``, ``file``, ``manual``, ``backfill``, or
-    ``monitor`` for a ``@monitor`` call.
+    started: ``cron``, ``interval``, ``file``, ``manual``, ``backfill``, ``after``
+    (another pipeline's run, ``triggered_by``, ended), or ``monitor`` for a ``@monitor`` call.
     """
 
     run_id: str
@@ -184,6 +186,8 @@ class RunRecord:
     owner_pid: int | None = None
     owner_host: str | None = None
     idempotency_key: str | None = None
+    #: The run of another pipeline whose end started this one (``trigger == "after"``).
+    triggered_by: str | None = None
     outputs: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -246,6 +250,7 @@ def record_to_dict(record: RunRecord) -> dict[str, Any]:
         "duration": record.duration,
         "target": record.target,
         "error": record.error,
+        "triggered_by": record.triggered_by,
         "tasks": {t: (str(s) if s else None) for t, s in record.task_states.items()},
         "attempts": [
             {
@@ -261,6 +266,7 @@ def record_to_dict(record: RunRecord) -> dict[str, Any]:
                 "reason": a.reason,
                 "output_ref": a.output_ref,
                 "checks": [c.to_dict() for c in a.checks],
+                **({"logs": a.logs} if a.logs is not None else {}),
             }
             for a in record.attempts
         ],

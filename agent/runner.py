@@ -28,7 +28,7 @@ from typing import Any
 
 from agent import kpis
 from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
-from agent.errors import ConfigError, RunLimitError, TaskCancelledError
+from agent.errors import ConfigError, RunLimitError, TaskCancelledError, TaskInputError
 from agent.executors import (
     Executor,
     Measured,
@@ -39,11 +39,14 @@ from agent.executors import (
     timed,
 )
 from agent.gates import blocking, blocking_reason
+from agent.params import resolve_params
 from agent.pipeline import Pipeline, Task
 from agent.records import RunRecord, RunStatus, new_run_id
 from agent.scope import rows_of
 from agent.store import RunStore, SQLiteRunStore
+from agent.tasklogs import TaskLog, attached
 from agent.trust import require_trusted
+from agent.wiring import take
 
 __all__ = ["ResumePlan", "Runner", "recover_interrupted", "resume", "run", "run_values"]
 
@@ -80,22 +83,13 @@ def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
 def run_values(
     pipeline: Pipeline, params: Mapping[str, Any] | None, *, run_id: str, trigger: str, logical_date: Any, now: float
 ) -> tuple[dict[str, Any], dict[str, Any], dt.datetime]:
-    """(values tasks may ask for by name, params to store, logical date); ConfigError on unknown params."""
+    """(values tasks may ask for by name, params to store, logical date); ConfigError on unknown params and
+    ParamError (a ConfigError) on values that do not convert to their type (:mod:`agent.params`)."""
     given = dict(params or {})
     if "logical_date" in given:
         logical_date = logical_date or given.pop("logical_date")
         given.pop("logical_date", None)
-    unknown = [k for k in given if k not in pipeline.params and k != "path"]
-    if unknown:
-        declared = ", ".join(sorted(pipeline.params)) or "none"
-        raise ConfigError(
-            f"pipeline {pipeline.name!r} has no run parameter {', '.join(map(repr, unknown))} "
-            f"(declared: {declared}; built-in: path, logical_date); declare it with "
-            f"Pipeline({pipeline.name!r}, params={{{unknown[0]!r}: default}})"
-        )
-    merged = {**pipeline.params}
-    for k, v in given.items():
-        merged[k] = _coerce(v, pipeline.params.get(k)) if k in pipeline.params else v
+    merged, stored = resolve_params(pipeline, given)
     ld = _as_datetime(logical_date, now)
     values = {
         **merged,
@@ -105,29 +99,7 @@ def run_values(
         "trigger": trigger,
         "logical_date": ld,
     }
-    return values, merged, ld
-
-
-def _coerce(value: Any, default: Any) -> Any:
-    # CLI values arrive as strings; follow the type of the declared default.
-    if not isinstance(value, str) or default is None or isinstance(default, str):
-        return value
-    if isinstance(default, bool):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"run parameter value {value!r} is not a boolean (true/false)")
-    try:
-        if isinstance(default, int | float):
-            return type(default)(value)
-        if isinstance(default, Path):
-            return Path(value)
-        if isinstance(default, dt.datetime):
-            return _as_datetime(value, 0.0)
-    except ValueError as exc:
-        raise ConfigError(f"run parameter value {value!r} is not a {type(default).__name__} ({exc})") from None
-    return value
+    return values, stored, ld
 
 
 def _as_datetime(value: Any, now: float) -> dt.datetime:
@@ -795,15 +767,22 @@ class _Job:
         kwargs: dict[str, Any] = {}
         frames: list[Any] = []
         rows: list[int] = []
+        bindings = task.bindings(self.pipeline.tasks)
         for p in task.parameters:
-            if p in self.pipeline.tasks:
-                value = kwargs[p] = self._output(p)
-                n = rows_of(value)
-                if n is not None:
-                    frames.append(value)
-                    rows.append(n)
+            source = bindings.get(p)
+            if source is not None:
+                kwargs[p] = take(self._output(source.task), source, task=task.name, param=p)
             elif p in self.values:
                 kwargs[p] = self.values[p]
+        inputs = [kwargs[p] for p in bindings]
+        for t in task.collected():  # **upstream
+            value = kwargs[t] = self._output(t)
+            inputs.append(value)
+        for value in inputs:
+            n = rows_of(value)
+            if n is not None:
+                frames.append(value)
+                rows.append(n)
         return kwargs, frames, rows
 
     def _output(self, task: str) -> Any:
@@ -826,7 +805,11 @@ class _Job:
         """
         task = self.pipeline.tasks[name]
         store, tel, clock = self.store, self.tel, self.r.clock
-        kwargs, frames, input_rows = self._inputs(task)
+        unwired: TaskInputError | None = None  # an input that cannot be taken fails the task, without retries
+        try:
+            kwargs, frames, input_rows = self._inputs(task)
+        except TaskInputError as exc:
+            kwargs, frames, input_rows, unwired = {}, [], [], exc
         rows_in = sum(input_rows) if frames else None
         attempt = self.base_attempts.get(name, 0)
         tries = 0
@@ -842,12 +825,17 @@ class _Job:
             value: Any = None
             rows_out: int | None = None
             failure: BaseException | None = None
+            logs = TaskLog()  # what the attempt logs and prints, wherever it runs (agent.tasklogs)
             ts.__enter__()
             try:
+                if unwired is not None:
+                    raise unwired
                 if rows_in:
                     ts.rows_in(rows_in)
-                out = self._call(task, kwargs)
+                with logs.active():
+                    out = self._call(task, kwargs)
                 if isinstance(out, Measured):
+                    logs.merge(out.logs)
                     value = out.value
                     if out.cpu:
                         ts.add_cpu(out.cpu)
@@ -878,10 +866,12 @@ class _Job:
                     )
             except TaskCancelledError as exc:
                 failure = exc
+                logs.merge(attached(exc))
                 ts.set_status(RunStatus.CANCELLED, str(exc))
             except BaseException as exc:
                 failure = exc
-                if isinstance(exc, Exception) and task.retry.should_retry(exc, tries) and not self.cancelled.is_set():
+                logs.merge(attached(exc))
+                if exc is not unwired and task.retry.should_retry(exc, tries) and not self.cancelled.is_set():
                     ts.retry_in = task.retry.delay_for(tries, self.r.rng)
             end = clock()
             ts.ended_at = end
@@ -901,6 +891,7 @@ class _Job:
                 reason=not_kept if ok else None,
                 output_ref=ref if ok else None,
                 checks=results,
+                logs=logs.text(),
             )
             if event is not None:
                 tel.bus.emit(event)

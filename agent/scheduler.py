@@ -6,6 +6,10 @@ idempotency key (pipeline + tick), so a restarted process never runs a tick
 twice. The daemon (a later issue) calls ``tick`` and hands the runs to the
 runner; tests call it with an injected clock.
 
+:class:`~agent.schedules.After`: a run per successful run of another pipeline
+(or per run of it in which a task, the dataset, succeeded), found in the store,
+so runs that ended while the daemon was down are not missed either.
+
 Missed ticks (the process was down): ``Pipeline(catchup=1)`` runs only the
 latest, ``catchup=N`` at most the N latest, ``catchup=None`` all of them.
 ``Pipeline(max_active_runs=N)`` bounds queued + running runs; a tick over the
@@ -14,7 +18,9 @@ limit waits for the next ``tick`` call.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, StoreError
 from agent.records import new_run_id
-from agent.schedules import TIMED, FileArrival, Interval, Schedule
+from agent.schedules import TIMED, After, FileArrival, Interval, Schedule
 
 if TYPE_CHECKING:
     from agent.pipeline import Pipeline
@@ -48,6 +54,22 @@ class DueRun:
     logical_date: dt.datetime | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     key: str | None = None
+    #: The upstream run whose end made this run due (an :class:`~agent.schedules.After` schedule).
+    triggered_by: str | None = None
+
+
+#: How far before the latest upstream run seen each look for new ones reaches: a run's end time is taken
+#: before the store has it, so a run written late is still found (its idempotency key keeps it to one run).
+AFTER_OVERLAP = 300.0
+
+
+@dataclass
+class _LinkState:
+    """Where the scan of one :class:`~agent.schedules.Link` stands (kept in the store as a meta mark)."""
+
+    since: float  # when the link was first seen: nothing before it runs (no catch-up from the epoch)
+    anchor: float  # upstream events before ``anchor - AFTER_OVERLAP`` are handled
+    handled: dict[str, float] = field(default_factory=dict)  # upstream run id -> when, inside the overlap
 
 
 def tick_key(pipeline: str, tick: dt.datetime) -> str:
@@ -81,6 +103,7 @@ class Scheduler:
         self._claimed: list[DueRun] = []
         self._recovered: set[str] = set()
         self._files: dict[str, FileTrigger] = {}
+        self._links: dict[str, _LinkState] = {}
         for p in pipelines:
             self.add(p)
 
@@ -139,6 +162,8 @@ class Scheduler:
         self.pipelines.pop(name, None)
         self._anchor.pop(name, None)
         self._next.pop(name, None)
+        for mark in [m for m in self._links if m.startswith(f"after:{name}\x1f")]:
+            del self._links[mark]
         trig = self._files.pop(name, None)
         if trig is not None:
             trig.stop()
@@ -166,7 +191,7 @@ class Scheduler:
         if name not in self._recovered:  # runs claimed by a process that died before starting them
             self._recovered.add(name)
             out.extend(
-                DueRun(name, r.run_id, r.trigger, r.logical_date, dict(r.params), r.idempotency_key)
+                DueRun(name, r.run_id, r.trigger, r.logical_date, dict(r.params), r.idempotency_key, r.triggered_by)
                 for r in self.store.queued_runs(name)
             )
         sched = pipe.schedule
@@ -179,6 +204,9 @@ class Scheduler:
         room = max(pipe.max_active_runs - self.store.active_runs(name), 0)
         if isinstance(sched, FileArrival):
             self._tick_files(pipe, now, room, out)
+            return
+        if isinstance(sched, After):
+            self._tick_after(pipe, sched, now, room, out)
             return
         anchor = self._anchor.get(name)
         if anchor is None:
@@ -235,6 +263,59 @@ class Scheduler:
                 out.append(d)
                 claimed += 1
 
+    def _tick_after(self, pipe: Pipeline, sched: After, now: dt.datetime, room: int, out: list[DueRun]) -> None:
+        """One run per upstream run that succeeded (or updated the dataset) since the link was first seen.
+
+        The key ``<pipeline>@after:<upstream run>`` is UNIQUE in the store: two ticks, a restart or
+        a reload never start a second run for one upstream run, even through two links. Each run is
+        appended to ``out`` as soon as it is recorded.
+        """
+        claimed = 0
+        for link in sched.links:
+            mark = f"after:{pipe.name}\x1f{link.pipeline}\x1f{link.dataset or ''}"
+            state = self._links.get(mark) or self._load_link(mark, now.timestamp())
+            self._links[mark] = state
+            since = max(state.since, state.anchor - AFTER_OVERLAP)
+            held: float | None = None
+            newest = state.anchor
+            for run_id, at, logical_date in self.store.upstream_events(link.pipeline, link.dataset, since=since):
+                if run_id in state.handled:
+                    continue
+                if claimed >= room:  # over max_active_runs: this one and later ones wait for the next tick
+                    held = at
+                    break
+                d = self._new_run(
+                    pipe,
+                    trigger="after",
+                    key=f"{pipe.name}@after:{run_id}",
+                    logical_date=logical_date or now,
+                    scheduled_for=at,
+                    params={},
+                    now=now,
+                    triggered_by=run_id,
+                )
+                state.handled[run_id] = at
+                newest = max(newest, at)
+                if d is not None:
+                    log.info("pipeline %s runs after run %s of %s: run %s", pipe.name, run_id, link, d.run_id)
+                    out.append(d)
+                    claimed += 1
+            anchor = held if held is not None else newest
+            if anchor != state.anchor:
+                state.anchor = anchor
+                self.store.set_meta(mark, json.dumps({"since": state.since, "anchor": anchor}))
+            floor = state.anchor - AFTER_OVERLAP
+            state.handled = {r: at for r, at in state.handled.items() if at >= floor}
+
+    def _load_link(self, mark: str, now: float) -> _LinkState:
+        saved = self.store.get_meta(mark)
+        if saved is not None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                data = json.loads(saved)
+                return _LinkState(float(data["since"]), float(data["anchor"]))
+        self.store.set_meta(mark, json.dumps({"since": now, "anchor": now}))  # first sight: from now on
+        return _LinkState(now, now)
+
     def _claim(self, pipe: Pipeline, tick: dt.datetime, *, trigger: str, now: dt.datetime) -> DueRun | None:
         return self._new_run(
             pipe,
@@ -256,6 +337,7 @@ class Scheduler:
         scheduled_for: float | None,
         params: Mapping[str, Any],
         now: dt.datetime,
+        triggered_by: str | None = None,
     ) -> DueRun | None:
         d = _queue_run(
             self.store,
@@ -266,6 +348,7 @@ class Scheduler:
             scheduled_for=scheduled_for,
             params=params,
             now=now,
+            triggered_by=triggered_by,
         )
         if d is not None:
             self._count("pipewarden_scheduler_triggers_total", pipe.name, trigger)
@@ -380,6 +463,7 @@ def _queue_run(
     scheduled_for: float | None,
     params: Mapping[str, Any],
     now: dt.datetime,
+    triggered_by: str | None = None,
 ) -> DueRun | None:
     """Record a QUEUED run of ``pipe``; None when ``key`` was claimed before (a restart mid-tick, a done date)."""
     run_id = new_run_id(now.timestamp())
@@ -395,9 +479,10 @@ def _queue_run(
         idempotency_key=key,
         scheduled_for=scheduled_for,
         now=now.timestamp(),
+        triggered_by=triggered_by,
     ):
         return None
-    return DueRun(pipe.name, run_id, trigger, logical_date, dict(params), key)
+    return DueRun(pipe.name, run_id, trigger, logical_date, dict(params), key, triggered_by)
 
 
 def _aware(t: dt.datetime) -> dt.datetime:

@@ -15,7 +15,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.errors import ConfigError
 
-__all__ = ["TIMED", "Cron", "FileArrival", "Interval", "Manual", "Schedule", "parse_interval", "parse_schedule"]
+__all__ = [
+    "TIMED",
+    "After",
+    "Cron",
+    "FileArrival",
+    "Interval",
+    "Link",
+    "Manual",
+    "Schedule",
+    "parse_interval",
+    "parse_schedule",
+]
 
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -149,6 +160,47 @@ class Manual(Schedule):
     kind = "manual"
 
 
+@dataclass(frozen=True)
+class Link:
+    """One upstream of an :class:`After` schedule: each successful run of ``pipeline``, or, with
+    ``dataset`` (a task of it, whose output is that dataset), each run of it in which that task succeeded."""
+
+    pipeline: str
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pipeline, str) or not self.pipeline.strip():
+            raise ConfigError(f"after: a pipeline name is needed — got {self.pipeline!r}")
+        if self.dataset is not None and (not isinstance(self.dataset, str) or not self.dataset.strip()):
+            raise ConfigError(f"after: dataset is the name of a task of {self.pipeline!r} — got {self.dataset!r}")
+
+    def __str__(self) -> str:
+        return self.pipeline if self.dataset is None else f"{self.pipeline} (dataset {self.dataset})"
+
+
+@dataclass(frozen=True, init=False)
+class After(Schedule):
+    """Runs after other pipelines: one run per successful run of any of them (or per update of a dataset).
+
+    >>> After("extract")
+    After(links=(Link(pipeline='extract', dataset=None),))
+    >>> After("extract", Link("ingest", dataset="orders")).links[1]
+    Link(pipeline='ingest', dataset='orders')
+
+    The daemon starts the run; it records which upstream run triggered it, and
+    never starts two for the same upstream run (:mod:`agent.scheduler`).
+    """
+
+    links: tuple[Link, ...]
+    kind = "after"
+
+    def __init__(self, *links: str | Link) -> None:
+        made = tuple(link if isinstance(link, Link) else Link(link) for link in links)
+        if not made:
+            raise ConfigError("After(...) needs at least one pipeline to run after")
+        object.__setattr__(self, "links", tuple(dict.fromkeys(made)))
+
+
 _EVERY = re.compile(r"^\s*every\s+(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\w*\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(
@@ -180,6 +232,9 @@ def parse_schedule(spec: Any, *, timezone: str = "UTC", where: str = "schedule")
     if isinstance(spec, str):
         if spec.strip().lower() == "manual":
             return Manual()
+        words = spec.split()
+        if len(words) >= 2 and words[0].lower() == "after":  # "after extract [other ...]"
+            return After(*(w.strip(",") for w in words[1:] if w.strip(",")))
         m = _EVERY.match(spec)
         if m:
             return Interval(dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()]))
@@ -188,6 +243,6 @@ def parse_schedule(spec: Any, *, timezone: str = "UTC", where: str = "schedule")
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     raise ConfigError(
-        f"{where}: schedule must be a cron string, 'every 10m', a timedelta or a schedule object "
-        f"(Cron, Interval, FileArrival, Manual) — got {spec!r}"
+        f"{where}: schedule must be a cron string, 'every 10m', 'after <pipeline>', a timedelta or a schedule "
+        f"object (Cron, Interval, FileArrival, After, Manual) — got {spec!r}"
     )

@@ -230,6 +230,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE INDEX runs_by_end ON runs (coalesce(ended_at, created_at))",
     ),
+    (  # 7: what each task attempt logged and printed; the run whose end started a run (pipelines after pipelines)
+        "ALTER TABLE task_runs ADD COLUMN logs TEXT",
+        "ALTER TABLE runs ADD COLUMN triggered_by TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: ``PRAGMA application_id`` of a pipewarden run store ("PwRs"): tells it from another application's SQLite file.
@@ -300,8 +304,11 @@ class RunStore(abc.ABC):
         scheduled_for: float | None = None,
         status: RunStatus = RunStatus.QUEUED,
         now: float | None = None,
+        triggered_by: str | None = None,
     ) -> bool:
-        """Record a new run; False (and nothing written) when ``idempotency_key`` was already used."""
+        """Record a new run; False (and nothing written) when ``idempotency_key`` was already used.
+
+        ``triggered_by``: the run (of another pipeline) whose end started this one."""
 
     @abc.abstractmethod
     def start_run(
@@ -332,7 +339,8 @@ class RunStore(abc.ABC):
     def renew_lease(self, run_id: str, lease_until: float) -> None: ...
 
     @abc.abstractmethod
-    def get_run(self, run_id: str) -> RunRecord | None: ...
+    def get_run(self, run_id: str, *, logs: bool = False) -> RunRecord | None:
+        """The run with its task attempts; with ``logs``, each attempt's ``logs`` too (they can be large)."""
 
     @abc.abstractmethod
     def list_runs(self, *, pipeline: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
@@ -352,6 +360,20 @@ class RunStore(abc.ABC):
 
     @abc.abstractmethod
     def has_key(self, idempotency_key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def upstream_events(
+        self, pipeline: str, task: str | None = None, *, since: float
+    ) -> list[tuple[str, float, dt.datetime | None]]:
+        """``(run_id, at, logical_date)`` of the runs of ``pipeline`` that succeeded at ``at >= since``, oldest
+        first; with ``task``, of its runs (running or ended) in which that task succeeded (``at``: when it did)."""
+
+    @abc.abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """A small store-wide fact (scheduler marks); None when never set."""
+
+    @abc.abstractmethod
+    def set_meta(self, key: str, value: str) -> None: ...
 
     @abc.abstractmethod
     def queued_runs(self, pipeline: str) -> list[RunRecord]:
@@ -431,7 +453,9 @@ class RunStore(abc.ABC):
         reason: str | None = None,
         output_ref: str | None = None,
         checks: Sequence[CheckResult] = (),
-    ) -> None: ...
+        logs: str | None = None,
+    ) -> None:
+        """Record the end of an attempt; ``logs``: what it logged and printed (:mod:`agent.tasklogs`)."""
 
     @abc.abstractmethod
     def cancel_running_tasks(
@@ -628,6 +652,10 @@ class SQLiteRunStore(RunStore):
 
     def _migrate(self) -> None:
         conn = self.conn
+        # The header first: another process opening the new file between the two statements must see a
+        # pipewarden store, not a lone schema_version table it would refuse as another application's.
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
         current = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
         if current > SCHEMA_VERSION:
@@ -637,8 +665,6 @@ class SQLiteRunStore(RunStore):
                 "another directory",
                 path=str(self.path),
             )
-        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if current == SCHEMA_VERSION:
             return
         conn.execute("BEGIN IMMEDIATE")
@@ -681,11 +707,12 @@ class SQLiteRunStore(RunStore):
         scheduled_for: float | None = None,
         status: RunStatus = RunStatus.QUEUED,
         now: float | None = None,
+        triggered_by: str | None = None,
     ) -> bool:
         try:
             self.conn.execute(
                 "INSERT INTO runs (run_id, pipeline, status, trigger, version, params, logical_date, target,"
-                " tasks, idempotency_key, scheduled_for, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " tasks, idempotency_key, scheduled_for, created_at, triggered_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     pipeline,
@@ -699,6 +726,7 @@ class SQLiteRunStore(RunStore):
                     idempotency_key,
                     scheduled_for,
                     time.time() if now is None else now,
+                    triggered_by,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -780,7 +808,7 @@ class SQLiteRunStore(RunStore):
         self.conn.execute("UPDATE runs SET lease_until=? WHERE run_id=? AND status='running'", (lease_until, run_id))
 
     @_guarded
-    def get_run(self, run_id: str) -> RunRecord | None:
+    def get_run(self, run_id: str, *, logs: bool = False) -> RunRecord | None:
         row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
             return None
@@ -804,10 +832,11 @@ class SQLiteRunStore(RunStore):
                 output_ref=r[10],
                 checks=tuple(checks.get(r[0], ())),
                 id=r[0],
+                logs=r[11],
             )
             for r in self.conn.execute(
                 "SELECT id, task, attempt, status, started_at, ended_at, rows_in, rows_out, error, reason,"
-                " output_ref FROM task_runs WHERE run_id=? ORDER BY id",
+                f" output_ref, {'logs' if logs else 'NULL'} FROM task_runs WHERE run_id=? ORDER BY id",
                 (run_id,),
             )
         )
@@ -941,6 +970,38 @@ class SQLiteRunStore(RunStore):
     def has_key(self, idempotency_key: str) -> bool:
         return (
             self.conn.execute("SELECT 1 FROM runs WHERE idempotency_key=?", (idempotency_key,)).fetchone() is not None
+        )
+
+    @_guarded
+    def upstream_events(
+        self, pipeline: str, task: str | None = None, *, since: float
+    ) -> list[tuple[str, float, dt.datetime | None]]:
+        if task is None:
+            rows = self.conn.execute(
+                "SELECT run_id, ended_at, logical_date FROM runs WHERE pipeline=? AND status='success'"
+                " AND ended_at >= ? ORDER BY ended_at, rowid",
+                (pipeline, since),
+            ).fetchall()
+        else:  # runs that ended since, or still run: a task ends before its run does
+            rows = self.conn.execute(
+                "SELECT r.run_id, min(t.ended_at), r.logical_date FROM task_runs t JOIN runs r ON r.run_id=t.run_id"
+                " WHERE t.task=? AND t.status='success' AND t.ended_at >= ? AND r.run_id IN"
+                " (SELECT run_id FROM runs WHERE pipeline=? AND ended_at >= ?"
+                "  UNION ALL SELECT run_id FROM runs WHERE status='running' AND pipeline=?)"
+                " GROUP BY r.run_id ORDER BY 2, r.run_id",
+                (task, since, pipeline, since, pipeline),
+            ).fetchall()
+        return [(r[0], float(r[1]), dt.datetime.fromisoformat(r[2]) if r[2] else None) for r in rows]
+
+    @_guarded
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @_guarded
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value)
         )
 
     @_guarded
@@ -1106,13 +1167,14 @@ class SQLiteRunStore(RunStore):
         reason: str | None = None,
         output_ref: str | None = None,
         checks: Sequence[CheckResult] = (),
+        logs: str | None = None,
     ) -> None:
         conn = self.conn
         sql = (
-            "UPDATE task_runs SET status=?, ended_at=?, rows_in=?, rows_out=?, error=?, reason=?, output_ref=?"
-            " WHERE id=?"
+            "UPDATE task_runs SET status=?, ended_at=?, rows_in=?, rows_out=?, error=?, reason=?, output_ref=?,"
+            " logs=? WHERE id=?"
         )
-        args = (str(status), now, rows_in, rows_out, error, reason, output_ref, task_run_id)
+        args = (str(status), now, rows_in, rows_out, error, reason, output_ref, logs or None, task_run_id)
         if not checks:
             conn.execute(sql, args)
             return
@@ -1608,7 +1670,7 @@ def _contains(known: Any, sorted_probe: Any) -> Any:
 
 _RUN_COLUMNS = (
     "run_id, pipeline, status, trigger, version, params, logical_date, target, tasks, "
-    "idempotency_key, created_at, started_at, ended_at, owner_pid, owner_host, error"
+    "idempotency_key, created_at, started_at, ended_at, owner_pid, owner_host, error, triggered_by"
 )
 
 
@@ -1630,6 +1692,7 @@ def _run_record(r: Sequence[Any], attempts: tuple[TaskAttempt, ...]) -> RunRecor
         owner_pid=r[13],
         owner_host=r[14],
         error=r[15],
+        triggered_by=r[16],
         attempts=attempts,
     )
 

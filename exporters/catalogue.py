@@ -325,7 +325,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "pipewarden_scheduler_triggers_total",
         C,
         ("pipeline", "trigger"),
-        "Runs started by the scheduler, by trigger (cron, interval, file, manual, backfill, alert).",
+        "Runs started by the scheduler, by trigger (cron, interval, file, after, manual, backfill, alert).",
     ),
     MetricSpec(
         "pipewarden_scheduler_missed_runs_total", C, ("pipeline",), "Schedule ticks skipped by the catch-up policy."

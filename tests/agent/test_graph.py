@@ -150,12 +150,17 @@ def test_bad_decorator_arguments_fail_at_decoration(kwargs: dict[str, object], m
 
 
 def test_variadic_parameters_are_refused() -> None:
-    """*args / **kwargs cannot be wired by name and are refused."""
+    """*args cannot be wired by name, and **kwargs collects nothing without depends_on: both are refused."""
     pipe = Pipeline("p")
-    with pytest.raises(DecorationError, match=r"\*kwargs"):
+    with pytest.raises(DecorationError, match=r"\*\*kwargs receives the outputs of the tasks in depends_on"):
 
         @pipe.task
         def f(**kwargs: object) -> None: ...
+
+    with pytest.raises(DecorationError, match=r"\*args parameters are not supported"):
+
+        @pipe.task
+        def g(*args: object) -> None: ...
 
 
 def test_task_named_like_a_run_parameter_is_refused() -> None:

@@ -50,6 +50,13 @@ PIPES = textwrap.dedent("""
     @slow.task
     def after(wait: None) -> None:
         return None
+
+    report = Pipeline("report")
+
+    @report.task
+    def build() -> int:
+        print("built the report")
+        return 2
 """)
 
 
@@ -290,3 +297,47 @@ def test_a_taken_port_and_a_second_daemon_are_one_line_and_exit_2(daemons: Calla
     assert second.proc is not None and second.proc.wait(60) == 2
     assert "another pipewarden daemon" in second.log.read_text()
     assert first.stop() == 0
+
+
+AFTER = """
+agent: {listen: "127.0.0.1:PORT", grace_period: 2s}
+pipelines:
+  - {target: "pipes.py:tick", schedule: manual}
+  - {target: "pipes.py:report", after: tick}
+"""
+
+
+def test_a_pipeline_after_another_runs_once_per_upstream_run_across_a_restart(
+    daemons: Callable[..., DaemonProcess],
+) -> None:
+    """tick's success starts report once, linked in the API and `runs list`; a restart starts no second one;
+    the API gives the task's logs with ?logs=1."""
+    d = daemons(AFTER, env={"PIPEWARDEN_API_TOKEN": "t"}).start()
+    code, answer = d.post("/api/v1/pipelines/tick/runs", token="t")
+    assert code == 201
+    upstream = answer["run_id"]
+    wait_until(
+        lambda: [r for r in d.runs("report") if r.status is RunStatus.SUCCESS] or None,
+        timeout=20,
+        what="report to run after tick",
+    )
+    [report] = d.get("/api/v1/runs?pipeline=report")["runs"]
+    assert (report["trigger"], report["triggered_by"]) == ("after", upstream)
+    [attempt] = d.get(f"/api/v1/runs/{report['run_id']}?logs=1")["attempts"]
+    assert attempt["logs"] == "built the report\n"  # the task logs, read only when asked
+    assert "logs" not in d.get(f"/api/v1/runs/{report['run_id']}")["attempts"][0]
+    assert d.get("/api/v1/pipelines")["pipelines"][0]["schedule"] == "after tick"
+    assert d.stop() == 0
+    d.start()
+    code, answer = d.post("/api/v1/pipelines/tick/runs", token="t")  # a second upstream run after the restart
+    wait_until(lambda: len(d.runs("report")) == 2 or None, timeout=20, what="report after the second tick run")
+    assert d.stop() == 0
+    assert sorted(r.triggered_by for r in d.runs("report")) == sorted([upstream, answer["run_id"]])
+    listed = subprocess.run(
+        [sys.executable, "-m", "agent", "runs", "list", "--pipeline", "report", "--home", str(d.home)],
+        env=d.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"after {upstream}" in listed.stdout
