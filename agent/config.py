@@ -190,7 +190,8 @@ def _models() -> Any:
         api_token_env: str = "PIPEWARDEN_API_TOKEN"
         grace_period: Duration = 30.0
         max_runs: int = Field(8, ge=1, le=256)
-        executor: Literal["threads", "processes"] = "threads"
+        executor: Literal["threads", "processes", "dask"] = "threads"
+        dask_address: str | None = None
         env: dict[str, str] = Field(default_factory=dict)
 
         @field_validator("listen")

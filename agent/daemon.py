@@ -274,10 +274,11 @@ class Daemon:
             waits = False
             try:
                 executor = None
-                if self.loaded.agent.executor == "processes":
-                    from agent.executors import ProcessExecutor
+                spec = self.loaded.agent
+                if spec.executor != "threads":
+                    from agent.executors import get_executor
 
-                    executor = ProcessExecutor()
+                    executor = get_executor(spec.executor, address=spec.dask_address)
                 try:
                     Runner(store=self.store, telemetry=self.telemetry, executor=executor, clock=self.clock).run(
                         pipe, run_id=run_id, cancel=active.cancel, abandon=active.abandon

@@ -382,3 +382,42 @@ def test_a_pipeline_at_max_active_runs_keeps_its_next_run_queued(tmp_path: Path)
     finally:
         gate.set()
         d.stop(grace=5)
+
+
+def test_the_daemon_runs_tasks_on_a_dask_cluster(tmp_path: Path, dask_cluster: Any) -> None:
+    """agent.executor dask with a scheduler's address: a triggered run's task runs in a Dask worker process."""
+    cluster = dask_cluster(workers=1)
+    (tmp_path / "pipes.py").write_text(
+        textwrap.dedent(f"""
+        import os
+        import pathlib
+        from agent import Pipeline
+
+        where = Pipeline("where")
+
+        @where.task
+        def pid() -> None:
+            pathlib.Path({str(tmp_path / "pid")!r}).write_text(str(os.getpid()))
+    """)
+    )
+    (tmp_path / "pipewarden.yml").write_text(
+        f"agent: {{executor: dask, dask_address: '{cluster.address}'}}\npipelines:\n  - target: pipes.py:where\n"
+    )
+    clock = Clock(T0)
+    d = Daemon(
+        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
+    )
+    d.start()
+    try:
+        out: list[str] = []
+        caller = threading.Thread(target=lambda: out.append(d.trigger("where")))
+        caller.start()
+        while caller.is_alive():
+            d.tick(clock.now)
+            time.sleep(0.01)
+        settle(d, timeout=60)
+        run = d.store.get_run(out[0])
+        assert run is not None and run.status is RunStatus.SUCCESS, run
+        assert int((tmp_path / "pid").read_text()) in cluster.worker_pids()
+    finally:
+        d.stop(grace=5)
