@@ -15,6 +15,7 @@ __all__ = [
     "DecorationError",
     "DuplicateTaskError",
     "PipewardenError",
+    "RunClaimedError",
     "RunLimitError",
     "StoreError",
     "TaskCancelledError",
@@ -120,3 +121,16 @@ class RunLimitError(PipewardenError, RuntimeError):
         self.pipeline = pipeline
         self.limit = limit
         self.running = list(running)
+
+
+class RunClaimedError(ConfigError):
+    """A run was not started: it is no longer queued (or in the state a resume found it in): another agent
+    (another process, on this host or another) claimed it first. ``status`` is the state it was found in,
+    ``owner`` the host and pid that holds it, if any. A ConfigError too, as asking to start any run that
+    is not waiting to start is."""
+
+    def __init__(self, message: str, *, run_id: str = "", status: str = "", owner: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+        self.owner = owner

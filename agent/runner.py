@@ -28,7 +28,7 @@ from typing import Any
 
 from agent import kpis
 from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
-from agent.errors import ConfigError, RunLimitError, TaskCancelledError
+from agent.errors import ConfigError, RunClaimedError, RunLimitError, TaskCancelledError
 from agent.executors import (
     Executor,
     Measured,
@@ -42,7 +42,7 @@ from agent.gates import blocking, blocking_reason
 from agent.pipeline import Pipeline, Task
 from agent.records import RunRecord, RunStatus, new_run_id
 from agent.scope import rows_of
-from agent.store import RunStore, SQLiteRunStore
+from agent.store import RunStore
 from agent.trust import require_trusted
 
 __all__ = ["ResumePlan", "Runner", "recover_interrupted", "resume", "run", "run_values"]
@@ -273,9 +273,11 @@ class Runner:
             if existing is not None:
                 if existing.pipeline != pipeline.name:
                     raise ConfigError(f"run {run_id} is a run of pipeline {existing.pipeline!r}, not {pipeline.name!r}")
-                if existing.status is not RunStatus.QUEUED:
-                    raise ConfigError(
-                        f"run {run_id} is already {existing.status}; resume it with `pipewarden runs resume {run_id}`"
+                if existing.status is not RunStatus.QUEUED:  # another agent took it (or it ran before)
+                    raise RunClaimedError(
+                        f"run {run_id} is already {existing.status}; resume it with `pipewarden runs resume {run_id}`",
+                        run_id=run_id,
+                        status=str(existing.status),
                     )
                 params = {**existing.params, **(params or {})}
                 logical_date = logical_date or existing.logical_date
@@ -368,7 +370,7 @@ class Runner:
                 cancel=cancel,
                 abandon=abandon,
             )
-            job.wait = wait
+            job.wait, job.expect = wait, rec.status
             return job.execute()
         finally:
             if owned:
@@ -411,8 +413,8 @@ class Runner:
                 "then resume"
             )
         home = self._home(store)
-        if isinstance(store, SQLiteRunStore):  # outputs are read back from it and its directory
-            require_trusted([store.path.parent, store.path], what=f"resume run {run_id} from {store.path}")
+        if store.files:  # outputs are read back from it and its directory
+            require_trusted(list(store.files), what=f"resume run {run_id} from {store.location}")
         latest = rec.latest()
         kept = {t: a for t, a in latest.items() if t in graph and a.status is RunStatus.SUCCESS}
         to_run = {t for t in graph.order if t not in kept}
@@ -454,8 +456,8 @@ class Runner:
 
     def _home(self, store: RunStore) -> Path:
         """The state directory: task outputs are kept under it."""
-        if isinstance(store, SQLiteRunStore):
-            return store.path.parent
+        if store.files:
+            return store.files[0]
         from agent.settings import home
 
         return home(self.home)
@@ -509,6 +511,7 @@ class _Job:
         self.user_cancel = cancel
         self.abandon = abandon or threading.Event()
         self.wait = 0.0  # seconds to wait for a slot under max_active_runs
+        self.expect = RunStatus.QUEUED  # the state the run is claimed from (a resume: the one it ended in)
         self.created = False  # this job recorded the run (discarded if refused)
         self.cancelled = threading.Event()
         self.done = threading.Event()
@@ -623,6 +626,7 @@ class _Job:
                     lease_until=now + r.lease_seconds,
                     tasks=self.graph.order,
                     max_active=self.pipeline.max_active_runs,
+                    from_status=self.expect,
                 )
                 return
             except RunLimitError:
@@ -650,9 +654,19 @@ class _Job:
             if time.monotonic() >= next_lease:
                 next_lease = time.monotonic() + self.r.lease_seconds / 3
                 try:
-                    self.store.renew_lease(self.run_id, self.r.clock() + self.r.lease_seconds)
+                    owned = self.store.renew_lease(self.run_id, self.r.clock() + self.r.lease_seconds)
                 except Exception:
                     log.warning("could not renew the lease of run %s", self.run_id, exc_info=True)
+                    continue
+                if owned is False and not self.cancelled.is_set():
+                    # Another agent found the lease expired and recorded the run interrupted: it may resume
+                    # it. Start nothing more here (fail closed: no task runs twice at once).
+                    log.error(
+                        "run %s lost its lease (the store records it %s); starting no further task",
+                        self.run_id,
+                        getattr(self.store.get_run(self.run_id), "status", "gone"),
+                    )
+                    self.cancelled.set()
 
     def _abandon(self, status: RunStatus = RunStatus.CANCELLED) -> None:
         """Record tasks still running or never reached as ``status`` (the caller stops waiting for them)."""

@@ -172,7 +172,7 @@ def test_a_run_store_made_before_alerts_gains_the_alert_tables_and_keeps_its_run
     path = tmp_path / "pipewarden.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
-    for stmt in store_module.MIGRATIONS[0]:
+    for stmt in store_module.statements(1, "sqlite"):
         conn.execute(stmt)
     conn.execute("INSERT INTO schema_version VALUES (1, 0)")
     conn.execute(
