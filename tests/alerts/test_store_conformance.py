@@ -1,4 +1,4 @@
-"""The alert state store contract, run against every implementation (in memory, SQLite; PostgreSQL: add a param)."""
+"""The alert state store contract, run against every implementation: in memory, SQLite, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,10 +15,17 @@ from alerts.store import AlertHistoryEntry, AlertNotFoundError, AlertStateStore,
 F, P, R, OFF = AlertState.FIRING, AlertState.PENDING, AlertState.RESOLVED, AlertState.INACTIVE
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AlertStateStore]:
     if request.param == "memory":
         yield MemoryAlertStore()
+        return
+    if request.param == "postgresql":
+        from agent.pg_store import PostgresRunStore
+
+        pg = PostgresRunStore(request.getfixturevalue("pg_url"))
+        yield pg
+        pg.close()
         return
     s = SQLiteRunStore(tmp_path / "pipewarden.db")
     yield s
