@@ -37,13 +37,16 @@ FAST = {"fsync": "off", "full_page_writes": "off"}
 
 def find_bindir() -> Path | None:
     """The directory of ``initdb`` and ``pg_ctl``: Debian's newest, else the ones on PATH."""
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name), reverse=True
-    )
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version, reverse=True)
     if found:
         return Path(found[0]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
+
+
+def _version(initdb: str) -> tuple[int, ...]:
+    name = Path(initdb).parent.parent.name
+    return tuple(int(p) for p in name.split(".") if p.isdigit())
 
 
 def _owner() -> pwd.struct_passwd | None:
@@ -165,7 +168,10 @@ class PostgresCluster:
 def start_cluster(bindir: Path, *, settings: dict[str, str] | None = None, attempts: int = 3) -> PostgresCluster:
     """``initdb`` a new cluster in a new temporary directory and start it on a free port."""
     owner = _owner()
-    workdir = Path(tempfile.mkdtemp(prefix="pipewarden-pg-"))
+    parent = tempfile.gettempdir()
+    if owner is not None and not os.stat(parent).st_mode & 0o001:  # the owner could not reach a private TMPDIR
+        parent = "/tmp"
+    workdir = Path(tempfile.mkdtemp(prefix="pipewarden-pg-", dir=parent))
     if owner is not None:
         os.chown(workdir, owner.pw_uid, owner.pw_gid)
     cluster = PostgresCluster(bindir, workdir, 0, dict(FAST if settings is None else settings), owner)

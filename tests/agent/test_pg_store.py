@@ -197,6 +197,19 @@ def test_agents_opening_an_empty_database_together_migrate_it_once(pg_url: str) 
         s.close()
 
 
+def test_the_shared_store_follows_the_url_one_per_url(pg_url: str, tmp_path: Path) -> None:
+    """RunStore.default opens the store PIPEWARDEN_STORE names, once per URL; sqlite:/// names a file."""
+    from agent.pg_store import PostgresRunStore
+    from agent.sqlite_store import SQLiteRunStore
+    from agent.store import RunStore
+
+    shared = RunStore.default(env={"PIPEWARDEN_STORE": pg_url})
+    assert isinstance(shared, PostgresRunStore) and RunStore.default(url=pg_url) is shared
+    lite = RunStore.default(env={"PIPEWARDEN_STORE": f"sqlite://{tmp_path}/elsewhere.db"})
+    assert isinstance(lite, SQLiteRunStore) and lite.path == tmp_path / "elsewhere.db"
+    assert isinstance(RunStore.default(tmp_path / "home", env={}), SQLiteRunStore)
+
+
 def test_importing_the_agent_and_using_sqlite_never_imports_psycopg(tmp_path: Path) -> None:
     """`import agent`, the runner and a SQLite store leave psycopg unimported."""
     code = (
