@@ -24,6 +24,7 @@ server by its URL without the password.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import re
@@ -263,8 +264,9 @@ class PostgresRunStore(SQLRunStore):
                 "postgresql://user:password@host:5432/database",
                 path=self.location,
             ) from None
-        # libpq counts connect_timeout in whole seconds, 2 at least.
-        self.connect_timeout = float(params.get("connect_timeout") or max(2, math.ceil(connect_timeout)))
+        # libpq counts connect_timeout in whole seconds, 2 at least; 0 (wait forever) is not honoured.
+        given = float(params.get("connect_timeout") or 0)
+        self.connect_timeout = max(2.0, given) if given > 0 else float(max(2, math.ceil(connect_timeout)))
         params["connect_timeout"] = str(int(self.connect_timeout))
         self.statement_timeout = statement_timeout
         ms = int(statement_timeout * 1000)
@@ -294,6 +296,11 @@ class PostgresRunStore(SQLRunStore):
             open=False,
         )
         self._pool.open(wait=False)
+        pool_log = logging.getLogger("psycopg.pool")
+        if pool_log.level == logging.NOTSET:
+            # Its warnings while the server is away (each failed reconnect, multi-line) repeat what the
+            # StoreError of the call that needed the server says in one line. Set its level to hear them.
+            pool_log.setLevel(logging.ERROR)
 
     def __repr__(self) -> str:
         return f"<PostgresRunStore {self.location}>"
@@ -357,7 +364,12 @@ class PostgresRunStore(SQLRunStore):
             raise self._error(exc) from None
 
     def _version(self, conn: psycopg.Connection[Any]) -> int | None:
-        row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+        # A catalog query, not to_regclass: that reads a catalog snapshot that may predate the migration another
+        # agent just committed, while this statement's own snapshot sees it.
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+            " AND tablename = 'schema_version')"
+        ).fetchone()
         if not row or not row[0]:
             return None
         found = conn.execute("SELECT max(version) FROM schema_version").fetchone()

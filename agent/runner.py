@@ -28,7 +28,7 @@ from typing import Any
 
 from agent import kpis
 from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
-from agent.errors import ConfigError, RunClaimedError, RunLimitError, TaskCancelledError
+from agent.errors import ConfigError, RunClaimedError, RunLimitError, StoreError, TaskCancelledError
 from agent.executors import (
     Executor,
     Measured,
@@ -662,9 +662,9 @@ class _Job:
                     # Another agent found the lease expired and recorded the run interrupted: it may resume
                     # it. Start nothing more here (fail closed: no task runs twice at once).
                     log.error(
-                        "run %s lost its lease (the store records it %s); starting no further task",
+                        "run %s is no longer this process's: its lease ran out and another agent recorded it "
+                        "interrupted; starting no further task",
                         self.run_id,
-                        getattr(self.store.get_run(self.run_id), "status", "gone"),
                     )
                     self.cancelled.set()
 
@@ -740,11 +740,24 @@ class _Job:
                     status, detail, gated = self._run_task(task)
                 ready = self._complete(task, status, detail, gated=gated)
             except BaseException as exc:
-                log.exception("pipewarden failed while running task %s of %s", task, self.name)
+                # A store that fails says what and where in one line; a traceback adds nothing to it.
+                log.error(
+                    "pipewarden failed while running task %s of %s: %s",
+                    task,
+                    self.name,
+                    exc,
+                    exc_info=not isinstance(exc, StoreError),
+                )
                 try:
                     ready = self._complete(task, RunStatus.FAILED, f"pipewarden internal error: {exc}")
-                except BaseException:  # the store itself is failing: stop the run rather than hang
-                    log.exception("pipewarden cannot record the end of task %s; stopping run %s", task, self.run_id)
+                except BaseException as again:  # the store itself is failing: stop the run rather than hang
+                    log.error(
+                        "pipewarden cannot record the end of task %s; stopping run %s: %s",
+                        task,
+                        self.run_id,
+                        again,
+                        exc_info=not isinstance(again, StoreError),
+                    )
                     self._give_up(f"pipewarden could not record task {task}: {exc}")
                     return
             self._schedule(ready, from_driver=True)

@@ -171,8 +171,8 @@ def test_a_store_from_a_newer_pipewarden_is_refused(pg_url: str, postgres_cluste
 
 
 def test_agents_opening_an_empty_database_together_migrate_it_once(pg_url: str) -> None:
-    """Six agents opening a new database at the same moment all succeed; each schema version is applied once."""
-    barrier = threading.Barrier(6)
+    """Eight agents opening a new database at the same moment all succeed; each schema version is applied once."""
+    barrier = threading.Barrier(8)
     opened: list[Any] = []
     errors: list[BaseException] = []
 
@@ -183,12 +183,12 @@ def test_agents_opening_an_empty_database_together_migrate_it_once(pg_url: str) 
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=agent, args=(i,)) for i in range(6)]
+    threads = [threading.Thread(target=agent, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    assert errors == [] and len(opened) == 6
+    assert errors == [] and len(opened) == 8
     with opened[0]._db() as db:
         assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
             (v,) for v in range(1, SCHEMA_VERSION + 1)
