@@ -9,6 +9,8 @@ of the store have their own conformance suites (tests/checks/, tests/alerts/).
 from __future__ import annotations
 
 import datetime as dt
+import doctest
+import importlib
 import subprocess
 import sys
 import threading
@@ -424,3 +426,17 @@ def test_two_schedulers_ticking_together_queue_each_tick_once(agents: Agents) ->
     assert sorted(keys) == sorted(f"minutely@{t.isoformat()}" for t in ticks)
     store = agents()
     assert store.active_runs("minutely") == len(ticks)
+
+
+@pytest.mark.parametrize(
+    "name", ["agent.store", "agent.sql_store", "agent.sql_history", "agent.sqlite_store", "agent.pg_store"]
+)
+def test_docstring_examples_run(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every docstring example of the store modules gives the output it shows."""
+    if name == "agent.pg_store":
+        import servers
+
+        servers.require_postgres()  # psycopg, for the example's connection attempt
+    monkeypatch.delenv("PIPEWARDEN_STORE", raising=False)
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
