@@ -377,12 +377,12 @@ def runs_prune(older_than: str, pipeline: str | None, dry_run: bool, home: str |
     from agent.retention import prune
     from agent.schedules import parse_interval
     from agent.settings import home as home_dir
-    from agent.store import DB_NAME, SQLiteRunStore
+    from agent.store import open_store
 
     try:
         age = parse_interval(older_than, where="--older-than")
         base = home_dir(home)
-        with SQLiteRunStore(base / DB_NAME) as store:  # not open_store: its own retention pass would not be dry
+        with open_store(home, retain=False) as store:  # no retention pass of its own: it would not be dry
             before = time.time() - age.total_seconds()
             ids = prune(store, base, before, pipeline=pipeline, dry_run=dry_run)
     except PipewardenError as exc:
@@ -583,7 +583,7 @@ def runs_resume(
             from agent.trust import require_trusted
 
             require_trusted(
-                [store.path.parent, store.path, split_target(where)[0]],
+                [*store.files, split_target(where)[0]],
                 what=f"import the pipeline file run {run_id} names in the run store",
             )
         pipe = load_pipeline(where)

@@ -186,6 +186,7 @@ def _models() -> Any:
         """The ``agent:`` section."""
 
         home: str | None = None
+        store: str | None = None
         listen: str = "127.0.0.1:9464"
         api_token_env: str = "PIPEWARDEN_API_TOKEN"
         grace_period: Duration = 30.0
@@ -199,6 +200,16 @@ def _models() -> Any:
         def _listen(cls, value: str) -> str:
             _split_listen(value)
             return value
+
+        @field_validator("store")
+        @classmethod
+        def _store(cls, value: str | None) -> str | None:
+            from agent.store import store_url
+
+            try:
+                return store_url(value or "", {})
+            except ConfigError as exc:
+                raise ValueError(str(exc).replace("the store URL ", "", 1)) from None
 
         @field_validator("env")
         @classmethod

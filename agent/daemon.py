@@ -38,6 +38,8 @@ log = logging.getLogger("pipewarden.daemon")
 
 #: Longest sleep between ticks when nothing is due (alert deadlines, re-sends, retention).
 MAX_SLEEP = 1.0
+#: Seconds between two looks for runs whose owner died (on this host) or stopped renewing its lease (on another).
+RECOVER_EVERY = 15.0
 
 
 class DaemonLockedError(PipewardenError, RuntimeError):
@@ -104,6 +106,7 @@ class Daemon:
         self._state = threading.Lock()
         self._watcher: Any = None
         self._config_mtime: float | None = None
+        self._next_recovery = 0.0
         #: Runs whose tasks were still running when the daemon stopped waiting (their threads live on).
         self.abandoned = 0
 
@@ -136,14 +139,16 @@ class Daemon:
         home.mkdir(parents=True, exist_ok=True)
         self._take_lock(home)
         try:
-            self.store = RunStore.default(home)
             env = {**self.env, **self.loaded.agent.env}
+            # Like agent.home: the configuration's agent.store, else $PIPEWARDEN_STORE, else SQLite in the home.
+            self.store = RunStore.default(home, url=self.loaded.agent.store, env=env)
             from exporters.metrics import Metrics
 
             self.telemetry = Telemetry.from_env(
                 env, home=home, store=self.store, history=False, metrics=Metrics(daemon=True)
             )
             recover_interrupted(self.store, self.telemetry, now=self.clock())
+            self._next_recovery = self.clock() + RECOVER_EVERY
             self.scheduler = Scheduler(
                 self.store, [p.pipeline for p in self.loaded.pipelines.values()], telemetry=self.telemetry
             )
@@ -238,6 +243,7 @@ class Daemon:
                     self.telemetry.child("pipewarden_scheduler_lateness_seconds").observe(late)
                 self._pending.append(due)
             self._take_triggers(when)
+            self._recover(now)
             self._start_pending()
         if self.evaluator is not None:
             try:
@@ -248,6 +254,19 @@ class Daemon:
         nxt = self.scheduler.next_due(when)
         delay = MAX_SLEEP if nxt is None else max(0.0, min(MAX_SLEEP, nxt.timestamp() - now))
         return delay
+
+    def _recover(self, now: float) -> None:
+        """Now and then, record interrupted the runs whose owner is gone: with a shared store, those of
+        agents on other hosts too (their lease ran out), so their alerts fire and they can be resumed."""
+        if now < self._next_recovery:
+            return
+        self._next_recovery = now + RECOVER_EVERY
+        from agent.runner import recover_interrupted
+
+        try:
+            recover_interrupted(self.store, self.telemetry, now=now)
+        except PipewardenError:
+            log.exception("looking for interrupted runs failed; trying again in %.0fs", RECOVER_EVERY)
 
     def _start_pending(self) -> None:
         limit = self.loaded.agent.max_runs
@@ -264,7 +283,7 @@ class Daemon:
         self._pending.extendleft(reversed(held))
 
     def _launch(self, pipe: Any, due: Any) -> None:
-        from agent.errors import RunLimitError
+        from agent.errors import RunClaimedError, RunLimitError
         from agent.runner import Runner
 
         run_id = due.run_id
@@ -292,6 +311,8 @@ class Daemon:
                     self._told_waiting.add(run_id)
                     log.info("run %s of pipeline %s waits for a slot: %s", run_id, pipe.name, exc)
                 self._pending.append(due)  # tried again at the next tick (within MAX_SLEEP)
+            except RunClaimedError as exc:  # an agent sharing the store started it first: it is theirs
+                log.info("run %s of pipeline %s runs elsewhere: %s", run_id, pipe.name, exc)
             except Exception:
                 log.exception("run %s of pipeline %s failed to run", run_id, pipe.name)
             finally:
@@ -609,9 +630,9 @@ def _mtime(path: Path) -> float | None:
 
 
 if TYPE_CHECKING:  # mypy proves the run store is what the alert evaluator needs: an alert state store, a run history
-    from agent.store import SQLiteRunStore
+    from agent.sql_store import SQLRunStore
     from alerts.facts import RunHistory
     from alerts.store import AlertStateStore
 
-    def _alert_protocols(store: SQLiteRunStore) -> tuple[AlertStateStore, RunHistory]:
+    def _alert_protocols(store: SQLRunStore) -> tuple[AlertStateStore, RunHistory]:
         return store, store

@@ -17,6 +17,7 @@ __all__ = [
     "ExecutorError",
     "ParamError",
     "PipewardenError",
+    "RunClaimedError",
     "RunLimitError",
     "StoreError",
     "TaskCancelledError",
@@ -160,3 +161,16 @@ class TaskInputError(PipewardenError, LookupError):
         self.task = task
         self.source = source
         self.key = key
+
+
+class RunClaimedError(ConfigError):
+    """A run was not started: it is no longer queued (or in the state a resume found it in): another agent
+    (another process, on this host or another) claimed it first. ``status`` is the state it was found in,
+    ``owner`` the host and pid that holds it, if any. A ConfigError too, as asking to start any run that
+    is not waiting to start is."""
+
+    def __init__(self, message: str, *, run_id: str = "", status: str = "", owner: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+        self.owner = owner

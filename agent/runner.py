@@ -28,7 +28,7 @@ from typing import Any
 
 from agent import kpis
 from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
-from agent.errors import ConfigError, RunLimitError, TaskCancelledError, TaskInputError
+from agent.errors import ConfigError, RunClaimedError, RunLimitError, StoreError, TaskCancelledError, TaskInputError
 from agent.executors import (
     Executor,
     Measured,
@@ -43,7 +43,7 @@ from agent.params import resolve_params
 from agent.pipeline import Pipeline, Task
 from agent.records import RunRecord, RunStatus, new_run_id
 from agent.scope import rows_of
-from agent.store import RunStore, SQLiteRunStore
+from agent.store import RunStore
 from agent.tasklogs import TaskLog, attached
 from agent.trust import require_trusted
 from agent.wiring import take
@@ -245,9 +245,11 @@ class Runner:
             if existing is not None:
                 if existing.pipeline != pipeline.name:
                     raise ConfigError(f"run {run_id} is a run of pipeline {existing.pipeline!r}, not {pipeline.name!r}")
-                if existing.status is not RunStatus.QUEUED:
-                    raise ConfigError(
-                        f"run {run_id} is already {existing.status}; resume it with `pipewarden runs resume {run_id}`"
+                if existing.status is not RunStatus.QUEUED:  # another agent took it (or it ran before)
+                    raise RunClaimedError(
+                        f"run {run_id} is already {existing.status}; resume it with `pipewarden runs resume {run_id}`",
+                        run_id=run_id,
+                        status=str(existing.status),
                     )
                 params = {**existing.params, **(params or {})}
                 logical_date = logical_date or existing.logical_date
@@ -340,7 +342,7 @@ class Runner:
                 cancel=cancel,
                 abandon=abandon,
             )
-            job.wait = wait
+            job.wait, job.expect = wait, rec.status
             return job.execute()
         finally:
             if owned:
@@ -383,8 +385,8 @@ class Runner:
                 "then resume"
             )
         home = self._home(store)
-        if isinstance(store, SQLiteRunStore):  # outputs are read back from it and its directory
-            require_trusted([store.path.parent, store.path], what=f"resume run {run_id} from {store.path}")
+        if store.files:  # outputs are read back from it and its directory
+            require_trusted(list(store.files), what=f"resume run {run_id} from {store.location}")
         latest = rec.latest()
         kept = {t: a for t, a in latest.items() if t in graph and a.status is RunStatus.SUCCESS}
         to_run = {t for t in graph.order if t not in kept}
@@ -426,8 +428,8 @@ class Runner:
 
     def _home(self, store: RunStore) -> Path:
         """The state directory: task outputs are kept under it."""
-        if isinstance(store, SQLiteRunStore):
-            return store.path.parent
+        if store.files:
+            return store.files[0]
         from agent.settings import home
 
         return home(self.home)
@@ -481,6 +483,7 @@ class _Job:
         self.user_cancel = cancel
         self.abandon = abandon or threading.Event()
         self.wait = 0.0  # seconds to wait for a slot under max_active_runs
+        self.expect = RunStatus.QUEUED  # the state the run is claimed from (a resume: the one it ended in)
         self.created = False  # this job recorded the run (discarded if refused)
         self.cancelled = threading.Event()
         self.done = threading.Event()
@@ -595,6 +598,7 @@ class _Job:
                     lease_until=now + r.lease_seconds,
                     tasks=self.graph.order,
                     max_active=self.pipeline.max_active_runs,
+                    from_status=self.expect,
                 )
                 return
             except RunLimitError:
@@ -622,9 +626,19 @@ class _Job:
             if time.monotonic() >= next_lease:
                 next_lease = time.monotonic() + self.r.lease_seconds / 3
                 try:
-                    self.store.renew_lease(self.run_id, self.r.clock() + self.r.lease_seconds)
+                    owned = self.store.renew_lease(self.run_id, self.r.clock() + self.r.lease_seconds)
                 except Exception:
                     log.warning("could not renew the lease of run %s", self.run_id, exc_info=True)
+                    continue
+                if owned is False and not self.cancelled.is_set():
+                    # Another agent found the lease expired and recorded the run interrupted: it may resume
+                    # it. Start nothing more here (fail closed: no task runs twice at once).
+                    log.error(
+                        "run %s is no longer this process's: its lease ran out and another agent recorded it "
+                        "interrupted; starting no further task",
+                        self.run_id,
+                    )
+                    self.cancelled.set()
 
     def _abandon(self, status: RunStatus = RunStatus.CANCELLED) -> None:
         """Record tasks still running or never reached as ``status`` (the caller stops waiting for them)."""
@@ -698,11 +712,24 @@ class _Job:
                     status, detail, gated = self._run_task(task)
                 ready = self._complete(task, status, detail, gated=gated)
             except BaseException as exc:
-                log.exception("pipewarden failed while running task %s of %s", task, self.name)
+                # A store that fails says what and where in one line; a traceback adds nothing to it.
+                log.error(
+                    "pipewarden failed while running task %s of %s: %s",
+                    task,
+                    self.name,
+                    exc,
+                    exc_info=not isinstance(exc, StoreError),
+                )
                 try:
                     ready = self._complete(task, RunStatus.FAILED, f"pipewarden internal error: {exc}")
-                except BaseException:  # the store itself is failing: stop the run rather than hang
-                    log.exception("pipewarden cannot record the end of task %s; stopping run %s", task, self.run_id)
+                except BaseException as again:  # the store itself is failing: stop the run rather than hang
+                    log.error(
+                        "pipewarden cannot record the end of task %s; stopping run %s: %s",
+                        task,
+                        self.run_id,
+                        again,
+                        exc_info=not isinstance(again, StoreError),
+                    )
                     self._give_up(f"pipewarden could not record task {task}: {exc}")
                     return
             self._schedule(ready, from_driver=True)

@@ -22,6 +22,7 @@ __all__ = [
     "PIPEWARDEN_PUSHGATEWAY_URL",
     "PIPEWARDEN_PUSH_TIMEOUT",
     "PIPEWARDEN_RETENTION_DAYS",
+    "PIPEWARDEN_STORE",
     "PIPEWARDEN_TEXTFILE_DIR",
     "default_home",
     "home",
@@ -49,6 +50,10 @@ PIPEWARDEN_LOG_FORMAT = "PIPEWARDEN_LOG_FORMAT"
 PIPEWARDEN_CONFIG = "PIPEWARDEN_CONFIG"
 #: Seconds a task submitted to Dask waits while the cluster has no worker before it fails (default 60).
 PIPEWARDEN_DASK_WORKER_WAIT = "PIPEWARDEN_DASK_WORKER_WAIT"
+#: The run store, as a URL: ``postgresql://user:password@host:5432/database`` shares one PostgreSQL
+#: database between agents on several hosts (the ``postgresql`` extra); ``sqlite:///path/to/pipewarden.db``
+#: names a SQLite file. Unset: ``pipewarden.db`` in :data:`PIPEWARDEN_HOME`. See :func:`agent.store.open_store`.
+PIPEWARDEN_STORE = "PIPEWARDEN_STORE"
 #: Days a finished run is kept in the run store (default 90; ``0`` or ``off``: forever); see :mod:`agent.retention`.
 PIPEWARDEN_RETENTION_DAYS = "PIPEWARDEN_RETENTION_DAYS"
 

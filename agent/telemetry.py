@@ -195,7 +195,7 @@ class Telemetry:
             raise ConfigError("\n".join(problems), problems=problems)
         provider = build_tracer_provider(env, home=home, on_error=span_export_failed)
         if store is None:
-            store = _open_store(home)
+            store = _open_store(home, env)
         exporters: list[Any] = []
         if prometheus.pushgateway_url:
             exporters.append(PushgatewayExporter(prometheus.pushgateway_url, timeout=prometheus.push_timeout))
@@ -468,14 +468,15 @@ class Telemetry:
             self.server = None
 
 
-def _open_store(home: str | os.PathLike[str] | None) -> Any:
-    """The run store under ``home``, or None (with one warning) when it cannot be opened."""
-    from agent.errors import StoreError
+def _open_store(home: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Any:
+    """The run store in force (``PIPEWARDEN_STORE`` of ``env``, else SQLite under ``home``), or None (with one
+    warning) when it cannot be opened."""
+    from agent.errors import ConfigError, StoreError
     from agent.store import RunStore
 
     try:
-        return RunStore.default(home)
-    except StoreError as exc:
+        return RunStore.default(home, env=env)
+    except (StoreError, ConfigError) as exc:
         log.warning("pipewarden runs without history: %s", exc)
         return None
 

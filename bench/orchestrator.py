@@ -18,12 +18,24 @@ Each round also runs the one-task pipeline (the baseline) and ``python -c pass``
 so the ratios hold when the machine's speed drifts. Then, in this process, the
 cost of one SQLite commit in WAL mode with synchronous NORMAL and FULL.
 
-Usage: python bench/orchestrator.py [--sizes 1000 10000] [--rounds 3]
+Then the same runs with the store in PostgreSQL: the bench starts a throwaway
+cluster (tests/pg_cluster.py: initdb in a temporary directory, a free loopback
+port, the server's default settings) and points ``PIPEWARDEN_STORE`` at a new
+database per run, in two settings of the URL: the server's default (every commit
+waits for its WAL flush, ``synchronous_commit=on``) and
+``options=-c synchronous_commit=off`` (a commit survives the agent's death, not
+the server's crash). Per task, the baseline is the one-task pipeline on
+PostgreSQL in the same round; then the cost of one commit in each setting.
+Skipped, with the reason, without PostgreSQL's binaries or psycopg.
+
+Usage: python bench/orchestrator.py [--sizes 1000 10000] [--rounds 3] [--pg-sizes 1000] [--no-postgresql]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import itertools
 import os
 import sqlite3
 import statistics
@@ -32,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,10 +82,12 @@ def pipeline_file(directory: Path, shape: str, n: int) -> Path:
     return path
 
 
-def run_measured(target: Path, home: Path) -> tuple[float, float]:
+def run_measured(target: Path, home: Path, store: str | None = None) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one `python -m agent run` in a fresh process (RSS from wait4)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
     env["PYTHONPATH"] = str(ROOT)
+    if store is not None:
+        env["PIPEWARDEN_STORE"] = store
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", str(target), "--no-progress", "--home", str(home)],
@@ -119,6 +134,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pg-sizes", type=int, nargs="+", default=[1000])
+    ap.add_argument("--no-postgresql", action="store_true", help="Measure SQLite only.")
     a = ap.parse_args()
 
     per_task: dict[tuple[str, int], list[float]] = {}
@@ -135,10 +152,12 @@ def main() -> None:
             f" {'wall / 1-task wall':>19}"
         )
         run_no = 0
+        walls: dict[tuple[str, int], list[float]] = {("chain", 1): []}  # every wall, for the best-of summary
         for r in range(1, a.rounds + 1):
             py = bare_python()
             run_no += 1
             base, base_rss = run_measured(one, work / f"home{run_no}")
+            walls[("chain", 1)].append(base)
             print(
                 f"  {r:>5} {'chain':<14} {1:>6} {base:8.3f} {base_rss:9.1f} {'-':>8} {1.0:19.2f}"
                 f"   (python -c pass: {py:.3f} s)"
@@ -149,6 +168,7 @@ def main() -> None:
                 tasks = n + 2 if shape == "fanout" else n
                 us = (wall - base) / (tasks - 1) * 1e6
                 per_task.setdefault((shape, n), []).append(us)
+                walls.setdefault((shape, n), []).append(wall)
                 rss.setdefault((shape, n), []).append(peak)
                 print(f"  {r:>5} {shape:<14} {tasks:>6} {wall:8.3f} {peak:9.1f} {us:8.1f} {wall / base:19.2f}")
         print(
@@ -174,6 +194,103 @@ def main() -> None:
         print("SQLite commit, WAL, one small INSERT (this process)")
         print(f"  synchronous=NORMAL (the store's default)  {normal * 1e6:8.1f} us")
         print(f"  synchronous=FULL   (fsync per commit)     {full * 1e6:8.1f} us")
+        if not a.no_postgresql:
+            postgresql(work, one, a.rounds, a.pg_sizes, walls)
+
+
+def _cluster_module() -> object | None:
+    """tests/pg_cluster.py, which starts the tests' throwaway clusters."""
+    spec = importlib.util.spec_from_file_location("_bench_pg_cluster", ROOT / "tests" / "pg_cluster.py")
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+#: The two durability settings measured: the server's default, and asynchronous commit (named in the URL).
+PG_MODES = {"synchronous_commit=on": {}, "synchronous_commit=off": {"options": "-csynchronous_commit%3Doff"}}
+
+
+def best_per_task(walls: list[float], bases: list[float], tasks: int) -> float:
+    """Microseconds a task adds, from the fastest run of each (the machine's noise only ever adds time)."""
+    return (min(walls) - min(bases)) / (tasks - 1) * 1e6
+
+
+def postgresql(
+    work: Path, one: Path, rounds: int, sizes: list[int], sqlite: dict[tuple[str, int], list[float]]
+) -> None:
+    """The same runs with PIPEWARDEN_STORE at a throwaway local PostgreSQL cluster (a new database per run)."""
+    pgc: Any = _cluster_module()
+    bindir = pgc.find_bindir() if pgc is not None else None
+    try:
+        import psycopg
+    except ImportError as exc:
+        print(f"PostgreSQL: skipped, psycopg is not installed ({exc}); pip install -e '.[postgresql]'")
+        return
+    if bindir is None:
+        print("PostgreSQL: skipped, no initdb (apt-get install postgresql)")
+        return
+    cluster = pgc.start_cluster(bindir, settings={})  # the server's defaults: fsync on, every commit flushed
+    try:
+        version = cluster.execute("SHOW server_version")[0][0]
+        print(
+            f"\nthe same with PIPEWARDEN_STORE=postgresql://...@127.0.0.1:{cluster.port}/<new database per run>"
+            f" (PostgreSQL {version}, loopback, default server settings)"
+        )
+        print(
+            f"  {'round':>5} {'commit':<23} {'pipeline':<8} {'tasks':>6} {'wall s':>8} {'peak MiB':>9} {'us/task':>8}"
+        )
+        names = (f"bench{i}" for i in itertools.count())
+        files = {(shape, n): pipeline_file(work, shape, n) for shape in ("chain", "fanout") for n in sizes}
+        per_task: dict[tuple[str, str, int], list[float]] = {}
+        walls: dict[tuple[str, str, int], list[float]] = {}
+        for r in range(1, rounds + 1):
+            for mode, query in PG_MODES.items():
+                cluster.create_database(db := next(names))
+                base, base_rss = run_measured(one, work / f"pg-{db}", cluster.url(db, **query))
+                walls.setdefault((mode, "chain", 1), []).append(base)
+                print(f"  {r:>5} {mode:<23} {'chain':<8} {1:>6} {base:8.3f} {base_rss:9.1f} {'-':>8}")
+                for (shape, n), target in files.items():
+                    cluster.create_database(db := next(names))
+                    wall, peak = run_measured(target, work / f"pg-{db}", cluster.url(db, **query))
+                    tasks = n + 2 if shape == "fanout" else n
+                    us = (wall - base) / (tasks - 1) * 1e6
+                    per_task.setdefault((mode, shape, n), []).append(us)
+                    walls.setdefault((mode, shape, n), []).append(wall)
+                    print(f"  {r:>5} {mode:<23} {shape:<8} {tasks:>6} {wall:8.3f} {peak:9.1f} {us:8.1f}")
+        print(
+            "per task added (us) on PostgreSQL, each round against its own 1-task run; then the best of the rounds"
+            " (fastest run - fastest 1-task run), beside SQLite's best; goal under 1,000 us on loopback"
+        )
+        for (mode, shape, n), values in per_task.items():
+            tasks = n + 2 if shape == "fanout" else n
+            best = best_per_task(walls[(mode, shape, n)], walls[(mode, "chain", 1)], tasks)
+            lite = sqlite.get((shape, n))
+            beside = f"{best_per_task(lite, sqlite[('chain', 1)], tasks):.0f}" if lite else "-"
+            print(
+                f"  {mode:<23} {shape:<7} {n:>6}: {', '.join(f'{v:.0f}' for v in values)};"
+                f" best {best:.0f} ({'under' if best < 1000 else 'OVER'} the goal); SQLite best {beside}"
+            )
+        print("PostgreSQL commit, one small INSERT over loopback (this process, psycopg)")
+        for mode, query in PG_MODES.items():
+            cost = pg_commit_cost(psycopg, cluster.url("postgres", **query))
+            print(f"  {mode:<23} {cost * 1e6:8.1f} us")
+    finally:
+        cluster.remove()
+
+
+def pg_commit_cost(psycopg: Any, url: str, n: int = 300) -> float:
+    """Seconds per single-row INSERT in autocommit over one connection."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, at float8)")
+        for _ in range(50):  # warm-up, and the statement prepared
+            conn.execute("INSERT INTO bench_commit (at) VALUES (%s)", (0.0,))
+        t0 = time.perf_counter()
+        for i in range(n):
+            conn.execute("INSERT INTO bench_commit (at) VALUES (%s)", (float(i),))
+        return (time.perf_counter() - t0) / n
 
 
 if __name__ == "__main__":

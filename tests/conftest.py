@@ -8,6 +8,7 @@ When a test fails, the tail of every running server's log is added to its report
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 sys.path.insert(0, str(Path(__file__).parent))  # `import servers`, whatever the import mode
 
+import pg_cluster
 import servers
+from pg_cluster import PostgresCluster
 from servers import (
     AlertmanagerServer,
     DaskCluster,
@@ -185,3 +188,34 @@ def trickling_server() -> Iterator[TricklingServer]:
     server = TricklingServer()
     yield server
     server.close()
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session (initdb in a temporary directory, a free port)."""
+    cluster = pg_cluster.start_cluster(servers.require_postgres())
+    yield cluster
+    cluster.remove()
+
+
+_schemas = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A store URL of an empty schema of its own in the session's cluster (dropped after the test)."""
+    schema = f"test_{next(_schemas)}"
+    postgres_cluster.execute(f"CREATE SCHEMA {schema}")
+    yield postgres_cluster.url(options=f"-csearch_path%3D{schema}")
+    postgres_cluster.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresCluster]:
+    """A cluster of the test's own, for tests that stop, kill or freeze the server."""
+    cluster = pg_cluster.start_cluster(servers.require_postgres())
+    yield cluster
+    cluster.remove()

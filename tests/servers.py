@@ -52,6 +52,7 @@ __all__ = [
     "require_binary",
     "require_module",
     "start_dask_scheduler",
+    "require_postgres",
     "wait_until",
 ]
 
@@ -83,6 +84,30 @@ def require_binary(tool: str) -> str:
     reason = (
         f"{tool} is not installed (looked for {', '.join(names)} on PATH); install the Debian packages as .ci/run does"
     )
+    if in_ci():
+        pytest.fail(f"{reason} — CI must not skip tests that need it", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_postgres() -> Path:
+    """The directory of PostgreSQL's initdb and pg_ctl, with psycopg importable; skip the test if not, fail it
+    under CI."""
+    import pg_cluster
+
+    bindir = pg_cluster.find_bindir()
+    problem = None
+    if bindir is None:
+        problem = "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no initdb on PATH)"
+    else:
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError as exc:
+            problem = f"psycopg is not installed ({exc}); pip install -e '.[postgresql]'"
+    if problem is None:
+        assert bindir is not None
+        return bindir
+    reason = f"{problem}; install them as .ci/run does"
     if in_ci():
         pytest.fail(f"{reason} — CI must not skip tests that need it", pytrace=False)
     pytest.skip(reason)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agent.store import MIGRATIONS, SQLiteRunStore
+from agent.store import MIGRATIONS, SQLiteRunStore, statements
 from checks import CheckContext, Status, drift, profile
 
 T = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
@@ -20,7 +20,7 @@ def _version_one(path: Path) -> None:
     """A store as schema 1 left it: two pipelines with a task `transform`, one with a task `load`."""
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
-    for stmt in MIGRATIONS[0]:
+    for stmt in statements(1, "sqlite"):
         conn.execute(stmt)
     conn.execute("INSERT INTO schema_version VALUES (1, 0)")
     for run_id, pipeline in (("a1", "a"), ("b1", "b"), ("a2", "a")):

@@ -421,3 +421,23 @@ def test_the_daemon_runs_tasks_on_a_dask_cluster(tmp_path: Path, dask_cluster: A
         assert int((tmp_path / "pid").read_text()) in cluster.worker_pids()
     finally:
         d.stop(grace=5)
+
+
+def test_the_daemon_records_a_run_whose_host_stopped_renewing_its_lease_interrupted(
+    daemon: Daemon, setup: tuple[Path, Clock]
+) -> None:
+    """Every RECOVER_EVERY seconds the daemon looks for runs of other hosts whose lease ran out: interrupted."""
+    from agent.daemon import RECOVER_EVERY
+    from agent.sqlite_store import SQLiteRunStore
+
+    _, clock = setup
+    elsewhere = SQLiteRunStore(daemon.store.path, host="another-host")  # an agent on another machine
+    elsewhere.create_run(run_id="far", pipeline="hourly", trigger="cron", tasks=["work"], now=clock.now)
+    elsewhere.start_run("far", now=clock.now, lease_until=clock.now + 60)
+    elsewhere.close()
+    step(daemon, clock, RECOVER_EVERY)  # its lease still holds
+    assert daemon.store.get_run("far").status is RunStatus.RUNNING
+    step(daemon, clock, 60)
+    far = daemon.store.get_run("far")
+    assert far.status is RunStatus.INTERRUPTED and "another-host" in far.error
+    assert far.task_state("work") is RunStatus.INTERRUPTED

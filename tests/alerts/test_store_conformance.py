@@ -1,4 +1,4 @@
-"""The alert state store contract, run against every implementation (in memory, SQLite; PostgreSQL: add a param)."""
+"""The alert state store contract, run against every implementation: in memory, SQLite, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,10 +15,17 @@ from alerts.store import AlertHistoryEntry, AlertNotFoundError, AlertStateStore,
 F, P, R, OFF = AlertState.FIRING, AlertState.PENDING, AlertState.RESOLVED, AlertState.INACTIVE
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AlertStateStore]:
     if request.param == "memory":
         yield MemoryAlertStore()
+        return
+    if request.param == "postgresql":
+        from agent.pg_store import PostgresRunStore
+
+        pg = PostgresRunStore(request.getfixturevalue("pg_url"))
+        yield pg
+        pg.close()
         return
     s = SQLiteRunStore(tmp_path / "pipewarden.db")
     yield s
@@ -172,7 +179,7 @@ def test_a_run_store_made_before_alerts_gains_the_alert_tables_and_keeps_its_run
     path = tmp_path / "pipewarden.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
-    for stmt in store_module.MIGRATIONS[0]:
+    for stmt in store_module.statements(1, "sqlite"):
         conn.execute(stmt)
     conn.execute("INSERT INTO schema_version VALUES (1, 0)")
     conn.execute(

@@ -1,7 +1,8 @@
 """What every CheckStore does, run against each implementation.
 
-A new store (PostgreSQL, ...) joins by adding one entry to STORES: a name and
-a function that opens an empty store in a temporary directory.
+A new store joins by adding one entry to STORES: a name and a function that
+opens an empty store in a temporary directory. PostgreSQL's store runs in a
+schema of its own in the session's throwaway cluster (``pg_url``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def _sqlite(tmp: Path) -> Any:
     return SQLiteRunStore(tmp / "pipewarden.db")
 
 
+def _postgresql(request: pytest.FixtureRequest) -> Any:
+    from agent.pg_store import PostgresRunStore
+
+    return PostgresRunStore(request.getfixturevalue("pg_url"))  # a schema of its own in the session's cluster
+
+
 STORES: dict[str, Callable[[Path], Any]] = {
     "memory": lambda tmp: MemoryStore(),
     "sqlite": _sqlite,
@@ -33,9 +40,9 @@ STORES: dict[str, Callable[[Path], Any]] = {
 T0 = dt.datetime(2024, 2, 1, 6, tzinfo=dt.UTC)
 
 
-@pytest.fixture(params=list(STORES))
+@pytest.fixture(params=[*STORES, "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    s = STORES[request.param](tmp_path)
+    s = _postgresql(request) if request.param == "postgresql" else STORES[request.param](tmp_path)
     yield s
     close = getattr(s, "close", None)
     if close is not None:
