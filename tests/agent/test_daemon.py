@@ -214,6 +214,7 @@ def test_a_failing_run_fires_the_default_alert(daemon: Daemon, setup: tuple[Path
         time.sleep(0.01)
     step(daemon, clock, 1)
     caller.join(5)
+    assert daemon.telemetry.bus.flush(10)  # the evaluator hears events on its own thread: it has heard RunEnded
     daemon.evaluator.flush(10)
     step(daemon, clock, 1)
     firing = daemon.store.list_alerts(states=["firing"])
