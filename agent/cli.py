@@ -65,6 +65,8 @@ _WORKERS = click.option(
     default=None,
     help="Tasks running at once (default: the pipeline's, else the executor's).",
 )
+#: Items of a mapped task `runs show` lists by default (besides every one that did not succeed).
+_ITEMS_SHOWN = 50
 _PROGRESS = click.option(
     "--progress/--no-progress", default=None, help="Live task table (default: when stderr is a terminal)."
 )
@@ -391,9 +393,14 @@ def runs_prune(older_than: str, pipeline: str | None, dry_run: bool, home: str |
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--all-items",
+    is_flag=True,
+    help=f"List every item of mapped tasks (default: the first {_ITEMS_SHOWN} and the rest that did not succeed).",
+)
 @_HOME
-def runs_show(run_id: str, as_json: bool, home: str | None) -> None:
-    """One run: its tasks, attempts, errors and check results."""
+def runs_show(run_id: str, as_json: bool, all_items: bool, home: str | None) -> None:
+    """One run: its tasks, items of mapped tasks, attempts, errors and check results."""
     from agent.errors import PipewardenError
     from agent.store import open_store
 
@@ -417,11 +424,12 @@ def runs_show(run_id: str, as_json: bool, home: str | None) -> None:
     if record.error:
         click.echo(f"error: {record.error}")
     _summary(record)
+    _items(record, all_items)
     retried = [a for a in record.attempts if a.attempt > 0 and a.status != "success" and a.error]
     if retried:
         click.echo("attempts:")
         for a in retried:
-            click.echo(f"  {a.task} #{a.attempt} {a.status}: {a.error}")
+            click.echo(f"  {a.label} #{a.attempt} {a.status}: {a.error}")
     checks = [(a.task, c) for a in record.attempts for c in a.checks]
     if checks:
         click.echo("checks:")
@@ -429,6 +437,32 @@ def runs_show(run_id: str, as_json: bool, home: str | None) -> None:
             col = f"[{c.column}]" if c.column else ""
             obs = f" observed={c.observed:g}" if isinstance(c.observed, int | float) else ""
             click.echo(f"  {task}: {c.check}{col} {c.status}{obs} {c.detail}".rstrip())
+
+
+def _items(record: Any, every: bool) -> None:
+    """The items of each mapped task: state, attempts, time, and why one did not succeed."""
+    from agent.records import OK
+
+    tasks = list(dict.fromkeys(a.task for a in record.attempts if a.item is not None))
+    if not tasks:
+        return
+    click.echo("items:")
+    for task in tasks:
+        items = record.items(task)
+        runs: dict[int, int] = {}
+        for a in record.attempts:
+            if a.task == task and a.item is not None and a.attempt > 0:
+                runs[a.item] = runs.get(a.item, 0) + 1
+        hidden = 0
+        for i, a in items.items():
+            if not every and i >= _ITEMS_SHOWN and a.status in OK:
+                hidden += 1
+                continue
+            dur = f"{a.duration:.3f}s" if a.duration is not None and a.attempt else ""
+            detail = a.error or a.reason or ""
+            click.echo(f"  {a.label:<14} {a.status:<12} attempts={runs.get(i, 0):<2} {dur:>9}  {detail}".rstrip())
+        if hidden:
+            click.echo(f"  ... and {hidden} more items of {task} that succeeded (runs show --all-items lists them)")
 
 
 @cli.command("kpis")

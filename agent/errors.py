@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "BranchError",
     "CheckFailedError",
     "ConfigError",
     "CycleError",
     "DecorationError",
     "DuplicateTaskError",
+    "MapError",
     "PipewardenError",
     "RunLimitError",
+    "SensorTimeoutError",
     "StoreError",
     "TaskCancelledError",
     "TaskTimeoutError",
@@ -120,3 +123,34 @@ class RunLimitError(PipewardenError, RuntimeError):
         self.pipeline = pipeline
         self.limit = limit
         self.running = list(running)
+
+
+class BranchError(PipewardenError, ValueError):
+    """A branch task returned something other than names of tasks directly downstream of it;
+    ``task`` is the branch, ``returned`` what it returned, ``allowed`` the names it may return."""
+
+    def __init__(self, message: str, *, task: str = "", returned: Any = None, allowed: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.task = task
+        self.returned = returned
+        self.allowed = list(allowed)
+
+
+class MapError(PipewardenError, TypeError):
+    """A mapped task's ``parameter`` did not receive a list of items (``got`` names the type it received)."""
+
+    def __init__(self, message: str, *, task: str = "", parameter: str = "", got: str = "") -> None:
+        super().__init__(message)
+        self.task = task
+        self.parameter = parameter
+        self.got = got
+
+
+class SensorTimeoutError(PipewardenError, TimeoutError):
+    """A sensor's condition did not hold within its ``timeout`` seconds, after ``pokes`` looks."""
+
+    def __init__(self, message: str, *, task: str = "", timeout: float = 0.0, pokes: int = 0) -> None:
+        super().__init__(message)
+        self.task = task
+        self.timeout = timeout
+        self.pokes = pokes

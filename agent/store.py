@@ -230,6 +230,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE INDEX runs_by_end ON runs (coalesce(ended_at, created_at))",
     ),
+    (  # 7: items of mapped tasks, sensor pokes, and the outputs cached across runs
+        "ALTER TABLE task_runs ADD COLUMN item INTEGER",
+        "ALTER TABLE task_runs ADD COLUMN pokes INTEGER",
+        """CREATE TABLE task_cache (
+            pipeline TEXT NOT NULL,
+            task TEXT NOT NULL,
+            key TEXT NOT NULL,
+            output_ref TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            PRIMARY KEY (pipeline, task, key))""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: ``PRAGMA application_id`` of a pipewarden run store ("PwRs"): tells it from another application's SQLite file.
@@ -415,8 +428,22 @@ class RunStore(abc.ABC):
 
     # --- task states ------------------------------------------------------------------------
     @abc.abstractmethod
-    def start_task(self, run_id: str, task: str, attempt: int, *, now: float) -> int:
-        """Record a task attempt RUNNING; returns its id for :meth:`finish_task`."""
+    def start_task(
+        self,
+        run_id: str,
+        task: str,
+        attempt: int,
+        *,
+        now: float,
+        item: int | None = None,
+        status: RunStatus = RunStatus.RUNNING,
+    ) -> int:
+        """Record a task attempt RUNNING (a sensor's WAITING; ``item``: one item of a mapped task);
+        returns its id for :meth:`finish_task`."""
+
+    @abc.abstractmethod
+    def poked(self, task_run_id: int, pokes: int) -> None:
+        """Record how often a waiting sensor has looked at its condition so far."""
 
     @abc.abstractmethod
     def finish_task(
@@ -451,6 +478,26 @@ class RunStore(abc.ABC):
         """Several :meth:`record_task_state` at once (a failure skipping a whole subtree)."""
         for task, status, reason in states:
             self.record_task_state(run_id, task, status, now=now, reason=reason)
+
+    # --- outputs cached across runs -----------------------------------------------------------
+    @abc.abstractmethod
+    def cache_get(self, pipeline: str, task: str, key: str, *, now: float) -> tuple[str, str, float] | None:
+        """``(output_ref, run_id, created_at)`` of the output cached under ``key``, unless none is or it expired."""
+
+    @abc.abstractmethod
+    def cache_put(
+        self,
+        pipeline: str,
+        task: str,
+        key: str,
+        output_ref: str,
+        *,
+        run_id: str,
+        now: float,
+        expires_at: float | None,
+    ) -> list[str]:
+        """Cache ``output_ref`` under ``key`` (replacing an older entry), drop the task's expired entries,
+        and return the output references no entry names any more (their files can go)."""
 
     # --- CheckStore (checks.base): every history call is keyed by pipeline and dataset ---------
     @abc.abstractmethod
@@ -804,10 +851,12 @@ class SQLiteRunStore(RunStore):
                 output_ref=r[10],
                 checks=tuple(checks.get(r[0], ())),
                 id=r[0],
+                item=r[11],
+                pokes=r[12],
             )
             for r in self.conn.execute(
                 "SELECT id, task, attempt, status, started_at, ended_at, rows_in, rows_out, error, reason,"
-                " output_ref FROM task_runs WHERE run_id=? ORDER BY id",
+                " output_ref, item, pokes FROM task_runs WHERE run_id=? ORDER BY id",
                 (run_id,),
             )
         )
@@ -844,7 +893,8 @@ class SQLiteRunStore(RunStore):
         for run_id in dead:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.execute(
-                "UPDATE task_runs SET status='interrupted', ended_at=?, reason=? WHERE run_id=? AND status='running'",
+                "UPDATE task_runs SET status='interrupted', ended_at=?, reason=? WHERE run_id=?"
+                " AND status IN ('running', 'waiting')",
                 (now, "the process running it died", run_id),
             )
             self.conn.execute(
@@ -1084,12 +1134,71 @@ class SQLiteRunStore(RunStore):
     # --- task states --------------------------------------------------------------------
 
     @_guarded
-    def start_task(self, run_id: str, task: str, attempt: int, *, now: float) -> int:
+    def start_task(
+        self,
+        run_id: str,
+        task: str,
+        attempt: int,
+        *,
+        now: float,
+        item: int | None = None,
+        status: RunStatus = RunStatus.RUNNING,
+    ) -> int:
         cur = self.conn.execute(
-            "INSERT INTO task_runs (run_id, task, attempt, status, started_at) VALUES (?,?,?,'running',?)",
-            (run_id, task, attempt, now),
+            "INSERT INTO task_runs (run_id, task, attempt, status, started_at, item) VALUES (?,?,?,?,?,?)",
+            (run_id, task, attempt, str(status), now, item),
         )
         return int(cur.lastrowid or 0)
+
+    @_guarded
+    def poked(self, task_run_id: int, pokes: int) -> None:
+        self.conn.execute("UPDATE task_runs SET pokes=? WHERE id=?", (pokes, task_run_id))
+
+    @_guarded
+    def cache_get(self, pipeline: str, task: str, key: str, *, now: float) -> tuple[str, str, float] | None:
+        row = self.conn.execute(
+            "SELECT output_ref, run_id, created_at FROM task_cache WHERE pipeline=? AND task=? AND key=?"
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            (pipeline, task, key, now),
+        ).fetchone()
+        return (str(row[0]), str(row[1]), float(row[2])) if row else None
+
+    @_guarded
+    def cache_put(
+        self,
+        pipeline: str,
+        task: str,
+        key: str,
+        output_ref: str,
+        *,
+        run_id: str,
+        now: float,
+        expires_at: float | None,
+    ) -> list[str]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            gone = [
+                r[0]
+                for r in conn.execute(
+                    "DELETE FROM task_cache WHERE pipeline=? AND task=? AND (key=? OR expires_at <= ?)"
+                    " RETURNING output_ref",
+                    (pipeline, task, key, now),
+                )
+            ]
+            conn.execute(
+                "INSERT INTO task_cache VALUES (?,?,?,?,?,?,?)",
+                (pipeline, task, key, output_ref, run_id, now, expires_at),
+            )
+            still = {
+                r[0]
+                for r in conn.execute("SELECT output_ref FROM task_cache WHERE pipeline=? AND task=?", (pipeline, task))
+            }
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return [ref for ref in dict.fromkeys(gone) if ref not in still]
 
     @_guarded
     def finish_task(
@@ -1133,10 +1242,11 @@ class SQLiteRunStore(RunStore):
         self, run_id: str, *, now: float, reason: str, status: RunStatus = RunStatus.CANCELLED
     ) -> list[str]:
         rows = self.conn.execute(
-            "UPDATE task_runs SET status=?, ended_at=?, reason=? WHERE run_id=? AND status='running' RETURNING task",
+            "UPDATE task_runs SET status=?, ended_at=?, reason=? WHERE run_id=? AND status IN ('running', 'waiting')"
+            " RETURNING task, item",
             (str(status), now, reason, run_id),
         ).fetchall()
-        return [r[0] for r in rows]
+        return list(dict.fromkeys(r[0] for r in rows if r[1] is None))
 
     @_guarded
     def record_task_state(
