@@ -33,7 +33,17 @@ from typing import Any
 from agent.errors import MapError
 from agent.records import OK, RunStatus, TaskAttempt
 
-__all__ = ["ITEMS_REF", "MapRun", "items_of", "items_ref", "load_items", "parse_items_ref"]
+__all__ = [
+    "ITEMS_REF",
+    "MapRun",
+    "begin_map",
+    "items_of",
+    "items_problem",
+    "items_ref",
+    "load_items",
+    "parse_items_ref",
+    "run_item",
+]
 
 #: Prefix of a mapped task's ``output_ref``: its output is its items' outputs (``items:<count>``).
 ITEMS_REF = "items:"
@@ -285,3 +295,67 @@ class MapRun:
         )
         gated = bool(bad) and set(bad) <= self.gated
         return status, error, gated
+
+
+# --- what the runner's job calls (``job`` is :class:`agent.runner._Job`) -------------------------------
+
+
+def begin_map(job: Any, name: str) -> list[Any]:
+    """Expand mapped task ``name`` over the list its mapped parameter received; return its first items."""
+    task = job.pipeline.tasks[name]
+    assert task.map is not None
+    kwargs = job._inputs(task)[0]
+    attempt = job.base_attempts.get(name, 0) + 1
+    try:
+        items = items_of(kwargs.get(task.map), name, task.map)
+    except MapError as exc:  # one failed attempt, with the error that says what the parameter received
+        tr_id = job.store.start_task(job.run_id, name, attempt, now=job.r.clock())
+        ts = job.tel.task_scope(job.name, name, run_id=job.run_id, attempt=attempt, retry=False, durable=True)
+        ts.__enter__()
+        event, _ = ts.end(exc)
+        job.store.finish_task(tr_id, RunStatus.FAILED, now=job.r.clock(), error=ts.error)
+        if event is not None:
+            job.tel.bus.emit(event)
+        return list(job._complete(name, RunStatus.FAILED, ts.error))
+    m = MapRun(job, name, kwargs, items, attempt, _reused(job, task, len(items)))
+    with job.lock:
+        job.maps[name] = m
+    if m.done:  # no items, or every one kept from an earlier execution
+        return list(job._complete(name, *m.finish()))
+    return list(m.units())
+
+
+def _reused(job: Any, task: Any, count: int) -> dict[int, Any]:
+    """Items of a resumed mapped task that succeeded before, with their outputs: they do not run again."""
+    from agent.artifacts import load_output, output_problem
+
+    prior = job.prior_items.get(task.name)
+    if not prior or task.map in job.remaining:  # the list was made again: its items may differ
+        return {}
+    pickles = task.persist == "pickle"
+    needed = task.name in job.consumed
+    out: dict[int, Any] = {}
+    for i, a in prior.items():
+        if i >= count or a.status not in OK:
+            continue
+        if not needed:
+            out[i] = None
+        elif a.output_ref is not None and output_problem(job.home, a.output_ref, allow_pickle=pickles) is None:
+            out[i] = load_output(job.home, a.output_ref, allow_pickle=pickles)
+    return out
+
+
+def run_item(job: Any, name: str, index: int) -> list[Any]:
+    """Run item ``index`` of mapped task ``name``; return what its end made ready (more items, or tasks below)."""
+    m: MapRun = job.maps[name]
+    if job.cancelled.is_set():
+        last = m.item_ended(index, RunStatus.CANCELLED, "the run was cancelled before the item started")
+    else:
+        with m.parent():
+            status, detail, gated = job._run_task(name, item=index, kwargs=m.arguments(index))
+        if job.abandon.is_set():
+            return []
+        last = m.item_ended(index, status, detail, gated=gated)
+    if last:
+        return list(job._complete(name, *m.finish()))
+    return m.units()

@@ -27,17 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from agent import kpis
-from agent.artifacts import (
-    NONE_REF,
-    load_output,
-    output_problem,
-    remove_cached,
-    remove_outputs,
-    save_cached,
-    save_output,
-)
-from agent.cache import cache_key, code_of
-from agent.errors import ConfigError, MapError, RunLimitError, TaskCancelledError
+from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
+from agent.cache import cache_keep, cache_lookup
+from agent.errors import ConfigError, RunLimitError, TaskCancelledError
 from agent.executors import (
     Executor,
     Measured,
@@ -49,7 +41,7 @@ from agent.executors import (
 )
 from agent.flow import branch_choice, branch_skips, verdict
 from agent.gates import blocking, blocking_reason
-from agent.mapping import MapRun, items_of, items_problem, load_items, parse_items_ref
+from agent.mapping import MapRun, begin_map, items_problem, load_items, parse_items_ref, run_item
 from agent.pipeline import Pipeline, Task
 from agent.records import OK, RunRecord, RunStatus, TaskAttempt, new_run_id
 from agent.scope import rows_of
@@ -824,7 +816,7 @@ class _Job:
             try:
                 if self.user_cancel is not None and self.user_cancel.is_set():
                     self.cancelled.set()  # the caller's cancel counts at once, not at the next poll
-                ready = self._item(*unit) if item else self._begin(task)
+                ready = run_item(self, *unit) if item else self._begin(task)
             except BaseException as exc:
                 log.exception("pipewarden failed while running task %s of %s", task, self.name)
                 try:
@@ -847,7 +839,7 @@ class _Job:
             status, detail = RunStatus.CANCELLED, "the run was cancelled before the task started"
             self._record_unrun(task, status, detail)
         elif spec.map is not None:
-            return self._begin_map(task)
+            return begin_map(self, task)
         elif spec.sensor is not None:
             ended = self.sensors.start(task, self._inputs(spec)[0])
             if ended is None:  # waiting: the run's loop pokes it from now on
@@ -856,62 +848,6 @@ class _Job:
         else:
             status, detail, gated = self._run_task(task)
         return self._complete(task, status, detail, gated=gated)
-
-    def _begin_map(self, name: str) -> list[Any]:
-        """Expand a mapped task over the list its mapped parameter received; return its first items."""
-        task = self.pipeline.tasks[name]
-        assert task.map is not None
-        kwargs = self._inputs(task)[0]
-        attempt = self.base_attempts.get(name, 0) + 1
-        try:
-            items = items_of(kwargs.get(task.map), name, task.map)
-        except MapError as exc:  # one failed attempt, with the error that says what the parameter received
-            tr_id = self.store.start_task(self.run_id, name, attempt, now=self.r.clock())
-            ts = self.tel.task_scope(self.name, name, run_id=self.run_id, attempt=attempt, retry=False, durable=True)
-            ts.__enter__()
-            event, _ = ts.end(exc)
-            self.store.finish_task(tr_id, RunStatus.FAILED, now=self.r.clock(), error=ts.error)
-            if event is not None:
-                self.tel.bus.emit(event)
-            return self._complete(name, RunStatus.FAILED, ts.error)
-        m = MapRun(self, name, kwargs, items, attempt, self._reused_items(task, len(items)))
-        with self.lock:
-            self.maps[name] = m
-        if m.done:  # no items, or every one kept from an earlier execution
-            return self._complete(name, *m.finish())
-        return list(m.units())
-
-    def _reused_items(self, task: Task, count: int) -> dict[int, Any]:
-        """Items of a resumed mapped task that succeeded before, with their outputs: they do not run again."""
-        prior = self.prior_items.get(task.name)
-        if not prior or task.map in self.remaining:  # the list was made again: its items may differ
-            return {}
-        pickles = task.persist == "pickle"
-        needed = task.name in self.consumed
-        out: dict[int, Any] = {}
-        for i, a in prior.items():
-            if i >= count or a.status not in OK:
-                continue
-            if not needed:
-                out[i] = None
-            elif a.output_ref is not None and output_problem(self.home, a.output_ref, allow_pickle=pickles) is None:
-                out[i] = load_output(self.home, a.output_ref, allow_pickle=pickles)
-        return out
-
-    def _item(self, name: str, index: int) -> list[Any]:
-        """Run one item of a mapped task; return what its end made ready (more items, or the tasks below)."""
-        m = self.maps[name]
-        if self.cancelled.is_set():
-            last = m.item_ended(index, RunStatus.CANCELLED, "the run was cancelled before the item started")
-        else:
-            with m.parent():
-                status, detail, gated = self._run_task(name, item=index, kwargs=m.arguments(index))
-            if self.abandon.is_set():
-                return []
-            last = m.item_ended(index, status, detail, gated=gated)
-        if last:
-            return self._complete(name, *m.finish())
-        return list(m.units())
 
     def _give_up(self, reason: str) -> None:
         with self.lock:
@@ -1075,7 +1011,7 @@ class _Job:
             attempt = prior.attempt if prior is not None else 0
         key = cached = None
         if task.cache is not None:
-            key, cached = self._cache_lookup(task, kwargs, item)
+            key, cached = cache_lookup(self, task, kwargs, item)
             if cached is not None:
                 return cached
         rows_in = sum(input_rows) if frames else None
@@ -1132,7 +1068,7 @@ class _Job:
                         self.home, self.run_id, label, value, allow_pickle=task.persist == "pickle"
                     )
                 if key is not None and reason is None:
-                    not_kept = "; ".join(x for x in (not_kept, self._cache_keep(task, key, value)) if x) or None
+                    not_kept = "; ".join(x for x in (not_kept, cache_keep(self, task, key, value)) if x) or None
             except TaskCancelledError as exc:
                 failure = exc
                 ts.set_status(RunStatus.CANCELLED, str(exc))
@@ -1182,53 +1118,6 @@ class _Job:
         m.results[item] = value
         if not_kept:
             m.not_kept[item] = not_kept
-
-    def _cache_lookup(
-        self, task: Task, kwargs: Mapping[str, Any], item: int | None
-    ) -> tuple[str | None, tuple[RunStatus, str | None, bool] | None]:
-        """(the task's cache key, or None when its inputs have no fingerprint; its end when the cache had it)."""
-        assert task.cache is not None
-        name, now = task.name, self.r.clock()
-        lookups = "pipewarden_cache_lookups_total"
-        try:
-            given = kwargs if task.cache.key is None else {"key": task.cache.key(**kwargs)}
-            key = cache_key(self.name, name, code_of(task.fn), given, version=task.cache.version)
-        except Exception as exc:  # no fingerprint (or the key function failed): run it, never serve a stale output
-            self.tel.child(lookups, self.name, name, "unkeyed").inc()
-            log.info("task %s of %s runs uncached: %s", name, self.name, exc)
-            return None, None
-        pickles = task.persist == "pickle"
-        found = self.store.cache_get(self.name, name, key, now=now)
-        problem = None if found is None else output_problem(self.home, found[0], allow_pickle=pickles)
-        if found is None or problem is not None:
-            self.tel.child(lookups, self.name, name, "miss").inc()
-            return key, None
-        ref, run_id, made = found
-        value = load_output(self.home, ref, allow_pickle=pickles)
-        when = dt.datetime.fromtimestamp(made, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        reason = f"cached: the output of run {run_id} ({when}); inputs and code unchanged"
-        tr_id = self.store.start_task(self.run_id, name, 0, now=now, item=item)
-        self.store.finish_task(tr_id, RunStatus.CACHED, now=now, reason=reason, output_ref=ref)
-        self.tel.child(lookups, self.name, name, "hit").inc()
-        self.tel.task_state(
-            self.name, name, RunStatus.CACHED, reason=reason, run_id=self.run_id, durable=True, item=item
-        )
-        self._delivered(name, item, value, None)
-        return key, (RunStatus.CACHED, None, False)
-
-    def _cache_keep(self, task: Task, key: str, value: Any) -> str | None:
-        """Cache a successful output under ``key``; why it could not be, or None."""
-        assert task.cache is not None
-        ref, why = save_cached(self.home, self.name, task.name, key, value, allow_pickle=task.persist == "pickle")
-        if ref is None:
-            return f"not cached: {why}"
-        now = self.r.clock()
-        expire = task.cache.expire_seconds
-        for gone in self.store.cache_put(
-            self.name, task.name, key, ref, run_id=self.run_id, now=now, expires_at=now + expire if expire else None
-        ):
-            remove_cached(self.home, gone)
-        return None
 
     def _call(self, task: Task, kwargs: dict[str, Any]) -> Any:
         ex = self.executor
