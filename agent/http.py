@@ -480,8 +480,8 @@ def _runs_table(runs: list[Any]) -> str:
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
 td,th{border-bottom:1px solid #ddd;padding:.25em .75em;text-align:left;font-size:.9em}th{background:#f4f4f4}
-.meta{color:#555}.success{color:#17803d}.failed,.timed_out,.interrupted,.fail,.error,.firing{color:#c0262d}
-.skipped,.upstream_failed,.cancelled,.warn,.pending{color:#9a6700}a{color:#0b5cad}
+.meta{color:#555}.success,.cached{color:#17803d}.failed,.timed_out,.interrupted,.fail,.error,.firing{color:#c0262d}
+.skipped,.upstream_failed,.cancelled,.warn,.pending{color:#9a6700}.running,.waiting{color:#0b5cad}a{color:#0b5cad}
 h1 a{color:inherit;text-decoration:none}"""
 
 
