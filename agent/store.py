@@ -499,6 +499,10 @@ class RunStore(abc.ABC):
         """Cache ``output_ref`` under ``key`` (replacing an older entry), drop the task's expired entries,
         and return the output references no entry names any more (their files can go)."""
 
+    @abc.abstractmethod
+    def prune_cache(self, *, now: float) -> list[str]:
+        """Drop every expired cache entry; return the output references no entry names any more."""
+
     # --- CheckStore (checks.base): every history call is keyed by pipeline and dataset ---------
     @abc.abstractmethod
     def save_profile(self, pipeline: str, name: str, profile: dict[str, Any]) -> None: ...
@@ -1162,6 +1166,21 @@ class SQLiteRunStore(RunStore):
             (pipeline, task, key, now),
         ).fetchone()
         return (str(row[0]), str(row[1]), float(row[2])) if row else None
+
+    @_guarded
+    def prune_cache(self, *, now: float) -> list[str]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            gone = [
+                r[0] for r in conn.execute("DELETE FROM task_cache WHERE expires_at <= ? RETURNING output_ref", (now,))
+            ]
+            still = {r[0] for r in conn.execute("SELECT DISTINCT output_ref FROM task_cache")}
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return [ref for ref in dict.fromkeys(gone) if ref not in still]
 
     @_guarded
     def cache_put(

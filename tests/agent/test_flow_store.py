@@ -83,3 +83,19 @@ def test_cache_entries_expire_and_a_new_one_returns_what_no_entry_names(tmp_path
         gone = store.cache_put("p", "t", "k2", "json:[1]", run_id="r2", now=20.0, expires_at=None)
         assert gone == ["cache/a/k1.arrow"]
         assert store.cache_get("p", "t", "k2", now=1e12) == ("json:[1]", "r2", 20.0)
+
+
+def test_retention_drops_expired_cache_entries_and_their_files(tmp_path: Path) -> None:
+    """The daily retention pass deletes expired cached outputs (row and file), and keeps those still valid."""
+    from agent.retention import apply_retention
+
+    home = tmp_path / "home"
+    with SQLiteRunStore(home / "pipewarden.db") as store:
+        for name, expires in (("old", 50.0), ("new", 500.0)):
+            path = home / "cache" / "abc" / f"{name}.arrow"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+            store.cache_put("p", name, name, f"cache/abc/{name}.arrow", run_id="r", now=0.0, expires_at=expires)
+        assert apply_retention(store, home, now=100.0, env={}) == []
+        assert not (home / "cache" / "abc" / "old.arrow").exists() and (home / "cache" / "abc" / "new.arrow").exists()
+        assert store.cache_get("p", "new", "new", now=100.0) is not None
