@@ -100,8 +100,12 @@ def test_a_file_sensor_waits_then_loads(tmp_path: Path) -> None:
     target = landing / "orders-2025-01-31.csv"
     home = tmp_path / "home"
 
-    def land() -> None:
-        time.sleep(1.5)
+    shown: list[str] = []
+
+    def land() -> None:  # look at the run while its sensor waits, then land the file
+        time.sleep(1.0)
+        run_id = cli(home, "runs", "list", "--quiet", "--limit", "1").stdout.strip()
+        shown.append(cli(home, "runs", "show", run_id).stdout)
         target.write_text("id\n1\n2\n")
 
     threading.Thread(target=land).start()
@@ -115,6 +119,7 @@ def test_a_file_sensor_waits_then_loads(tmp_path: Path) -> None:
     assert record["tasks"]["load"] == "success"
     show = cli(home, "runs", "show", record["run_id"]).stdout
     assert f"waited {sensor[0]['duration']:.1f}s ({sensor[0]['pokes']} pokes)" in show
+    assert "status running" in shown[0] and re.search(r"\n  landed +waiting +waiting since .* UTC, \d+ pokes", shown[0])
 
 
 def test_a_cached_task_is_not_run_again(tmp_path: Path) -> None:
