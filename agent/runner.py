@@ -820,10 +820,12 @@ class _Job:
             except BaseException as exc:
                 log.exception("pipewarden failed while running task %s of %s", task, self.name)
                 try:
-                    if item and not self.maps[task].item_ended(unit[1], RunStatus.FAILED, f"internal error: {exc}"):
-                        ready = []
-                    else:
+                    if not item:
                         ready = self._complete(task, RunStatus.FAILED, f"pipewarden internal error: {exc}")
+                    elif self.maps[task].item_ended(unit[1], RunStatus.FAILED, f"pipewarden internal error: {exc}"):
+                        ready = self._complete(task, *self.maps[task].finish())
+                    else:
+                        ready = self.maps[task].units()
                 except BaseException:  # the store itself is failing: stop the run rather than hang
                     log.exception("pipewarden cannot record the end of task %s; stopping run %s", task, self.run_id)
                     self._give_up(f"pipewarden could not record task {task}: {exc}")

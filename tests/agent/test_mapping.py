@@ -211,3 +211,28 @@ def test_item_spans_nest_in_the_mapped_tasks_span(run_opts: dict[str, Any], span
     items = [s for s in fetch if "pipewarden.task.item" in (s.attributes or {})]
     assert sorted(int((s.attributes or {})["pipewarden.task.item"]) for s in items) == [0, 1, 2, 3, 4]
     assert all(s.parent is not None and s.parent.span_id == parent.context.span_id for s in items)
+
+
+def test_cancelling_a_run_mid_map_starts_no_more_items(run_opts: dict[str, Any]) -> None:
+    """A cancel while items run lets the running ones finish and starts no other: the task ends cancelled."""
+    pipe = Pipeline("cancelled_map", max_workers=2)
+    cancel = threading.Event()
+    started: list[int] = []
+
+    @pipe.task
+    def parts() -> list[int]:
+        return list(range(20))
+
+    @pipe.task(map="parts", max_parallel=2)
+    def work(parts: int) -> int:
+        started.append(parts)
+        if len(started) == 3:
+            cancel.set()
+        time.sleep(0.02)
+        return parts
+
+    rec = run(pipe, cancel=cancel, **run_opts)
+    assert rec.status is RunStatus.CANCELLED and rec.task_state("work") is RunStatus.CANCELLED
+    assert 3 <= len(started) <= 5
+    assert (rec.latest()["work"].error or "").startswith("20 items: ")
+    assert len(rec.items("work")) == len(started)  # items never started have no row

@@ -218,3 +218,29 @@ def test_sigkill_during_a_mapped_task_then_resume_runs_only_the_unfinished_items
     assert rec is not None and rec.latest()["total"].status is RunStatus.SUCCESS
     interrupted = [a for a in rec.attempts if a.task == "process" and a.status is RunStatus.INTERRUPTED]
     assert interrupted and all(a.item is None or a.item not in finished for a in interrupted)
+
+
+def test_runs_show_lists_the_first_items_and_every_one_that_did_not_succeed(tmp_path: Path) -> None:
+    """Of 60 items `runs show` lists the first 50 and the failed one after them, and says how many more
+    succeeded; --all-items lists all 60."""
+    path = tmp_path / "sixty.py"
+    path.write_text(
+        "from agent.pipeline import Pipeline\n"
+        "pipe = Pipeline('sixty')\n"
+        "pipe.task(name='ids')(lambda: list(range(60)))\n"
+        "def check(ids):\n"
+        "    if ids == 55:\n"
+        "        raise ValueError('bad id 55')\n"
+        "    return ids\n"
+        "pipe.task(name='each', map='ids')(check)\n"
+    )
+    home = tmp_path / "home"
+    code, record = run_json(home, str(path))
+    assert code == 1
+    show = cli(home, "runs", "show", record["run_id"]).stdout
+    listed = re.findall(r"\n  each\[(\d+)\] +(?:success|failed)", show)
+    assert listed == [str(i) for i in range(50)] + ["55"]
+    assert "each[55]       failed       attempts=1" in show and "ValueError: bad id 55" in show
+    assert "... and 9 more items of each that succeeded (runs show --all-items lists them)" in show
+    every = cli(home, "runs", "show", record["run_id"], "--all-items").stdout
+    assert re.findall(r"\n  each\[(\d+)\] +(?:success|failed)", every) == [str(i) for i in range(60)]
