@@ -430,7 +430,7 @@ def runs_show(run_id: str, as_json: bool, all_items: bool, home: str | None) -> 
         click.echo("attempts:")
         for a in retried:
             click.echo(f"  {a.label} #{a.attempt} {a.status}: {a.error}")
-    checks = [(a.task, c) for a in record.attempts for c in a.checks]
+    checks = [(a.label, c) for a in record.attempts for c in a.checks]
     if checks:
         click.echo("checks:")
         for task, c in checks:

@@ -333,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
             for a in [latest.get(t)]
         )
         checks = "".join(
-            f"<tr><td>{_e(a.task)}</td><td>{_e(c.check)}</td><td>{_e(c.column or '')}</td>"
+            f"<tr><td>{_e(a.label)}</td><td>{_e(c.check)}</td><td>{_e(c.column or '')}</td>"
             f"<td class='{_e(str(c.status))}'>{_e(str(c.status))}</td><td>{'' if c.observed is None else c.observed}"
             f"</td><td>{_e(c.detail)}</td></tr>"
             for a in rec.attempts
