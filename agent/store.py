@@ -840,23 +840,25 @@ class SQLiteRunStore(RunStore):
             "SELECT task_run_id, result FROM check_results WHERE run_id=? ORDER BY id", (run_id,)
         ):
             checks.setdefault(tr_id, []).append(CheckResult.from_dict(json.loads(result)))
+        status = {s.value: s for s in RunStatus}
+        # Positional, in field order: a run of 10,000 tasks is read back once per run, and keywords cost more.
         attempts = tuple(
             TaskAttempt(
-                run_id=run_id,
-                task=r[1],
-                attempt=r[2],
-                status=RunStatus(r[3]),
-                started_at=r[4],
-                ended_at=r[5],
-                rows_in=r[6],
-                rows_out=r[7],
-                error=r[8],
-                reason=r[9],
-                output_ref=r[10],
-                checks=tuple(checks.get(r[0], ())),
-                id=r[0],
-                item=r[11],
-                pokes=r[12],
+                run_id,
+                r[1],
+                r[2],
+                status[r[3]],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                tuple(checks[r[0]]) if r[0] in checks else (),
+                r[0],
+                r[11],
+                r[12],
             )
             for r in self.conn.execute(
                 "SELECT id, task, attempt, status, started_at, ended_at, rows_in, rows_out, error, reason,"
