@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ON_TIMEOUT",
     "SensorSpec",
+    "SensorWaits",
     "Waiting",
+    "describe_wait",
     "file_exists",
     "pipeline_succeeded",
     "poking",

@@ -295,3 +295,17 @@ def test_trigger_rules_are_documented_in_one_place() -> None:
     """The rule names the decorator accepts are the keys of agent.flow.TRIGGER_RULES, each with its meaning."""
     assert list(TRIGGER_RULES) == ["all_success", "none_failed", "any_success", "all_done"]
     assert all(TRIGGER_RULES.values())
+
+
+def test_doctests_run() -> None:
+    """The examples in the docstrings of the flow, mapping, cache and sensor modules hold."""
+    import doctest
+
+    import agent.cache
+    import agent.flow
+    import agent.mapping
+    import agent.sensors
+
+    for module in (agent.flow, agent.mapping, agent.cache, agent.sensors):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
