@@ -679,6 +679,10 @@ class SQLiteRunStore(RunStore):
 
     def _migrate(self) -> None:
         conn = self.conn
+        # The header first: another process opening the new file meanwhile must find a pipewarden
+        # store, not a file with one foreign-looking table (it would refuse it).
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
         current = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
         if current > SCHEMA_VERSION:
@@ -688,8 +692,6 @@ class SQLiteRunStore(RunStore):
                 "another directory",
                 path=str(self.path),
             )
-        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if current == SCHEMA_VERSION:
             return
         conn.execute("BEGIN IMMEDIATE")
