@@ -23,6 +23,8 @@ checks that no other user could have written it or its directories.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -35,7 +37,15 @@ from typing import Any
 from agent.trust import chain, require_trusted
 from exporters.files import make_private_dirs, write_atomic
 
-__all__ = ["NONE_REF", "load_output", "output_problem", "remove_outputs", "save_output"]
+__all__ = [
+    "NONE_REF",
+    "load_output",
+    "output_problem",
+    "remove_cached",
+    "remove_outputs",
+    "save_cached",
+    "save_output",
+]
 
 log = logging.getLogger("pipewarden.artifacts")
 
@@ -46,6 +56,8 @@ JSON_REF = "json:"
 #: JSON outputs up to this size are kept in the run store, larger ones in a file.
 INLINE_JSON_BYTES = 64 * 1024
 ARTIFACTS = "artifacts"
+#: Outputs cached across runs (``cache=`` on a task) live here, one folder per pipeline and task.
+CACHE = "cache"
 
 _SAFE_SCALARS = (type(None), bool, int, float, str)
 
@@ -54,26 +66,51 @@ def save_output(
     home: str | os.PathLike[str], run_id: str, task: str, value: Any, *, allow_pickle: bool = False
 ) -> tuple[str | None, str | None]:
     """Keep ``value``: ``(reference, None)``, or ``(None, why it was not kept)``."""
+    return _save(home, f"{ARTIFACTS}/{run_id}", task, value, allow_pickle=allow_pickle, what=f"in run {run_id}")
+
+
+def save_cached(
+    home: str | os.PathLike[str], pipeline: str, task: str, key: str, value: Any, *, allow_pickle: bool = False
+) -> tuple[str | None, str | None]:
+    """Keep ``value`` as the cached output of ``task`` under ``key`` (outside any run's folder: it outlives
+    the run); ``(reference, None)`` or ``(None, why it was not kept)``."""
+    folder = hashlib.sha256(f"{pipeline}\0{task}".encode()).hexdigest()[:16]  # names need not be path-safe
+    return _save(home, f"{CACHE}/{folder}", key, value, allow_pickle=allow_pickle, what="in the cache")
+
+
+def remove_cached(home: str | os.PathLike[str], ref: str) -> None:
+    """Delete the file of a cached output no cache entry names any more; never raises."""
+    if ref == NONE_REF or ref.startswith(JSON_REF) or not ref.startswith(f"{CACHE}/"):
+        return
+    path = _resolve(Path(home), ref)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _save(
+    home: str | os.PathLike[str], folder: str, task: str, value: Any, *, allow_pickle: bool, what: str
+) -> tuple[str | None, str | None]:
     if value is None:
         return NONE_REF, None
     kind = _frame_kind(value)
     try:
         if kind is not None:
-            return _save_frame(Path(home), run_id, task, value, kind), None
+            return _save_frame(Path(home), folder, task, value, kind), None
         if _is_json(value):
             text = json.dumps(value, separators=(",", ":"))
             if len(text) <= INLINE_JSON_BYTES:
                 return JSON_REF + text, None
-            return _write(Path(home), run_id, f"{task}.json", text.encode()), None
+            return _write(Path(home), folder, f"{task}.json", text.encode()), None
     except _NotKept as exc:
         if not allow_pickle:
             return None, str(exc)
     except Exception as exc:  # an exotic dtype pyarrow cannot write, a full disk
         if not allow_pickle:
             log.warning(
-                "output of task %r in run %s cannot be kept (%s: %s); a resume will run it again",
+                "output of task %r %s cannot be kept (%s: %s); a resume will run it again",
                 task,
-                run_id,
+                what,
                 type(exc).__name__,
                 exc,
             )
@@ -85,12 +122,12 @@ def save_output(
         )
     try:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        return _write(Path(home), run_id, f"{task}.pkl", data), None
+        return _write(Path(home), folder, f"{task}.pkl", data), None
     except Exception as exc:
         log.warning(
-            "output of task %r in run %s cannot be pickled (%s: %s); a resume will run it again",
+            "output of task %r %s cannot be pickled (%s: %s); a resume will run it again",
             task,
-            run_id,
+            what,
             type(exc).__name__,
             exc,
         )
@@ -171,7 +208,7 @@ def _frame_kind(value: Any) -> str | None:
     return None
 
 
-def _save_frame(home: Path, run_id: str, task: str, value: Any, kind: str) -> str:
+def _save_frame(home: Path, folder: str, task: str, value: Any, kind: str) -> str:
     import pyarrow as pa
 
     if kind == "pandas-series":
@@ -200,7 +237,7 @@ def _save_frame(home: Path, run_id: str, task: str, value: Any, kind: str) -> st
         with pa.ipc.new_file(f, table.schema) as writer:
             writer.write_table(table)
 
-    return _write(home, run_id, task + suffix.get(kind, ".arrow"), write)
+    return _write(home, folder, task + suffix.get(kind, ".arrow"), write)
 
 
 def _load_frame(path: Path) -> Any:
@@ -225,10 +262,10 @@ def _load_frame(path: Path) -> Any:
     return frame
 
 
-def _write(home: Path, run_id: str, name: str, data: Any) -> str:
-    folder = make_private_dirs(home / ARTIFACTS / run_id)
-    write_atomic(folder / name, data)
-    return f"{ARTIFACTS}/{run_id}/{name}"
+def _write(home: Path, folder: str, name: str, data: Any) -> str:
+    """Write ``data`` to ``folder/name`` under the state directory; its reference (the relative path)."""
+    write_atomic(make_private_dirs(home / folder) / name, data)
+    return f"{folder}/{name}"
 
 
 def _resolve(home: Path, ref: str) -> Path | None:

@@ -65,6 +65,8 @@ _WORKERS = click.option(
     default=None,
     help="Tasks running at once (default: the pipeline's, else the executor's).",
 )
+#: Items of a mapped task `runs show` lists by default (besides every one that did not succeed).
+_ITEMS_SHOWN = 50
 _PROGRESS = click.option(
     "--progress/--no-progress", default=None, help="Live task table (default: when stderr is a terminal)."
 )
@@ -397,9 +399,14 @@ def runs_prune(older_than: str, pipeline: str | None, dry_run: bool, home: str |
 @click.option("--task", "task", default=None, help="Only this task: its attempts, errors and checks.")
 @click.option("--logs", is_flag=True, help="Also what each attempt logged and printed.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--all-items",
+    is_flag=True,
+    help=f"List every item of mapped tasks (default: the first {_ITEMS_SHOWN} and the rest that did not succeed).",
+)
 @_HOME
-def runs_show(run_id: str, task: str | None, logs: bool, as_json: bool, home: str | None) -> None:
-    """One run: its tasks, attempts, errors and check results (with --logs, what the attempts logged)."""
+def runs_show(run_id: str, task: str | None, logs: bool, as_json: bool, all_items: bool, home: str | None) -> None:
+    """One run: its tasks, items of mapped tasks, attempts, errors and check results (--logs: what they logged)."""
     import dataclasses
 
     from agent.errors import PipewardenError
@@ -443,12 +450,13 @@ def runs_show(run_id: str, task: str | None, logs: bool, as_json: bool, home: st
             click.echo(f"  #{a.attempt} {a.status}{dur}" + (f": {detail}" if detail else ""))
     else:
         _summary(record)
+    _items(record, all_items)
     retried = [a for a in record.attempts if a.attempt > 0 and a.status != "success" and a.error]
     if retried and task is None:  # with --task, its attempts are listed above
         click.echo("attempts:")
         for a in retried:
-            click.echo(f"  {a.task} #{a.attempt} {a.status}: {a.error}")
-    checks = [(a.task, c) for a in record.attempts for c in a.checks]
+            click.echo(f"  {a.label} #{a.attempt} {a.status}: {a.error}")
+    checks = [(a.label, c) for a in record.attempts for c in a.checks]
     if checks:
         click.echo("checks:")
         for name, c in checks:
@@ -472,6 +480,32 @@ def _print_logs(record: Any) -> None:
             continue
         click.echo(f"{head}, up to {MAX_CHARS:,} characters kept ---")
         click.echo(a.logs, nl=not a.logs.endswith("\n"))
+
+
+def _items(record: Any, every: bool) -> None:
+    """The items of each mapped task: state, attempts, time, and why one did not succeed."""
+    from agent.records import OK
+
+    tasks = list(dict.fromkeys(a.task for a in record.attempts if a.item is not None))
+    if not tasks:
+        return
+    click.echo("items:")
+    for task in tasks:
+        items = record.items(task)
+        runs: dict[int, int] = {}
+        for a in record.attempts:
+            if a.task == task and a.item is not None and a.attempt > 0:
+                runs[a.item] = runs.get(a.item, 0) + 1
+        hidden = 0
+        for i, a in items.items():
+            if not every and i >= _ITEMS_SHOWN and a.status in OK:
+                hidden += 1
+                continue
+            dur = f"{a.duration:.3f}s" if a.duration is not None and a.attempt else ""
+            detail = a.error or a.reason or ""
+            click.echo(f"  {a.label:<14} {a.status:<12} attempts={runs.get(i, 0):<2} {dur:>9}  {detail}".rstrip())
+        if hidden:
+            click.echo(f"  ... and {hidden} more items of {task} that succeeded (runs show --all-items lists them)")
 
 
 @cli.command("kpis")

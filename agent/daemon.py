@@ -59,6 +59,28 @@ class _Active:
     thread: threading.Thread
     cancel: threading.Event = field(default_factory=threading.Event)
     abandon: threading.Event = field(default_factory=threading.Event)
+    #: Holds one of the ``agent.max_runs`` run slots; a run whose only work is waiting sensors gives it back.
+    holds: bool = True
+
+
+class _Slot:
+    """The run slot of one daemon run, as the runner sees it (``Runner(slot=...)``)."""
+
+    def __init__(self, daemon: Daemon, active: _Active) -> None:
+        self.daemon = daemon
+        self.active = active
+
+    def release(self) -> None:
+        with self.daemon._state:
+            self.active.holds = False
+        self.daemon.wake.set()  # a run waiting for a slot may start now
+
+    def acquire(self) -> bool:
+        d = self.daemon
+        with d._state:
+            if not self.active.holds and d._busy() < d.loaded.agent.max_runs:
+                self.active.holds = True
+            return self.active.holds
 
 
 class Daemon:
@@ -271,7 +293,7 @@ class Daemon:
     def _start_pending(self) -> None:
         limit = self.loaded.agent.max_runs
         held: list[Any] = []
-        while self._pending and len(self._running()) < limit:
+        while self._pending and self._holding() < limit:
             due = self._pending.popleft()
             pipe = self.scheduler.pipelines.get(due.pipeline)
             if pipe is None:  # removed by a reload: its queued run stays queued for when it comes back
@@ -299,9 +321,13 @@ class Daemon:
 
                     executor = get_executor(spec.executor, address=spec.dask_address)
                 try:
-                    Runner(store=self.store, telemetry=self.telemetry, executor=executor, clock=self.clock).run(
-                        pipe, run_id=run_id, cancel=active.cancel, abandon=active.abandon
-                    )
+                    Runner(
+                        store=self.store,
+                        telemetry=self.telemetry,
+                        executor=executor,
+                        clock=self.clock,
+                        slot=_Slot(self, active),
+                    ).run(pipe, run_id=run_id, cancel=active.cancel, abandon=active.abandon)
                 finally:
                     if executor is not None:
                         executor.shutdown()
@@ -330,6 +356,14 @@ class Daemon:
     def _running(self) -> list[_Active]:
         with self._state:
             return list(self._active.values())
+
+    def _busy(self) -> int:
+        """Runs holding a run slot (the caller holds ``_state``)."""
+        return sum(a.holds for a in self._active.values())
+
+    def _holding(self) -> int:
+        with self._state:
+            return self._busy()
 
     def _set_active_gauges(self) -> None:
         counts: dict[str, int] = {name: 0 for name in self.scheduler.pipelines}

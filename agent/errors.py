@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "BranchError",
     "CheckFailedError",
     "ConfigError",
     "CycleError",
@@ -16,9 +17,11 @@ __all__ = [
     "DuplicateTaskError",
     "ExecutorError",
     "ParamError",
+    "MapError",
     "PipewardenError",
     "RunClaimedError",
     "RunLimitError",
+    "SensorTimeoutError",
     "StoreError",
     "TaskCancelledError",
     "TaskInputError",
@@ -174,3 +177,34 @@ class RunClaimedError(ConfigError):
         self.run_id = run_id
         self.status = status
         self.owner = owner
+
+
+class BranchError(PipewardenError, ValueError):
+    """A branch task returned something other than names of tasks directly downstream of it;
+    ``task`` is the branch, ``returned`` what it returned, ``allowed`` the names it may return."""
+
+    def __init__(self, message: str, *, task: str = "", returned: Any = None, allowed: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.task = task
+        self.returned = returned
+        self.allowed = list(allowed)
+
+
+class MapError(PipewardenError, TypeError):
+    """A mapped task's ``parameter`` did not receive a list of items (``got`` names the type it received)."""
+
+    def __init__(self, message: str, *, task: str = "", parameter: str = "", got: str = "") -> None:
+        super().__init__(message)
+        self.task = task
+        self.parameter = parameter
+        self.got = got
+
+
+class SensorTimeoutError(PipewardenError, TimeoutError):
+    """A sensor's condition did not hold within its ``timeout`` seconds, after ``pokes`` looks."""
+
+    def __init__(self, message: str, *, task: str = "", timeout: float = 0.0, pokes: int = 0) -> None:
+        super().__init__(message)
+        self.task = task
+        self.timeout = timeout
+        self.pokes = pokes

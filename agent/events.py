@@ -73,7 +73,8 @@ class RunStarted:
 
 @dataclass(slots=True)
 class TaskStarted:
-    """An attempt of a task began (``attempt`` counts from 1 within the run)."""
+    """An attempt of a task began (``attempt`` counts from 1 within the run). ``item``: the index of
+    one item of a mapped task (None for a task); ``waiting``: a sensor began to wait for its condition."""
 
     run_id: str
     pipeline: str
@@ -81,6 +82,8 @@ class TaskStarted:
     attempt: int
     started_at: float
     durable: bool = False
+    item: int | None = None
+    waiting: bool = False
 
 
 @dataclass(slots=True)
@@ -92,7 +95,9 @@ class TaskEnded:
     are Unix times. ``cpu_seconds`` and ``peak_memory_bytes`` are those of the
     thread or process that ran it. ``retry`` says this attempt retried a failure;
     ``retry_in`` that another attempt follows after that many seconds. ``checks``
-    are the check results on the task's output.
+    are the check results on the task's output. ``item`` is the index of one item
+    of a mapped task (None for a task, and for a mapped task's own end); ``pokes``
+    how often a sensor looked at its condition (its ``duration`` is the wait).
     """
 
     run_id: str
@@ -113,6 +118,8 @@ class TaskEnded:
     retry_in: float | None = None
     checks: tuple[CheckResult, ...] = ()
     durable: bool = False
+    item: int | None = None
+    pokes: int | None = None
 
 
 @dataclass(slots=True)

@@ -364,7 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
             for a in [latest.get(t)]
         )
         checks = "".join(
-            f"<tr><td>{_e(a.task)}</td><td>{_e(c.check)}</td><td>{_e(c.column or '')}</td>"
+            f"<tr><td>{_e(a.label)}</td><td>{_e(c.check)}</td><td>{_e(c.column or '')}</td>"
             f"<td>{_status(c.status)}</td><td class='num'>{_num(c.observed)}</td><td class='num'>{_num(c.threshold)}"
             f"</td><td class='detail'>{_e(c.detail)}</td></tr>"
             for a in rec.attempts
@@ -569,10 +569,10 @@ white-space:nowrap}td.when{white-space:nowrap}td.detail{max-width:38em;color:#42
 a.id{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.92em;white-space:nowrap}
 .st,.sev{display:inline-block;padding:0 .6em;border-radius:1em;font-size:.85em;font-weight:600;
 white-space:nowrap;background:#eaeef2;color:#424a53}
-.st.success,.st.pass,.st.resolved{background:#dafbe1;color:#116329}
+.st.success,.st.cached,.st.pass,.st.resolved{background:#dafbe1;color:#116329}
 .st.failed,.st.fail,.st.error,.st.timed_out,.st.interrupted,.st.firing,.sev.critical{background:#ffebe9;color:#a40e26}
 .st.warn,.st.skipped,.st.upstream_failed,.st.cancelled,.st.pending,.sev.warning{background:#fff8c5;color:#7d4e00}
-.st.running,.st.queued,.sev.info{background:#ddf4ff;color:#0550ae}"""
+.st.running,.st.waiting,.st.queued,.sev.info{background:#ddf4ff;color:#0550ae}"""
 
 
 def _page(title: str, body: str) -> str:

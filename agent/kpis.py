@@ -9,7 +9,12 @@ The rules:
 
 - A run reaches a **verdict** when it ends ``success`` or a failure
   (``failed``, ``interrupted``). A ``cancelled`` run reaches none: someone
-  stopped it. It changes no KPI except the count of runs by status.
+  stopped it. It changes no KPI except the count of runs by status. A run
+  whose tasks were ``cached`` (reused from an earlier run) or ``skipped`` by a
+  branch (or a sensor's ``on_timeout="skip"``) ends ``success``: a branch not
+  taken is no failure, and a cached output is the task's output. Per task,
+  cached and skipped are not executions: the task success rate (over attempts
+  that ran) counts them neither way.
 - **Success rate**: successful verdicts / verdicts.
 - **Time to recovery**: from the end of the first failed run after a success
   (or after the first run) to the end of the next successful run.

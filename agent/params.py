@@ -14,7 +14,8 @@ Traceback (most recent call last):
 agent.errors.ParamError: run parameter 'day' of pipeline 'report' got 'tomorrow', which is not ...
 
 The type of a parameter is the annotation of the task parameters that receive
-it (tasks that annotate it must agree), else the type of its default in
+it (tasks that annotate it must agree; a task mapped over it, ``map=``, annotates one
+item, so ``files: str`` there makes the parameter a ``list[str]``), else the type of its default in
 ``Pipeline(params=...)``. pydantic's ``TypeAdapter`` converts: lists, tuples and
 sets (comma-separated text or JSON), dates and datetimes (ISO), enums,
 ``Literal``, dataclasses, pydantic models and ``TypedDict`` (JSON objects).
@@ -70,6 +71,8 @@ def param_types(pipeline: Pipeline) -> dict[str, Any]:
             hint = _annotation(task.fn, name, task.name, pipeline.name)
             if hint is None:
                 continue
+            if name == task.map:  # a mapped task's parameter is annotated with the type of one item
+                hint = list[hint]  # type: ignore[valid-type]
             if name in seen and seen[name][1] != hint:
                 other, first = seen[name]
                 raise ConfigError(

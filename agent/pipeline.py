@@ -14,15 +14,18 @@ import difflib
 import inspect
 import sys
 from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+from agent.cache import Cache, as_cache
 from agent.errors import ConfigError, CycleError, DecorationError, DuplicateTaskError, UnknownDependencyError
+from agent.flow import DEFAULT_RULE, TRIGGER_RULES
 from agent.gates import ON_ERROR, validate_checks
 from agent.graph import Graph, find_cycle
 from agent.retry import RetryCondition, RetryPolicy
 from agent.schedules import Schedule, parse_schedule
+from agent.sensors import SensorSpec
 from agent.wiring import Input, annotated_sources, parse_depends_on
 
 __all__ = ["RUN_PARAMETERS", "Pipeline", "Task"]
@@ -64,6 +67,19 @@ class Task:
     def collected(self) -> tuple[str, ...]:
         """Tasks whose outputs the ``**collect`` parameter receives: ``depends_on`` less the named parameters."""
         return tuple(d for d in self.depends_on if d not in self.parameters) if self.collect else ()
+
+    #: The parameter whose value (a list) the task is mapped over: it runs once per item (:mod:`agent.mapping`).
+    map: str | None = None
+    #: Most items of a mapped task running at once (None: as many as the run has workers).
+    max_parallel: int | None = None
+    #: The task returns the names of the tasks directly downstream of it that run; the others are skipped.
+    branch: bool = False
+    #: When the task runs, given how the tasks upstream of it ended (:data:`agent.flow.TRIGGER_RULES`).
+    trigger_rule: str = DEFAULT_RULE
+    #: A sensor: the function is poked until it returns something truthy (:mod:`agent.sensors`).
+    sensor: SensorSpec | None = None
+    #: Reuse the output of an earlier run while the inputs and the code are unchanged (:mod:`agent.cache`).
+    cache: Cache | None = None
 
     def inputs(self, tasks: Container[str]) -> tuple[str, ...]:
         """Upstream tasks whose output this task receives (``tasks``: the pipeline's task names, a set or dict)."""
@@ -197,6 +213,11 @@ class Pipeline:
         checks: Sequence[Any] = (),
         persist: bool | str = "auto",
         on_check_error: str = "fail",
+        map: str | None = None,
+        max_parallel: int | None = None,
+        branch: bool = False,
+        trigger_rule: str = DEFAULT_RULE,
+        cache: Any = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -216,6 +237,11 @@ class Pipeline:
         checks: Sequence[Any] = (),
         persist: bool | str = "auto",
         on_check_error: str = "fail",
+        map: str | None = None,
+        max_parallel: int | None = None,
+        branch: bool = False,
+        trigger_rule: str = DEFAULT_RULE,
+        cache: Any = None,
     ) -> Any:
         """Register a task; returns the function unchanged (metadata in ``fn.__pipewarden_task__``).
 
@@ -231,6 +257,15 @@ class Pipeline:
         (``"auto"``; ``True`` means the same) in safe formats, Arrow IPC for frames and
         JSON for plain values, so a resume starts after the last finished task;
         ``"pickle"`` also keeps other values as pickles; ``False`` keeps nothing.
+
+        ``map="items"`` runs the task once per item of the list its parameter ``items``
+        receives (that parameter gets one item; at most ``max_parallel`` at once); its
+        output is the list of the items' outputs, in order. ``branch=True``: the task
+        returns the name (or names) of the tasks directly downstream of it that run,
+        the others end ``skipped``. ``trigger_rule`` says when the task runs given how
+        the tasks upstream of it ended (``all_success``, ``none_failed``, ``any_success``,
+        ``all_done``). ``cache="1d"`` (or ``Cache(...)``, ``True``) reuses the output of
+        an earlier run while the task's arguments and code are unchanged.
         """
         retry = RetryPolicy(
             retries=retries,
@@ -249,24 +284,74 @@ class Pipeline:
         if on_check_error not in ON_ERROR:
             raise DecorationError(f"on_check_error must be one of {', '.join(ON_ERROR)} — got {on_check_error!r}")
         deps, sources = parse_depends_on(depends_on)
+        flow = _flow_options(map=map, max_parallel=max_parallel, branch=branch, trigger_rule=trigger_rule)
+        flow["cache"] = as_cache(cache)
+        if flow["cache"] is not None and branch:
+            raise DecorationError("a branch task cannot be cached: its choice is what the run is about; drop cache=")
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(f):
                 raise DecorationError(f"@{self.name}.task decorates a function — got {f!r}")
-            self._add(
-                _make_task(
-                    self,
-                    f,
-                    name,
-                    deps,
-                    retry,
-                    float(timeout) if timeout else None,
-                    tuple(checks),
-                    keep,
-                    on_check_error,
-                    sources,
-                )
+            task = _make_task(
+                self,
+                f,
+                name,
+                deps,
+                retry,
+                float(timeout) if timeout else None,
+                tuple(checks),
+                keep,
+                on_check_error,
+                sources,
             )
+            if map is not None and map not in task.parameters:
+                raise DecorationError(
+                    f"task {task.name!r}: map={map!r} names no parameter of it "
+                    f"(parameters: {', '.join(task.parameters) or 'none'}); map names the parameter that "
+                    "receives the list, and each run of the task gets one item of it"
+                )
+            self._add(replace(task, **flow))
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def sensor(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        poke: float = 30.0,
+        timeout: float = 3600.0,
+        on_timeout: str = "fail",
+        depends_on: Any = (),
+        trigger_rule: str = DEFAULT_RULE,
+        retries: int = 0,
+        persist: bool | str = "auto",
+    ) -> Any:
+        """Register a sensor: a task whose function is called every ``poke`` seconds until it returns
+        something truthy (its output), for at most ``timeout`` seconds; returns the function unchanged.
+
+        A look that finds the condition false is not a failed attempt: the sensor stays ``waiting``
+        (one attempt, its pokes counted) and holds no worker, the run's own loop pokes it. At the
+        timeout it ends ``timed_out`` (``on_timeout="skip"``: ``skipped``, so the run can succeed
+        without what it waited for). A poke that raises counts against ``retries``; after that many
+        more it fails. See :mod:`agent.sensors` for ready-made conditions (files, table partitions,
+        another pipeline's success).
+        """
+        spec = SensorSpec(poke=poke, timeout=timeout, on_timeout=on_timeout)
+        retry = RetryPolicy(retries=retries, delay=0.0)
+        keep = _PERSIST.get(persist) if isinstance(persist, bool | str) else None
+        if keep is None:
+            raise DecorationError(f"persist must be one of 'auto' (or True), 'pickle', False — got {persist!r}")
+        deps, sources = parse_depends_on(depends_on)
+        flow = _flow_options(map=None, max_parallel=None, branch=False, trigger_rule=trigger_rule)
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            if not callable(f):
+                raise DecorationError(f"@{self.name}.sensor decorates a function — got {f!r}")
+            task = _make_task(self, f, name, deps, retry, None, (), keep, "fail", sources)
+            self._add(replace(task, sensor=spec, **flow))
             return f
 
         return register(fn) if fn is not None else register
@@ -352,10 +437,39 @@ class Pipeline:
                     task=t.name,
                     dependency=p,
                 )
-        return Graph({t.name: t.dependencies(self.tasks) for t in self.tasks.values()}, pipeline=self.name)
+        graph = Graph({t.name: t.dependencies(self.tasks) for t in self.tasks.values()}, pipeline=self.name)
+        for t in self.tasks.values():
+            if t.branch and not graph.children[t.name]:
+                raise ConfigError(
+                    f"branch task {t.name!r} of pipeline {self.name!r} has no task directly downstream of it to "
+                    f"choose; declare each choice with @pipe.task(depends_on=[{t.name!r}]) or a parameter named "
+                    f"{t.name!r}"
+                )
+        return graph
 
 
 _PERSIST: dict[bool | str, str] = {True: "auto", "auto": "auto", "pickle": "pickle", False: "off", "off": "off"}
+
+
+def _flow_options(*, map: str | None, max_parallel: int | None, branch: bool, trigger_rule: str) -> dict[str, Any]:
+    """The mapping, branching and trigger-rule options of a task, validated (DecorationError naming each)."""
+    if map is not None and (not isinstance(map, str) or not map):
+        raise DecorationError(f"map names the parameter to map over, a string — got {map!r}")
+    if max_parallel is not None:
+        if map is None:
+            raise DecorationError("max_parallel bounds the items of a mapped task running at once; add map=...")
+        if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
+            raise DecorationError(f"max_parallel must be an int >= 1 or None — got {max_parallel!r}")
+    if not isinstance(branch, bool):
+        raise DecorationError(f"branch must be True or False — got {branch!r}")
+    if branch and map is not None:
+        raise DecorationError("a task is either a branch or mapped, not both; map first, then branch on the results")
+    if trigger_rule not in TRIGGER_RULES:
+        raise DecorationError(
+            f"trigger_rule must be one of {', '.join(TRIGGER_RULES)} — got {trigger_rule!r} "
+            f"({'; '.join(f'{k}: {v}' for k, v in TRIGGER_RULES.items())})"
+        )
+    return {"map": map, "max_parallel": max_parallel, "branch": branch, "trigger_rule": trigger_rule}
 
 
 def _make_task(

@@ -26,6 +26,8 @@ _STYLE = {
     "cancelled": "magenta",
     "interrupted": "magenta",
     "running": "cyan",
+    "waiting": "cyan",
+    "cached": "dim green",
     "pending": "dim",
     "retrying": "yellow",
     "done": "dim green",
@@ -82,11 +84,19 @@ class LiveProgress:
 
     def handle(self, event: Any) -> None:
         if isinstance(event, TaskEnded):
-            self._task_ended(event)
+            if event.item is not None:
+                self._item_ended(event)
+            else:
+                self._task_ended(event)
         elif isinstance(event, TaskStarted):
+            if event.item is not None:
+                return  # the mapped task's row counts its items as they end
             with self._lock:
                 self._rows.setdefault(event.task, {}).update(
-                    status="running", attempt=event.attempt, start=time.monotonic(), detail=""
+                    status="waiting" if event.waiting else "running",
+                    attempt=event.attempt,
+                    start=time.monotonic(),
+                    detail="",
                 )
         elif isinstance(event, RunStarted):
             self._run_started(event)
@@ -128,6 +138,14 @@ class LiveProgress:
             }
         with self._lock:
             self._rows.setdefault(e.task, {}).update(update)
+
+    def _item_ended(self, e: TaskEnded) -> None:
+        with self._lock:
+            row = self._rows.setdefault(e.task, {})
+            done = row["items"] = row.get("items", {})
+            if e.retry_in is None:
+                done[str(e.status)] = done.get(str(e.status), 0) + 1
+            row["detail"] = "items " + ", ".join(f"{k} {v}" for k, v in sorted(done.items()))
 
     def _render(self) -> Any:
         from rich.table import Table
@@ -173,6 +191,8 @@ def _rows(record: RunRecord) -> list[tuple[str, str, str, str, str, str]]:
             bad = [c for c in a.checks if not c.ok or c.status == "warn"]
             checks = f"{len(a.checks) - len(bad)}/{len(a.checks)} ok"
         detail = a.error or a.reason or ""
+        if a.status == "waiting" and a.started_at is not None:
+            detail = f"waiting since {time.strftime('%H:%M:%S', time.gmtime(a.started_at))} UTC, {a.pokes or 0} pokes"
         dur = f"{a.duration:.3f}s" if a.duration is not None and a.attempt else ""
         rows_out = "" if a.rows_out is None else str(a.rows_out)
         out.append(

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # checks/__init__ imports pandas lazily, checks.result does n
 __all__ = [
     "ACTIVE",
     "FAILURES",
+    "OK",
     "AlertEvent",
     "AlertHistoryEntry",
     "AlertState",
@@ -44,9 +45,12 @@ class RunStatus(enum.StrEnum):
 
     A run is ``queued`` (the scheduler claimed it), ``running``, then ends
     ``success``, ``failed``, ``cancelled`` or ``interrupted`` (its process
-    died). A task is ``pending``, ``running``, then ends ``success``,
-    ``failed``, ``timed_out``, ``skipped`` (a blocking check upstream stopped
-    it), ``upstream_failed``, ``cancelled`` or ``interrupted``.
+    died). A task is ``pending``, ``running`` (a sensor: ``waiting`` for its
+    condition), then ends ``success``, ``failed``, ``timed_out``, ``skipped``
+    (a blocking check upstream stopped it, a branch did not choose it, or its
+    trigger rule said so), ``upstream_failed``, ``cancelled``, ``interrupted``
+    or ``cached`` (its output was reused from an earlier run: inputs and code
+    unchanged, nothing executed).
     """
 
     QUEUED = "queued"
@@ -59,10 +63,12 @@ class RunStatus(enum.StrEnum):
     UPSTREAM_FAILED = "upstream_failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    WAITING = "waiting"
+    CACHED = "cached"
 
     @property
     def finished(self) -> bool:
-        """True for end states (everything but queued, pending and running)."""
+        """True for end states (everything but queued, pending, running and waiting)."""
         return self not in ACTIVE
 
     @property
@@ -70,13 +76,21 @@ class RunStatus(enum.StrEnum):
         """True for the end states that count as a failure in every KPI (failed, timed_out, interrupted).
 
         Cancelled, skipped and upstream_failed are not failures of their own:
-        a person stopped the run, or something upstream failed.
+        a person stopped the run, or something upstream failed (or a branch
+        chose another way); cached is not an execution at all.
         """
         return self in FAILURES
 
+    @property
+    def ok(self) -> bool:
+        """True for the end states that delivered the task's output: success, and cached (reused)."""
+        return self in OK
+
 
 #: States that have not ended yet.
-ACTIVE: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.PENDING, RunStatus.RUNNING})
+ACTIVE: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
+#: End states in which a task's output exists: it ran and succeeded, or an earlier run's output was reused.
+OK: frozenset[RunStatus] = frozenset({RunStatus.SUCCESS, RunStatus.CACHED})
 #: End states that count as a failure (error rate, time to recovery, change failure rate, uptime).
 FAILURES: frozenset[RunStatus] = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
 
@@ -91,6 +105,7 @@ _OTEL_RESULT = {
     "upstream_failed": "skip",
     "cancelled": "cancellation",
     "interrupted": "error",
+    "cached": "success",
 }
 
 
@@ -129,9 +144,12 @@ class TaskAttempt:
 
     ``attempt`` counts executions of the task in the run (1 for the first);
     states without an execution (skipped, upstream_failed, cancelled before
-    start, interrupted before start) carry ``attempt`` 0. ``output_ref`` says
+    start, interrupted before start, cached) carry ``attempt`` 0. ``output_ref`` says
     where a successful output can be found again: an artifact path, ``"none"``
-    for a task that returned None, or None when it was not kept.
+    for a task that returned None, or None when it was not kept. ``item`` is
+    the index of one item of a mapped task (None for the task itself: its row
+    holds the state of the whole map); ``pokes`` how often a sensor looked at
+    its condition.
     """
 
     run_id: str
@@ -149,12 +167,19 @@ class TaskAttempt:
     id: int = 0
     #: What the attempt logged and printed (``get_run(run_id, logs=True)``; None otherwise or when it wrote nothing).
     logs: str | None = None
+    item: int | None = None
+    pokes: int | None = None
 
     @property
     def duration(self) -> float | None:
         if self.started_at is None or self.ended_at is None:
             return None
         return self.ended_at - self.started_at
+
+    @property
+    def label(self) -> str:
+        """``task`` for a task, ``task[3]`` for item 3 of a mapped task."""
+        return self.task if self.item is None else f"{self.task}[{self.item}]"
 
 
 @dataclass(frozen=True)
@@ -201,11 +226,20 @@ class RunRecord:
         return self.ended_at - self.started_at
 
     def latest(self) -> dict[str, TaskAttempt]:
-        """The latest recorded state of each task that has one."""
+        """The latest recorded state of each task that has one (a mapped task's own row, not its items')."""
         out: dict[str, TaskAttempt] = {}
         for a in self.attempts:
-            out[a.task] = a
+            if a.item is None:
+                out[a.task] = a
         return out
+
+    def items(self, task: str) -> dict[int, TaskAttempt]:
+        """The latest recorded state of each item of mapped task ``task``, by index."""
+        out: dict[int, TaskAttempt] = {}
+        for a in self.attempts:
+            if a.item is not None and a.task == task:
+                out[a.item] = a
+        return dict(sorted(out.items()))
 
     def task_state(self, task: str) -> RunStatus | None:
         """The task's latest state, or None when nothing was recorded for it."""
@@ -225,7 +259,7 @@ class RunRecord:
         """How many times each task was started in this run (one pass over the attempts)."""
         counts: dict[str, int] = {}
         for a in self.attempts:
-            if a.attempt > 0:
+            if a.attempt > 0 and a.item is None:
                 counts[a.task] = counts.get(a.task, 0) + 1
         return counts
 
@@ -255,6 +289,7 @@ def record_to_dict(record: RunRecord) -> dict[str, Any]:
         "attempts": [
             {
                 "task": a.task,
+                "item": a.item,
                 "attempt": a.attempt,
                 "status": str(a.status),
                 "started_at": a.started_at,
@@ -265,6 +300,7 @@ def record_to_dict(record: RunRecord) -> dict[str, Any]:
                 "error": a.error,
                 "reason": a.reason,
                 "output_ref": a.output_ref,
+                "pokes": a.pokes,
                 "checks": [c.to_dict() for c in a.checks],
                 **({"logs": a.logs} if a.logs is not None else {}),
             }

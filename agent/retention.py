@@ -7,7 +7,8 @@ deleted, with their task states, check results and kept outputs, when a
 store is opened through :func:`agent.store.open_store` or
 :meth:`agent.store.RunStore.default`, at most once a day (the time of the
 last pass is kept in the store). ``0`` or ``off`` turns that off.
-Queued and running runs, the history checks keep (drift profiles, key
+The same pass drops the task outputs cached across runs (``cache=``) that
+expired, with their files. Queued and running runs, the history checks keep (drift profiles, key
 hashes, row counts: the checks' own retention), and the cumulative metric
 totals are never pruned. ``traces.jsonl`` rotates by size on its own
 (:class:`exporters.tracing.JsonLinesSpanExporter`).
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.artifacts import remove_outputs
+from agent.artifacts import remove_cached, remove_outputs
 from agent.errors import ConfigError
 from agent.settings import PIPEWARDEN_RETENTION_DAYS
 
@@ -87,6 +88,9 @@ def apply_retention(
         return None
     now = time.time() if now is None else now
     ids = store.prune_runs(now - days * 86400, mark=_MARK, every=EVERY, now=now)
+    if ids is not None:
+        for ref in store.prune_cache(now=now):
+            remove_cached(Path(home), ref)
     if ids:
         for run_id in ids:
             remove_outputs(Path(home), run_id)

@@ -22,12 +22,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agent import kpis
 from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
+from agent.cache import cache_keep, cache_lookup
 from agent.errors import ConfigError, RunClaimedError, RunLimitError, StoreError, TaskCancelledError, TaskInputError
 from agent.executors import (
     Executor,
@@ -38,11 +39,14 @@ from agent.executors import (
     run_in_child,
     timed,
 )
+from agent.flow import branch_choice, branch_skips, verdict
 from agent.gates import blocking, blocking_reason
+from agent.mapping import MapRun, begin_map, items_problem, load_items, parse_items_ref, run_item
 from agent.params import resolve_params
 from agent.pipeline import Pipeline, Task
-from agent.records import RunRecord, RunStatus, new_run_id
+from agent.records import OK, RunRecord, RunStatus, TaskAttempt, new_run_id
 from agent.scope import rows_of
+from agent.sensors import SensorWaits
 from agent.store import RunStore
 from agent.tasklogs import TaskLog, attached
 from agent.trust import require_trusted
@@ -183,7 +187,9 @@ class Runner:
     ``sleep(seconds)`` waits between retries, ``clock()`` gives Unix time,
     ``rng`` draws jitter; ``kill_grace`` is the SIGTERM-to-SIGKILL wait for
     timed-out tasks; ``lease_seconds`` how long another host waits before
-    calling a silent run interrupted.
+    calling a silent run interrupted. ``slot``: a run slot of the daemon, an
+    object with ``release()`` and ``acquire() -> bool``: a run whose only work
+    is waiting sensors gives it back, and takes one again before it goes on.
     """
 
     def __init__(
@@ -199,7 +205,9 @@ class Runner:
         home: str | os.PathLike[str] | None = None,
         kill_grace: float = 5.0,
         lease_seconds: float = 60.0,
+        slot: Any = None,
     ) -> None:
+        self.slot = slot
         self.executor = executor
         self.store = store
         self.telemetry = telemetry
@@ -318,7 +326,8 @@ class Runner:
             rec = plan.record
             attempts: dict[str, int] = {}
             for a in rec.attempts:
-                attempts[a.task] = max(attempts.get(a.task, 0), a.attempt)
+                if a.item is None:
+                    attempts[a.task] = max(attempts.get(a.task, 0), a.attempt)
             values, _, _ = run_values(
                 pipeline,
                 rec.params,
@@ -343,6 +352,7 @@ class Runner:
                 abandon=abandon,
             )
             job.wait, job.expect = wait, rec.status
+            job.prior_items = dict(plan.items)
             return job.execute()
         finally:
             if owned:
@@ -388,19 +398,28 @@ class Runner:
         if store.files:  # outputs are read back from it and its directory
             require_trusted(list(store.files), what=f"resume run {run_id} from {store.location}")
         latest = rec.latest()
-        kept = {t: a for t, a in latest.items() if t in graph and a.status is RunStatus.SUCCESS}
+        kept = {t: a for t, a in latest.items() if t in graph and a.status in OK}
         to_run = {t for t in graph.order if t not in kept}
+        items = {t: rec.items(t) for t, task in pipeline.tasks.items() if task.map is not None}
         again: dict[str, str] = {}
-        # A re-run task needs its inputs: recompute those whose output cannot be loaded. Dependants
-        # come before their inputs in reverse order, so one pass also covers inputs added here.
+        # A re-run task needs its inputs (and a branch's choice is replayed for the tasks below it):
+        # recompute those whose output cannot be loaded. Dependants come before their inputs in
+        # reverse order, so one pass also covers inputs added here.
         for t in reversed(graph.order):
             if t not in to_run:
                 continue
-            for inp in pipeline.tasks[t].inputs(pipeline.tasks):
+            task = pipeline.tasks[t]
+            needed = (*task.inputs(pipeline.tasks), *(d for d in graph.deps[t] if pipeline.tasks[d].branch))
+            for inp in dict.fromkeys(needed):
                 if inp not in kept or inp in to_run:
                     continue
                 attempt = kept[inp]
-                problem = output_problem(home, attempt.output_ref, allow_pickle=pipeline.tasks[inp].persist == "pickle")
+                pickles = pipeline.tasks[inp].persist == "pickle"
+                count = parse_items_ref(attempt.output_ref)
+                if count is not None:
+                    problem = items_problem(home, count, items.get(inp, {}), allow_pickle=pickles)
+                else:
+                    problem = output_problem(home, attempt.output_ref, allow_pickle=pickles)
                 if problem is not None:
                     if attempt.output_ref is None and attempt.reason:
                         problem = f"its output was not kept: {attempt.reason}"
@@ -408,7 +427,7 @@ class Runner:
                     again[inp] = f"{t} needs its output, and {problem}"
         preloaded = {t: a.output_ref for t, a in kept.items() if t not in to_run and a.output_ref is not None}
         order = tuple(t for t in graph.order if t in to_run)
-        return ResumePlan(rec, order, {t: again[t] for t in order if t in again}, preloaded)
+        return ResumePlan(rec, order, {t: again[t] for t in order if t in again}, preloaded, items)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -439,12 +458,15 @@ class Runner:
 class ResumePlan:
     """What a resume of ``record`` runs: ``to_run`` in order; ``again``: tasks that finished before but run
     again, each with why (its output, which a re-run task needs, could not be kept or loaded);
-    ``preloaded``: the output references of the finished tasks that are not run again."""
+    ``preloaded``: the output references of the finished tasks that are not run again; ``items``:
+    the latest state of every item of the mapped tasks."""
 
     record: RunRecord
     to_run: tuple[str, ...]
     again: Mapping[str, str]
     preloaded: Mapping[str, str]
+    #: The latest state of each item of each mapped task, by index (outputs kept, items not run again).
+    items: Mapping[str, Mapping[int, TaskAttempt]] = field(default_factory=dict)
 
 
 class _Job:
@@ -493,13 +515,24 @@ class _Job:
         self.errors: dict[str, str] = {}
         run_set = set(to_run)
         self.remaining = {t: sum(1 for d in self.graph.deps[t] if d in run_set) for t in to_run}
+        #: Tasks a blocking check stopped (the task, and those skipped below it), with the reason:
+        #: trigger rules never count them as merely skipped.
+        self.blocked: dict[str, str] = {}
+        self.choices: dict[str, frozenset[str]] = {}  # what each branch task chose
+        self.maps: dict[str, MapRun] = {}
+        self.sensors = SensorWaits(self)
+        #: The latest state of each item of each mapped task in an earlier execution (a resume).
+        self.prior_items: dict[str, Mapping[int, TaskAttempt]] = {}
+        self.index = {t: i for i, t in enumerate(self.graph.order)}
+        self.held: list[Any] = []  # ready work waiting for the run slot to be given back
+        self.slot_held = True
         self.sleep = runner._sleep or (lambda s: self.cancelled.wait(s))
         self.home = runner._home(store)
         # Outputs worth keeping: those a task downstream takes by parameter (a resume may need them).
         self.consumed = {i for t in pipeline.tasks.values() for i in t.inputs(pipeline.tasks)}
         self.ctx: contextvars.Context | None = None
         self.drivers: Executor | None = None
-        self.ready: collections.deque[str] = collections.deque()
+        self.ready: collections.deque[Any] = collections.deque()  # task names, and (task, item) pairs
         self.active_drivers = 0
         self.max_drivers = 1
 
@@ -614,15 +647,34 @@ class _Job:
         if not self.to_run:
             self.done.set()
             return
-        self._schedule([t for t in self.to_run if self.remaining[t] == 0])
+        ready: list[Any] = []
+        unrun: list[tuple[str, RunStatus, str]] = []
+        # A resume replays the choices of the branch tasks it keeps: what they skipped stays skipped.
+        kept = [
+            b
+            for b, task in self.pipeline.tasks.items()
+            if task.branch and b not in self.remaining and any(c in self.remaining for c in self.graph.children[b])
+        ]
+        chosen = {b: branch_choice(b, self._output(b), self.graph.children[b]) for b in kept}
+        with self.lock:
+            for b, choice in chosen.items():
+                self.choices[b] = choice
+                self._settle(None, ready, unrun, skips=self._branch_skips(b))
+        self._record_states(unrun)
+        with self.lock:
+            first = [t for t in self.to_run if self.remaining[t] == 0 and t not in self.states]
+        if len(self.states) == len(self.to_run):
+            self.done.set()
+        self._schedule(first)
 
     def _wait(self) -> None:
         next_lease = time.monotonic() + self.r.lease_seconds / 3
-        while not self.done.wait(0.1):
+        while not self.done.wait(self._tick()):
             if self.abandon.is_set():
                 return
             if self.user_cancel is not None and self.user_cancel.is_set():
                 self.cancelled.set()
+            self._watch()
             if time.monotonic() >= next_lease:
                 next_lease = time.monotonic() + self.r.lease_seconds / 3
                 try:
@@ -640,9 +692,49 @@ class _Job:
                     )
                     self.cancelled.set()
 
+    def _tick(self) -> float:
+        """How long the run's loop sleeps: until the next sensor poke is due, at most 0.1 s."""
+        due = self.sensors.next_due()
+        return 0.1 if due is None else max(0.0, min(0.1, due - time.monotonic()))
+
+    def _watch(self) -> None:
+        """The run's loop: poke the sensors that are due, give back or take again the daemon's run slot."""
+        if len(self.sensors):
+            if self.cancelled.is_set():
+                ended = self.sensors.stop(RunStatus.CANCELLED, "the run was cancelled while the sensor waited")
+            else:
+                ended = self.sensors.poke_due()
+            for name, status, detail in ended:
+                self._release(self._complete(name, status, detail))
+        slot = self.r.slot
+        if slot is None:
+            return
+        with self.lock:
+            idle = bool(len(self.sensors)) and self.active_drivers == 0 and not self.ready and not self.held
+            held, self.held = self.held, []
+        if idle and self.slot_held:  # only waiting: the slot can run another pipeline meanwhile
+            slot.release()
+            self.slot_held = False
+        if held:
+            self._release(held)
+
+    def _release(self, ready: list[Any]) -> None:
+        """Start work made ready on the run's loop, once the run holds its slot again."""
+        if not ready:
+            return
+        if not self.slot_held and not self.cancelled.is_set():
+            assert self.r.slot is not None
+            if not self.r.slot.acquire():
+                with self.lock:
+                    self.held.extend(ready)
+                return
+            self.slot_held = True
+        self._schedule(ready)
+
     def _abandon(self, status: RunStatus = RunStatus.CANCELLED) -> None:
         """Record tasks still running or never reached as ``status`` (the caller stops waiting for them)."""
         now = self.r.clock()
+        self.sensors.stop(status, "the run was interrupted while the sensor waited", record=False)
         with self.lock:
             left = [t for t in self.to_run if t not in self.states]
             for t in left:
@@ -665,7 +757,12 @@ class _Job:
             return RunStatus.INTERRUPTED, "stopped before the run finished (the daemon shut down); resume it"
         if self.cancelled.is_set() and any(s is RunStatus.CANCELLED for s in self.states.values()):
             return RunStatus.CANCELLED, "the run was cancelled"
-        bad = {t: s for t, s in self.states.items() if s is not RunStatus.SUCCESS}
+        # Cached tasks delivered their output, and a branch not taken is no failure.
+        bad = {
+            t: s
+            for t, s in self.states.items()
+            if s not in OK and not (s is RunStatus.SKIPPED and t not in self.blocked)
+        }
         if not bad and len(self.states) == len(self.to_run):
             return RunStatus.SUCCESS, None
         first = [t for t in self.to_run if t in bad and bad[t] in (RunStatus.FAILED, RunStatus.TIMED_OUT)]
@@ -693,24 +790,19 @@ class _Job:
             self.drivers.submit(self.ctx.copy().run, self._drive)
 
     def _drive(self) -> None:
-        # One driver runs ready tasks until none is left; no thread hand-off between a task and the next.
+        # One driver runs ready work until none is left; no thread hand-off between a task and the next.
         while True:
             with self.lock:
                 if not self.ready:
                     self.active_drivers -= 1
                     return
-                task = self.ready.popleft()
+                unit = self.ready.popleft()
+            item = type(unit) is tuple
+            task = unit[0] if item else unit
             try:
-                gated = False
-                detail: str | None
                 if self.user_cancel is not None and self.user_cancel.is_set():
                     self.cancelled.set()  # the caller's cancel counts at once, not at the next poll
-                if self.cancelled.is_set():
-                    status, detail = RunStatus.CANCELLED, "the run was cancelled before the task started"
-                    self._record_unrun(task, status, detail)
-                else:
-                    status, detail, gated = self._run_task(task)
-                ready = self._complete(task, status, detail, gated=gated)
+                ready = run_item(self, *unit) if item else self._begin(task)
             except BaseException as exc:
                 # A store that fails says what and where in one line; a traceback adds nothing to it.
                 log.error(
@@ -721,7 +813,12 @@ class _Job:
                     exc_info=not isinstance(exc, StoreError),
                 )
                 try:
-                    ready = self._complete(task, RunStatus.FAILED, f"pipewarden internal error: {exc}")
+                    if not item:
+                        ready = self._complete(task, RunStatus.FAILED, f"pipewarden internal error: {exc}")
+                    elif self.maps[task].item_ended(unit[1], RunStatus.FAILED, f"pipewarden internal error: {exc}"):
+                        ready = self._complete(task, *self.maps[task].finish())
+                    else:
+                        ready = self.maps[task].units()
                 except BaseException as again:  # the store itself is failing: stop the run rather than hang
                     log.error(
                         "pipewarden cannot record the end of task %s; stopping run %s: %s",
@@ -734,6 +831,25 @@ class _Job:
                     return
             self._schedule(ready, from_driver=True)
 
+    def _begin(self, task: str) -> list[Any]:
+        """Run a ready task (a mapped one: start its items; a sensor: poke it once); return what it made ready."""
+        gated = False
+        detail: str | None
+        spec = self.pipeline.tasks[task]
+        if self.cancelled.is_set():
+            status, detail = RunStatus.CANCELLED, "the run was cancelled before the task started"
+            self._record_unrun(task, status, detail)
+        elif spec.map is not None:
+            return begin_map(self, task)
+        elif spec.sensor is not None:
+            ended = self.sensors.start(task, self._inputs(spec)[0])
+            if ended is None:  # waiting: the run's loop pokes it from now on
+                return []
+            status, detail = ended
+        else:
+            status, detail, gated = self._run_task(task)
+        return self._complete(task, status, detail, gated=gated)
+
     def _give_up(self, reason: str) -> None:
         with self.lock:
             for t in self.to_run:
@@ -744,44 +860,89 @@ class _Job:
             self.ready.clear()
         self.done.set()
 
-    def _complete(self, task: str, status: RunStatus, detail: str | None, *, gated: bool = False) -> list[str]:
+    def _complete(self, task: str, status: RunStatus, detail: str | None, gated: bool = False) -> list[Any]:
         """Record the end of ``task``; return the tasks it made ready."""
-        ready: list[str] = []
+        ready: list[Any] = []
         unrun: list[tuple[str, RunStatus, str]] = []
         with self.lock:
             self.states[task] = status
             if detail:
                 self.errors[task] = detail
-            if status is RunStatus.SUCCESS:
-                for c in self.graph.children[task]:
-                    if c in self.remaining:
-                        self.remaining[c] -= 1
-                        if self.remaining[c] == 0 and c not in self.states:
-                            ready.append(c)
-            else:
-                if gated:
-                    state, reason = RunStatus.SKIPPED, f"{task}: {detail}"
-                elif status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
-                    state, reason = RunStatus.UPSTREAM_FAILED, f"upstream task {task} {status}"
-                else:
-                    state, reason = RunStatus.CANCELLED, "the run was cancelled"
-                below = self.graph.downstream(task)
-                for d in self.graph.order:  # dependency order keeps the records readable
-                    if d in below and d in self.remaining and d not in self.states:
-                        self.states[d] = state
-                        self.errors[d] = reason
-                        unrun.append((d, state, reason))
+            if gated:
+                self.blocked[task] = f"{task}: {detail}"
+            skips = self._branch_skips(task) if status in OK and task in self.choices else []
+            self._settle(task, ready, unrun, skips=skips)
             # Derived from the states, not counted: a task completed twice (the store failed
             # the first time) must still end the run.
             finished = len(self.states) == len(self.to_run)
-        if unrun:
-            now = self.r.clock()
-            self.store.record_task_states(self.run_id, unrun, now=now)
-            for d, state, reason in unrun:
-                self.tel.task_state(self.name, d, state, reason=reason, run_id=self.run_id, durable=True)
+        self._record_states(unrun)
         if finished:
             self.done.set()
         return ready
+
+    def _state_of(self, task: str) -> RunStatus | None:
+        # A task outside this execution was kept from an earlier one: it succeeded.
+        return self.states.get(task) if task in self.remaining else RunStatus.SUCCESS
+
+    def _branch_skips(self, branch: str) -> list[tuple[str, str]]:
+        """The tasks directly below ``branch`` that its choice skips, with the reason."""
+        chosen = self.choices[branch]
+        below: set[str] = set().union(*(self.graph.downstream(c) for c in chosen))
+        reason = f"branch {branch} chose {', '.join(sorted(chosen)) or 'none of the tasks below it'}"
+        return [(c, reason) for c in branch_skips(self.graph.children[branch], chosen, below)]
+
+    def _settle(
+        self, ended: str | None, ready: list[Any], unrun: list[tuple[str, RunStatus, str]], *, skips: Any = ()
+    ) -> None:
+        """Apply the end of ``ended`` (and the ``skips`` of a branch) to the tasks below; the lock is held.
+
+        Each task below is decided by its trigger rule: ready (appended to ``ready``), waiting, or
+        ended without running (appended to ``unrun``, and its own tasks below decided in turn).
+        """
+        tasks = self.pipeline.tasks
+        work = [] if ended is None else [ended]
+        for c, reason in skips:
+            if c in self.remaining and c not in self.states:
+                self.states[c] = RunStatus.SKIPPED
+                self.errors[c] = reason
+                unrun.append((c, RunStatus.SKIPPED, reason))
+                work.append(c)
+        while work:
+            t = work.pop()
+            st = self._state_of(t)
+            ok = st in OK and t not in self.blocked
+            for c in self.graph.children[t]:
+                if c not in self.remaining or c in self.states:
+                    continue
+                self.remaining[c] -= 1
+                rule = tasks[c].trigger_rule
+                if ok and (rule == "all_success" or self.remaining[c]):
+                    if self.remaining[c] == 0:
+                        ready.append(c)
+                    continue
+                deps = {t: st} if rule == "all_success" else {d: self._state_of(d) for d in self.graph.deps[c]}
+                v = verdict(rule, deps, self.blocked, self.errors)
+                if v is None:
+                    continue
+                if v.run:
+                    ready.append(c)
+                    continue
+                assert v.state is not None
+                self.states[c] = v.state
+                self.errors[c] = v.reason
+                if v.blocked:
+                    self.blocked[c] = v.reason
+                unrun.append((c, v.state, v.reason))
+                work.append(c)
+
+    def _record_states(self, unrun: list[tuple[str, RunStatus, str]]) -> None:
+        """Record tasks that ended without running, in dependency order (it keeps the records readable)."""
+        if not unrun:
+            return
+        unrun.sort(key=lambda u: self.index[u[0]])
+        self.store.record_task_states(self.run_id, unrun, now=self.r.clock())
+        for d, state, reason in unrun:
+            self.tel.task_state(self.name, d, state, reason=reason, run_id=self.run_id, durable=True)
 
     def _record_unrun(self, task: str, status: RunStatus, reason: str) -> None:
         self.store.record_task_state(self.run_id, task, status, now=self.r.clock(), reason=reason)
@@ -792,8 +953,6 @@ class _Job:
     def _inputs(self, task: Task) -> tuple[dict[str, Any], list[Any], list[int]]:
         """(keyword arguments, the table-like inputs, their row counts)."""
         kwargs: dict[str, Any] = {}
-        frames: list[Any] = []
-        rows: list[int] = []
         bindings = task.bindings(self.pipeline.tasks)
         for p in task.parameters:
             source = bindings.get(p)
@@ -801,55 +960,86 @@ class _Job:
                 kwargs[p] = take(self._output(source.task), source, task=task.name, param=p)
             elif p in self.values:
                 kwargs[p] = self.values[p]
-        inputs = [kwargs[p] for p in bindings]
         for t in task.collected():  # **upstream
-            value = kwargs[t] = self._output(t)
-            inputs.append(value)
-        for value in inputs:
+            kwargs[t] = self._output(t)
+        return kwargs, *self._tables(task, kwargs)
+
+    def _tables(self, task: Task, kwargs: Mapping[str, Any]) -> tuple[list[Any], list[int]]:
+        """The table-like values among the upstream outputs (and the item) a task receives, and their rows."""
+        frames: list[Any] = []
+        rows: list[int] = []
+        names = [*task.bindings(self.pipeline.tasks), *task.collected()]
+        if task.map is not None and task.map not in names:
+            names.append(task.map)
+        for p in names:
+            value = kwargs.get(p)
             n = rows_of(value)
             if n is not None:
                 frames.append(value)
                 rows.append(n)
-        return kwargs, frames, rows
+        return frames, rows
 
     def _output(self, task: str) -> Any:
         try:
             return self.outputs[task]
         except KeyError:
             pass
+        if task in self.remaining:  # ended in this execution without an output (a trigger rule let it through)
+            return None
         ref = self.preloaded.get(task)
         if ref is None:
             raise RuntimeError(f"output of task {task!r} is not available")
-        value = load_output(self.home, ref, allow_pickle=self.pipeline.tasks[task].persist == "pickle")
+        pickles = self.pipeline.tasks[task].persist == "pickle"
+        count = parse_items_ref(ref)
+        if count is not None:
+            value = load_items(self.home, count, self.prior_items.get(task, {}), allow_pickle=pickles)
+        else:
+            value = load_output(self.home, ref, allow_pickle=pickles)
         with self.lock:
             self.outputs.setdefault(task, value)
         return self.outputs[task]
 
-    def _run_task(self, name: str) -> tuple[RunStatus, str | None, bool]:
-        """Run one task with its retries; (final state, error or reason, whether a check blocked it).
+    def _run_task(
+        self, name: str, *, item: int | None = None, kwargs: dict[str, Any] | None = None
+    ) -> tuple[RunStatus, str | None, bool]:
+        """Run one task (or one ``item`` of a mapped task, with its ``kwargs``) with its retries;
+        (final state, error or reason, whether a check blocked it).
 
         Each attempt is written to the store before anyone hears of it (the events are durable).
         """
         task = self.pipeline.tasks[name]
         store, tel, clock = self.store, self.tel, self.r.clock
         unwired: TaskInputError | None = None  # an input that cannot be taken fails the task, without retries
-        try:
-            kwargs, frames, input_rows = self._inputs(task)
-        except TaskInputError as exc:
-            kwargs, frames, input_rows, unwired = {}, [], [], exc
+        if kwargs is None:
+            try:
+                kwargs, frames, input_rows = self._inputs(task)
+            except TaskInputError as exc:
+                kwargs, frames, input_rows, unwired = {}, [], [], exc
+            attempt = self.base_attempts.get(name, 0)
+        else:
+            frames, input_rows = self._tables(task, kwargs)
+            prior = self.prior_items.get(name, {}).get(item) if item is not None else None
+            attempt = prior.attempt if prior is not None else 0
+        key = cached = None
+        if task.cache is not None and unwired is None:
+            key, cached = cache_lookup(self, task, kwargs, item)
+            if cached is not None:
+                return cached
         rows_in = sum(input_rows) if frames else None
-        attempt = self.base_attempts.get(name, 0)
         tries = 0
         while True:
             attempt += 1
             tries += 1
-            tr_id = store.start_task(self.run_id, name, attempt, now=clock())
-            ts = tel.task_scope(self.name, name, run_id=self.run_id, attempt=attempt, retry=tries > 1, durable=True)
+            tr_id = store.start_task(self.run_id, name, attempt, now=clock(), item=item)
+            ts = tel.task_scope(
+                self.name, name, run_id=self.run_id, attempt=attempt, retry=tries > 1, durable=True, item=item
+            )
             results: list[Any] = []
             reason: str | None = None  # why a blocking check failed
             ref: str | None = None
             not_kept: str | None = None  # why an output a resume may need could not be kept
             value: Any = None
+            choice: frozenset[str] | None = None  # what a branch task chose
             rows_out: int | None = None
             failure: BaseException | None = None
             logs = TaskLog()  # what the attempt logs and prints, wherever it runs (agent.tasklogs)
@@ -873,6 +1063,7 @@ class _Job:
                 rows_out = rows_of(value)
                 if rows_out:
                     ts.rows_out(rows_out)
+                choice = branch_choice(name, value, self.graph.children[name]) if task.branch else None
                 if task.checks:
                     ctx = ts.context(
                         inputs=frames,
@@ -887,10 +1078,13 @@ class _Job:
                     ts.set_status("failed", reason)
                 elif value is None:
                     ref = NONE_REF
-                elif task.persist != "off" and name in self.consumed:
+                elif task.persist != "off" and (name in self.consumed or task.branch):  # a resume replays a branch
+                    label = name if item is None else f"{name}[{item}]"
                     ref, not_kept = save_output(
-                        self.home, self.run_id, name, value, allow_pickle=task.persist == "pickle"
+                        self.home, self.run_id, label, value, allow_pickle=task.persist == "pickle"
                     )
+                if key is not None and reason is None:
+                    not_kept = "; ".join(x for x in (not_kept, cache_keep(self, task, key, value)) if x) or None
             except TaskCancelledError as exc:
                 failure = exc
                 logs.merge(attached(exc))
@@ -923,14 +1117,26 @@ class _Job:
             if event is not None:
                 tel.bus.emit(event)
             if status is RunStatus.SUCCESS:
-                with self.lock:
-                    self.outputs[name] = value
+                self._delivered(name, item, value, not_kept, choice)
                 return RunStatus.SUCCESS, None, False
             if ts.retry_in is not None:
                 self.sleep(ts.retry_in)
                 if not self.cancelled.is_set():
                     continue
             return status, error, reason is not None
+
+    def _delivered(self, name: str, item: int | None, value: Any, not_kept: str | None, choice: Any = None) -> None:
+        """Keep a task's (or an item's) output for the tasks below, and a branch's choice."""
+        with self.lock:
+            if item is None:
+                self.outputs[name] = value
+                if choice is not None:
+                    self.choices[name] = choice
+                return
+            m = self.maps[name]
+        m.results[item] = value
+        if not_kept:
+            m.not_kept[item] = not_kept
 
     def _call(self, task: Task, kwargs: dict[str, Any]) -> Any:
         ex = self.executor

@@ -55,7 +55,7 @@ _PEAK_SAMPLE_AFTER = 0.001
 
 #: Options a scope takes besides its pipeline, task and level (see the class attributes).
 _OPTIONS = frozenset(
-    {"run_id", "attempt", "version", "trigger", "tasks", "kept", "params", "resumed", "durable", "attributes"}
+    {"run_id", "attempt", "version", "trigger", "tasks", "kept", "params", "resumed", "durable", "attributes", "item"}
 )
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("pipewarden_scope", default=None)
@@ -108,6 +108,8 @@ class Scope:
     resumed = False
     durable = False
     attributes: Mapping[str, Any] | None = None
+    #: The index of the item of a mapped task this scope runs (None: the task itself).
+    item: int | None = None
     #: What a ``@monitor`` scope does with check results (log, raise under ``on_check_failure="raise"``);
     #: None for the runner, which decides about blocking results itself.
     policy: Callable[[Scope, list[CheckResult]], None] | None = None
@@ -237,6 +239,8 @@ class Scope:
                 attrs["pipewarden.trigger"] = self.trigger
         elif self.attempt != 1:
             attrs["pipewarden.task.attempt"] = self.attempt
+        if self.item is not None:
+            attrs["pipewarden.task.item"] = self.item
         if self.attributes:
             attrs.update(self.attributes)
         span = self.span = tel.tracer.start_span(
@@ -262,7 +266,7 @@ class Scope:
                 )
             )
         if task is not None and bus.wants(TaskStarted):
-            bus.emit(TaskStarted(run_id, self.pipeline, task, self.attempt, now, self.durable))
+            bus.emit(TaskStarted(run_id, self.pipeline, task, self.attempt, now, self.durable, self.item))
         self._c0 = time.thread_time()
         self._t0 = time.perf_counter()
         return self
@@ -346,6 +350,7 @@ class Scope:
                 self.retry_in,
                 self.check_results,
                 self.durable,
+                self.item,
             )
         if self.pipeline_level:
             outcome = self.outcome

@@ -198,7 +198,7 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
                 checks.setdefault(tr_id, []).append(CheckResult.from_dict(json.loads(result)))
             tasks = db.execute(
                 "SELECT id, task, attempt, status, started_at, ended_at, rows_in, rows_out, error, reason,"
-                f" output_ref, {'logs' if logs else 'NULL'} FROM task_runs WHERE run_id=? ORDER BY id",
+                f" output_ref, {'logs' if logs else 'NULL'}, item, pokes FROM task_runs WHERE run_id=? ORDER BY id",
                 (run_id,),
             ).fetchall()
         attempts = tuple(
@@ -217,6 +217,8 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
                 checks=tuple(checks.get(r[0], ())),
                 id=r[0],
                 logs=r[11],
+                item=r[12],
+                pokes=r[13],
             )
             for r in tasks
         )
@@ -269,7 +271,7 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
                         continue
                     db.execute(
                         "UPDATE task_runs SET status='interrupted', ended_at=?, reason=?"
-                        " WHERE run_id=? AND status='running'",
+                        " WHERE run_id=? AND status IN ('running', 'waiting')",
                         (now, reason, run_id),
                     )
                 dead.append(run_id)
@@ -510,14 +512,83 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
 
     # --- task states --------------------------------------------------------------------
 
-    def start_task(self, run_id: str, task: str, attempt: int, *, now: float) -> int:
+    def start_task(
+        self,
+        run_id: str,
+        task: str,
+        attempt: int,
+        *,
+        now: float,
+        item: int | None = None,
+        status: RunStatus = RunStatus.RUNNING,
+    ) -> int:
         with self._db() as db:
             row = db.execute(
-                "INSERT INTO task_runs (run_id, task, attempt, status, started_at) VALUES (?,?,?,'running',?)"
+                "INSERT INTO task_runs (run_id, task, attempt, status, started_at, item) VALUES (?,?,?,?,?,?)"
                 " RETURNING id",
-                (run_id, task, attempt, now),
+                (run_id, task, attempt, str(status), now, item),
             ).fetchone()
         return int(row[0])
+
+    def poked(self, task_run_id: int, pokes: int) -> None:
+        with self._db() as db:
+            db.execute("UPDATE task_runs SET pokes=? WHERE id=?", (pokes, task_run_id))
+
+    # --- outputs cached across runs -------------------------------------------------------
+
+    def cache_get(self, pipeline: str, task: str, key: str, *, now: float) -> tuple[str, str, float] | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT output_ref, run_id, created_at FROM task_cache WHERE pipeline=? AND task=? AND key=?"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (pipeline, task, key, now),
+            ).fetchone()
+        return (str(row[0]), str(row[1]), float(row[2])) if row else None
+
+    def cache_put(
+        self,
+        pipeline: str,
+        task: str,
+        key: str,
+        output_ref: str,
+        *,
+        run_id: str,
+        now: float,
+        expires_at: float | None,
+    ) -> list[str]:
+        with self._db() as db, db.transaction():
+            db.lock(f"cache:{pipeline}:{task}")  # agents sharing the store replace an entry one at a time
+            gone = [
+                r[0]
+                for r in db.execute(
+                    "DELETE FROM task_cache WHERE pipeline=? AND task=? AND (key=? OR expires_at <= ?)"
+                    " RETURNING output_ref",
+                    (pipeline, task, key, now),
+                ).fetchall()
+            ]
+            db.execute(
+                "INSERT INTO task_cache (pipeline, task, key, output_ref, run_id, created_at, expires_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (pipeline, task, key, output_ref, run_id, now, expires_at),
+            )
+            still = {
+                r[0]
+                for r in db.execute(
+                    "SELECT output_ref FROM task_cache WHERE pipeline=? AND task=?", (pipeline, task)
+                ).fetchall()
+            }
+        return [ref for ref in dict.fromkeys(gone) if ref not in still]
+
+    def prune_cache(self, *, now: float) -> list[str]:
+        with self._db() as db, db.transaction():
+            gone = [
+                r[0]
+                for r in db.execute(
+                    "DELETE FROM task_cache WHERE expires_at <= ? RETURNING output_ref", (now,)
+                ).fetchall()
+            ]
+            still = {r[0] for r in db.execute("SELECT DISTINCT output_ref FROM task_cache").fetchall()}
+        return [ref for ref in dict.fromkeys(gone) if ref not in still]
 
     def finish_task(
         self,
@@ -556,11 +627,11 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
     ) -> list[str]:
         with self._db() as db:
             rows = db.execute(
-                "UPDATE task_runs SET status=?, ended_at=?, reason=? WHERE run_id=? AND status='running'"
-                " RETURNING task",
+                "UPDATE task_runs SET status=?, ended_at=?, reason=? WHERE run_id=?"
+                " AND status IN ('running', 'waiting') RETURNING task, item",
                 (str(status), now, reason, run_id),
             ).fetchall()
-        return [r[0] for r in rows]
+        return list(dict.fromkeys(r[0] for r in rows if r[1] is None))
 
     def record_task_state(
         self, run_id: str, task: str, status: RunStatus, *, now: float, reason: str | None = None

@@ -236,10 +236,12 @@ def _identify(conn: sqlite3.Connection, path: Path) -> None:
     A store says so in its header (``PRAGMA application_id``); stores made before
     that are known by their tables.
     """
-    if conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
-        return
+    # The tables first: each statement reads its own snapshot, and a store being created gets its header
+    # before its first table, so a table seen here comes with the header it was created under.
     tables = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
-    if not tables or {"schema_version", "runs", "task_runs"} <= set(tables):
+    if not tables or conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+        return
+    if {"schema_version", "runs", "task_runs"} <= set(tables):
         return
     shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
     raise StoreError(

@@ -278,6 +278,19 @@ MIGRATIONS: tuple[tuple[str | Only, ...], ...] = (
         "ALTER TABLE task_runs ADD COLUMN logs TEXT",
         "ALTER TABLE runs ADD COLUMN triggered_by TEXT",
     ),
+    (  # 8: items of mapped tasks, sensor pokes, and the outputs cached across runs
+        "ALTER TABLE task_runs ADD COLUMN item INTEGER",
+        "ALTER TABLE task_runs ADD COLUMN pokes INTEGER",
+        """CREATE TABLE task_cache (
+            pipeline TEXT NOT NULL,
+            task TEXT NOT NULL,
+            key TEXT NOT NULL,
+            output_ref TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            PRIMARY KEY (pipeline, task, key))""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -501,8 +514,22 @@ class RunStore(abc.ABC):
 
     # --- task states ------------------------------------------------------------------------
     @abc.abstractmethod
-    def start_task(self, run_id: str, task: str, attempt: int, *, now: float) -> int:
-        """Record a task attempt RUNNING; returns its id for :meth:`finish_task`."""
+    def start_task(
+        self,
+        run_id: str,
+        task: str,
+        attempt: int,
+        *,
+        now: float,
+        item: int | None = None,
+        status: RunStatus = RunStatus.RUNNING,
+    ) -> int:
+        """Record a task attempt RUNNING (a sensor's WAITING; ``item``: one item of a mapped task);
+        returns its id for :meth:`finish_task`."""
+
+    @abc.abstractmethod
+    def poked(self, task_run_id: int, pokes: int) -> None:
+        """Record how often a waiting sensor has looked at its condition so far."""
 
     @abc.abstractmethod
     def finish_task(
@@ -521,11 +548,36 @@ class RunStore(abc.ABC):
     ) -> None:
         """Record the end of an attempt; ``logs``: what it logged and printed (:mod:`agent.tasklogs`)."""
 
+    # --- outputs cached across runs -----------------------------------------------------------
+    @abc.abstractmethod
+    def cache_get(self, pipeline: str, task: str, key: str, *, now: float) -> tuple[str, str, float] | None:
+        """``(output_ref, run_id, created_at)`` of the output cached under ``key``, unless none is or it expired."""
+
+    @abc.abstractmethod
+    def cache_put(
+        self,
+        pipeline: str,
+        task: str,
+        key: str,
+        output_ref: str,
+        *,
+        run_id: str,
+        now: float,
+        expires_at: float | None,
+    ) -> list[str]:
+        """Cache ``output_ref`` under ``key`` (replacing an older entry), drop the task's expired entries,
+        and return the output references no entry names any more (their files can go)."""
+
+    @abc.abstractmethod
+    def prune_cache(self, *, now: float) -> list[str]:
+        """Drop every expired cache entry; return the output references no entry names any more."""
+
     @abc.abstractmethod
     def cancel_running_tasks(
         self, run_id: str, *, now: float, reason: str, status: RunStatus = RunStatus.CANCELLED
     ) -> list[str]:
-        """Mark the RUNNING task attempts of a run ``status`` (the runner gave up waiting); return their tasks."""
+        """Mark the RUNNING and WAITING task attempts of a run ``status`` (the runner gave up waiting); return
+        their tasks (not the items of mapped tasks: the runner records the mapped task itself)."""
 
     @abc.abstractmethod
     def record_task_state(

@@ -261,12 +261,14 @@ class Telemetry:
         dataset: str | None = None,
         durable: bool = False,
         attributes: Mapping[str, Any] | None = None,
+        item: int | None = None,
     ) -> Scope:
         """A scope for one task attempt: a child span of the current span, a TaskEnded at the end.
 
         ``retry`` says whether this attempt retries a failure (counted in
         ``pipewarden_task_retries_total``); by default, any attempt after the first.
         A resumed run's first attempt is not a retry: pass ``retry=False``.
+        ``item``: the attempt runs one item of a mapped task.
         """
         scope = Scope(
             self,
@@ -281,6 +283,8 @@ class Telemetry:
         )
         if retry is not None:
             scope.retry = retry
+        if item is not None:
+            scope.item = item
         return scope
 
     def pipeline_scope(
@@ -321,13 +325,22 @@ class Telemetry:
         )
 
     def task_state(
-        self, pipeline: str, task: str, status: RunStatus | str, *, reason: str = "", run_id: str, durable: bool = False
+        self,
+        pipeline: str,
+        task: str,
+        status: RunStatus | str,
+        *,
+        reason: str = "",
+        run_id: str,
+        durable: bool = False,
+        item: int | None = None,
     ) -> None:
-        """A task that ends without running (skipped, upstream failed, cancelled, interrupted): span and event."""
+        """A task (or an ``item`` of a mapped one) that ends without running (skipped, upstream failed,
+        cancelled, interrupted, cached): span and event."""
         try:
             status = RunStatus(status)
             now = self.clock()
-            attrs = {
+            attrs: dict[str, str | int] = {
                 "cicd.pipeline.name": pipeline,
                 "cicd.pipeline.task.name": task,
                 "cicd.pipeline.run.id": run_id,
@@ -336,12 +349,16 @@ class Telemetry:
             }
             if reason:
                 attrs["pipewarden.reason"] = reason
+            if item is not None:
+                attrs["pipewarden.task.item"] = item
             span = self.tracer.start_span(f"RUN {task}", attributes=attrs)
             if status in FAILURES:
                 span.set_status(StatusCode.ERROR, reason or str(status))
             span.end(end_time=span.start_time)  # type: ignore[attr-defined]
             self.bus.emit(
-                TaskEnded(run_id, pipeline, task, 0, status, now, now, reason=reason or None, durable=durable)
+                TaskEnded(
+                    run_id, pipeline, task, 0, status, now, now, reason=reason or None, durable=durable, item=item
+                )
             )
         except Exception:
             log.exception("pipewarden could not record task state for %s.%s", pipeline, task)

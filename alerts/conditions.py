@@ -183,6 +183,8 @@ class TaskFailed(Condition):
     def observe(self, event: Any, facts: Facts) -> list[Observation]:
         if not self.watches(event.pipeline) or not matches(event.task, self.tasks):
             return []
+        if event.item is not None:  # one item of a mapped task: the task's own end says whether it failed
+            return []
         status = RunStatus(event.status)
         labels = {"pipeline": event.pipeline, "task": event.task}
         if status in FAILURES and event.retry_in is None:

@@ -14,6 +14,12 @@ Besides no-op chains and fan-outs: a chain of 1,000 tasks each taking the previo
 by parameter, and of 100 tasks passing a 10,000-row DataFrame (outputs a downstream task
 takes are kept for resume: an int in the store, a frame as an Arrow IPC file).
 
+Mapped tasks: one task mapped over a list of 10,000 items made at run time (``mapped``: no-op
+items, nothing kept; ``mapped_ints``: each item returns an int that a task below takes, so each
+item's output is kept for resume, like ``ints``). Each item is an attempt of its own (a row in the
+store, a span, events): us/item = (wall - wall of the one-task pipeline) / items, printed beside
+the per-task cost of the task shapes that do the same work per task.
+
 Each round also runs the one-task pipeline (the baseline) and ``python -c pass``,
 so the ratios hold when the machine's speed drifts. Then, in this process, the
 cost of one SQLite commit in WAL mode with synchronous NORMAL and FULL.
@@ -67,11 +73,19 @@ def pipeline_file(directory: Path, shape: str, n: int) -> Path:
     elif shape in ("ints", "frames"):  # each task takes the previous one's output by parameter (kept for resume)
         first = "pd.DataFrame({'a': range(10_000), 'b': 1.5})" if shape == "frames" else "0"
         step = "t{p}.assign(a=t{p}['a'] + 1)" if shape == "frames" else "t{p} + 1"
-        body.insert(0, "import pandas as pd")
+        if shape == "frames":  # pandas' import (~0.4 s) would otherwise be spread over the ints' tasks
+            body.insert(0, "import pandas as pd")
         for i in range(n):
             body.append(
                 f"@pipe.task\ndef t{i}({f't{i - 1}' if i else ''}):\n    return {step.format(p=i - 1) if i else first}"
             )
+    elif shape in ("mapped", "mapped_ints"):  # one task mapped over n items made at run time
+        body.append(f"pipe.task(name='items')(lambda: list(range({n})))")
+        if shape == "mapped":
+            body.append("pipe.task(name='each', map='items')(lambda items: None)")
+        else:
+            body.append("pipe.task(name='each', map='items')(lambda items: items + 1)")
+            body.append("pipe.task(name='total')(lambda each: sum(each))")
     else:
         body.append("pipe.task(name='root')(noop)")
         body.append(f"names = [f't{{i}}' for i in range({n})]")
@@ -145,6 +159,8 @@ def main() -> None:
         files = {(shape, n): pipeline_file(work, shape, n) for shape in ("chain", "fanout") for n in a.sizes}
         files[("ints", 1000)] = pipeline_file(work, "ints", 1000)
         files[("frames", 100)] = pipeline_file(work, "frames", 100)
+        for shape in ("mapped", "mapped_ints"):
+            files[(shape, max(a.sizes))] = pipeline_file(work, shape, max(a.sizes))
         one = pipeline_file(work, "chain", 1)
         print("`python -m agent run FILE --no-progress --home NEW_HOME`, fresh process, default configuration")
         print(
@@ -166,7 +182,7 @@ def main() -> None:
                 run_no += 1
                 wall, peak = run_measured(target, work / f"home{run_no}")
                 tasks = n + 2 if shape == "fanout" else n
-                us = (wall - base) / (tasks - 1) * 1e6
+                us = (wall - base) / (tasks if shape.startswith("mapped") else tasks - 1) * 1e6
                 per_task.setdefault((shape, n), []).append(us)
                 walls.setdefault((shape, n), []).append(wall)
                 rss.setdefault((shape, n), []).append(peak)
@@ -176,6 +192,8 @@ def main() -> None:
             f"{BUDGET_US:.0f} us for no-op tasks, and no higher at {max(a.sizes)} than at {min(a.sizes)}"
         )
         for (shape, n), values in per_task.items():
+            if shape.startswith("mapped"):
+                continue
             if shape == "frames":
                 print(
                     f"  frames     100: {', '.join(f'{v:.0f}' for v in values)}  (a 10,000-row frame made, passed "
@@ -188,6 +206,16 @@ def main() -> None:
                 f"  {shape:<7} {n:>6}: {each}  (median {statistics.median(values):.0f};"
                 f" peak RSS max {max(rss[(shape, n)]):.0f} MiB, budget {RSS_BUDGET_MIB:.0f}: "
                 f"{'ok' if ok else 'OVER'})"
+            )
+        print("per item of a mapped task (us), every round, beside the per-task cost of the same work")
+        for shape, twin in (("mapped", ("chain", max(a.sizes))), ("mapped_ints", ("ints", 1000))):  # same work
+            values = per_task[(shape, max(a.sizes))]
+            same = per_task[twin]
+            print(
+                f"  {shape:<11} {max(a.sizes):>6} items: {', '.join(f'{v:.0f}' for v in values)}"
+                f"  (median {statistics.median(values):.0f})   per task, {twin[0]} {twin[1]}: "
+                f"{', '.join(f'{v:.0f}' for v in same)}  (median {statistics.median(same):.0f}; "
+                f"item / task {statistics.median(values) / statistics.median(same):.2f})"
             )
         normal = commit_cost(d, "NORMAL")
         full = commit_cost(d, "FULL", n=300)

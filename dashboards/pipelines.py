@@ -29,9 +29,11 @@ CHANGE_FAILURE_RATE = (
     f" / sum by (pipeline) (increase(pipewarden_pipeline_changes_total{{{P}}}[$__range])))"
     f" * on (pipeline) group_left (version) topk by (pipeline) (1, pipewarden_pipeline_version_info{{{P}}})"
 )
+# Over the attempts that ran (the duration histogram's count), as the README defines it: a task skipped
+# (a branch not taken, a failure upstream) or cached did not run, and is neither a success nor an error.
 TASK_SUCCESS_RATE = (
     f'sum by (pipeline, task) (increase(pipewarden_task_runs_total{{{PT}, status="success"}}[$__range]))'
-    f" / sum by (pipeline, task) (increase(pipewarden_task_runs_total{{{PT}}}[$__range]))"
+    f" / sum by (pipeline, task) (increase(pipewarden_task_duration_seconds_count{{{PT}}}[$__range]))"
 )
 DAY = 86_400.0
 
@@ -213,7 +215,7 @@ def build() -> Dashboard:
     b = b.with_panel(
         gauge_bars(
             "Task success rate",
-            "Which share of each task's attempts in the time range succeeded?",
+            "Which share of each task's attempts that ran in the time range succeeded (skipped or cached did not run)?",
             "percentunit",
             [query(TASK_SUCCESS_RATE, "{{pipeline}}/{{task}}", instant=True)],
             steps=[(None, "red"), (0.95, "green")],

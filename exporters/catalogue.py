@@ -130,7 +130,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         C,
         (*PT, "status"),
         "Task attempts by final status (success, failed, timed_out, skipped, upstream_failed, "
-        "cancelled, interrupted); success and failed are exported from the first attempt on.",
+        "cancelled, interrupted, cached); success and failed are exported from the first attempt on. "
+        "A mapped task counts once (its items are in pipewarden_task_items_total); skipped and cached "
+        "tasks did not run and are not in the duration histogram's count.",
         kpi="task success rate, error rate",
     ),
     MetricSpec(
@@ -160,12 +162,46 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         kpi="resource utilisation",
     ),
     MetricSpec(
+        "pipewarden_task_items_total",
+        C,
+        (*PT, "status"),
+        "Items of mapped tasks by final status (success, failed, timed_out, cancelled, cached); exported "
+        "from a mapped task's first item on. Rows, CPU and retries of items count in the task's families.",
+    ),
+    MetricSpec(
         "pipewarden_task_peak_memory_bytes",
         G,
         PT,
         "Peak resident memory of the process (or worker) at the end of the task's last attempt.",
         "bytes",
         kpi="resource utilisation",
+    ),
+    MetricSpec(
+        "pipewarden_cache_lookups_total",
+        C,
+        (*PT, "outcome"),
+        "Looks for a cached output of a task with cache= (hit: reused, the task ended cached; miss: "
+        "none, or expired; unkeyed: an argument has no fingerprint, the task ran uncached).",
+    ),
+    MetricSpec(
+        "pipewarden_sensor_wait_seconds",
+        H,
+        PT,
+        "How long a sensor waited for its condition, from its first poke to its end (ready, timed out, cancelled).",
+        "seconds",
+        RECOVERY_BUCKETS,
+    ),
+    MetricSpec(
+        "pipewarden_sensor_pokes_total",
+        C,
+        PT,
+        "Looks of sensors at their condition; a look that finds it false is not a failed attempt.",
+    ),
+    MetricSpec(
+        "pipewarden_sensors_waiting",
+        G,
+        ("pipeline",),
+        "Sensors waiting for their condition in this process now (they hold no worker).",
     ),
     # --- pipeline runs (orchestrator runs; an outermost @monitor call counts as one) -------
     MetricSpec(
@@ -453,7 +489,9 @@ def render_markdown() -> str:
         "series each for retries, rows in, rows out, CPU seconds and peak memory. A 1,000-task pipeline",
         "exposes about 15,000 task series. The pipeline-run histogram has finer buckets (one per",
         "pipeline). `_created` series are not part of the contract (the task and pipeline families have",
-        "none).",
+        "none). A mapped task adds `pipewarden_task_items_total` (its items by status, `success` and",
+        "`failed` from its first item on); a sensor adds its wait histogram",
+        f"({len(RECOVERY_BUCKETS)} buckets) and its pokes; a cached task its cache lookups by outcome.",
         "",
         "## What short-lived processes send",
         "",

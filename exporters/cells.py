@@ -81,7 +81,7 @@ class Histogram:
 class TaskCell:
     """Everything exported about one (pipeline, task)."""
 
-    __slots__ = ("cpu", "duration", "lock", "peak", "retries", "rows_in", "rows_out", "runs")
+    __slots__ = ("cpu", "duration", "items", "lock", "peak", "retries", "rows_in", "rows_out", "runs")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.lock = threading.Lock()
@@ -92,15 +92,23 @@ class TaskCell:
         self.rows_out = 0.0
         self.cpu = 0.0
         self.peak: float | None = None
+        self.items: dict[str, float] | None = None  # a mapped task's items by status
 
     def record(self, e: Any) -> None:
-        """One finished attempt, a :class:`~agent.events.TaskEnded` (attempt 0: it ended without running)."""
+        """One finished attempt, a :class:`~agent.events.TaskEnded` (attempt 0: it ended without running;
+        ``item`` set: one item of a mapped task, counted by status apart from the task's own end)."""
         status = e.status
         with self.lock:
-            runs = self.runs
-            runs[status] = runs.get(status, 0.0) + 1
-            if e.attempt:
-                self.duration.observe(e.duration)
+            if e.item is not None:
+                items = self.items
+                if items is None:
+                    items = self.items = dict.fromkeys(ALWAYS_EXPORTED, 0.0)
+                items[status] = items.get(status, 0.0) + 1
+            else:
+                runs = self.runs
+                runs[status] = runs.get(status, 0.0) + 1
+                if e.attempt:
+                    self.duration.observe(e.duration)
             if e.rows_in:
                 self.rows_in += e.rows_in
             if e.rows_out:
@@ -184,6 +192,7 @@ class TaskCollector(Collector):
                 "pipewarden_task_rows_out_total",
                 "pipewarden_task_cpu_seconds_total",
                 "pipewarden_task_peak_memory_bytes",
+                "pipewarden_task_items_total",
             )
         }
         self._bounds = tuple(self._spec["pipewarden_task_duration_seconds"].buckets)
@@ -221,6 +230,7 @@ class TaskCollector(Collector):
         rows_out = _counter(s["pipewarden_task_rows_out_total"])
         cpu = _counter(s["pipewarden_task_cpu_seconds_total"])
         peak = _gauge(s["pipewarden_task_peak_memory_bytes"])
+        mapped = _counter(s["pipewarden_task_items_total"])
         for (pipeline, task), c in items:
             key = [pipeline, task]
             with c.lock:
@@ -233,7 +243,10 @@ class TaskCollector(Collector):
                 cpu.add_metric(key, c.cpu)
                 if c.peak is not None:
                     peak.add_metric(key, c.peak)
-        return [runs, duration, retries, rows_in, rows_out, cpu, peak]
+                if c.items is not None:
+                    for status, n in c.items.items():
+                        mapped.add_metric([pipeline, task, status], n)
+        return [runs, duration, retries, rows_in, rows_out, cpu, peak, mapped]
 
 
 class PipelineCollector(Collector):

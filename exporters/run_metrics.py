@@ -80,6 +80,9 @@ class RunMetrics:
 
     def _task_ended(self, e: TaskEnded) -> None:
         self._tasks.cell(e.pipeline, e.task).record(e)
+        if e.pokes is not None:  # a sensor: its duration is its wait
+            self.child("pipewarden_sensor_wait_seconds", e.pipeline, e.task).observe(e.duration)
+            self.child("pipewarden_sensor_pokes_total", e.pipeline, e.task).inc(e.pokes)
 
     def _run_ended(self, e: RunEnded) -> None:
         self._pipelines.cell(e.pipeline).ended(e)

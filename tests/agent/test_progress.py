@@ -119,3 +119,19 @@ def test_live_table_shows_during_every_run_of_one_display(run_opts: dict[str, An
             assert live._live is None
     assert shown == [True, True] * 3  # extract and boom start in each run
     assert live._live is None
+
+
+def test_live_table_counts_items_and_shows_a_waiting_sensor(run_opts: dict[str, Any]) -> None:
+    """The live row of a mapped task counts its items by state; a sensor's row says it is waiting."""
+    live = LiveProgress(Console(file=io.StringIO(), width=120, force_terminal=False))
+    live.handle(RunStarted("r", "p", 0.0, tasks=("each", "ready")))
+    live.handle(TaskStarted("r", "p", "ready", 1, 0.0, waiting=True))
+    live.handle(TaskStarted("r", "p", "each", 1, 0.0))
+    for i, status in enumerate((RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.SUCCESS)):
+        live.handle(TaskStarted("r", "p", "each", 1, 0.0, item=i))
+        live.handle(TaskEnded("r", "p", "each", 1, status, 0.0, 1.0, item=i))
+    rows = {
+        c[0]: " ".join(c) for c in (line.replace("│", " ").split() for line in _text(live._render()).splitlines()) if c
+    }
+    assert rows["each"].startswith("each running ") and rows["each"].endswith("items failed 1, success 2")
+    assert rows["ready"].startswith("ready waiting ")

@@ -236,6 +236,56 @@ def test_cancelling_running_tasks_names_them(store: SQLRunStore) -> None:
     assert rec is not None and rec.task_state("a") is RunStatus.INTERRUPTED and rec.task_state("b") is RunStatus.SUCCESS
 
 
+def test_items_of_a_mapped_task_and_a_sensors_pokes_read_back(store: SQLRunStore) -> None:
+    """Item rows carry their index and a waiting sensor its pokes; cancelling names the tasks, never the items."""
+    _started(store, "r")
+    first = store.start_task("r", "each", 1, now=2.0, item=0)
+    store.finish_task(first, RunStatus.SUCCESS, now=3.0)
+    store.start_task("r", "each", 1, now=2.0, item=1)
+    wait = store.start_task("r", "sensor", 1, now=2.0, status=RunStatus.WAITING)
+    store.poked(wait, 7)
+    rec = store.get_run("r")
+    assert rec is not None
+    assert [(a.task, a.item, a.status, a.pokes) for a in rec.attempts] == [
+        ("each", 0, RunStatus.SUCCESS, None),
+        ("each", 1, RunStatus.RUNNING, None),
+        ("sensor", None, RunStatus.WAITING, 7),
+    ]
+    assert store.cancel_running_tasks("r", now=4.0, reason="stopped") == ["sensor"]
+    after = store.get_run("r")
+    assert after is not None and [str(a.status) for a in after.attempts] == ["success", "cancelled", "cancelled"]
+
+
+def test_a_waiting_sensor_of_a_dead_agent_is_interrupted(agents: Agents) -> None:
+    """Recovery marks a sensor that was waiting interrupted, as it does a running task."""
+    alpha, beta = agents(host="alpha"), agents(host="beta")
+    _started(alpha, "r", now=0.0, lease_until=10.0)
+    alpha.start_task("r", "sensor", 1, now=1.0, status=RunStatus.WAITING)
+    assert beta.recover_interrupted(now=100.0) == ["r"]
+    rec = beta.get_run("r")
+    assert rec is not None and rec.task_state("sensor") is RunStatus.INTERRUPTED
+
+
+def test_the_cache_keeps_one_entry_per_key_until_it_expires(agents: Agents) -> None:
+    """cache_put replaces the key's entry and drops the task's expired ones, naming outputs no entry keeps;
+    cache_get skips expired entries; prune_cache drops every expired one. Another agent sees the same."""
+    one, two = agents(host="alpha"), agents(host="beta")
+    assert one.cache_get("p", "t", "k1", now=0.0) is None
+    assert one.cache_put("p", "t", "k1", "out/1", run_id="r1", now=10.0, expires_at=100.0) == []
+    assert one.cache_put("p", "t", "k2", "out/2", run_id="r1", now=10.0, expires_at=None) == []
+    assert one.cache_put("p", "u", "k1", "out/3", run_id="r1", now=10.0, expires_at=50.0) == []
+    assert two.cache_get("p", "t", "k1", now=20.0) == ("out/1", "r1", 10.0)
+    assert two.cache_get("p", "t", "k1", now=100.0) is None  # expired at 100
+    assert two.cache_put("p", "t", "k1", "out/4", run_id="r2", now=30.0, expires_at=200.0) == ["out/1"]
+    assert one.cache_get("p", "t", "k1", now=40.0) == ("out/4", "r2", 30.0)
+    # Two keys sharing one output: the file stays while an entry names it.
+    one.cache_put("p", "v", "a", "same", run_id="r3", now=10.0, expires_at=60.0)
+    one.cache_put("p", "v", "b", "same", run_id="r3", now=10.0, expires_at=None)
+    assert sorted(two.prune_cache(now=70.0)) == ["out/3"]
+    assert one.cache_get("p", "v", "b", now=70.0) == ("same", "r3", 10.0)
+    assert one.cache_get("p", "t", "k2", now=1e12) == ("out/2", "r1", 10.0)
+
+
 def test_history_and_recent_runs_for_kpis(store: SQLRunStore) -> None:
     """pipeline_history is the finished runs oldest first; recent_runs starts at the last success."""
     for run_id, status, end in (

@@ -161,6 +161,8 @@ def test_otel_result_maps_every_status(status: RunStatus) -> None:
         "queued": "error",
         "pending": "error",
         "running": "error",
+        "waiting": "error",
+        "cached": "success",
     }[status.value]
     assert otel_result(status) == otel_result(status.value) == expected
 

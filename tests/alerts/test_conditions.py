@@ -119,6 +119,18 @@ def test_task_failed_ignores_attempts_that_will_be_retried(make_evaluator: Make)
     assert firing(ev) == []
 
 
+def test_task_failed_hears_a_mapped_task_not_its_items(make_evaluator: Make) -> None:
+    """A failed item of a mapped task does not fire (nor a successful one resolve); the mapped task's own end does."""
+    from dataclasses import replace
+
+    ev = make_evaluator([Rule("TaskFailed", TaskFailed(tasks=["load"]))])
+    ev.handle(replace(task_ended("orders", "load", "failed", run_id="r1", at=T0), item=3), now=T0)
+    assert firing(ev) == []
+    ev.handle(task_ended("orders", "load", "failed", run_id="r1", at=T0 + 1), now=T0 + 1)
+    ev.handle(replace(task_ended("orders", "load", "success", run_id="r2", at=T0 + 2), item=0), now=T0 + 2)
+    assert len(firing(ev)) == 1
+
+
 def test_check_failed_labels_the_alert_by_dataset_check_and_kind(make_evaluator: Make) -> None:
     """A failing check fires one alert per pipeline, dataset, check and kind; a pass resolves it."""
     ev = make_evaluator([Rule("CheckFailed", CheckFailed())])

@@ -51,6 +51,7 @@ def populate(m: Metrics, pipeline: str = "orders") -> None:
             retry=True,
         )
     )
+    listener.handle(TaskEnded("r1", pipeline, "task", 1, RunStatus.SUCCESS, 0.0, 1.0, 1.0, item=0))
     for status, at in ((RunStatus.FAILED, 1.0), (RunStatus.SUCCESS, 2.0)):
         listener.handle(
             RunEnded(
