@@ -22,6 +22,9 @@ their type and ``repr``, containers element by element. A value of another
 type has no fingerprint: the task then runs (it is never served a stale
 output) and its record says why; ``Cache(key=fn)`` names what identifies the
 inputs instead (``fn`` gets the task's arguments as keywords).
+
+What declares a cache lives here; what the runner does with it (look up,
+keep, record the hit) is :mod:`agent.caching`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 
 from agent.errors import ConfigError, DecorationError
 
-__all__ = ["Cache", "Unkeyable", "as_cache", "cache_keep", "cache_key", "cache_lookup", "code_of"]
+__all__ = ["Cache", "Unkeyable", "as_cache", "cache_key", "code_of"]
 
 _VERSION = b"pipewarden-cache-1"
 
@@ -246,58 +249,3 @@ def _arrow(h: Any, value: Any) -> None:
     with pa.ipc.new_stream(sink, value.schema) as writer:
         writer.write(value)
     h.update(sink.getvalue().to_pybytes())
-
-
-# --- what the runner's job calls (``job`` is :class:`agent.runner._Job`) -------------------------------
-
-
-def cache_lookup(job: Any, task: Any, kwargs: Mapping[str, Any], item: int | None) -> tuple[str | None, Any]:
-    """(the task's cache key, or None when its arguments have no fingerprint; its end ``(status, detail,
-    gated)`` when the cache had its output, which is then recorded and delivered, else None)."""
-    import logging
-
-    from agent.artifacts import load_output, output_problem
-    from agent.records import RunStatus
-
-    cache = task.cache
-    name, now = task.name, job.r.clock()
-    lookups = "pipewarden_cache_lookups_total"
-    try:
-        given = kwargs if cache.key is None else {"key": cache.key(**kwargs)}
-        key = cache_key(job.name, name, code_of(task.fn), given, version=cache.version)
-    except Exception as exc:  # no fingerprint (or the key function failed): run it, never serve a stale output
-        job.tel.child(lookups, job.name, name, "unkeyed").inc()
-        logging.getLogger("pipewarden.runner").info("task %s of %s runs uncached: %s", name, job.name, exc)
-        return None, None
-    pickles = task.persist == "pickle"
-    found = job.store.cache_get(job.name, name, key, now=now)
-    problem = None if found is None else output_problem(job.home, found[0], allow_pickle=pickles)
-    if found is None or problem is not None:
-        job.tel.child(lookups, job.name, name, "miss").inc()
-        return key, None
-    ref, run_id, made = found
-    value = load_output(job.home, ref, allow_pickle=pickles)
-    when = dt.datetime.fromtimestamp(made, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    reason = f"cached: the output of run {run_id} ({when}); inputs and code unchanged"
-    tr_id = job.store.start_task(job.run_id, name, 0, now=now, item=item)
-    job.store.finish_task(tr_id, RunStatus.CACHED, now=now, reason=reason, output_ref=ref)
-    job.tel.child(lookups, job.name, name, "hit").inc()
-    job.tel.task_state(job.name, name, RunStatus.CACHED, reason=reason, run_id=job.run_id, durable=True, item=item)
-    job._delivered(name, item, value, None)
-    return key, (RunStatus.CACHED, None, False)
-
-
-def cache_keep(job: Any, task: Any, key: str, value: Any) -> str | None:
-    """Cache a successful output under ``key``; why it could not be, or None."""
-    from agent.artifacts import remove_cached, save_cached
-
-    ref, why = save_cached(job.home, job.name, task.name, key, value, allow_pickle=task.persist == "pickle")
-    if ref is None:
-        return f"not cached: {why}"
-    now = job.r.clock()
-    expire = task.cache.expire_seconds
-    for gone in job.store.cache_put(
-        job.name, task.name, key, ref, run_id=job.run_id, now=now, expires_at=now + expire if expire else None
-    ):
-        remove_cached(job.home, gone)
-    return None

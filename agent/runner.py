@@ -28,7 +28,7 @@ from typing import Any
 
 from agent import kpis
 from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
-from agent.cache import cache_keep, cache_lookup
+from agent.caching import cache_keep, cache_lookup
 from agent.errors import ConfigError, RunClaimedError, RunLimitError, StoreError, TaskCancelledError, TaskInputError
 from agent.executors import (
     Executor,
@@ -46,10 +46,10 @@ from agent.params import resolve_params
 from agent.pipeline import Pipeline, Task
 from agent.records import OK, RunRecord, RunStatus, TaskAttempt, new_run_id
 from agent.scope import rows_of
-from agent.sensors import SensorWaits
 from agent.store import RunStore
 from agent.tasklogs import TaskLog, attached
 from agent.trust import require_trusted
+from agent.waiting import SensorWaits
 from agent.wiring import take
 
 __all__ = ["ResumePlan", "Runner", "recover_interrupted", "resume", "run", "run_values"]
