@@ -60,6 +60,8 @@ ARTIFACTS = "artifacts"
 CACHE = "cache"
 
 _SAFE_SCALARS = (type(None), bool, int, float, str)
+#: Separates a cached file's reference from the SHA-256 of its bytes (``cache/<folder>/<key>.arrow#sha256=<hex>``).
+_DIGEST = "#sha256="
 
 
 def save_output(
@@ -75,7 +77,19 @@ def save_cached(
     """Keep ``value`` as the cached output of ``task`` under ``key`` (outside any run's folder: it outlives
     the run); ``(reference, None)`` or ``(None, why it was not kept)``."""
     folder = hashlib.sha256(f"{pipeline}\0{task}".encode()).hexdigest()[:16]  # names need not be path-safe
-    return _save(home, f"{CACHE}/{folder}", key, value, allow_pickle=allow_pickle, what="in the cache")
+    ref, why = _save(home, f"{CACHE}/{folder}", key, value, allow_pickle=allow_pickle, what="in the cache")
+    if ref is None or ref == NONE_REF or ref.startswith(JSON_REF):
+        return ref, why
+    # The reference carries the file's digest: a cached file outlives its run and is read by every later one, so
+    # one that was truncated, damaged or swapped since is detected before it is served.
+    path = _resolve(Path(home), ref)
+    assert path is not None
+    try:
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as exc:
+        return None, f"it could not be read back ({exc})"
+    return f"{ref}{_DIGEST}{digest}", None
 
 
 def remove_cached(home: str | os.PathLike[str], ref: str) -> None:
@@ -152,6 +166,20 @@ def output_problem(home: str | os.PathLike[str], ref: str | None, *, allow_pickl
     if path.suffix == ".pkl" and not allow_pickle:
         return "it was pickled, and the task does not opt into loading pickles (persist='pickle')"
     require_trusted(chain(Path(home), path), what=f"load the output kept in {path}")
+    if _DIGEST in ref:
+        try:
+            with path.open("rb") as f:
+                return _altered(path, ref, hashlib.file_digest(f, "sha256").hexdigest())
+        except OSError as exc:
+            return f"its file {path} cannot be read ({exc})"
+    return None
+
+
+def _altered(path: Path, ref: str, digest: str) -> str | None:
+    """Why the file at ``path``, whose bytes hash to ``digest``, is not what ``ref`` names, or None."""
+    want = ref.partition(_DIGEST)[2]
+    if want and digest != want:
+        return f"its file {path} does not hold what was kept (its SHA-256 differs: damaged, truncated or replaced)"
     return None
 
 
@@ -164,21 +192,27 @@ def load_output(home: str | os.PathLike[str], ref: str, *, allow_pickle: bool = 
         return None
     if ref.startswith(JSON_REF):
         return json.loads(ref[len(JSON_REF) :])
-    problem = output_problem(home, ref, allow_pickle=allow_pickle)
+    problem = output_problem(home, ref.partition(_DIGEST)[0], allow_pickle=allow_pickle)
     if problem is not None:
         raise FileNotFoundError(f"the output cannot be loaded: {problem}")
     path = _resolve(Path(home), ref)
     assert path is not None
+    data = path.read_bytes()  # once: the bytes whose digest is checked are the bytes loaded
+    altered = _altered(path, ref, hashlib.sha256(data).hexdigest())
+    if altered is not None:
+        raise OSError(f"the output cannot be loaded: {altered}")
     name = path.name
     if name.endswith(".json"):
-        return json.loads(path.read_bytes())
+        return json.loads(data)
     if name.endswith(".pkl"):
-        return pickle.loads(path.read_bytes())
+        return pickle.loads(data)
     if name.endswith(".parquet"):  # written by earlier versions
+        import io
+
         import pandas as pd
 
-        return pd.read_parquet(path)
-    return _load_frame(path)
+        return pd.read_parquet(io.BytesIO(data))
+    return _load_frame(path, data)
 
 
 def remove_outputs(home: str | os.PathLike[str], run_id: str) -> None:
@@ -240,11 +274,10 @@ def _save_frame(home: Path, folder: str, task: str, value: Any, kind: str) -> st
     return _write(home, folder, task + suffix.get(kind, ".arrow"), write)
 
 
-def _load_frame(path: Path) -> Any:
+def _load_frame(path: Path, data: bytes) -> Any:
     import pyarrow as pa
 
-    with pa.OSFile(str(path), "rb") as source:
-        table = pa.ipc.open_file(source).read_all()
+    table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
     name = path.name
     if name.endswith(".polars.arrow"):
         import polars as pl
@@ -270,6 +303,7 @@ def _write(home: Path, folder: str, name: str, data: Any) -> str:
 
 def _resolve(home: Path, ref: str) -> Path | None:
     """The file of a reference, if it lies in the state directory (older stores kept absolute paths)."""
+    ref = ref.partition(_DIGEST)[0]
     path = Path(ref) if os.path.isabs(ref) else home / ref
     try:
         Path(os.path.abspath(path)).relative_to(os.path.abspath(home))

@@ -4,7 +4,9 @@ A hit is recorded as an attempt ``0`` in state ``cached`` naming the run whose
 output it reuses; a miss or an argument with no fingerprint runs the task.
 Every look-up is counted in ``pipewarden_cache_lookups_total{outcome}``. An
 entry whose file is gone (pruned, or kept on another host of a shared store)
-is a miss.
+is a miss; so is one whose file was damaged, truncated or replaced since (its
+SHA-256, kept in the reference, differs) or that another user could have
+written (:mod:`agent.trust`), with one warning line saying which.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def cache_lookup(job: Any, task: Any, kwargs: Mapping[str, Any], item: int | Non
     gated)`` when the cache had its output, which is then recorded and delivered, else None)."""
     import logging
 
-    from agent.artifacts import load_output, output_problem
+    from agent.artifacts import load_output
     from agent.records import RunStatus
 
     cache = task.cache
@@ -40,12 +42,22 @@ def cache_lookup(job: Any, task: Any, kwargs: Mapping[str, Any], item: int | Non
         return None, None
     pickles = task.persist == "pickle"
     found = job.store.cache_get(job.name, name, key, now=now)
-    problem = None if found is None else output_problem(job.home, found[0], allow_pickle=pickles)
-    if found is None or problem is not None:
+    value: Any = None
+    if found is not None:
+        try:
+            value = load_output(job.home, found[0], allow_pickle=pickles)
+        except FileNotFoundError:  # pruned, kept on another host of a shared store, or a pickle not opted into
+            found = None
+        except Exception as exc:  # damaged, swapped, or writable by others: never served, the task runs and recaches
+            found = None
+            why = " ".join(str(exc).split())
+            logging.getLogger("pipewarden.runner").warning(
+                "task %s of %s runs: its cached output is not used: %s", name, job.name, why
+            )
+    if found is None:
         job.tel.child(lookups, job.name, name, "miss").inc()
         return key, None
     ref, run_id, made = found
-    value = load_output(job.home, ref, allow_pickle=pickles)
     when = dt.datetime.fromtimestamp(made, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     reason = f"cached: the output of run {run_id} ({when}); inputs and code unchanged"
     tr_id = job.store.start_task(job.run_id, name, 0, now=now, item=item)
