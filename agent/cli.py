@@ -454,8 +454,13 @@ def runs_show(run_id: str, task: str | None, logs: bool, as_json: bool, all_item
     retried = [a for a in record.attempts if a.attempt > 0 and a.status != "success" and a.error]
     if retried and task is None:  # with --task, its attempts are listed above
         click.echo("attempts:")
+        of_items = 0  # a map with thousands of failed items stays readable: the first ones, then a count
         for a in retried:
-            click.echo(f"  {a.label} #{a.attempt} {a.status}: {a.error}")
+            of_items += a.item is not None
+            if all_items or a.item is None or of_items <= _ITEMS_SHOWN:
+                click.echo(f"  {a.label} #{a.attempt} {a.status}: {a.error}")
+        if not all_items and of_items > _ITEMS_SHOWN:
+            click.echo(f"  ... and {of_items - _ITEMS_SHOWN} more failed attempts of items (--all-items lists them)")
     checks = [(a.label, c) for a in record.attempts for c in a.checks]
     if checks:
         click.echo("checks:")
@@ -496,16 +501,24 @@ def _items(record: Any, every: bool) -> None:
         for a in record.attempts:
             if a.task == task and a.item is not None and a.attempt > 0:
                 runs[a.item] = runs.get(a.item, 0) + 1
-        hidden = 0
+        hidden = bad = bad_hidden = 0
         for i, a in items.items():
             if not every and i >= _ITEMS_SHOWN and a.status in OK:
                 hidden += 1
+                continue
+            bad += a.status not in OK
+            if not every and i >= _ITEMS_SHOWN and bad > _ITEMS_SHOWN:  # failures are capped too
+                bad_hidden += 1
                 continue
             dur = f"{a.duration:.3f}s" if a.duration is not None and a.attempt else ""
             detail = a.error or a.reason or ""
             click.echo(f"  {a.label:<14} {a.status:<12} attempts={runs.get(i, 0):<2} {dur:>9}  {detail}".rstrip())
         if hidden:
             click.echo(f"  ... and {hidden} more items of {task} that succeeded (runs show --all-items lists them)")
+        if bad_hidden:
+            click.echo(
+                f"  ... and {bad_hidden} more items of {task} that did not succeed (runs show --all-items lists them)"
+            )
 
 
 @cli.command("kpis")

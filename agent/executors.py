@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.dask_executor import DaskExecutor
-from agent.errors import ConfigError, TaskCancelledError, TaskTimeoutError
+from agent.errors import ConfigError, ExecutorError, TaskCancelledError, TaskTimeoutError
 from agent.tasklogs import NO_PARTS, Parts, TaskLog, attach, captured
 
 if TYPE_CHECKING:
@@ -164,7 +164,16 @@ class ProcessExecutor:
             import cloudpickle
         except ImportError:
             return pool.submit(fn, *args)
-        return pool.submit(_unpickle_call, cloudpickle.dumps((fn, args)))
+        try:
+            payload = cloudpickle.dumps((fn, args))
+        except Exception as exc:  # a lock, a connection: the same one-line error as the Dask executor's
+            raise ExecutorError(
+                f"the task's function or inputs cannot be pickled for a worker process ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())}); a task run in a process must take picklable inputs, or use "
+                "--executor threads",
+                reason="cannot-send",
+            ) from None
+        return pool.submit(_unpickle_call, payload)
 
     def worker_pids(self) -> list[int]:
         """Start the pool if needed; the process ids of its workers."""

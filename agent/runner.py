@@ -29,7 +29,15 @@ from typing import Any
 from agent import kpis
 from agent.artifacts import NONE_REF, load_output, output_problem, remove_outputs, save_output
 from agent.caching import cache_keep, cache_lookup
-from agent.errors import ConfigError, RunClaimedError, RunLimitError, StoreError, TaskCancelledError, TaskInputError
+from agent.errors import (
+    BranchError,
+    ConfigError,
+    RunClaimedError,
+    RunLimitError,
+    StoreError,
+    TaskCancelledError,
+    TaskInputError,
+)
 from agent.executors import (
     Executor,
     Measured,
@@ -1092,7 +1100,14 @@ class _Job:
             except BaseException as exc:
                 failure = exc
                 logs.merge(attached(exc))
-                if exc is not unwired and task.retry.should_retry(exc, tries) and not self.cancelled.is_set():
+                # a branch that names a task it cannot choose is a bug in the pipeline: running it again redoes
+                # its work for the same answer
+                if (
+                    exc is not unwired
+                    and not isinstance(exc, BranchError)
+                    and task.retry.should_retry(exc, tries)
+                    and not self.cancelled.is_set()
+                ):
                     ts.retry_in = task.retry.delay_for(tries, self.r.rng)
             end = clock()
             ts.ended_at = end
