@@ -137,3 +137,93 @@ def test_an_item_function_processes_cannot_pickle_fails_clearly(tmp_path: Path) 
         "3 items: failed 3; [0] ExecutorError: the task's function or inputs cannot be pickled for a worker "
         "process (TypeError: cannot pickle '_thread.lock' object)"
     )
+
+
+SENSING = """
+from pathlib import Path
+
+from agent import Pipeline
+from agent.sensors import file_exists
+
+pipe = Pipeline("sensing", params={"marker": "", "ready": ""})
+
+
+@pipe.task
+def extract(marker: str) -> int:
+    with open(marker, "a") as f:
+        f.write("extract\\n")
+    return 3
+
+
+pipe.sensor(name="arrived", poke=0.05, timeout=300)(file_exists("{ready}"))
+
+
+@pipe.task(depends_on=["arrived"])
+def load(extract: int, marker: str) -> int:
+    with open(marker, "a") as f:
+        f.write("load\\n")
+    return extract
+"""
+
+
+def test_sigkill_while_a_sensor_waits_then_resume_waits_again_and_completes(tmp_path: Path) -> None:
+    """`pipewarden run` killed with SIGKILL while its sensor waits: the run is then recorded interrupted, and
+    `runs resume` waits again, completes, and does not run the task that had finished."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path, marker, ready, home = tmp_path / "sensing.py", tmp_path / "marker", tmp_path / "ready.csv", tmp_path / "home"
+    path.write_text(SENSING)
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
+    env["PYTHONPATH"] = str(repo)
+    args = ["run", str(path), "--no-progress", "-p", f"marker={marker}", "-p", f"ready={ready}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", *args, "--home", str(home)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline, pokes = time.monotonic() + 60, 0
+        while time.monotonic() < deadline and pokes < 3 and proc.poll() is None:  # waiting, looked a few times
+            time.sleep(0.05)
+            if (home / "pipewarden.db").exists():
+                with SQLiteRunStore(home / "pipewarden.db") as store:
+                    runs = store.list_runs(pipeline="sensing")
+                    rec = store.get_run(runs[0].run_id) if runs else None
+                a = rec.latest().get("arrived") if rec is not None else None
+                pokes = (a.pokes or 0) if a is not None and a.status is RunStatus.WAITING else 0
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    assert pokes >= 3 and proc.returncode == -signal.SIGKILL
+    run_id = rec.run_id  # type: ignore[union-attr]
+    shown = subprocess.run(
+        [sys.executable, "-m", "agent", "runs", "show", run_id, "--home", str(home)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"run {run_id}  pipeline sensing  status interrupted" in shown.stdout, shown.stdout + shown.stderr
+    ready.write_text("id\n1\n")
+    resumed = subprocess.run(
+        [sys.executable, "-m", "agent", "runs", "resume", run_id, "--json", "--no-progress", "--home", str(home)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    after = json.loads(resumed.stdout)
+    assert after["status"] == "success" and after["tasks"]["arrived"] == after["tasks"]["load"] == "success"
+    assert marker.read_text().split() == ["extract", "load"]  # extract had finished: not run twice
+    with SQLiteRunStore(home / "pipewarden.db") as store:
+        final = store.get_run(run_id)
+    assert final is not None
+    sensed = [a.status for a in final.attempts if a.task == "arrived"]
+    assert sensed == [RunStatus.INTERRUPTED, RunStatus.SUCCESS]
