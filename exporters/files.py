@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
@@ -113,7 +114,9 @@ def write_atomic(
     never sees half a file, and the file is never more open than ``mode``.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # per process and thread: two threads writing the same file (items of a map with equal values, cached under
+    # one key) must not write into, or rename away, each other's temporary file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.tmp")
     f = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode), "wb")
     try:
         with f:

@@ -130,3 +130,32 @@ def test_a_cached_file_with_no_store_row_is_a_miss_and_is_replaced(run_opts: dic
     assert run(pipe, **run_opts).task_state("enrich") is RunStatus.SUCCESS
     assert _only_file(store.path.parent, "*.arrow") == before  # same inputs, same name: no orphan left behind
     assert run(pipe, **run_opts).task_state("enrich") is RunStatus.CACHED and calls["cached"] == 2
+
+
+def test_two_threads_writing_one_file_each_write_a_whole_file(tmp_path: Path) -> None:
+    """write_atomic from two threads of one process to one path (equal items of a cached map): both succeed
+    and the file is one whole copy, not a mix or a rename of the other's half-written file."""
+    import threading
+
+    from exporters.files import write_atomic
+
+    both = threading.Barrier(2, timeout=10)  # each has opened its temporary file before either writes
+    errors: list[BaseException] = []
+
+    def write(f: Any) -> None:
+        both.wait()
+        f.write(b"x" * 1_000_000)
+
+    def worker() -> None:
+        try:
+            write_atomic(tmp_path / "same.arrow", write)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == [] and (tmp_path / "same.arrow").read_bytes() == b"x" * 1_000_000
+    assert [p.name for p in tmp_path.iterdir()] == ["same.arrow"]
