@@ -65,7 +65,7 @@ _WORKERS = click.option(
     default=None,
     help="Tasks running at once (default: the pipeline's, else the executor's).",
 )
-#: Items of a mapped task `runs show` lists by default (besides every one that did not succeed).
+#: Items of a mapped task `runs show` lists by default; as many again of those that did not succeed after them.
 _ITEMS_SHOWN = 50
 _PROGRESS = click.option(
     "--progress/--no-progress", default=None, help="Live task table (default: when stderr is a terminal)."
@@ -402,7 +402,8 @@ def runs_prune(older_than: str, pipeline: str | None, dry_run: bool, home: str |
 @click.option(
     "--all-items",
     is_flag=True,
-    help=f"List every item of mapped tasks (default: the first {_ITEMS_SHOWN} and the rest that did not succeed).",
+    help=f"List every item of mapped tasks (default: the first {_ITEMS_SHOWN}, then up to {_ITEMS_SHOWN} more that "
+    "did not succeed, and how many more there are).",
 )
 @_HOME
 def runs_show(run_id: str, task: str | None, logs: bool, as_json: bool, all_items: bool, home: str | None) -> None:
