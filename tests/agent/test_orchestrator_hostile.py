@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -17,6 +22,11 @@ from agent.records import RunStatus
 from agent.runner import run
 from agent.sensors import file_exists
 from agent.store import SQLiteRunStore
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
+    return {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 def _huge(n: int, peak: dict[str, int]) -> Pipeline:
@@ -36,13 +46,15 @@ def _huge(n: int, peak: dict[str, int]) -> Pipeline:
     return pipe
 
 
-def test_a_huge_map_holds_no_thread_per_item_and_runs_show_stays_short(store: SQLiteRunStore) -> None:
+def test_a_huge_map_holds_no_thread_per_item_and_runs_show_stays_short(
+    run_opts: dict[str, Any], store: SQLiteRunStore
+) -> None:
     """20,000 items with max_parallel=2 use as many threads as 20 do, and `runs show` lists the first items,
     the first failures and counts the rest (thousands of failures do not flood it)."""
     small: dict[str, int] = {"threads": 0}
     large: dict[str, int] = {"threads": 0}
-    run(_huge(20, small), store=store)
-    rec = run(_huge(20_000, large), store=store)
+    run(_huge(20, small), **run_opts)
+    rec = run(_huge(20_000, large), **run_opts)
     assert rec.status is RunStatus.FAILED and large["threads"] == small["threads"]
     assert (rec.latest()["double"].error or "").startswith("20000 items: success 13333, failed 6667; [1] ValueError")
     shown = CliRunner().invoke(cli, ["runs", "show", rec.run_id, "--home", str(store.path.parent)])
@@ -123,10 +135,14 @@ def test_an_item_function_processes_cannot_pickle_fails_clearly(tmp_path: Path) 
         )
     )
     home = tmp_path / "home"
-    res = CliRunner().invoke(
-        cli, ["run", str(path), "--executor", "processes", "--no-progress", "--home", str(home)], catch_exceptions=False
+    res = subprocess.run(
+        [sys.executable, "-m", "agent", "run", str(path), "--executor", "processes", "--no-progress", "--home", home],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert res.exit_code == 1, res.output
+    assert res.returncode == 1, res.stdout + res.stderr
     with SQLiteRunStore(home / "pipewarden.db") as store:
         (rec,) = store.list_runs()
         rec = store.get_run(rec.run_id)
@@ -169,17 +185,9 @@ def load(extract: int, marker: str) -> int:
 def test_sigkill_while_a_sensor_waits_then_resume_waits_again_and_completes(tmp_path: Path) -> None:
     """`pipewarden run` killed with SIGKILL while its sensor waits: the run is then recorded interrupted, and
     `runs resume` waits again, completes, and does not run the task that had finished."""
-    import json
-    import os
-    import signal
-    import subprocess
-    import sys
-
     path, marker, ready, home = tmp_path / "sensing.py", tmp_path / "marker", tmp_path / "ready.csv", tmp_path / "home"
     path.write_text(SENSING)
-    repo = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PIPEWARDEN_"))}
-    env["PYTHONPATH"] = str(repo)
+    env = _env()
     args = ["run", str(path), "--no-progress", "-p", f"marker={marker}", "-p", f"ready={ready}"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", *args, "--home", str(home)],
