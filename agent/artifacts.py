@@ -16,7 +16,9 @@ else will ever need it again), in a format that loads back no code:
 
 An output reference (``TaskAttempt.output_ref``) is ``"none"`` (the task
 returned None), ``"json:<text>"``, or a path relative to the state directory,
-``artifacts/<run>/<task>.<ext>``. Files are written private (``0600``) under a
+``artifacts/<run>/<task>.<ext>``; a cached output's (:func:`save_cached`) names
+its file under ``cache/`` and that file's SHA-256 (``...#sha256=<hex>``), checked
+before it is loaded. Files are written private (``0600``) under a
 temporary name and renamed; before a file is read back, :mod:`agent.trust`
 checks that no other user could have written it or its directories.
 """
@@ -92,9 +94,12 @@ def save_cached(
     return f"{ref}{_DIGEST}{digest}", None
 
 
-def remove_cached(home: str | os.PathLike[str], ref: str) -> None:
-    """Delete the file of a cached output no cache entry names any more; never raises."""
+def remove_cached(home: str | os.PathLike[str], ref: str, *, keep: str | None = None) -> None:
+    """Delete the file of a cached output no cache entry names any more, unless it is the file of ``keep``
+    (the entry that replaced it, written to the same name with other bytes); never raises."""
     if ref == NONE_REF or ref.startswith(JSON_REF) or not ref.startswith(f"{CACHE}/"):
+        return
+    if keep is not None and keep.partition(_DIGEST)[0] == ref.partition(_DIGEST)[0]:
         return
     path = _resolve(Path(home), ref)
     if path is not None:
@@ -198,7 +203,7 @@ def load_output(home: str | os.PathLike[str], ref: str, *, allow_pickle: bool = 
     path = _resolve(Path(home), ref)
     assert path is not None
     data = path.read_bytes()  # once: the bytes whose digest is checked are the bytes loaded
-    altered = _altered(path, ref, hashlib.sha256(data).hexdigest())
+    altered = _altered(path, ref, hashlib.sha256(data).hexdigest()) if _DIGEST in ref else None
     if altered is not None:
         raise OSError(f"the output cannot be loaded: {altered}")
     name = path.name

@@ -80,5 +80,5 @@ def cache_keep(job: Any, task: Any, key: str, value: Any) -> str | None:
     for gone in job.store.cache_put(
         job.name, task.name, key, ref, run_id=job.run_id, now=now, expires_at=now + expire if expire else None
     ):
-        remove_cached(job.home, gone)
+        remove_cached(job.home, gone, keep=ref)
     return None

@@ -159,3 +159,26 @@ def test_two_threads_writing_one_file_each_write_a_whole_file(tmp_path: Path) ->
         t.join(30)
     assert errors == [] and (tmp_path / "same.arrow").read_bytes() == b"x" * 1_000_000
     assert [p.name for p in tmp_path.iterdir()] == ["same.arrow"]
+
+
+def test_an_expired_output_recached_with_other_bytes_keeps_its_new_file(run_opts: dict[str, Any], store: Any) -> None:
+    """Past expiry, a task whose output differs from last time (same key, same file name) caches the new file and
+    does not delete it as the old entry's: the run after that is served from the cache."""
+    calls: Counter[str] = Counter()
+    now = [1_750_000_000.0]
+    pipe = Pipeline("stamped")
+
+    @pipe.task(cache="1h")
+    def stamp() -> pd.DataFrame:
+        calls["stamp"] += 1
+        return pd.DataFrame({"made": [calls["stamp"]]})  # other bytes every time it runs
+
+    def clock() -> float:
+        return now[0]
+
+    run(pipe, clock=clock, **run_opts)
+    now[0] += 7200
+    assert run(pipe, clock=clock, **run_opts).task_state("stamp") is RunStatus.SUCCESS
+    third = run(pipe, clock=clock, **run_opts)
+    assert third.task_state("stamp") is RunStatus.CACHED and calls["stamp"] == 2
+    assert list(third.outputs["stamp"]["made"]) == [2]
