@@ -18,9 +18,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
-from exporters.catalogue import MetricSpec, MetricType, by_name
+from exporters.catalogue import by_name
+from exporters.metrics import build_metric
 
 __all__ = ["ALERT_METRICS", "PrometheusAlertMetrics"]
 
@@ -39,16 +40,6 @@ class _Lookup(Protocol):
     def __getitem__(self, name: str) -> Any: ...
 
 
-def _build(spec: MetricSpec, registry: CollectorRegistry) -> Any:
-    if spec.type is MetricType.COUNTER:
-        return Counter(spec.base_name, spec.help, spec.labels, registry=registry)
-    if spec.type is MetricType.GAUGE:
-        return Gauge(spec.base_name, spec.help, spec.labels, registry=registry)
-    if spec.type is MetricType.HISTOGRAM:
-        return Histogram(spec.base_name, spec.help, spec.labels, buckets=spec.buckets, registry=registry)
-    raise TypeError(f"{spec.name} is a {spec.type}; the alert metrics are counters, gauges and histograms")
-
-
 class PrometheusAlertMetrics:
     """Updates ``pipewarden_alerts_firing``, ``..._alert_transitions_total``, ``..._alert_response_seconds``,
     ``..._incident_response_seconds``, ``..._notifications_total`` and ``..._alert_actions_total``.
@@ -62,7 +53,7 @@ class PrometheusAlertMetrics:
         self.registry: CollectorRegistry | None
         if metrics is None:
             self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-            built = {name: _build(by_name(name), self.registry) for name in ALERT_METRICS}
+            built = {name: build_metric(by_name(name), self.registry) for name in ALERT_METRICS}
             self._m: dict[str, Any] = built
         else:
             self.registry = getattr(metrics, "registry", None)

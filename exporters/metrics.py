@@ -11,7 +11,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from exporters.catalogue import CATALOGUE, MetricSpec, MetricType
 from exporters.cells import PipelineCollector, TaskCollector
 
-__all__ = ["CELL_FAMILIES", "DAEMON_FAMILIES", "Metrics"]
+__all__ = ["CELL_FAMILIES", "DAEMON_FAMILIES", "Metrics", "build_metric"]
 
 #: Families kept in cells (``exporters.cells``): one lock per task or pipeline on the hot path.
 CELL_FAMILIES: frozenset[str] = frozenset(
@@ -51,7 +51,7 @@ class Metrics:
         self._metrics: dict[str, Any] = {}
         for spec in CATALOGUE:
             if spec.name not in CELL_FAMILIES and (daemon or spec.name not in DAEMON_FAMILIES):
-                self._metrics[spec.name] = _build(spec, self.registry)
+                self._metrics[spec.name] = build_metric(spec, self.registry)
         self["pipewarden_agent_start_time_seconds"].set(time.time())
 
     def __getitem__(self, name: str) -> Any:
@@ -72,7 +72,8 @@ class Metrics:
         return self.registry.get_sample_value(name, labels)
 
 
-def _build(spec: MetricSpec, registry: CollectorRegistry) -> MetricWrapperBase:
+def build_metric(spec: MetricSpec, registry: CollectorRegistry) -> MetricWrapperBase:
+    """The prometheus_client metric for ``spec`` (its name, help, labels and buckets), on ``registry``."""
     kw: dict[str, Any] = {"registry": registry}
     if spec.type is MetricType.COUNTER:
         return Counter(spec.base_name, spec.help, spec.labels, **kw)
