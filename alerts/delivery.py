@@ -176,7 +176,7 @@ class Receiver(abc.ABC):
         self._thread: threading.Thread | None = None
         self._failing = False
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never a URL: a Slack webhook URL is itself the secret
         return f"<{type(self).__name__} {self.name!r}>"
 
     def bind(

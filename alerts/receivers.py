@@ -12,6 +12,7 @@ notification); with a ``secret``, also ``X-Pipewarden-Timestamp`` and
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -43,6 +44,7 @@ def _check_url(name: str, url: str) -> str:
     return url
 
 
+@functools.cache  # read once: every POST sends it, and the lookup reads the installed metadata
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -69,9 +71,6 @@ class _HttpReceiver(Receiver):
         self.secret = secret
         self.headers = dict(headers or {})
         self.clock = time.time  # the signature's timestamp: the wall clock at the attempt
-
-    def __repr__(self) -> str:  # never the URL: for Slack it is the secret
-        return f"<{type(self).__name__} {self.name!r}>"
 
     def body(self, note: Notification) -> bytes:
         raise NotImplementedError
