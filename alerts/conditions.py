@@ -48,7 +48,6 @@ __all__ = [
 CHECK_KINDS = ("loss", "duplication", "drift", "freshness", "schema", "volume", "completeness", "custom", "gx")
 #: Drift methods, as the drift check names its measures.
 DRIFT_METHODS = ("psi", "ks", "wasserstein", "js", "chi2")
-_CHECK_STATUSES = ("pass", "warn", "fail", "error")
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,6 @@ Severity = Literal["critical", "warning", "info"]
 DriftMethod = Literal["psi", "ks", "wasserstein", "js", "chi2"]
 CheckKind = Literal["loss", "duplication", "drift", "freshness", "schema", "volume", "completeness", "custom", "gx"]
 assert set(CHECK_KINDS) == set(CheckKind.__args__)  # type: ignore[attr-defined]
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

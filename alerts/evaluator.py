@@ -448,17 +448,15 @@ class AlertEvaluator:
 
     def _delivered(self, receiver: Receiver, item: Any, outcome: NotificationOutcome, detail: str) -> None:
         """Record a notification's outcome in each alert's history (on the receiver's thread)."""
+        if item.repeat and outcome is NotificationOutcome.SENT:
+            return  # a re-send that worked says nothing new
         if isinstance(item, Notification):
             alerts = [(a.fingerprint, a.alert, a.run_id) for a in item.alerts]
-            repeat = item.repeat
         else:  # an Alertmanager batch
             alerts = [
                 (fp, doc["labels"].get("alertname", ""), None)
                 for fp, doc in zip(item.fingerprints, item.alerts, strict=True)
             ]
-            repeat = item.repeat
-        if repeat and outcome is NotificationOutcome.SENT:
-            return  # a re-send that worked says nothing new
         at = self.clock()
         try:
             for fp, alert, run_id in alerts:

@@ -108,10 +108,8 @@ class Router:
         self._held: dict[tuple[str, str], tuple[dict[str, str], float, dict[str, AlertEvent]]] = {}
         self._count = 0
 
-    def dispatch(self, events: Sequence[AlertEvent], *, now: float, repeat: bool = False) -> int:
-        """Route alerts that changed (or, with ``repeat``, are due again); return how many notifications
-        were handed to receivers."""
-        handed = 0
+    def dispatch(self, events: Sequence[AlertEvent], *, now: float, repeat: bool = False) -> None:
+        """Route alerts that changed (or, with ``repeat``, are due again) to the receivers."""
         for receiver in self.receivers:
             chosen = [e for e in events if receiver.wants(e)]
             if not chosen:
@@ -130,27 +128,23 @@ class Router:
                     held = self._held.setdefault((receiver.name, key), (labels, now + self.group_wait, {}))
                     held[2].update({a.fingerprint: a for a in alerts})
                     continue
-                handed += self._send(receiver, key, labels, alerts, now, repeat)
-        return handed
+                self._send(receiver, key, labels, alerts, now, repeat)
 
-    def tick(self, *, now: float, firing: Sequence[AlertEvent]) -> int:
+    def tick(self, *, now: float, firing: Sequence[AlertEvent]) -> None:
         """Send the held groups that are due; let Alertmanager receivers re-send what fires."""
-        handed = self.flush_held(now=now, due_only=True)
+        self.flush_held(now=now, due_only=True)
         for receiver in self.receivers:
             if not receiver.grouped:
                 receiver.tick([e for e in firing if receiver.wants(e)], now=now)
-        return handed
 
-    def flush_held(self, *, now: float, due_only: bool = False) -> int:
+    def flush_held(self, *, now: float, due_only: bool = False) -> None:
         """Send the groups waiting out ``group_wait`` (all of them, or those due)."""
-        handed = 0
         by_name = {r.name: r for r in self.receivers}
         for (name, key), (labels, due, alerts) in list(self._held.items()):
             if due_only and due > now:
                 continue
             del self._held[(name, key)]
-            handed += self._send(by_name[name], key, labels, list(alerts.values()), now, False)
-        return handed
+            self._send(by_name[name], key, labels, list(alerts.values()), now, False)
 
     def _send(
         self,
@@ -160,7 +154,7 @@ class Router:
         alerts: Sequence[AlertEvent],
         now: float,
         repeat: bool,
-    ) -> int:
+    ) -> None:
         self._count += 1
         note = Notification(
             key,
@@ -172,4 +166,3 @@ class Router:
             id=f"{key}:{int(now * 1000)}:{self._count}",
         )
         receiver.notify(note)
-        return 1
