@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import stat
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models import dashboard as dash_m
 
@@ -15,12 +16,11 @@ P = 'pipeline=~"$pipeline"'
 J = 'job=~"$job"'
 
 
-def _response(metric: str) -> list[str]:
+def _response(title: str, description: str, metric: str) -> stat.Panel:
     """Mean and 95th percentile of a response-time histogram over the time range."""
-    return [
-        f"sum(increase({metric}_sum{{{P}}}[$__range])) / sum(increase({metric}_count{{{P}}}[$__range]))",
-        f"histogram_quantile(0.95, sum by (le) (increase({metric}_bucket{{{P}}}[$__range])))",
-    ]
+    mean = f"sum(increase({metric}_sum{{{P}}}[$__range])) / sum(increase({metric}_count{{{P}}}[$__range]))"
+    p95 = f"histogram_quantile(0.95, sum by (le) (increase({metric}_bucket{{{P}}}[$__range])))"
+    return stat_panel(title, description, "s", [query(mean, "mean", instant=True), query(p95, "p95", instant=True)])
 
 
 def _state(ok: str, bad: str) -> dash_m.ValueMap:
@@ -64,24 +64,20 @@ def build() -> Dashboard:
             steps=[(None, "green"), (1, "red")],
         )
     )
-    mean, p95 = _response("pipewarden_alert_response_seconds")
     b = b.with_panel(
-        stat_panel(
+        _response(
             "Alert response time",
             "From firing to resolved: how long did alerts that resolved in the time range "
             "fire (mean and 95th percentile)?",
-            "s",
-            [query(mean, "mean", instant=True), query(p95, "p95", instant=True)],
+            "pipewarden_alert_response_seconds",
         )
     )
-    mean, p95 = _response("pipewarden_incident_response_seconds")
     b = b.with_panel(
-        stat_panel(
+        _response(
             "Incident response time",
             "From firing to acknowledged by a person: how long did it take in the time "
             "range (mean and 95th percentile)?",
-            "s",
-            [query(mean, "mean", instant=True), query(p95, "p95", instant=True)],
+            "pipewarden_incident_response_seconds",
         )
     )
     b = b.with_panel(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import stat
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from dashboards.kit import bars, board, label_variable, query, stat_panel, table_panel, timeseries
@@ -18,6 +19,19 @@ MAX_Z = 3.5
 
 def _gauge(metric: str, by: str) -> str:
     return f"max by ({by}) ({metric}{{{PD}}})"
+
+
+def _results(title: str, description: str, status: str, legend: str, colour: str) -> stat.Panel:
+    """How many check results with ``status`` (a label matcher) the time range had; ``colour`` from one up."""
+    expr = f"round(sum(increase(pipewarden_check_results_total{{{PD}, {status}}}[$__range])))"
+    return stat_panel(
+        title,
+        description,
+        "none",
+        [query(expr, legend, instant=True)],
+        steps=[(None, "green"), (1, colour)],
+        span=8,
+    )
 
 
 def build() -> Dashboard:
@@ -58,35 +72,21 @@ def build() -> Dashboard:
         )
     )
     b = b.with_panel(
-        stat_panel(
+        _results(
             "Checks that failed",
             "How many check results in the time range failed or could not run (error)?",
-            "none",
-            [
-                query(
-                    f'round(sum(increase(pipewarden_check_results_total{{{PD}, status=~"fail|error"}}[$__range])))',
-                    "fail or error",
-                    instant=True,
-                )
-            ],
-            steps=[(None, "green"), (1, "red")],
-            span=8,
+            'status=~"fail|error"',
+            "fail or error",
+            "red",
         )
     )
     b = b.with_panel(
-        stat_panel(
+        _results(
             "Warnings",
             "How many check results in the time range were warnings (a violation of a warn-only check)?",
-            "none",
-            [
-                query(
-                    f'round(sum(increase(pipewarden_check_results_total{{{PD}, status="warn"}}[$__range])))',
-                    "warn",
-                    instant=True,
-                )
-            ],
-            steps=[(None, "green"), (1, "orange")],
-            span=8,
+            'status="warn"',
+            "warn",
+            "orange",
         )
     )
     b = b.with_panel(
@@ -126,9 +126,7 @@ def build() -> Dashboard:
             [
                 query(_gauge("pipewarden_dq_rows_lost", "pipeline, dataset, check"), "lost {{dataset}} ({{check}})"),
                 query(
-                    _gauge("pipewarden_dq_rows_gained", "pipeline, dataset, check"),
-                    "gained {{dataset}} ({{check}})",
-                    ref="B",
+                    _gauge("pipewarden_dq_rows_gained", "pipeline, dataset, check"), "gained {{dataset}} ({{check}})"
                 ),
             ],
             link=True,

@@ -126,11 +126,12 @@ def status_url_variable() -> dash_b.TextBoxVariable:
     )
 
 
-def query(
-    expr: str, legend: str = "", *, instant: bool = False, table_format: bool = False, ref: str = "A"
-) -> prom_b.Dataquery:
-    """A Prometheus query on ``$datasource``; instant ones are evaluated at the end of the time range."""
-    q = prom_b.Dataquery().datasource(DATASOURCE).expr(expr).ref_id(ref)
+def query(expr: str, legend: str = "", *, instant: bool = False, table_format: bool = False) -> prom_b.Dataquery:
+    """A Prometheus query on ``$datasource``; instant ones are evaluated at the end of the time range.
+
+    Its ``refId`` is set by the panel it goes in (A, B, ... in order).
+    """
+    q = prom_b.Dataquery().datasource(DATASOURCE).expr(expr)
     if legend:
         q = q.legend_format(legend)
     q = q.instant() if instant else q.range()
