@@ -6,7 +6,7 @@ import logging
 
 import pytest
 from alert_support import T0, Clock, run_ended
-from servers import RecordingReceiver
+from servers import RecordedRequest, RecordingReceiver
 
 from alerts.conditions import RunFailed
 from alerts.evaluator import AlertEvaluator
@@ -29,6 +29,12 @@ def fail_and_recover(receiver: object, clock: Clock) -> AlertEvaluator:
     return ev
 
 
+def signed(req: RecordedRequest, secret: bytes, *, body: bytes | None = None) -> bool:
+    """Whether ``req``'s signature headers verify ``body`` (default: its own) with ``secret``, at its timestamp."""
+    ts, signature = req.headers[TIMESTAMP_HEADER], req.headers[SIGNATURE_HEADER]
+    return verify_signature(secret, req.body if body is None else body, ts, signature, now=float(ts))
+
+
 def test_the_json_webhook_is_signed_and_shaped_like_alertmanagers(
     recording_receiver: RecordingReceiver, clock: Clock
 ) -> None:
@@ -37,20 +43,8 @@ def test_the_json_webhook_is_signed_and_shaped_like_alertmanagers(
     ev = fail_and_recover(receiver, clock)
     firing, resolved = recording_receiver.wait_for(2)
     for req in (firing, resolved):
-        assert verify_signature(
-            b"s3cret",
-            req.body,
-            req.headers[TIMESTAMP_HEADER],
-            req.headers[SIGNATURE_HEADER],
-            now=float(req.headers[TIMESTAMP_HEADER]),
-        )
-        assert not verify_signature(
-            b"s3cret",
-            req.body + b" ",
-            req.headers[TIMESTAMP_HEADER],
-            req.headers[SIGNATURE_HEADER],
-            now=float(req.headers[TIMESTAMP_HEADER]),
-        )
+        assert signed(req, b"s3cret")
+        assert not signed(req, b"s3cret", body=req.body + b" ")
         assert req.headers["Content-Type"] == "application/json" and req.headers["X-Team"] == "data"
     doc = firing.json()
     assert (doc["version"], doc["receiver"], doc["status"], doc["repeat"]) == ("1", "ops", "firing", False)
@@ -96,13 +90,7 @@ def test_slack_gets_escaped_mrkdwn_text_with_run_links_and_a_valid_signature(
         "<https://pw.example:9470/runs/20250101T000000-abc|run 20250101T000000-abc>",
     ]
     assert resolved.json()["text"].startswith(":large_green_circle: *[RESOLVED:1]")
-    assert verify_signature(
-        b"k",
-        firing.body,
-        firing.headers[TIMESTAMP_HEADER],
-        firing.headers[SIGNATURE_HEADER],
-        now=float(firing.headers[TIMESTAMP_HEADER]),
-    )
+    assert signed(firing, b"k")
     assert "xyz" not in repr(receiver)  # a Slack URL is a secret: never in logs
     ev.stop(1)
 
