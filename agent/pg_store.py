@@ -318,11 +318,6 @@ class PostgresRunStore(SQLRunStore):
             pool.close(timeout=5.0)
             self._watchdog.stop()
 
-    @property
-    def schema_version(self) -> int:
-        with self._db() as db:
-            return int(db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
-
     # --- connecting, migrating ------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[Any]:
