@@ -89,8 +89,7 @@ def redact(url: str) -> str:
     user = info.get("user")
     host = info.get("host") or "localhost"
     port = info.get("port")
-    shown = f"postgresql://{f'{user}@' if user else ''}{host}{f':{port}' if port else ''}/{info.get('dbname') or ''}"
-    return shown
+    return f"postgresql://{f'{user}@' if user else ''}{host}{f':{port}' if port else ''}/{info.get('dbname') or ''}"
 
 
 class _Session:
