@@ -89,8 +89,7 @@ def redact(url: str) -> str:
     user = info.get("user")
     host = info.get("host") or "localhost"
     port = info.get("port")
-    shown = f"postgresql://{f'{user}@' if user else ''}{host}{f':{port}' if port else ''}/{info.get('dbname') or ''}"
-    return shown
+    return f"postgresql://{f'{user}@' if user else ''}{host}{f':{port}' if port else ''}/{info.get('dbname') or ''}"
 
 
 class _Session:
@@ -317,11 +316,6 @@ class PostgresRunStore(SQLRunStore):
         if pool is not None:
             pool.close(timeout=5.0)
             self._watchdog.stop()
-
-    @property
-    def schema_version(self) -> int:
-        with self._db() as db:
-            return int(db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
 
     # --- connecting, migrating ------------------------------------------------------------------
 

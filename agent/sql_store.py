@@ -37,6 +37,12 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
     True
     """
 
+    @property
+    def schema_version(self) -> int:
+        """The schema version the store is at (:data:`agent.store.SCHEMA_VERSION` once opened)."""
+        with self._db() as db:
+            return int(db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
+
     # --- runs ---------------------------------------------------------------------------
 
     def create_run(
@@ -318,10 +324,7 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
                 if row is not None and now - float(row[0]) < every:
                     return None
                 if not dry_run:
-                    db.execute(
-                        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-                        (mark, repr(now)),
-                    )
+                    db.execute(_SET_META, (mark, repr(now)))
             if dry_run:
                 return [r[0] for r in db.execute(f"SELECT run_id FROM runs WHERE {where} ORDER BY rowid", args)]
             # The runs go first, by their own condition: one resumed meanwhile is no longer finished, and stays.
@@ -383,9 +386,7 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
 
     def set_meta(self, key: str, value: str) -> None:
         with self._db() as db:
-            db.execute(
-                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value)
-            )
+            db.execute(_SET_META, (key, value))
 
     def queued_runs(self, pipeline: str) -> list[RunRecord]:
         return self._runs(
@@ -441,14 +442,7 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
                         ),
                     ).fetchone()
                     if e.checks:
-                        db.executemany(
-                            "INSERT INTO check_results (task_run_id, run_id, task, check_name, status, result)"
-                            " VALUES (?,?,?,?,?,?)",
-                            [
-                                (task_run_id, e.run_id, e.task, c.check, str(c.status), dumps(c.to_dict()))
-                                for c in e.checks
-                            ],
-                        )
+                        db.executemany(_CHECK_ROW, _check_rows(task_run_id, e.run_id, e.task, e.checks))
                 elif isinstance(e, RunStarted):
                     db.execute(
                         "INSERT INTO runs (run_id, pipeline, status, trigger, version, params, tasks,"
@@ -604,23 +598,15 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
         checks: Sequence[CheckResult] = (),
         logs: str | None = None,
     ) -> None:
-        sql = (
-            "UPDATE task_runs SET status=?, ended_at=?, rows_in=?, rows_out=?, error=?, reason=?, output_ref=?,"
-            " logs=? WHERE id=?"
-        )
         args = (str(status), now, rows_in, rows_out, error, reason, output_ref, logs or None, task_run_id)
         with self._db() as db:
             if not checks:
-                db.execute(sql, args)
+                db.execute(_FINISH, args)
                 return
             with db.transaction():
                 # RETURNING names the row's run and task: no second query.
-                [(run_id, task)] = db.execute(sql + " RETURNING run_id, task", args).fetchall()
-                db.executemany(
-                    "INSERT INTO check_results (task_run_id, run_id, task, check_name, status, result)"
-                    " VALUES (?,?,?,?,?,?)",
-                    [(task_run_id, run_id, task, c.check, str(c.status), dumps(c.to_dict())) for c in checks],
-                )
+                [(run_id, task)] = db.execute(_FINISH_RETURNING, args).fetchall()
+                db.executemany(_CHECK_ROW, _check_rows(task_run_id, run_id, task, checks))
 
     def cancel_running_tasks(
         self, run_id: str, *, now: float, reason: str, status: RunStatus = RunStatus.CANCELLED
@@ -649,3 +635,14 @@ class SQLRunStore(CheckHistorySQL, AlertStateSQL, SQLBase):
 
 
 _UNRUN = "INSERT INTO task_runs (run_id, task, attempt, status, started_at, ended_at, reason) VALUES (?,?,0,?,?,?,?)"
+_FINISH = (
+    "UPDATE task_runs SET status=?, ended_at=?, rows_in=?, rows_out=?, error=?, reason=?, output_ref=?, logs=?"
+    " WHERE id=?"
+)
+_FINISH_RETURNING = _FINISH + " RETURNING run_id, task"
+_CHECK_ROW = "INSERT INTO check_results (task_run_id, run_id, task, check_name, status, result) VALUES (?,?,?,?,?,?)"
+_SET_META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value"
+
+
+def _check_rows(task_run_id: int, run_id: str, task: str, checks: Iterable[CheckResult]) -> list[tuple[Any, ...]]:
+    return [(task_run_id, run_id, task, c.check, str(c.status), dumps(c.to_dict())) for c in checks]

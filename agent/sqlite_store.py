@@ -204,11 +204,6 @@ class SQLiteRunStore(SQLRunStore):
             conn.execute("ROLLBACK")
             raise
 
-    @property
-    def schema_version(self) -> int:
-        with self._db() as db:
-            return int(db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
-
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

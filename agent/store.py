@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.records import RunRecord, RunStatus
-from checks.base import Acceptance, StoredProfile
+from checks.base import CheckStore
 from checks.result import CheckResult
 
 if TYPE_CHECKING:
@@ -342,7 +342,7 @@ def _process_start(pid: int) -> str | None:
     return fields[19] if fields is not None else None
 
 
-class RunStore(abc.ABC):
+class RunStore(CheckStore, abc.ABC):
     """Where runs and task states are kept; also the history cross-run checks use (``CheckStore``).
 
     >>> import tempfile
@@ -592,62 +592,7 @@ class RunStore(abc.ABC):
         for task, status, reason in states:
             self.record_task_state(run_id, task, status, now=now, reason=reason)
 
-    # --- CheckStore (checks.base): every history call is keyed by pipeline and dataset ---------
-    @abc.abstractmethod
-    def save_profile(self, pipeline: str, name: str, profile: dict[str, Any]) -> None: ...
-
-    @abc.abstractmethod
-    def load_profile(self, pipeline: str, name: str) -> dict[str, Any] | None: ...
-
-    @abc.abstractmethod
-    def add_profile(
-        self,
-        pipeline: str,
-        dataset: str,
-        check: str,
-        profile: dict[str, Any],
-        *,
-        run_id: str,
-        now: dt.datetime,
-        accepted: bool,
-        pinned: bool = False,
-        keep: int = 100,
-    ) -> None: ...
-
-    @abc.abstractmethod
-    def profiles(
-        self, pipeline: str, dataset: str, check: str, *, limit: int, accepted_only: bool = True
-    ) -> list[StoredProfile]: ...
-
-    @abc.abstractmethod
-    def accept_profiles(
-        self, pipeline: str, dataset: str, run_id: str | None, *, now: dt.datetime, by: str, note: str
-    ) -> int: ...
-
-    @abc.abstractmethod
-    def acceptances(self, pipeline: str, dataset: str, *, limit: int = 50) -> list[Acceptance]: ...
-
-    @abc.abstractmethod
-    def seen_keys(self, pipeline: str, dataset: str, hashes: Any) -> Any: ...
-
-    @abc.abstractmethod
-    def add_keys(self, pipeline: str, dataset: str, hashes: Any, *, run_id: str, now: dt.datetime) -> None: ...
-
-    @abc.abstractmethod
-    def prune_keys(self, pipeline: str, dataset: str, before: dt.datetime) -> int:
-        """Forget key sightings before ``before``; return how many distinct keys are no longer remembered.
-
-        The check that stores keys (``unique_across_runs(retention_days=...)``) calls
-        this: its retention is the only one, the store keeps keys until told.
-        """
-
-    @abc.abstractmethod
-    def row_count_history(self, pipeline: str, dataset: str, limit: int) -> list[tuple[dt.datetime, int]]: ...
-
-    @abc.abstractmethod
-    def add_row_count(self, pipeline: str, dataset: str, rows: int, *, run_id: str, now: dt.datetime) -> None: ...
-
-    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+    def close(self) -> None:
         """Release connections."""
 
     @property

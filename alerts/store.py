@@ -3,12 +3,11 @@
 The evaluator keeps every alert that is pending or firing in an
 :class:`AlertStateStore`, so a restart neither re-notifies nor forgets a
 firing alert; every transition, notification outcome, automated response and
-acknowledgement goes into the alert's history. ``agent.store.SQLiteRunStore``
-implements the protocol in the run store's file; :class:`MemoryAlertStore` is
-for tests and for processes that keep no history.
+acknowledgement goes into the alert's history. The run store (SQLite or
+PostgreSQL, ``agent.sql_history.AlertStateSQL``) implements the protocol;
+:class:`MemoryAlertStore` is for tests and for processes that keep no history.
 
->>> from agent.errors import PipewardenError
-from agent.records import AlertEvent, AlertHistoryEntry, AlertState, HistoryKind
+>>> from agent.records import AlertEvent, AlertState
 >>> store = MemoryAlertStore()
 >>> store.save_alert(AlertEvent("ab12", "PipelineRunFailed", AlertState.FIRING, fired_at=10.0, updated_at=10.0))
 >>> store.acknowledge_alert("ab12", by="alice", now=70.0).acknowledged_by

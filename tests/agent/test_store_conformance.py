@@ -521,7 +521,8 @@ def test_two_schedulers_ticking_together_queue_each_tick_once(agents: Agents) ->
 
 
 @pytest.mark.parametrize(
-    "name", ["agent.store", "agent.sql_store", "agent.sql_history", "agent.sqlite_store", "agent.pg_store"]
+    "name",
+    ["agent.store", "agent.sql_store", "agent.sql_history", "agent.sqlite_store", "agent.pg_store", "agent.retention"],
 )
 def test_docstring_examples_run(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every docstring example of the store modules gives the output it shows."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,8 +189,17 @@ def test_a_run_store_made_before_alerts_gains_the_alert_tables_and_keeps_its_run
     conn.commit()
     conn.close()
     with SQLiteRunStore(path) as s:
-        assert isinstance(s, SQLiteRunStore)
         assert s.schema_version == len(store_module.MIGRATIONS)
-        assert [r.run_id for r in s.list_runs()] == ["r1"]
+        assert [(r.run_id, r.pipeline, r.status, r.trigger) for r in s.list_runs()] == [
+            ("r1", "orders", "failed", "cron")
+        ]
         s.save_alert(alert("aaaa0000aaaa0000"))
-        assert s.get_alert("aaaa0000aaaa0000") is not None
+        assert s.get_alert("aaaa0000aaaa0000") == alert("aaaa0000aaaa0000")
+
+
+def test_docstring_examples_run() -> None:
+    """The module's docstring example gives the output it shows."""
+    import alerts.store
+
+    result = doctest.testmod(alerts.store)
+    assert result.failed == 0 and result.attempted > 0
