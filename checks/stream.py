@@ -27,6 +27,7 @@ workers and merged on the client; key partitions are reduced on the workers.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -249,10 +250,7 @@ def _reduce_spill(plan: Plan, spill: KeySpill) -> Any:
     else:
         with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pipewarden-keys") as pool:
             parts = list(pool.map(lambda p: plan.reduce(spill.part(p)), range(PREFIXES)))
-    summary = parts[0]
-    for s in parts[1:]:
-        summary = plan.combine(summary, s)
-    return summary
+    return functools.reduce(plan.combine, parts)
 
 
 def collect(plan: Plan, source: TableSource) -> list[Any]:
