@@ -192,7 +192,8 @@ def _local_pass(
     if not plans:
         return states
     cols_of = {i: (p.columns if side == 0 else p.inputs[side - 1][1]) for i, p in plans}
-    wanted = _wanted(cols_of.values(), source.prototype())
+    prototype = source.prototype()
+    wanted = _wanted(cols_of.values(), prototype)
 
     def work(batch: pd.DataFrame, offset: int) -> list[tuple[int, Any, list[np.ndarray] | None]]:
         out: list[tuple[int, Any, list[np.ndarray] | None]] = []
@@ -232,7 +233,7 @@ def _local_pass(
             take(pending.popleft().result())
     for i, plan in plans:
         if i not in states:
-            states[i] = plan.partial(_sub(source.prototype(), cols_of[i]), 0, side)
+            states[i] = plan.partial(_sub(prototype, cols_of[i]), 0, side)
     return states
 
 
