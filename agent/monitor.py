@@ -164,23 +164,8 @@ class monitor:
     # --- context manager ---------------------------------------------------------------------
 
     def __enter__(self) -> Scope:
-        outer = current_scope()
-        pipeline = self.pipeline or (outer.pipeline if outer else _script_name())
-        task = self.task if self.task is not None else (pipeline if outer is not None else None)
-        tel = self.telemetry or (outer.tel if outer is not None else get_telemetry())
-        if outer is None:
-            script = sys.argv[0] if sys.argv and sys.argv[0] else None
-            scope = tel.pipeline_scope(
-                pipeline,
-                task=task,
-                dataset=self.dataset,
-                trigger="monitor",
-                version=_Version(self.version, script).get(),
-            )
-        else:
-            scope = Scope(tel, pipeline, task or pipeline, pipeline_level=False, dataset=self.dataset)
-        scope.policy = self._apply_policy  # run.run_checks(...) follows on_check_failure too
-        return scope.__enter__()
+        script = sys.argv[0] if sys.argv and sys.argv[0] else None
+        return self._scope(self.pipeline, None, self.task, _Version(self.version, script)).__enter__()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         scope = current_scope()
@@ -190,28 +175,25 @@ class monitor:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _scope(self, pipeline: str | None, default_pipeline: str, task: str, version: _Version) -> Scope:
+    def _scope(self, pipeline: str | None, default_pipeline: str | None, task: str | None, version: _Version) -> Scope:
+        """The scope of one call or block; ``default_pipeline`` None: the script's name."""
         outer = current_scope()
         if outer is not None:  # a nested call records where its enclosing call does, unless told otherwise
+            pipeline = pipeline or outer.pipeline
             scope = Scope(
-                self.telemetry or outer.tel,
-                pipeline or outer.pipeline,
+                self.telemetry or outer.tel, pipeline, task or pipeline, pipeline_level=False, dataset=self.dataset
+            )
+        else:
+            scope = Scope(
+                self.telemetry or get_telemetry(),
+                pipeline or default_pipeline or _script_name(),
                 task,
-                pipeline_level=False,
+                pipeline_level=True,
                 dataset=self.dataset,
             )
-            scope.policy = self._apply_policy
-            return scope
-        scope = Scope(
-            self.telemetry or get_telemetry(),
-            pipeline or default_pipeline,
-            task,
-            pipeline_level=True,
-            dataset=self.dataset,
-        )
-        scope.policy = self._apply_policy
-        scope.trigger = "monitor"
-        scope.version = version.value if version.value is not None else version.get()
+            scope.trigger = "monitor"
+            scope.version = version.get()
+        scope.policy = self._apply_policy  # run.run_checks(...) follows on_check_failure too
         return scope
 
     def _after(self, scope: Scope, result: Any, inputs: Sequence[Any]) -> None:

@@ -17,6 +17,7 @@ Dask is imported only here, and only when a Dask DataFrame is checked.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -209,10 +210,7 @@ def run_dask(plans: list[tuple[Any, Plan]], source: DaskSource) -> dict[int, lis
         side_states = [states[i]]
         summary = None
         if i in remote:
-            parts = [_relocate(s, offsets) for s in computed[i]]
-            summary = parts[0]
-            for s in parts[1:]:
-                summary = plan.combine(summary, s)
+            summary = functools.reduce(plan.combine, [_relocate(s, offsets) for s in computed[i]])
         elif plan.keyed:
             summary, extra = _reduce_here(plan, records.get(i, []), offsets)
             side_states += extra
@@ -242,10 +240,7 @@ def _reduce_here(plan: Plan, records: list[np.ndarray], offsets: np.ndarray) -> 
             _relocate_records(recs, offsets)
             spill.add(recs)
         extra = [_side_state(plan, src, side, spill) for side, (src, _c) in enumerate(plan.inputs, start=1)]
-        summary = None
-        for p in range(PREFIXES):
-            s = plan.reduce(spill.part(p))
-            summary = s if summary is None else plan.combine(summary, s)
+        summary = functools.reduce(plan.combine, (plan.reduce(spill.part(p)) for p in range(PREFIXES)))
         return summary, extra
     finally:
         spill.close()

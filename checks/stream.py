@@ -27,6 +27,7 @@ workers and merged on the client; key partitions are reduced on the workers.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -191,7 +192,8 @@ def _local_pass(
     if not plans:
         return states
     cols_of = {i: (p.columns if side == 0 else p.inputs[side - 1][1]) for i, p in plans}
-    wanted = _wanted(cols_of.values(), source.prototype())
+    prototype = source.prototype()
+    wanted = _wanted(cols_of.values(), prototype)
 
     def work(batch: pd.DataFrame, offset: int) -> list[tuple[int, Any, list[np.ndarray] | None]]:
         out: list[tuple[int, Any, list[np.ndarray] | None]] = []
@@ -231,7 +233,7 @@ def _local_pass(
             take(pending.popleft().result())
     for i, plan in plans:
         if i not in states:
-            states[i] = plan.partial(_sub(source.prototype(), cols_of[i]), 0, side)
+            states[i] = plan.partial(_sub(prototype, cols_of[i]), 0, side)
     return states
 
 
@@ -249,10 +251,7 @@ def _reduce_spill(plan: Plan, spill: KeySpill) -> Any:
     else:
         with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pipewarden-keys") as pool:
             parts = list(pool.map(lambda p: plan.reduce(spill.part(p)), range(PREFIXES)))
-    summary = parts[0]
-    for s in parts[1:]:
-        summary = plan.combine(summary, s)
-    return summary
+    return functools.reduce(plan.combine, parts)
 
 
 def collect(plan: Plan, source: TableSource) -> list[Any]:

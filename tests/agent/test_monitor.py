@@ -67,6 +67,18 @@ def pipeline_runs(tel: Telemetry, status: str, pipeline: str = "orders") -> floa
     return sample(tel, "pipewarden_pipeline_runs_total", pipeline=pipeline, status=status)
 
 
+def check_results(tel: Telemetry, check: str, kind: str, status: str) -> float | None:
+    return sample(
+        tel,
+        "pipewarden_check_results_total",
+        pipeline="orders",
+        dataset="transform",
+        check=check,
+        kind=kind,
+        status=status,
+    )
+
+
 def by_name(spans: InMemorySpanExporter) -> dict[str, ReadableSpan]:
     finished = spans.get_finished_spans()
     named = {s.name: s for s in finished}
@@ -713,18 +725,7 @@ def test_warn_policy_logs_records_and_returns_the_value(
 
     [record] = [r for r in caplog.records if r.name == "pipewarden.monitor"]
     assert "min_rows" in record.getMessage() and "fail" in record.getMessage()
-    assert (
-        sample(
-            tel,
-            "pipewarden_check_results_total",
-            pipeline="orders",
-            dataset="transform",
-            check="min_rows",
-            kind="volume",
-            status="fail",
-        )
-        == 1
-    )
+    assert check_results(tel, "min_rows", "volume", "fail") == 1
     assert task_runs(tel, "transform", "success") == 1
     named = by_name(spans)
     check_span = named["CHECK min_rows"]
@@ -752,18 +753,7 @@ def test_raise_policy_raises_after_recording_the_failure(tel: Telemetry, spans: 
     assert task_runs(tel, "transform", "failed") == 1
     assert task_runs(tel, "transform", "success") == 0
     assert pipeline_runs(tel, "failed") == 1
-    assert (
-        sample(
-            tel,
-            "pipewarden_check_results_total",
-            pipeline="orders",
-            dataset="transform",
-            check="non_empty",
-            kind="volume",
-            status="pass",
-        )
-        == 1
-    )
+    assert check_results(tel, "non_empty", "volume", "pass") == 1
     named = by_name(spans)
     run = named["RUN orders"]
     assert run.status.status_code is StatusCode.ERROR
@@ -798,18 +788,7 @@ def test_check_that_raises_becomes_an_error_result(tel: Telemetry, caplog: pytes
 
     with caplog.at_level(logging.WARNING, logger="pipewarden.monitor"):
         assert len(transform()) == 2
-    assert (
-        sample(
-            tel,
-            "pipewarden_check_results_total",
-            pipeline="orders",
-            dataset="transform",
-            check="_exploding",
-            kind="custom",
-            status="error",
-        )
-        == 1
-    )
+    assert check_results(tel, "_exploding", "custom", "error") == 1
     assert task_runs(tel, "transform", "success") == 1
     assert any(
         "_exploding" in r.getMessage() and "KeyError" in r.getMessage()
