@@ -132,7 +132,6 @@ def _dotted(path: Sequence[str | int]) -> str:
 
 
 def _read_yaml(path: Path, env: Mapping[str, str]) -> tuple[Any, _Reader]:
-
     file = str(path)
     try:
         size = path.stat().st_size
@@ -198,7 +197,7 @@ def _models() -> Any:
         @field_validator("listen")
         @classmethod
         def _listen(cls, value: str) -> str:
-            _split_listen(value)
+            listen_address(value)
             return value
 
         @field_validator("store")
@@ -261,16 +260,12 @@ def _models() -> Any:
 _MODELS: Any = None
 
 
-def _split_listen(value: str) -> tuple[str, int]:
+def listen_address(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` -> ``("127.0.0.1", 9464)``; ValueError (read by the model as a problem) if it is not."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"listen is host:port, such as 127.0.0.1:9464 (port 0: any free port) — got {value!r}")
     return host.strip("[]"), int(port)
-
-
-def listen_address(value: str) -> tuple[str, int]:
-    """``"127.0.0.1:9464"`` -> ``("127.0.0.1", 9464)``."""
-    return _split_listen(value)
 
 
 # --- loading -------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import os
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -497,14 +497,14 @@ class Daemon:
             self.scheduler.add(new.pipelines[name].pipeline)
         self.scheduler.on_file_event(self.wake.set)
         self.scheduler.start()
-        if new.config.alerts != self.loaded.config.alerts:
+        alerts_changed = new.config.alerts != self.loaded.config.alerts
+        self.loaded = new
+        if alerts_changed:
             old_evaluator, self.evaluator = self.evaluator, None
             if old_evaluator is not None:
                 self.telemetry.bus.remove(old_evaluator)
                 old_evaluator.stop(5.0)
-            self.loaded = new
             self._start_alerts()
-        self.loaded = new
         log.info(
             "configuration reloaded: %d added, %d changed, %d removed, %d unchanged",
             len(added),
@@ -602,6 +602,7 @@ class Daemon:
     def pipelines(self) -> list[dict[str, Any]]:
         """The configured pipelines with their schedule and next due time."""
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        active = Counter(a.pipeline for a in self._running())
         out = []
         for name, pipe in sorted(self.scheduler.pipelines.items()):
             sched = pipe.schedule
@@ -612,7 +613,7 @@ class Daemon:
                     "schedule": _describe(sched),
                     "next_run": nxt.isoformat() if nxt else None,
                     "tasks": list(pipe.graph().order),
-                    "active": sum(a.pipeline == name for a in self._running()),
+                    "active": active[name],
                     "max_active_runs": pipe.max_active_runs,
                 }
             )

@@ -137,6 +137,7 @@ class Scheduler:
     def next_due(self, now: dt.datetime, *, horizon: dt.timedelta = dt.timedelta(days=1)) -> dt.datetime | None:
         """The earliest time after ``now`` something is due: a schedule tick, or a file becoming stable."""
         best: dt.datetime | None = None
+        until = now + horizon
         for name, pipe in self.pipelines.items():
             sched = pipe.schedule
             if sched is None or sched.kind not in TIMED:
@@ -144,8 +145,8 @@ class Scheduler:
             nxt = self._next.get(name)
             if nxt is None or nxt <= now:
                 anchor = max(self._anchor.get(name, now), now)
-                nxt = next(iter(sched.ticks(anchor, now + horizon)), None)
-            elif nxt > now + horizon:
+                nxt = next(iter(sched.ticks(anchor, until)), None)
+            elif nxt > until:
                 nxt = None
             if nxt is not None and (best is None or nxt < best):
                 best = nxt
@@ -200,13 +201,11 @@ class Scheduler:
         nxt = self._next.get(name)
         if nxt is not None and now < nxt:  # nothing due yet
             return
-        # Runs handed out again above are queued, so active_runs already counts them.
-        room = max(pipe.max_active_runs - self.store.active_runs(name), 0)
         if isinstance(sched, FileArrival):
-            self._tick_files(pipe, now, room, out)
+            self._tick_files(pipe, now, out)
             return
         if isinstance(sched, After):
-            self._tick_after(pipe, sched, now, room, out)
+            self._tick_after(pipe, sched, now, out)
             return
         anchor = self._anchor.get(name)
         if anchor is None:
@@ -229,6 +228,7 @@ class Scheduler:
         if missed:
             log.info("pipeline %s missed %d schedule tick(s); catchup=%s", name, missed, pipe.catchup)
             self._count("pipewarden_scheduler_missed_runs_total", name, n=missed)
+        room = self._room(pipe)
         claim, wait = keep[:room], keep[room:]
         for t in claim:
             d = self._claim(pipe, t, trigger=sched.kind, now=now)
@@ -242,35 +242,52 @@ class Scheduler:
             self._anchor[name] = ticks[-1]
             self._remember(name, upcoming)
 
+    def _room(self, pipe: Pipeline) -> int:
+        """How many more runs ``pipe`` may queue: asked of the store only when a run is due, not at idle ticks.
+
+        Runs handed out again by :meth:`_tick_pipeline` are queued, so ``active_runs`` already counts them.
+        """
+        return max(pipe.max_active_runs - self.store.active_runs(pipe.name), 0)
+
     def _remember(self, name: str, upcoming: dt.datetime | None) -> None:
         if upcoming is None:  # none within the horizon: evaluated again at every tick
             self._next.pop(name, None)
         else:
             self._next[name] = upcoming
 
-    def _tick_files(self, pipe: Pipeline, now: dt.datetime, room: int, out: list[DueRun]) -> None:
-        trig = self._files[pipe.name]
+    def _tick_files(self, pipe: Pipeline, now: dt.datetime, out: list[DueRun]) -> None:
+        stable = self._files[pipe.name].poll(now.timestamp())
+        room = self._room(pipe) if stable else 0
         claimed = 0
-        for f in trig.poll(now.timestamp()):
+        for f in stable:
             if claimed >= room:
                 break  # over the concurrency limit: the file stays pending for the next tick
             key = f"{pipe.name}@file:{f.path}:{f.mtime_ns}:{f.size}"
-            d = self._new_run(
-                pipe, trigger="file", key=key, logical_date=now, scheduled_for=None, params={"path": f.path}, now=now
+            d = self._counted(
+                _queue_run(
+                    self.store,
+                    pipe,
+                    trigger="file",
+                    key=key,
+                    logical_date=now,
+                    scheduled_for=None,
+                    params={"path": f.path},
+                    now=now,
+                )
             )
-            trig.mark_done(f)
+            self._files[pipe.name].mark_done(f)
             if d is not None:
                 out.append(d)
                 claimed += 1
 
-    def _tick_after(self, pipe: Pipeline, sched: After, now: dt.datetime, room: int, out: list[DueRun]) -> None:
+    def _tick_after(self, pipe: Pipeline, sched: After, now: dt.datetime, out: list[DueRun]) -> None:
         """One run per upstream run that succeeded (or updated the dataset) since the link was first seen.
 
         The key ``<pipeline>@after:<upstream run>`` is UNIQUE in the store: two ticks, a restart or
         a reload never start a second run for one upstream run, even through two links. Each run is
         appended to ``out`` as soon as it is recorded.
         """
-        claimed = 0
+        claimed, room = 0, -1  # room: asked of the store at the first new upstream run
         for link in sched.links:
             mark = f"after:{pipe.name}\x1f{link.pipeline}\x1f{link.dataset or ''}"
             state = self._links.get(mark) or self._load_link(mark, now.timestamp())
@@ -281,18 +298,22 @@ class Scheduler:
             for run_id, at, logical_date in self.store.upstream_events(link.pipeline, link.dataset, since=since):
                 if run_id in state.handled:
                     continue
+                if room < 0:
+                    room = self._room(pipe)
                 if claimed >= room:  # over max_active_runs: this one and later ones wait for the next tick
                     held = at
                     break
-                d = self._new_run(
-                    pipe,
-                    trigger="after",
-                    key=f"{pipe.name}@after:{run_id}",
-                    logical_date=logical_date or now,
-                    scheduled_for=at,
-                    params={},
-                    now=now,
-                    triggered_by=run_id,
+                d = self._counted(
+                    _queue_run(
+                        self.store,
+                        pipe,
+                        trigger="after",
+                        key=f"{pipe.name}@after:{run_id}",
+                        logical_date=logical_date or now,
+                        scheduled_for=at,
+                        now=now,
+                        triggered_by=run_id,
+                    )
                 )
                 state.handled[run_id] = at
                 newest = max(newest, at)
@@ -301,11 +322,11 @@ class Scheduler:
                     out.append(d)
                     claimed += 1
             anchor = held if held is not None else newest
-            if anchor != state.anchor:
+            if anchor != state.anchor:  # runs added at an unchanged anchor are all inside the overlap
                 state.anchor = anchor
                 self.store.set_meta(mark, json.dumps({"since": state.since, "anchor": anchor}))
-            floor = state.anchor - AFTER_OVERLAP
-            state.handled = {r: at for r, at in state.handled.items() if at >= floor}
+                floor = anchor - AFTER_OVERLAP
+                state.handled = {r: at for r, at in state.handled.items() if at >= floor}
 
     def _load_link(self, mark: str, now: float) -> _LinkState:
         saved = self.store.get_meta(mark)
@@ -317,41 +338,17 @@ class Scheduler:
         return _LinkState(now, now)
 
     def _claim(self, pipe: Pipeline, tick: dt.datetime, *, trigger: str, now: dt.datetime) -> DueRun | None:
-        return self._new_run(
-            pipe,
-            trigger=trigger,
-            key=tick_key(pipe.name, tick),
-            logical_date=tick,
-            scheduled_for=tick.timestamp(),
-            params={},
-            now=now,
+        key = tick_key(pipe.name, tick)
+        return self._counted(
+            _queue_run(
+                self.store, pipe, trigger=trigger, key=key, logical_date=tick, scheduled_for=tick.timestamp(), now=now
+            )
         )
 
-    def _new_run(
-        self,
-        pipe: Pipeline,
-        *,
-        trigger: str,
-        key: str | None,
-        logical_date: dt.datetime,
-        scheduled_for: float | None,
-        params: Mapping[str, Any],
-        now: dt.datetime,
-        triggered_by: str | None = None,
-    ) -> DueRun | None:
-        d = _queue_run(
-            self.store,
-            pipe,
-            trigger=trigger,
-            key=key,
-            logical_date=logical_date,
-            scheduled_for=scheduled_for,
-            params=params,
-            now=now,
-            triggered_by=triggered_by,
-        )
+    def _counted(self, d: DueRun | None) -> DueRun | None:
+        """``d``, a run just queued (or None: its key was taken), counted by trigger."""
         if d is not None:
-            self._count("pipewarden_scheduler_triggers_total", pipe.name, trigger)
+            self._count("pipewarden_scheduler_triggers_total", d.pipeline, d.trigger)
         return d
 
     def _count(self, metric: str, *labels: str, n: int = 1) -> None:
@@ -379,9 +376,10 @@ class Scheduler:
         """
         pipe = self._pipeline(pipeline)
         now = now or dt.datetime.now(UTC)
-        d = self._new_run(
-            pipe, trigger=trigger, key=None, logical_date=now, scheduled_for=None, params=dict(params or {}), now=now
+        run = _queue_run(
+            self.store, pipe, trigger=trigger, key=None, logical_date=now, scheduled_for=None, now=now, params=params
         )
+        d = self._counted(run)
         assert d is not None
         return d
 
@@ -443,9 +441,7 @@ def backfill_runs(
         key = tick_key(pipe.name, t)
         if rerun and store.has_key(key):
             key = f"{key}#rerun-{new_run_id(now.timestamp())}"
-        d = _queue_run(
-            store, pipe, trigger="backfill", key=key, logical_date=t, scheduled_for=t.timestamp(), params={}, now=now
-        )
+        d = _queue_run(store, pipe, trigger="backfill", key=key, logical_date=t, scheduled_for=t.timestamp(), now=now)
         if d is not None:
             if count is not None:
                 count()
@@ -461,8 +457,8 @@ def _queue_run(
     key: str | None,
     logical_date: dt.datetime,
     scheduled_for: float | None,
-    params: Mapping[str, Any],
     now: dt.datetime,
+    params: Mapping[str, Any] | None = None,
     triggered_by: str | None = None,
 ) -> DueRun | None:
     """Record a QUEUED run of ``pipe``; None when ``key`` was claimed before (a restart mid-tick, a done date)."""
@@ -472,7 +468,7 @@ def _queue_run(
         pipeline=pipe.name,
         trigger=trigger,
         tasks=pipe.graph().order,
-        params=dict(params),
+        params=dict(params or {}),
         logical_date=logical_date,
         version=pipe.version,
         target=pipe.target,
@@ -482,7 +478,7 @@ def _queue_run(
         triggered_by=triggered_by,
     ):
         return None
-    return DueRun(pipe.name, run_id, trigger, logical_date, dict(params), key, triggered_by)
+    return DueRun(pipe.name, run_id, trigger, logical_date, dict(params or {}), key, triggered_by)
 
 
 def _aware(t: dt.datetime) -> dt.datetime:

@@ -24,9 +24,7 @@ def source_version(path: str | os.PathLike[str] | None, *, fallback: str | Calla
         text = fallback() if callable(fallback) else fallback
         return hashlib.sha256(text.encode()).hexdigest()[:12]
     file = Path(path)
-    data = file.read_bytes()
-    commit = _git_commit(file)
-    return commit or hashlib.sha256(data).hexdigest()[:12]
+    return _git_commit(file) or hashlib.sha256(file.read_bytes()).hexdigest()[:12]
 
 
 def _git_commit(file: Path) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import textwrap
 import threading
 import time
@@ -92,6 +93,26 @@ def settle(daemon: Daemon, timeout: float = 20.0) -> None:
     assert not daemon._running(), "runs still going"
 
 
+def started(tmp_path: Path, clock: Clock) -> Daemon:
+    """A started daemon of ``tmp_path/pipewarden.yml`` that serves no HTTP and watches no file, stepped by ``clock``."""
+    d = Daemon(
+        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
+    )
+    d.start()
+    return d
+
+
+def trigger_ticking(daemon: Daemon, clock: Clock, pipeline: str) -> str:
+    """Trigger ``pipeline`` from another thread, ticking until the daemon took it; the run id."""
+    out: list[str] = []
+    caller = threading.Thread(target=lambda: out.append(daemon.trigger(pipeline)))
+    caller.start()
+    while caller.is_alive():
+        daemon.tick(clock.now)
+        time.sleep(0.01)
+    return out[0]
+
+
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[Path, Clock]]:
     (tmp_path / "pipes.py").write_text(PIPES)
@@ -102,10 +123,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[Path, Clock]]:
 @pytest.fixture
 def daemon(setup: tuple[Path, Clock]) -> Iterator[Daemon]:
     tmp_path, clock = setup
-    d = Daemon(
-        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
-    )
-    d.start()
+    d = started(tmp_path, clock)
     yield d
     d.stop(grace=5)
 
@@ -168,10 +186,7 @@ def test_a_hanging_pipeline_does_not_delay_the_others(tmp_path: Path) -> None:
     (tmp_path / "pipes.py").write_text(PIPES)
     (tmp_path / "pipewarden.yml").write_text("pipelines:\n  - target: pipes.py:slow\n  - target: pipes.py:quarter\n")
     clock = Clock(dt.datetime(2026, 3, 2, 10, 14, 30, tzinfo=dt.UTC).timestamp())
-    d = Daemon(
-        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
-    )
-    d.start()
+    d = started(tmp_path, clock)
     try:
         d.tick(clock.now)
         clock.now += 30  # 10:15:00: slow's interval tick and quarter's cron tick
@@ -264,7 +279,7 @@ def test_a_second_daemon_on_the_same_home_refuses(daemon: Daemon, setup: tuple[P
     )
     with pytest.raises(DaemonLockedError, match=r"another pipewarden daemon \(pid \d+\) is running") as info:
         other.start()
-    assert info.value.pid is not None
+    assert info.value.pid == os.getpid()  # the first daemon runs in this process
 
 
 def test_stop_records_interrupted_what_outlives_the_grace_period(tmp_path: Path) -> None:
@@ -288,10 +303,7 @@ def test_stop_records_interrupted_what_outlives_the_grace_period(tmp_path: Path)
     )
     (tmp_path / "pipewarden.yml").write_text("agent: {grace_period: 0.5s}\npipelines:\n  - target: pipes.py:slow\n")
     clock = Clock(dt.datetime(2026, 3, 2, 10, 0, 30, tzinfo=dt.UTC).timestamp())
-    d = Daemon(
-        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
-    )
-    d.start()
+    d = started(tmp_path, clock)
     d.tick(clock.now)
     clock.now += 30
     d.tick(clock.now)
@@ -327,20 +339,8 @@ def test_a_pipeline_at_max_active_runs_keeps_its_next_run_queued(tmp_path: Path)
     )
     (tmp_path / "pipewarden.yml").write_text("pipelines:\n  - target: pipes.py:one\n")
     clock = Clock(T0)
-    d = Daemon(
-        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
-    )
-    d.start()
+    d = started(tmp_path, clock)
     gate = pipeline_module(tmp_path).GATE
-
-    def trigger() -> str:
-        out: list[str] = []
-        caller = threading.Thread(target=lambda: out.append(d.trigger("one")))
-        caller.start()
-        while caller.is_alive():
-            d.tick(clock.now)
-            time.sleep(0.01)
-        return out[0]
 
     def wait_for(status: RunStatus, run_id: str) -> None:
         deadline = time.monotonic() + 10
@@ -350,7 +350,7 @@ def test_a_pipeline_at_max_active_runs_keeps_its_next_run_queued(tmp_path: Path)
         assert d.store.get_run(run_id).status is status
 
     try:
-        first, second = trigger(), trigger()
+        first, second = trigger_ticking(d, clock, "one"), trigger_ticking(d, clock, "one")
         wait_for(RunStatus.RUNNING, first)
         for _ in range(20):  # ticks while the first runs: the second stays queued
             d.tick(clock.now)
@@ -370,7 +370,7 @@ def test_a_pipeline_at_max_active_runs_keeps_its_next_run_queued(tmp_path: Path)
             r for r in d.store.list_runs(pipeline="one") if r.status is RunStatus.RUNNING
         ]:
             time.sleep(0.02)
-        third = trigger()
+        third = trigger_ticking(d, clock, "one")
         for _ in range(20):  # the daemon's attempt is refused a slot: its run stays queued, not failed
             d.tick(clock.now)
             time.sleep(0.01)
@@ -405,19 +405,11 @@ def test_the_daemon_runs_tasks_on_a_dask_cluster(tmp_path: Path, dask_cluster: A
         f"agent: {{executor: dask, dask_address: '{cluster.address}'}}\npipelines:\n  - target: pipes.py:where\n"
     )
     clock = Clock(T0)
-    d = Daemon(
-        tmp_path / "pipewarden.yml", env={}, home=tmp_path / "home", clock=clock, serve=False, watch_config=False
-    )
-    d.start()
+    d = started(tmp_path, clock)
     try:
-        out: list[str] = []
-        caller = threading.Thread(target=lambda: out.append(d.trigger("where")))
-        caller.start()
-        while caller.is_alive():
-            d.tick(clock.now)
-            time.sleep(0.01)
+        run_id = trigger_ticking(d, clock, "where")
         settle(d, timeout=60)
-        run = d.store.get_run(out[0])
+        run = d.store.get_run(run_id)
         assert run is not None and run.status is RunStatus.SUCCESS, run
         assert int((tmp_path / "pid").read_text()) in cluster.worker_pids()
     finally:

@@ -148,16 +148,21 @@ def test_resume_refuses_a_state_directory_others_can_write(
     assert not marker.exists()
 
 
+def _record_target(home: Path, run_id: str, evil: Path, marker: Path) -> Path:
+    """Write ``evil`` (a module that creates ``marker`` when imported) and record it as the run's pipeline."""
+    evil.write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
+    with sqlite3.connect(home / "pipewarden.db") as conn:
+        conn.execute("UPDATE runs SET target=? WHERE run_id=?", (f"{evil}:private", run_id))
+    return evil
+
+
 def test_resume_refuses_to_import_a_pipeline_path_others_can_write(
     failed_run: tuple[Path, Path, str, dict[str, str]], tmp_path: Path
 ) -> None:
     """A pipeline path recorded in the store whose file every user can write is not imported."""
     home, marker, run_id, env = failed_run
-    evil = tmp_path / "evil.py"
-    evil.write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
+    evil = _record_target(home, run_id, tmp_path / "evil.py", marker)
     os.chmod(evil, 0o666)
-    with sqlite3.connect(home / "pipewarden.db") as conn:
-        conn.execute("UPDATE runs SET target=? WHERE run_id=?", (f"{evil}:private", run_id))
     done = _cli("runs", "resume", run_id, "--no-progress", cwd=tmp_path, env=env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert str(evil) in done.stderr and "chmod 600" in done.stderr
@@ -170,11 +175,8 @@ def test_resume_refuses_a_pipeline_file_owned_by_another_user(
 ) -> None:
     """A recorded pipeline file that belongs to another user is not imported, even when only they can write it."""
     home, marker, run_id, env = failed_run
-    evil = tmp_path / "evil.py"
-    evil.write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
+    evil = _record_target(home, run_id, tmp_path / "evil.py", marker)
     os.chown(evil, 65534, 65534)
-    with sqlite3.connect(home / "pipewarden.db") as conn:
-        conn.execute("UPDATE runs SET target=? WHERE run_id=?", (f"{evil}:private", run_id))
     done = _cli("runs", "resume", run_id, "--no-progress", cwd=tmp_path, env=env)
     assert done.returncode == 2 and "belongs to uid 65534" in done.stderr
     assert not marker.exists()

@@ -10,7 +10,7 @@ import pytest
 
 from agent.pipeline import Pipeline
 from agent.scheduler import Scheduler
-from agent.schedules import Cron
+from agent.schedules import Cron, FileArrival
 from agent.store import SQLiteRunStore
 
 UTC = dt.UTC
@@ -79,3 +79,20 @@ def test_a_removed_and_added_pipeline_is_evaluated_afresh(counting: Counting) ->
     s.remove("p")
     s.add(pipe("p", "* * * * *"))
     assert [d.logical_date for d in s.tick(at(1))] == [at(1)]
+
+
+def test_a_file_arrival_pipeline_asks_the_store_only_when_a_file_is_stable(counting: Counting, tmp_path: Path) -> None:
+    """An empty inbox costs no store query per tick; a stable file is queued, within max_active_runs."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    p = Pipeline("ingest", schedule=FileArrival(str(inbox), "*.csv", stable_seconds=0))
+    p.task(name="work")(lambda: None)
+    s = Scheduler(counting, [p])  # type: ignore[arg-type]
+    s.tick(at(0))
+    counting.calls.clear()
+    for second in (1, 2, 3):
+        assert s.tick(at(0, second)) == []
+    assert counting.calls == []
+    (inbox / "a.csv").write_text("x")
+    assert [d.params["path"] for d in s.tick(at(0, 4))] == [str(inbox / "a.csv")]
+    assert "active_runs" in counting.calls

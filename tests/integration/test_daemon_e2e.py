@@ -218,10 +218,8 @@ def test_writes_are_off_without_a_token_configured(daemons: Callable[..., Daemon
     assert d.stop() == 0
 
 
-def test_sigterm_during_a_long_task_records_it_interrupted_and_exits_zero(
-    daemons: Callable[..., DaemonProcess],
-) -> None:
-    """SIGTERM while a 30 s task runs: after the 2 s grace period it is recorded interrupted; the exit code is 0."""
+def _slow_running(daemons: Callable[..., DaemonProcess]) -> DaemonProcess:
+    """A daemon (API token ``t``) whose ``slow`` pipeline, triggered through the API, is running."""
     d = daemons(BASIC, env={"PIPEWARDEN_API_TOKEN": "t"}).start()
     assert d.post("/api/v1/pipelines/slow/runs", token="t")[0] == 201
     wait_until(
@@ -229,6 +227,14 @@ def test_sigterm_during_a_long_task_records_it_interrupted_and_exits_zero(
         timeout=20,
         what="the slow run to start",
     )
+    return d
+
+
+def test_sigterm_during_a_long_task_records_it_interrupted_and_exits_zero(
+    daemons: Callable[..., DaemonProcess],
+) -> None:
+    """SIGTERM while a 30 s task runs: after the 2 s grace period it is recorded interrupted; the exit code is 0."""
+    d = _slow_running(daemons)
     assert d.stop(timeout=25) == 0  # the task alone would take 30 s
     [run] = d.runs("slow")
     assert run.status is RunStatus.INTERRUPTED
@@ -239,13 +245,7 @@ def test_sigkill_then_restart_interrupts_the_run_and_runs_no_tick_twice(
     daemons: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     """A killed daemon's run is found interrupted (and resumable) at restart; no interval tick ran twice."""
-    d = daemons(BASIC, env={"PIPEWARDEN_API_TOKEN": "t"}).start()
-    assert d.post("/api/v1/pipelines/slow/runs", token="t")[0] == 201
-    wait_until(
-        lambda: [r for r in d.runs("slow") if r.status is RunStatus.RUNNING] or None,
-        timeout=20,
-        what="the slow run to start",
-    )
+    d = _slow_running(daemons)
     wait_until(lambda: len(d.runs("tick")) >= 2 or None, timeout=20, what="interval runs")
     d.stop(signal.SIGKILL)
     d.start()
