@@ -789,12 +789,9 @@ def validate_cmd(config: str) -> None:
 @click.option("--wait/--no-wait", default=False, help="Wait for the run to end; exit 1 if it failed.")
 def trigger_cmd(pipeline: str, params: tuple[str, ...], url: str | None, config_path: str, wait: bool) -> None:
     """Ask a running daemon to run PIPELINE now (the token comes from $PIPEWARDEN_API_TOKEN)."""
-    import contextlib
     import json
     import os
     import time
-    import urllib.error
-    import urllib.request
 
     from agent.errors import PipewardenError
 
@@ -810,40 +807,42 @@ def trigger_cmd(pipeline: str, params: tuple[str, ...], url: str | None, config_
     else:
         token = os.environ.get("PIPEWARDEN_API_TOKEN", "")
     base = url.rstrip("/")
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     body = json.dumps({"params": _params(params)}).encode()
-    request = urllib.request.Request(
-        f"{base}/api/v1/pipelines/{pipeline}/runs",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            answer = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        with contextlib.suppress(ValueError):
-            detail = json.loads(detail).get("error", detail)
-        click.echo(f"error: the daemon at {base} answered {exc.code}: {detail}", err=True)
-        sys.exit(2)
-    except (urllib.error.URLError, OSError) as exc:
-        click.echo(
-            f"error: no pipewarden daemon answers at {base} ({getattr(exc, 'reason', exc)}); start one with "
-            "`pipewarden daemon`",
-            err=True,
-        )
-        sys.exit(2)
-    run_id = answer["run_id"]
+    run_id = _daemon_call(base, "POST", f"/api/v1/pipelines/{pipeline}/runs", body, auth)["run_id"]
     click.echo(run_id)
     if not wait:
         return
     while True:
-        with urllib.request.urlopen(f"{base}/api/v1/runs/{run_id}", timeout=30) as resp:
-            status = json.loads(resp.read())["status"]
+        status = _daemon_call(base, "GET", f"/api/v1/runs/{run_id}", b"", auth)["status"]
         if status not in ("queued", "running"):
             click.echo(f"{run_id} {status}", err=True)
             sys.exit(0 if status == "success" else 1)
         time.sleep(0.5)
+
+
+def _daemon_call(base: str, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    """One call to the daemon's API through the deadline client; any failure is one line and exit 2."""
+    import json
+
+    from exporters.http import request
+
+    try:
+        resp = request(method, base + path, body, {"Content-Type": "application/json", **headers}, timeout=30)
+    except (OSError, ValueError) as exc:  # refused, reset, no answer within the deadline, not an http URL
+        click.echo(
+            f"error: no pipewarden daemon answers at {base} ({exc}); start one with `pipewarden daemon`", err=True
+        )
+        sys.exit(2)
+    try:
+        answer = json.loads(resp.body)
+    except ValueError:
+        answer = None
+    if not resp.ok or not isinstance(answer, dict):
+        detail = answer.get("error", answer) if isinstance(answer, dict) else resp.body.decode(errors="replace")
+        click.echo(f"error: the daemon at {base} answered {resp.status}: {detail}", err=True)
+        sys.exit(2)
+    return answer
 
 
 @cli.group()

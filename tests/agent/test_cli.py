@@ -426,3 +426,71 @@ def test_runs_list_statuses_are_the_run_states() -> None:
 
     assert set(_RUN_STATES) <= {s.value for s in RunStatus}
     assert not {"pending", "timed_out", "skipped", "upstream_failed"} & set(_RUN_STATES)
+
+
+def test_trigger_wait_says_one_line_when_the_daemon_goes_away() -> None:
+    """`pipewarden trigger --wait` whose daemon hangs up mid-wait prints one error line and exits 2."""
+    import http.server
+    import threading
+
+    class HangsUp(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.dumps({"run_id": "r1"}).encode()
+            self.send_response(201)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # the daemon stops while the run is polled: the connection closes unanswered
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), HangsUp)
+    port = server.server_address[1]
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
+    try:
+        result = CliRunner().invoke(cli, ["trigger", "p", "--url", f"http://127.0.0.1:{port}", "--wait"])
+    finally:
+        server.shutdown()
+        serving.join(10)
+        server.server_close()
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[0] == "r1"
+    [line] = [x for x in result.output.splitlines()[1:] if x]
+    assert line.startswith(f"error: no pipewarden daemon answers at http://127.0.0.1:{port}")
+
+
+def test_trigger_reports_the_daemons_refusal_in_one_line() -> None:
+    """A daemon answering 404 with an error body: the error is printed in one line, exit 2."""
+    import http.server
+    import threading
+
+    class Refuses(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.dumps({"error": "there is no pipeline 'nope'"}).encode()
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refuses)
+    port = server.server_address[1]
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
+    try:
+        result = CliRunner().invoke(cli, ["trigger", "nope", "--url", f"http://127.0.0.1:{port}"])
+    finally:
+        server.shutdown()
+        serving.join(10)
+        server.server_close()
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == f"error: the daemon at http://127.0.0.1:{port} answered 404: there is no pipeline 'nope'"
+    )
