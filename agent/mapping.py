@@ -219,14 +219,6 @@ class MapRun:
                 self.pending.clear()
             return len(self.states) == len(self.items)
 
-    def cancel_pending(self) -> bool:
-        """The run was cancelled: items not started end cancelled; True when nothing is left running."""
-        with self._lock:
-            for i in self.pending:
-                self.states[i] = RunStatus.CANCELLED
-            self.pending.clear()
-            return self.running == 0 and len(self.states) == len(self.items)
-
     def finish(self) -> tuple[RunStatus, str | None, bool]:
         """Record the mapped task's own end: ``(status, detail, gated)``; its output is the items' outputs."""
         from agent.events import TaskEnded

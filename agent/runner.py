@@ -55,7 +55,7 @@ from agent.pipeline import Pipeline, Task
 from agent.records import OK, RunRecord, RunStatus, TaskAttempt, new_run_id
 from agent.scope import rows_of
 from agent.store import RunStore
-from agent.tasklogs import TaskLog, attached
+from agent.tasklogs import TaskLog, attached, hooked
 from agent.trust import require_trusted
 from agent.waiting import SensorWaits
 from agent.wiring import Input, take
@@ -588,8 +588,9 @@ class _Job:
         try:
             self.ctx = contextvars.copy_context()
             try:
-                self._start()
-                self._wait()
+                with hooked():  # installed once for the run, not at each attempt
+                    self._start()
+                    self._wait()
                 if not self.done.is_set():  # abandoned: record what still runs as interrupted
                     self.cancelled.set()
                     self._abandon(RunStatus.INTERRUPTED)
