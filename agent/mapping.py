@@ -219,14 +219,6 @@ class MapRun:
                 self.pending.clear()
             return len(self.states) == len(self.items)
 
-    def cancel_pending(self) -> bool:
-        """The run was cancelled: items not started end cancelled; True when nothing is left running."""
-        with self._lock:
-            for i in self.pending:
-                self.states[i] = RunStatus.CANCELLED
-            self.pending.clear()
-            return self.running == 0 and len(self.states) == len(self.items)
-
     def finish(self) -> tuple[RunStatus, str | None, bool]:
         """Record the mapped task's own end: ``(status, detail, gated)``; its output is the items' outputs."""
         from agent.events import TaskEnded
@@ -308,18 +300,9 @@ def begin_map(job: Any, name: str) -> list[Any]:
     try:
         kwargs = job._inputs(task)[0]
         items = items_of(kwargs.get(task.map), name, task.map)
-    except (
-        MapError,
-        TaskInputError,
-    ) as exc:  # one failed attempt, with the error that says what the parameter received
-        tr_id = job.store.start_task(job.run_id, name, attempt, now=job.r.clock())
-        ts = job.tel.task_scope(job.name, name, run_id=job.run_id, attempt=attempt, retry=False, durable=True)
-        ts.__enter__()
-        event, _ = ts.end(exc)
-        job.store.finish_task(tr_id, RunStatus.FAILED, now=job.r.clock(), error=ts.error)
-        if event is not None:
-            job.tel.bus.emit(event)
-        return list(job._complete(name, RunStatus.FAILED, ts.error))
+    except (MapError, TaskInputError) as exc:
+        # one failed attempt, with the error that says what the parameter received
+        return job._complete(name, *job._run_task(name, unwired=exc))
     m = MapRun(job, name, kwargs, items, attempt, _reused(job, task, len(items)))
     with job.lock:
         job.maps[name] = m

@@ -510,7 +510,7 @@ def _make_task(
         params.append(p.name)
         if p.default is not p.empty:
             defaults.add(p.name)
-    sources = _wire(pipe, fn, task_name, params, collect, deps, dict(wired or {}))
+    sources = _wire(pipe, fn, sig, task_name, params, collect, deps, dict(wired or {}))
     if task_name in deps or any(src.task == task_name for src in sources.values()):
         raise DecorationError(f"task {task_name!r} of pipeline {pipe.name!r} cannot depend on itself")
     return Task(
@@ -533,6 +533,7 @@ def _make_task(
 def _wire(
     pipe: Pipeline,
     fn: Callable[..., Any],
+    sig: inspect.Signature,
     task: str,
     params: list[str],
     collect: str | None,
@@ -540,7 +541,7 @@ def _wire(
     wired: dict[str, Input],
 ) -> dict[str, Input]:
     """Explicit sources of ``task``'s parameters (depends_on mapping and Input annotations), validated."""
-    for param, src in annotated_sources(fn, task).items():
+    for param, src in annotated_sources(fn, task, sig).items():
         if param in wired and wired[param] != src:
             raise DecorationError(
                 f"task {task!r}: parameter {param!r} is wired to {wired[param].describe()} by depends_on and to "

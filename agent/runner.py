@@ -55,10 +55,10 @@ from agent.pipeline import Pipeline, Task
 from agent.records import OK, RunRecord, RunStatus, TaskAttempt, new_run_id
 from agent.scope import rows_of
 from agent.store import RunStore
-from agent.tasklogs import TaskLog, attached
+from agent.tasklogs import TaskLog, attached, hooked
 from agent.trust import require_trusted
 from agent.waiting import SensorWaits
-from agent.wiring import take
+from agent.wiring import Input, take
 
 __all__ = ["ResumePlan", "Runner", "recover_interrupted", "resume", "run", "run_values"]
 
@@ -538,6 +538,9 @@ class _Job:
         self.home = runner._home(store)
         # Outputs worth keeping: those a task downstream takes by parameter (a resume may need them).
         self.consumed = {i for t in pipeline.tasks.values() for i in t.inputs(pipeline.tasks)}
+        #: Per task: parameter -> the output it receives, and the arguments that may be tables
+        #: (worked out once per run, not at every attempt or item).
+        self.wires = {n: _wires(t, pipeline.tasks) for n, t in pipeline.tasks.items()}
         self.ctx: contextvars.Context | None = None
         self.drivers: Executor | None = None
         self.ready: collections.deque[Any] = collections.deque()  # task names, and (task, item) pairs
@@ -585,8 +588,9 @@ class _Job:
         try:
             self.ctx = contextvars.copy_context()
             try:
-                self._start()
-                self._wait()
+                with hooked():  # installed once for the run, not at each attempt
+                    self._start()
+                    self._wait()
                 if not self.done.is_set():  # abandoned: record what still runs as interrupted
                     self.cancelled.set()
                     self._abandon(RunStatus.INTERRUPTED)
@@ -961,7 +965,7 @@ class _Job:
     def _inputs(self, task: Task) -> tuple[dict[str, Any], list[Any], list[int]]:
         """(keyword arguments, the table-like inputs, their row counts)."""
         kwargs: dict[str, Any] = {}
-        bindings = task.bindings(self.pipeline.tasks)
+        bindings = self.wires[task.name][0]
         for p in task.parameters:
             source = bindings.get(p)
             if source is not None:
@@ -976,10 +980,7 @@ class _Job:
         """The table-like values among the upstream outputs (and the item) a task receives, and their rows."""
         frames: list[Any] = []
         rows: list[int] = []
-        names = [*task.bindings(self.pipeline.tasks), *task.collected()]
-        if task.map is not None and task.map not in names:
-            names.append(task.map)
-        for p in names:
+        for p in self.wires[task.name][1]:
             value = kwargs.get(p)
             n = rows_of(value)
             if n is not None:
@@ -1008,19 +1009,25 @@ class _Job:
         return self.outputs[task]
 
     def _run_task(
-        self, name: str, *, item: int | None = None, kwargs: dict[str, Any] | None = None
+        self,
+        name: str,
+        *,
+        item: int | None = None,
+        kwargs: dict[str, Any] | None = None,
+        unwired: Exception | None = None,
     ) -> tuple[RunStatus, str | None, bool]:
         """Run one task (or one ``item`` of a mapped task, with its ``kwargs``) with its retries;
         (final state, error or reason, whether a check blocked it).
 
+        ``unwired``: why the task's arguments could not be made; its one attempt fails with it.
         Each attempt is written to the store before anyone hears of it (the events are durable).
         """
         task = self.pipeline.tasks[name]
         store, tel, clock = self.store, self.tel, self.r.clock
-        unwired: TaskInputError | None = None  # an input that cannot be taken fails the task, without retries
+        # An input that cannot be taken fails the task, without retries.
         if kwargs is None:
             try:
-                kwargs, frames, input_rows = self._inputs(task)
+                kwargs, frames, input_rows = ({}, [], []) if unwired is not None else self._inputs(task)
             except TaskInputError as exc:
                 kwargs, frames, input_rows, unwired = {}, [], [], exc
             attempt = self.base_attempts.get(name, 0)
@@ -1175,3 +1182,12 @@ class _Job:
                     f"task {task.name!r} was abandoned because the run was cancelled", task=task.name
                 )
         return future.result()
+
+
+def _wires(task: Task, tasks: Mapping[str, Task]) -> tuple[dict[str, Input], tuple[str, ...]]:
+    """(parameter -> the output it receives, the arguments that may be tables: upstream outputs and the item)."""
+    bindings = task.bindings(tasks)
+    names = [*bindings, *task.collected()]
+    if task.map is not None and task.map not in names:
+        names.append(task.map)
+    return bindings, tuple(names)

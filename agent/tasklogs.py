@@ -43,7 +43,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
-__all__ = ["MAX_CHARS", "NO_PARTS", "Parts", "TaskLog", "attach", "attached", "captured"]
+__all__ = ["MAX_CHARS", "NO_PARTS", "Parts", "TaskLog", "attach", "attached", "captured", "hooked"]
 
 #: Characters of logs and output kept per task attempt (its first and last half when it wrote more).
 MAX_CHARS = 64 * 1024
@@ -124,13 +124,23 @@ class TaskLog:
     @contextlib.contextmanager
     def active(self) -> Iterator[TaskLog]:
         """Make this the current thread's log while the block runs (records and stdout/stderr go to it)."""
-        _install()
-        token = _current.set(self)
-        try:
-            yield self
-        finally:
-            _current.reset(token)
-            _uninstall()
+        with hooked():
+            token = _current.set(self)
+            try:
+                yield self
+            finally:
+                _current.reset(token)
+
+
+@contextlib.contextmanager
+def hooked() -> Iterator[None]:
+    """Keep the record factory and the stdout/stderr tee in place while the block runs; the last block out
+    takes them away. A run holds them for all its attempts, so an attempt only counts itself in and out."""
+    _install()
+    try:
+        yield
+    finally:
+        _uninstall()
 
 
 def captured(fn: Callable[..., Any], kwargs: Mapping[str, Any], call: Callable[..., Any]) -> tuple[Any, Parts]:

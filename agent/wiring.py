@@ -95,15 +95,15 @@ def parse_depends_on(depends_on: Any) -> tuple[tuple[str, ...], dict[str, Input]
     return tuple(dict.fromkeys(names)), sources
 
 
-def annotated_sources(fn: Callable[..., Any], task: str) -> dict[str, Input]:
-    """Parameters annotated ``Annotated[T, Input(...)]`` and their sources.
+def annotated_sources(fn: Callable[..., Any], task: str, sig: inspect.Signature) -> dict[str, Input]:
+    """Parameters annotated ``Annotated[T, Input(...)]`` and their sources (``sig``: the signature of ``fn``).
 
     String annotations (``from __future__ import annotations``) are evaluated only
     when they mention ``Input``; one that cannot be is a DecorationError now, not a
     parameter silently left unwired.
     """
     out: dict[str, Input] = {}
-    for p in inspect.signature(fn).parameters.values():
+    for p in sig.parameters.values():
         ann = p.annotation
         if isinstance(ann, str):
             if "Input" not in ann:
@@ -155,23 +155,19 @@ def take(value: Any, source: Input, *, task: str, param: str) -> Any:
     """The part of an upstream ``value`` that ``source`` names; TaskInputError when a key cannot be taken."""
     if source.key is None:
         return value
-    if not isinstance(value, Mapping):
-        raise TaskInputError(
-            f"parameter {param!r} of task {task!r} takes key {source.key!r} of the output of {source.task!r}, "
-            f"which is a {type(value).__name__}, not a dict",
-            task=task,
-            source=source.task,
-            key=source.key,
-        )
-    try:
-        return value[source.key]
-    except KeyError:
+    if isinstance(value, Mapping):
+        try:
+            return value[source.key]
+        except KeyError:
+            pass
         keys = [str(k) for k in list(value)[:10]]
         more = ", ..." if len(value) > 10 else ""
-        raise TaskInputError(
-            f"parameter {param!r} of task {task!r} takes key {source.key!r} of the output of {source.task!r}, "
-            f"which has no such key (keys: {', '.join(map(repr, keys))}{more})",
-            task=task,
-            source=source.task,
-            key=source.key,
-        ) from None
+        why = f"has no such key (keys: {', '.join(map(repr, keys))}{more})"
+    else:
+        why = f"is a {type(value).__name__}, not a dict"
+    raise TaskInputError(
+        f"parameter {param!r} of task {task!r} takes key {source.key!r} of the output of {source.task!r}, which {why}",
+        task=task,
+        source=source.task,
+        key=source.key,
+    )

@@ -169,12 +169,13 @@ def test_an_empty_list_succeeds_with_no_items(run_opts: dict[str, Any]) -> None:
 
 
 def test_mapping_over_what_is_not_a_list_fails_with_map_error(run_opts: dict[str, Any]) -> None:
-    """A mapped parameter that receives a dict is one failed attempt whose error says what it received."""
+    """A mapped parameter that receives a dict is one failed attempt (not retried) whose error says what it received."""
     pipe = Pipeline("not_a_list")
     pipe.task(name="config")(lambda: {"a": 1})
-    pipe.task(name="each", map="config")(lambda config: config)
+    pipe.task(name="each", map="config", retries=2)(lambda config: config)
     rec = run(pipe, **run_opts)
     assert rec.task_state("each") is RunStatus.FAILED
+    assert [(a.attempt, a.item) for a in rec.attempts if a.task == "each"] == [(1, None)]
     error = rec.latest()["each"].error or ""
     assert error.startswith("MapError: task 'each' is mapped over its parameter 'config', which received a mapping")
 
